@@ -1,0 +1,58 @@
+"""Archive stores chosen by URL scheme: ``s3://bucket/prefix``, ``az://container/prefix``, ``file:///dir``.
+
+Backends are imported only when used, so a command that never touches S3 does not pay for ``import boto3``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from firehose.archive.base import AzureCredential, ObjectInfo, S3Credential, Store
+from firehose.errors import UsageError
+
+SCHEMES = ("s3", "az", "file")
+"""The URL schemes a store can be opened with."""
+
+__all__ = ["SCHEMES", "AzureCredential", "ObjectInfo", "S3Credential", "Store", "StoreUrl", "open_store"]
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """A parsed store URL: scheme, bucket/container (or directory) and a key prefix."""
+
+    scheme: str
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> StoreUrl:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            supported = ", ".join(f"{s}://" for s in SCHEMES)
+            raise UsageError(f"unsupported archive URL {url!r}: use one of {supported}")
+        if scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise UsageError(f"archive URL {url!r}: file URLs take an absolute path (file:///dir)")
+            return cls(scheme, unquote(parts.path).rstrip("/") or "/", "")
+        if not parts.netloc:
+            raise UsageError(f"archive URL {url!r} names no bucket or container")
+        return cls(scheme, parts.netloc, unquote(parts.path).lstrip("/"))
+
+
+def open_store(url: str | StoreUrl, *, s3: S3Credential | None = None, azure: AzureCredential | None = None) -> Store:
+    """Open the bucket, container or directory a URL names, with the credential for its service."""
+    where = url if isinstance(url, StoreUrl) else StoreUrl.parse(url)
+    if where.scheme == "s3":
+        from firehose.archive.s3 import S3Store
+
+        return S3Store(where.bucket, s3 or S3Credential())
+    if where.scheme == "az":
+        from firehose.archive.azure import AzureStore
+
+        return AzureStore(where.bucket, azure or AzureCredential())
+    from firehose.archive.local import LocalStore
+
+    return LocalStore(Path(where.bucket))

@@ -1,0 +1,77 @@
+"""The ``Store`` contract every archive backend keeps, and the value types it speaks in.
+
+A store is one bucket (S3), one container (Azure Blob) or one directory tree (disk). Keys are full keys
+inside it, ``/``-separated, exactly as the firehose wrote them; a store URL's path is only a default prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from firehose.secret import Secret
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a head tells about one stored object."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class S3Credential:
+    """How to reach an S3 (or S3-compatible) store. Unset fields fall back to boto3's own chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class AzureCredential:
+    """How to reach an Azure Blob store: a connection string, or an account URL with an optional SAS token.
+
+    With neither a connection string nor a SAS token, the Azure default credential chain is used.
+    """
+
+    connection_string: Secret | None = None
+    account_url: str | None = None
+    sas_token: Secret | None = None
+
+
+class Store(Protocol):
+    """One bucket, container or directory.
+
+    - ``list`` yields objects in ascending key order (byte order), lazily, page by page.
+    - ``read`` returns the stored bytes unchanged (no gzip decoding); a missing key raises ``ArchiveNotFound``.
+    - ``head`` returns ``None`` for a missing key.
+    - ``write`` with ``if_absent=True`` never replaces an object: it returns ``False`` when the key exists.
+    - Every vendor error leaves as an ``ArchiveError`` naming the store and the key.
+    """
+
+    url: str
+    """Where the store is, for messages (``s3://bucket``); never holds a secret."""
+
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]: ...
+
+    def read(self, key: str) -> bytes: ...
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+
+    def write(
+        self, key: str, data: bytes, *, if_absent: bool = True, content_type: str = "application/json"
+    ) -> bool: ...
+
+    def create(self) -> None:
+        """Create the bucket, container or directory (for the sandbox and tests; firehose never does this)."""
+        ...
+
+    def close(self) -> None: ...

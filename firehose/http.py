@@ -1,0 +1,235 @@
+"""The HTTP edge: the only module that uses httpx and tenacity.
+
+``HttpClient`` sends requests to one base URL with Basic auth, retries what is safe to retry, and turns every
+httpx error and unusable status into a ``FirehoseError``. The retry policy is data (``RetryPolicy``); the sleep
+and the random source are injected so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import tenacity
+
+from firehose import __version__
+from firehose.errors import (
+    ApiStatusError,
+    ApiUnreachable,
+    AuthError,
+    FirehoseError,
+    RetriesExhausted,
+)
+
+log = logging.getLogger(__name__)
+
+QueryParams = Sequence[tuple[str, str]]
+"""Query parameters as ordered pairs, so a name may repeat (``include=a&include=b``)."""
+
+USER_AGENT = f"firehose/{__version__}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying a request again.
+
+    The wait before retry ``n`` (1-based) is exponential, ``backoff_base_seconds * 2**(n-1)``, capped at
+    ``backoff_max_seconds``, with "equal jitter" (a random point in its upper half) so many clients do not
+    retry in step. When the server sent ``Retry-After``, the wait is at least that long, up to
+    ``retry_after_max_seconds``: a server asking for an hour does not stall a nightly job for an hour.
+    """
+
+    max_attempts: int = 6
+    """Attempts in all, the first one included."""
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    retry_after_max_seconds: float = 120.0
+    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
+    """Statuses that mean "try again later". 501 and 505 are not here: they will not change."""
+
+    def wait_seconds(self, retry_number: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.backoff_max_seconds, self.backoff_base_seconds * 2.0 ** (retry_number - 1))
+        jittered = backoff / 2 + rng.random() * backoff / 2
+        if retry_after is None:
+            return jittered
+        return max(jittered, min(retry_after, self.retry_after_max_seconds))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a message: user info (``user:password@``) removed."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class _RetryableStatus(Exception):
+    """Raised inside the retry loop for a status worth another try; never leaves this module."""
+
+    def __init__(self, error: ApiStatusError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _RetryableTransport(Exception):
+    """Raised inside the retry loop for a connection failure; never leaves this module."""
+
+    def __init__(self, error: ApiUnreachable) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for an answer"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "refused" in text:
+            return "connection refused"
+        if "name or service not known" in text or "nodename" in text or "getaddrinfo" in text:
+            return "host name not found"
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection"
+    return type(exc).__name__
+
+
+class HttpClient:
+    """Requests to one base URL, with Basic auth and retries.
+
+    ``auth`` is ``(username, password)``; it is sent as a header and never appears in a message, a log line
+    or a repr. ``transport`` lets tests plug in an ``httpx.MockTransport``; the default is a real connection
+    pool with keep-alive.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        timeout_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._client = httpx.Client(
+            auth=httpx.BasicAuth(*auth) if auth else None,
+            timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpClient(base_url={redact_url(self.base_url)!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get_json(self, path: str, params: QueryParams = ()) -> Any:
+        """GET ``path`` and return the parsed JSON body, retrying per the policy; GET is safe to repeat."""
+        from firehose.codec import decode
+
+        url = f"{self.base_url}{path}"
+        body = self._retrying(lambda: self._get_once(url, params))
+        return decode(body, where=f"GET {redact_url(url)}")
+
+    def _get_once(self, url: str, params: QueryParams) -> bytes:
+        shown = f"GET {redact_url(url)}"
+        try:
+            response = self._client.get(url, params=list(params))
+        except httpx.TransportError as exc:
+            reason = _describe_transport_error(exc)
+            raise _RetryableTransport(
+                ApiUnreachable(f"cannot reach LeadConduit: {shown}: {reason}", url=redact_url(url))
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return response.content
+        if status in (401, 403):
+            raise AuthError(
+                f"LeadConduit refused the API key (HTTP {status}) for {shown}; "
+                "check LEADCONDUIT_API_KEY and the account's access to the Leads API",
+                status=status,
+                url=redact_url(url),
+            )
+        error = ApiStatusError(
+            f"{shown} answered HTTP {status}{_server_says(response)}", status=status, url=redact_url(url)
+        )
+        if status in self.retry.retry_statuses:
+            raise _RetryableStatus(error, parse_retry_after(response.headers.get("Retry-After")))
+        raise error
+
+    def _retrying(self, attempt: Callable[[], bytes]) -> bytes:
+        policy = self.retry
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = exc.retry_after if isinstance(exc, _RetryableStatus) else None
+            seconds = policy.wait_seconds(state.attempt_number, retry_after, self._rng)
+            log.warning("%s; retry %d of %d in %.1f s", exc, state.attempt_number, policy.max_attempts - 1, seconds)
+            return seconds
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            retry=tenacity.retry_if_exception_type((_RetryableStatus, _RetryableTransport)),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (_RetryableStatus, _RetryableTransport) as exc:
+            last: FirehoseError = exc.error
+            if policy.max_attempts <= 1:
+                raise last from None
+            raise RetriesExhausted(
+                f"{last} (gave up after {policy.max_attempts} attempts)",
+                attempts=policy.max_attempts,
+                last_error=last,
+            ) from None
+
+
+def _server_says(response: httpx.Response) -> str:
+    """The server's own error text, shortened, for the message (``: {"error": "..."}``)."""
+    text = response.text.strip().replace("\n", " ")
+    if not text:
+        return ""
+    return f": {text[:200]}"

@@ -1,0 +1,130 @@
+"""The sandbox's firehose: writes each new event to its flow's destinations, the way LeadConduit's does.
+
+Each event goes to every enabled destination of its ``firehose`` property, at
+``<prefix>/<lead id>/<event id>.json``, as compact JSON. A settable drop rate loses some writes on purpose
+(per destination), so that reconcile has gaps to find. Writes overwrite, as a firehose redelivery would.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
+from firehose.codec import encode
+from firehose.errors import FirehoseError
+from firehose.event import Destination, EventView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the sandbox's firehose really writes: S3 and Azure endpoints, or one directory for both."""
+
+    s3: S3Credential | None = None
+    azure: AzureCredential | None = None
+    directory: Path | None = None
+    """If set, ``<directory>/<service>/<bucket>/<key>`` replaces S3 and Azure."""
+    create_buckets: bool = False
+
+
+class FirehoseStream:
+    """A pool of writers; ``status()`` tells what was written, dropped on purpose, or failed."""
+
+    def __init__(self, targets: Targets, *, drop_rate: float = 0.0, seed: int = 0, workers: int = 8) -> None:
+        self.targets = targets
+        self.drop_rate = drop_rate
+        self._rng = random.Random(f"drops:{seed}")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="firehose-write")
+        self._stores: dict[tuple[str, str], Store | None] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self.written = self.dropped = self.failed = self.skipped = self.pending = 0
+        self.errors: list[str] = []
+
+    def _store(self, destination: Destination) -> Store | None:
+        name = (destination.service, destination.bucket)
+        with self._lock:
+            if name in self._stores:
+                return self._stores[name]
+        store: Store | None = None
+        if self.targets.directory is not None:
+            root = self.targets.directory / destination.service / destination.bucket
+            store = open_store(StoreUrl("file", str(root), ""))
+        elif destination.service == "aws" and self.targets.s3 is not None:
+            store = open_store(StoreUrl("s3", destination.bucket, ""), s3=self.targets.s3)
+        elif destination.service == "azure" and self.targets.azure is not None:
+            store = open_store(StoreUrl("az", destination.bucket, ""), azure=self.targets.azure)
+        if store is not None and self.targets.create_buckets:
+            store.create()
+        with self._lock:
+            self._stores.setdefault(name, store)
+            return self._stores[name]
+
+    def send(self, events: Iterable[dict[str, Any]]) -> None:
+        """Queue events for writing; returns at once."""
+        for event in events:
+            view = EventView(event)
+            lead_id = view.lead_id
+            for destination in view.destinations():
+                with self._lock:
+                    drop = self._rng.random() < self.drop_rate
+                    if drop:
+                        self.dropped += 1
+                        continue
+                    if lead_id is None:
+                        self.skipped += 1
+                        continue
+                    self.pending += 1
+                self._pool.submit(self._write, destination, destination.key(lead_id, view.id), encode(event))
+
+    def _write(self, destination: Destination, key: str, body: bytes) -> None:
+        try:
+            store = self._store(destination)
+            if store is None:
+                with self._lock:
+                    self.skipped += 1
+                return
+            store.write(key, body, if_absent=False)
+            with self._lock:
+                self.written += 1
+        except FirehoseError as exc:
+            log.warning("firehose write failed: %s", exc)
+            with self._lock:
+                self.failed += 1
+                self.errors = [*self.errors[-4:], str(exc)]
+        finally:
+            with self._lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self._idle.notify_all()
+
+    def wait(self, timeout_seconds: float | None = None) -> bool:
+        """Block until every queued write is done; False on timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self.pending == 0, timeout=timeout_seconds)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "written": self.written,
+                "dropped": self.dropped,
+                "failed": self.failed,
+                "skipped": self.skipped,
+                "pending": self.pending,
+                "drop_rate": self.drop_rate,
+                "last_errors": list(self.errors),
+            }
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for store in self._stores.values():
+            if store is not None:
+                store.close()
