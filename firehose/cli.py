@@ -78,10 +78,21 @@ def cli(config: str | None, verbose: int) -> None:
       export LEADCONDUIT_API_KEY=...
       firehose events --start 2026-11-01 --type source > events.ndjson
     """
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(stream=sys.stderr, level=level, format="firehose: %(message)s")
-    if verbose < 2:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    _log_to_stderr(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+
+
+def _log_to_stderr(level: int) -> None:
+    """Library log records (retries, progress) go to stderr, prefixed; -vv adds httpx's request lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("firehose: %(message)s"))
+    for name in ("firehose", "httpx"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, "firehose_cli", False)]:
+            logger.removeHandler(old)
+        handler.firehose_cli = True  # type: ignore[attr-defined]  # marks handlers this function owns
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(level if name == "firehose" or level <= logging.DEBUG else logging.WARNING)
 
 
 @cli.command()
@@ -221,6 +232,12 @@ def events(
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generated data.")
 @click.option(
+    "--bucket",
+    default="lc-archive",
+    show_default=True,
+    help="Bucket and container name in the flows' firehose settings.",
+)
+@click.option(
     "--leads", type=click.IntRange(min=0), default=200, show_default=True, help="Leads to generate at start-up."
 )
 @click.option(
@@ -279,6 +296,7 @@ def sandbox(
     port: int,
     api_key_env: str,
     seed: int,
+    bucket: str,
     leads: int,
     days: float,
     until: str | None,
@@ -323,6 +341,7 @@ def sandbox(
         api_key=key,
         stream=stream,
         seed=seed,
+        bucket=bucket,
         faults=Faults(rate_429=rate_429, rate_5xx=rate_5xx, latency_ms=latency_ms),
     )
     end = parse_time(until, "--until") if until else default_until()

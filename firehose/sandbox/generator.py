@@ -160,7 +160,11 @@ def _short_id(rng: random.Random) -> str:
 
 
 def make_flows(
-    seed: int, *, aws_credential_id: str | None = None, azure_credential_id: str | None = None
+    seed: int,
+    *,
+    bucket: str = "lc-archive",
+    aws_credential_id: str | None = None,
+    azure_credential_id: str | None = None,
 ) -> tuple[Flow, ...]:
     """The sandbox's flows, one per firehose shape:
 
@@ -178,12 +182,12 @@ def make_flows(
     account = {"id": ids.at(created), "name": "Sandbox Insurance Co"}
 
     def service(enabled: bool, cred: str, prefix: str) -> dict[str, Any]:
-        return {"enabled": enabled, "credential_id": cred, "bucket": "lc-archive", "prefix": prefix}
+        return {"enabled": enabled, "credential_id": cred, "bucket": bucket, "prefix": prefix}
 
     shapes: list[tuple[str, dict[str, Any]]] = [
         (
             "Auto Insurance",
-            {"enabled": True, "credential_id": aws_cred, "bucket": "lc-archive", "prefix": "events/auto"},
+            {"enabled": True, "credential_id": aws_cred, "bucket": bucket, "prefix": "events/auto"},
         ),
         (
             "Home Insurance",
@@ -212,7 +216,7 @@ def make_flows(
                 },
             },
         ),
-        ("Solar Leads", {"enabled": False, "credential_id": aws_cred, "bucket": "lc-archive", "prefix": "solar"}),
+        ("Solar Leads", {"enabled": False, "credential_id": aws_cred, "bucket": bucket, "prefix": "solar"}),
     ]
     flows = []
     for number, (name, firehose) in enumerate(shapes):
@@ -337,8 +341,11 @@ def _base_event(
     flow: Flow,
     start: datetime,
     ms: int,
+    created: datetime | None = None,
 ) -> dict[str, Any]:
-    created = start
+    """The properties every event has. ``created`` (default ``start``) is when the event was recorded: the
+    moment its id was made, which ``expires_at`` counts 90 days from."""
+    created = created or start
     return {
         "id": event_id,
         "type": event_type,
@@ -456,7 +463,7 @@ def process_lead(
             outcome, reason = "error", "Internal error processing lead"
     response_body = {"outcome": outcome, "reason": reason or None, "lead": {"id": lead_id}, "price": 0}
     total_ms = int((clock - at).total_seconds() * 1000)
-    source_event = _base_event(ids.at(clock), "source", outcome, reason, base_vars, flow, at, total_ms)
+    source_event = _base_event(ids.at(clock), "source", outcome, reason, base_vars, flow, at, total_ms, clock)
     source_event.update(
         {
             "module_id": "leadconduit-default.inbound",

@@ -45,8 +45,10 @@ def response_type(accept: str | None) -> str:
         wanted = media_type(item)
         if wanted in ("*/*", "application/*", JSON):
             return JSON
-        if wanted in XML_TYPES or wanted == "text/*":
-            return "application/xml" if wanted != "text/*" else "text/xml"
+        if wanted in XML_TYPES:
+            return wanted
+        if wanted == "text/*":
+            return "text/xml"
     raise InboundError(406, f"Not Acceptable: cannot answer in {accept}")
 
 
@@ -120,7 +122,7 @@ def parse_fields(*, content_type: str | None, body: bytes, query: str) -> dict[s
 
 def render_response(body: dict[str, Any], kind: str) -> bytes:
     """The submit answer in JSON or as LeadConduit's ``<result>`` XML."""
-    if kind == JSON:
+    if kind not in XML_TYPES:
         return encode(body)
     lead_id = escape(str(body.get("lead", {}).get("id", "")))
     reason = "" if body.get("reason") is None else escape(str(body["reason"]))

@@ -43,7 +43,7 @@ class RuleError(ValueError):
 def resolve(path: str, document: Mapping[str, Any], vars_key: str = "vars") -> Any:
     """The value at a dot path, looked up in the event first and then in its ``vars``; None if absent."""
     head = path.split(".", 1)[0]
-    root: Any = document if head in document and head != vars_key else document.get(vars_key, document)
+    root: Any = document if head in document else document.get(vars_key, {})
     value: Any = root
     for part in path.split("."):
         if isinstance(value, Mapping) and part in value:

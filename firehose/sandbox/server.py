@@ -173,6 +173,7 @@ class Sandbox:
         api_key: str,
         stream: FirehoseStream,
         seed: int = 1,
+        bucket: str = "lc-archive",
         faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -182,7 +183,7 @@ class Sandbox:
         self.faults = faults or Faults()
         self.clock = clock
         self.store = EventStore()
-        self.flows: tuple[Flow, ...] = make_flows(seed)
+        self.flows: tuple[Flow, ...] = make_flows(seed, bucket=bucket)
         self._live_rng = random.Random(f"live:{seed}")
         self._fault_rng = random.Random(f"faults:{seed}")
         self._live_ids = IdMaker(self._live_rng)
@@ -233,7 +234,7 @@ class Sandbox:
         body: str,
         ip: str,
     ) -> dict[str, Any]:
-        """Process one live lead; its events are stored and streamed at once (none dated in the future)."""
+        """Process one live lead; its events are stored and streamed at once (none from the far future)."""
         now = self.now()
         with self._lock:
             submission = Submission(
@@ -248,7 +249,10 @@ class Sandbox:
                 ip=ip,
             )
             lead_id, answer, events = process_lead(submission, self._live_ids, self._live_rng)
-            events = [event for event in events if event["id"][:8] <= f"{int(self.clock()):08x}"]
+            # Step timings put a lead's events a few seconds after its submission; retries and feedback come
+            # minutes to days later, so they cannot exist yet.
+            horizon = f"{int(self.clock()) + 60:08x}"
+            events = [event for event in events if event["id"][:8] <= horizon]
             self.submissions.append(
                 {
                     "lead_id": lead_id,

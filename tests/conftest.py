@@ -1,0 +1,155 @@
+"""Shared fixtures: the local stack's coordinates, and sandboxes running in a thread over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from firehose.archive import AzureCredential, S3Credential
+from firehose.sandbox import Faults, FirehoseStream, Sandbox, Targets, make_server
+from firehose.secret import Secret
+
+API_KEY = "test-api-key-4f1b96c9150d8050e858c043"
+"""The key the test sandboxes accept; tests assert it never shows in output."""
+
+UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
+"""Seeded data ends here, a week before the machine's clock, so nothing generated has expired."""
+
+# The local stack's development credentials (localstack/stack): loopback servers only.
+S3_ENDPOINT = os.environ.get(
+    "FIREHOSE_TEST_S3_ENDPOINT", f"http://127.0.0.1:{os.environ.get('FIREHOSE_S3_PORT', 8333)}"
+)
+AZURE_PORT = os.environ.get("FIREHOSE_AZURE_PORT", "10000")
+AZURE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    f"BlobEndpoint=http://127.0.0.1:{AZURE_PORT}/devstoreaccount1;"
+)
+S3_CREDENTIAL = S3Credential(
+    endpoint_url=S3_ENDPOINT, region="us-east-1", access_key_id="test", secret_access_key=Secret("test")
+)
+AZURE_CREDENTIAL = AzureCredential(connection_string=Secret(AZURE_CONNECTION_STRING))
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox served on a free loopback port, with helpers to talk to it."""
+
+    sandbox: Sandbox
+    url: str
+    bucket: str
+
+    def get(self, path: str, params: Any = None, *, key: str | None = API_KEY) -> httpx.Response:
+        auth = ("API", key) if key is not None else None
+        return httpx.get(f"{self.url}{path}", params=params, auth=auth, timeout=30)
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        response = self.get("/events", params=params)
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def all_ids(self) -> list[str]:
+        """Every id the sandbox serves, ascending (read straight from its store)."""
+        return [event["id"] for event in self.sandbox_events()]
+
+    def sandbox_events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        after = None
+        while True:
+            params: dict[str, Any] = {"sort": "asc", "limit": 1000}
+            if after:
+                params["after_id"] = after
+            page = self.events(**params)
+            if not page:
+                return events
+            events.extend(page)
+            after = page[-1]["id"]
+
+    def submit_url(self, flow_index: int = 1, source_index: int = 0) -> str:
+        flow = self.sandbox.flows[flow_index]
+        return f"{self.url}/flows/{flow.id}/sources/{flow.sources[source_index].id}/submit"
+
+
+def start_sandbox(
+    targets: Targets,
+    *,
+    seed: int = 7,
+    leads: int = 120,
+    days: float = 30,
+    until: datetime = UNTIL,
+    drop_rate: float = 0.0,
+    **kwargs: Any,
+) -> tuple[RunningSandbox, Any]:
+    bucket = kwargs.pop("bucket", f"fh-{uuid.uuid4().hex[:12]}")
+    stream = FirehoseStream(targets, drop_rate=drop_rate, seed=seed)
+    sandbox = Sandbox(api_key=API_KEY, stream=stream, seed=seed, bucket=bucket, faults=Faults(), **kwargs)
+    sandbox.seed_data(leads=leads, days=days, until=until)
+    server = make_server(sandbox)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    return RunningSandbox(sandbox, f"http://127.0.0.1:{port}", bucket), server
+
+
+def stop_sandbox(server: Any, running: RunningSandbox) -> None:
+    server.shutdown()
+    server.server_close()
+    running.sandbox.stream.close()
+
+
+@pytest.fixture(scope="session")
+def api_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A seeded sandbox whose firehose writes to a temporary directory (no storage servers needed)."""
+    root = tmp_path_factory.mktemp("firehose-dir")
+    running, server = start_sandbox(Targets(directory=root, create_buckets=True))
+    running.sandbox.stream.wait(60)
+    yield running
+    stop_sandbox(server, running)
+
+
+@pytest.fixture()
+def sandbox(api_sandbox: RunningSandbox) -> Iterator[RunningSandbox]:
+    """The shared API sandbox with its faults reset before and after each test."""
+    api_sandbox.sandbox.faults = Faults()
+    yield api_sandbox
+    api_sandbox.sandbox.faults = Faults()
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """The local S3 and Azure servers must be up (scripts/test starts them)."""
+    for name, url, expected in (
+        ("S3 (SeaweedFS)", f"{S3_ENDPOINT}/healthz", 200),
+        ("Azure Blob (Azurite)", f"http://127.0.0.1:{AZURE_PORT}/devstoreaccount1?comp=list", 403),
+    ):
+        try:
+            status = httpx.get(url, timeout=3).status_code
+        except httpx.TransportError:
+            status = None
+        if status != expected:
+            pytest.fail(f"{name} is not running at {url}: start it with `localstack/stack start`")
+
+
+@pytest.fixture()
+def cli_env(sandbox: RunningSandbox, tmp_path: Path) -> dict[str, str]:
+    """Environment for CLI runs against the sandbox: only what a user would set, nothing from the shell."""
+    return {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": sandbox.url, "FIREHOSE_CONFIG": ""}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings in the developer's shell must not leak into tests; no firehose.toml is picked up."""
+    for name in list(os.environ):
+        if name.startswith(("LEADCONDUIT_", "FIREHOSE_CONFIG", "AZURE_STORAGE")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)

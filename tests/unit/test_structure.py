@@ -1,0 +1,74 @@
+"""The boundaries of architecture.md §3, kept true by parsing every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "firehose"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+VENDOR_HOME = {
+    "click": {"cli.py"},
+    "boto3": {"archive/s3.py"},
+    "botocore": {"archive/s3.py"},
+    "azure": {"archive/azure.py"},
+    "orjson": {"codec.py"},
+    "tenacity": {"http.py"},
+    "httpx": {"http.py"},
+}
+
+
+def _name(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_each_vendor_library_lives_in_one_module(path: Path) -> None:
+    for module in _imports(path):
+        top = module.split(".")[0]
+        if top in VENDOR_HOME:
+            assert _name(path) in VENDOR_HOME[top], f"{_name(path)} imports {module}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_only_cli_prints_or_exits_and_only_cli_and_config_read_the_environment(path: Path) -> None:
+    source = path.read_text()
+    tree = ast.parse(source)
+    name = _name(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "exit"):
+            pytest.fail(f"{name}:{node.lineno} calls {node.func.id}()")
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "sys" and node.attr == "exit" and name != "cli.py":
+                pytest.fail(f"{name}:{node.lineno} calls sys.exit")
+            if node.value.id == "os" and node.attr in ("environ", "getenv") and name not in ("cli.py", "config.py"):
+                pytest.fail(f"{name}:{node.lineno} reads the environment")
+
+
+def test_api_and_archive_do_not_know_each_other() -> None:
+    for path in MODULES:
+        imports = _imports(path)
+        if _name(path) == "api.py":
+            assert not any(m.startswith("firehose.archive") for m in imports)
+        if _name(path).startswith("archive/"):
+            assert "firehose.api" not in imports
+
+
+def test_nothing_imports_the_cli_but_main() -> None:
+    for path in MODULES:
+        if _name(path) not in ("cli.py", "__main__.py"):
+            assert "firehose.cli" not in _imports(path), _name(path)
