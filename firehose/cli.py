@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,12 +41,15 @@ class FirehoseGroup(click.Group):
             ctx.exit(int(ExitCode.INTERRUPTED))
 
 
-def parse_time(value: str, flag: str) -> datetime:
-    """An ISO 8601 date or date-time; a naive one is taken as UTC."""
+def parse_time(value: str, flag: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO 8601 date or date-time; a naive one is taken as UTC. A bare date is that day's first moment, or
+    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive)."""
     text = value.strip()
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
+            if end_of_day:
+                return datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -175,7 +179,7 @@ def events(
         rules = tuple(parsed)
     query = EventQuery(
         start=parse_time(start, "--start") if start else None,
-        end=parse_time(end, "--end") if end else None,
+        end=parse_time(end, "--end", end_of_day=True) if end else None,
         after_id=after_id,
         before_id=before_id,
         rules=rules,
@@ -371,6 +375,338 @@ def sandbox(
         server.server_close()
         stream.close()
         click.echo(f"sandbox: stopped; firehose {stream.status()}", err=True)
+
+
+def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that say how to reach a store, on every command that opens one."""
+    options = [
+        click.option("--credential", "credential_id", help="The credential_id whose [credentials] entry to use."),
+        click.option("--endpoint-url", help="S3 endpoint for S3-compatible servers (env FIREHOSE_S3_ENDPOINT_URL)."),
+        click.option("--region", help="S3 region (env FIREHOSE_S3_REGION)."),
+        click.option("--profile", help="AWS profile (env FIREHOSE_AWS_PROFILE)."),
+        click.option(
+            "--account-url",
+            help="Azure account URL (env FIREHOSE_AZURE_ACCOUNT_URL); the connection "
+            "string and SAS token come from FIREHOSE_AZURE_CONNECTION_STRING / FIREHOSE_AZURE_SAS_TOKEN.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 64),
+            default=8,
+            show_default=True,
+            help="Parallel requests to the store.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _storage_settings(ctx: click.Context, params: dict[str, Any]) -> Settings:
+    return _settings(ctx, **{name: params.get(name) for name in ("endpoint_url", "region", "profile", "account_url")})
+
+
+def _open_url(url: str, settings: Settings, credential_id: str | None) -> tuple[Any, Any]:
+    """The store a URL names and the parsed URL, with the credential mapped for ``credential_id``."""
+    from firehose.archive import StoreUrl, open_store
+
+    where = StoreUrl.parse(url)
+    if where.scheme == "s3":
+        return open_store(where, s3=settings.credentials.s3(credential_id)), where
+    if where.scheme == "az":
+        return open_store(where, azure=settings.credentials.azure_for(credential_id)), where
+    return open_store(where), where
+
+
+def _window(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    begin = parse_time(start, "--start") if start else None
+    finish = parse_time(end, "--end", end_of_day=True) if end else None
+    if begin and finish and begin > finish:
+        raise UsageError(f"--start {start} is after --end {end}")
+    return (int(begin.timestamp()) if begin else None, int(finish.timestamp()) if finish else None)
+
+
+@cli.group()
+def archive() -> None:
+    """Read a firehose archive: S3 (s3://bucket/prefix), Azure Blob (az://container/prefix) or a directory
+    (file:///dir), laid out as <prefix>/<lead id>/<event id>.json.
+
+    \b
+    Example:
+      firehose archive ls s3://my-bucket/events --start 2026-11-01 --end 2026-11-01
+      firehose archive cat s3://my-bucket/events 6ae13b5ba55055783f30ae50
+    """
+
+
+LS_FIELDS = ("time", "lead_id", "event_id", "size", "etag", "last_modified", "key")
+LS_WIDTHS = {"time": 20, "lead_id": 24, "event_id": 24, "size": 7, "etag": 34, "last_modified": 20}
+
+
+@archive.command("ls")
+@click.argument("url")
+@click.option("--start", help="Leads made at or after this time (ISO 8601; the archive is grouped by lead).")
+@click.option("--end", help="Leads made at or before this time (a bare date means the whole day).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "ndjson", "csv"]), default="text", show_default=True
+)
+@click.option("--all", "show_all", is_flag=True, help="Also list keys outside the firehose layout.")
+@storage_options
+@click.pass_context
+def archive_ls(
+    ctx: click.Context,
+    /,
+    url: str,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    show_all: bool,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """List the archived events under URL: key, lead id, event id, size, etag, last modified, and the event's
+    time from its id.
+
+    With --start/--end, only the events of the leads made in that window are listed: lead ids sort by time, so
+    the window is one key range, listed in parallel slices of about a page each instead of walking the whole
+    prefix. Events are grouped by lead, so a lead's later events (feedback days after) come with it.
+    Verification files are skipped; other keys are counted (and shown with --all).
+
+    \b
+    Example:
+      firehose archive ls s3://lc-archive/events/auto --start 2026-11-01 --end 2026-11-01
+      firehose archive ls az://lc-archive --format csv > all.csv
+    """
+    from firehose.archive.layout import ArchivedEvent
+    from firehose.archive.listing import ArchiveListing
+    from firehose.report import RowWriter
+
+    start_seconds, end_seconds = _window(start, end)
+    settings = _storage_settings(ctx, storage)
+    started = time.monotonic()
+    store, where = _open_url(url, settings, credential_id)
+    listing = ArchiveListing(
+        store,
+        where.prefix,
+        start_seconds=start_seconds,
+        end_seconds=end_seconds,
+        workers=workers,
+        include_other=show_all,
+    )
+    meta = {"url": url, "start": start, "end": end}
+    writer = RowWriter(
+        sys.stdout.buffer,
+        fmt,
+        LS_FIELDS,
+        schema="firehose.archive-ls/1",
+        rows_name="objects",
+        widths=LS_WIDTHS,
+        meta=meta,
+    )
+    try:
+        for item in listing:
+            if isinstance(item, ArchivedEvent):
+                writer.write(
+                    {
+                        "time": item.time,
+                        "lead_id": item.lead_id,
+                        "event_id": item.event_id,
+                        "size": item.size,
+                        "etag": item.etag,
+                        "last_modified": item.last_modified,
+                        "key": item.key,
+                    }
+                )
+            else:
+                writer.write(
+                    {"size": item.size, "etag": item.etag, "last_modified": item.last_modified, "key": item.key}
+                )
+    finally:
+        store.close()
+    counts = {"events": listing.events, "verification_files": listing.verification, "other_keys": listing.other}
+    writer.close(counts)
+    note = f"; {listing.verification} verification files skipped" if listing.verification else ""
+    if listing.other:
+        note += f"; {listing.other} keys outside the layout" + ("" if show_all else " not listed (--all shows them)")
+    click.echo(
+        f"firehose archive ls: {listing.events} events in {url}{note} ({time.monotonic() - started:.1f} s)", err=True
+    )
+
+
+@archive.command("cat")
+@click.argument("url")
+@click.argument("targets", nargs=-1)
+@click.option("--start", help="Print every event of the leads made at or after this time.")
+@click.option("--end", help="... and at or before this time (a bare date means the whole day).")
+@click.option("--lead-id", help="The lead id of the EVENT_IDs given (saves a search).")
+@click.option("--pretty", is_flag=True, help="Indented JSON instead of one line per event.")
+@storage_options
+@click.pass_context
+def archive_cat(
+    ctx: click.Context,
+    /,
+    url: str,
+    targets: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    lead_id: str | None,
+    pretty: bool,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Print archived events as NDJSON: by KEY, by EVENT_ID, or every event of a time window's leads.
+
+    An object may hold one event, a JSON array, or NDJSON, gzip-compressed or not: each record is printed.
+    An object that cannot be read or parsed is reported with its key and the reason, the rest are still
+    printed, and the command exits 5 at the end.
+
+    \b
+    Example:
+      firehose archive cat s3://lc-archive events/auto/6ae13b5aa55055783f30ae4b/6ae13b5aa55055783f30ae4c.json
+      firehose archive cat s3://lc-archive/events/auto 6ae13b5aa55055783f30ae4c --pretty
+      firehose archive cat az://lc-archive --start 2026-11-01 --end 2026-11-01 > day.ndjson
+    """
+    from firehose.archive.layout import ArchivedEvent
+    from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
+    from firehose.codec import encode_line, encode_pretty, records
+    from firehose.errors import ArchiveNotFound, DataError
+    from firehose.ids import is_object_id
+
+    if not targets and not (start or end):
+        raise UsageError("give KEYs or EVENT_IDs, or --start/--end for a window")
+    start_seconds, end_seconds = _window(start, end)
+    settings = _storage_settings(ctx, storage)
+    store, where = _open_url(url, settings, credential_id)
+    problems = 0
+    try:
+        keys: list[str] = []
+        for target in targets:
+            if is_object_id(target):
+                found = find_event_keys(store, where.prefix, target.lower(), lead_id=lead_id, workers=workers)
+                if not found:
+                    click.echo(f"firehose: error: event {target} not found under {url}", err=True)
+                    problems += 1
+                keys.extend(found[:1])
+            else:
+                keys.append(
+                    target
+                    if target.startswith(where.prefix)
+                    else f"{where.prefix.rstrip('/')}/{target}"
+                    if where.prefix
+                    else target
+                )
+        selected: Any = keys
+        if start or end:
+            listing = ArchiveListing(
+                store, where.prefix, start_seconds=start_seconds, end_seconds=end_seconds, workers=workers
+            )
+            selected = (item.key for item in listing if isinstance(item, ArchivedEvent))
+        out = sys.stdout.buffer
+        for key, body in read_many(store, selected, workers=workers):
+            try:
+                if isinstance(body, Exception):
+                    raise body
+                for record in records(body, where=f"{store.url}/{key}"):
+                    out.write(encode_pretty(record) if pretty else encode_line(record))
+            except (DataError, ArchiveNotFound) as exc:
+                click.echo(f"firehose: error: {exc}", err=True)
+                problems += 1
+        out.flush()
+    finally:
+        store.close()
+    if problems:
+        raise_exit = ExitCode.ARCHIVE
+        click.echo(f"firehose archive cat: {problems} objects could not be read", err=True)
+        ctx.exit(int(raise_exit))
+
+
+@cli.command()
+@click.argument("event_id")
+@click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
+@click.option("--archive", "archive_url", help="Look here instead of the event's own destinations (other layouts).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@storage_options
+@click.pass_context
+def locate(
+    ctx: click.Context,
+    /,
+    event_id: str,
+    url: str | None,
+    archive_url: str | None,
+    fmt: str,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Fetch EVENT_ID from LeadConduit and check each of its firehose destinations for its object.
+
+    Reports, per destination (legacy bucket, or services.aws / services.azure), the key and whether it is there
+    (size, etag, last modified). Disabled destinations are listed as such. Exits 1 if an enabled destination
+    lacks the event, 3 if a credential_id has no mapping in the config, 5 if a store fails.
+
+    \b
+    Example:
+      firehose locate 6ae13b5ba55055783f30ae50
+      firehose locate 6ae13b5ba55055783f30ae50 --archive s3://restored-bucket/events --format json
+    """
+    from firehose.api import LeadConduit
+    from firehose.archive import StoreUrl, open_store
+    from firehose.event import Destination
+    from firehose.http import HttpClient, RetryPolicy
+    from firehose.locate import exit_code
+    from firehose.locate import locate as locate_event
+    from firehose.report import RowWriter
+
+    settings = _settings(
+        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
+    )
+    api = settings.api
+    key = api.require_key()
+    with HttpClient(
+        api.url,
+        auth=(API_USERNAME, key.reveal()),
+        timeout_seconds=api.timeout_seconds,
+        retry=RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds),
+    ) as http:
+        event = LeadConduit(http).get_event(event_id)
+
+    def open_for(destination: Destination) -> Any:
+        credential = credential_id or destination.credential_id
+        where = StoreUrl(destination.scheme, destination.bucket, "")
+        if destination.scheme == "s3":
+            return open_store(where, s3=settings.credentials.s3(credential))
+        if destination.scheme == "az":
+            return open_store(where, azure=settings.credentials.azure_for(credential))
+        return open_store(StoreUrl("file", destination.bucket, ""))
+
+    override = None
+    if archive_url:
+        target = StoreUrl.parse(archive_url)
+        service = {"s3": "aws", "az": "azure", "file": "file"}[target.scheme]
+        override = [Destination(service, target.bucket, target.prefix, credential_id)]
+    locations = locate_event(event, open_for, destinations=override)
+    fields = (
+        ("status", "url", "size", "etag", "last_modified", "error")
+        if fmt == "text"
+        else ("status", "service", "bucket", "key", "url", "credential_id", "size", "etag", "last_modified", "error")
+    )
+    writer = RowWriter(
+        sys.stdout.buffer,
+        fmt,
+        fields,
+        schema="firehose.locate/1",
+        rows_name="destinations",
+        widths={"status": 8, "url": 70, "size": 7, "etag": 34, "last_modified": 20},
+        meta={"event_id": event_id},
+    )
+    for location in locations:
+        writer.write(location.as_row())
+    code = exit_code(locations)
+    writer.close({"exit_code": int(code)})
+    if not locations:
+        click.echo(f"firehose locate: event {event_id} has no firehose destinations", err=True)
+    ctx.exit(int(code))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from firehose.archive.base import AzureCredential, S3Credential
 from firehose.errors import ConfigError
 from firehose.secret import Secret
 
@@ -50,11 +51,71 @@ class ApiSettings:
         return self.api_key
 
 
+AWS_FIELDS = ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key")
+AZURE_FIELDS = ("connection_string", "account_url", "sas_token")
+SERVICES = ("aws", "azure")
+CredentialT = TypeVar("CredentialT", S3Credential, AzureCredential)
+
+
+@dataclass(frozen=True)
+class CredentialMap:
+    """How to reach each firehose ``credential_id``'s store from here (LeadConduit never gives out the secrets).
+
+    Resolution for an event's destination (service, credential_id), first match wins:
+
+    1. ``[credentials."<credential_id>"]`` (its ``service`` must match);
+    2. ``[credentials.default.<service>]``, or ``[credentials.default]`` whose ``service`` matches;
+    3. for S3, the AWS SDK's own chain (environment, profile, instance role); Azure has no such chain without an
+       account URL, so a missing Azure mapping is a configuration error naming the section to add.
+
+    ``overrides`` (from flags and ``FIREHOSE_*`` variables) then replace any field they set.
+    """
+
+    aws: Mapping[str, S3Credential] = field(default_factory=dict)
+    azure: Mapping[str, AzureCredential] = field(default_factory=dict)
+    aws_override: S3Credential = field(default_factory=S3Credential)
+    azure_override: AzureCredential = field(default_factory=AzureCredential)
+    source: str = DEFAULT_CONFIG_FILE
+
+    def s3(self, credential_id: str | None = None) -> S3Credential:
+        base = self.aws.get(credential_id or "default") or self.aws.get("default") or S3Credential()
+        if credential_id and credential_id not in self.aws and credential_id in self.azure:
+            raise ConfigError(
+                f'[credentials."{credential_id}"] in {self.source} is for azure, but an S3 bucket uses it'
+            )
+        return _merge(base, self.aws_override)
+
+    def azure_for(self, credential_id: str | None = None) -> AzureCredential:
+        if credential_id and credential_id not in self.azure and credential_id in self.aws:
+            raise ConfigError(
+                f'[credentials."{credential_id}"] in {self.source} is for aws, but an Azure container uses it'
+            )
+        found = _merge(
+            self.azure.get(credential_id or "default") or self.azure.get("default") or AzureCredential(),
+            self.azure_override,
+        )
+        if not (found.connection_string or found.account_url):
+            name = credential_id or "default"
+            raise ConfigError(
+                f'no Azure credential for credential_id {name}: add [credentials."{name}"] with '
+                f'service = "azure" and connection_string_env (or account_url) to {self.source}, '
+                "or set FIREHOSE_AZURE_CONNECTION_STRING"
+            )
+        return found
+
+
+def _merge(base: CredentialT, override: CredentialT) -> CredentialT:
+    """``base`` with every field that ``override`` sets replaced."""
+    changes = {name: value for name, value in vars(override).items() if value}
+    return replace(base, **changes) if changes else base
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know, built once."""
 
     api: ApiSettings
+    credentials: CredentialMap = field(default_factory=CredentialMap)
     config_file: Path | None = None
 
 
@@ -173,4 +234,81 @@ def load_settings(
             minimum=0.0,
         ),
     )
-    return Settings(api=api, config_file=config_file)
+    credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
+    return Settings(api=api, credentials=credentials, config_file=config_file)
+
+
+def _value(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str) -> str | None:
+    """A credential field, given plainly (``name = "..."``) or by the variable holding it (``name_env``)."""
+    if f"{name}_env" in entry:
+        variable = str(entry[f"{name}_env"])
+        if not env.get(variable):
+            raise ConfigError(f"{where}.{name}_env names {variable}, which is not set")
+        return env[variable]
+    return str(entry[name]) if entry.get(name) else None
+
+
+def _credential(entry: Mapping[str, Any], service: str, env: Mapping[str, str], where: str) -> Any:
+    fields = AWS_FIELDS if service == "aws" else AZURE_FIELDS
+    known = {"service", *fields, *(f"{f}_env" for f in fields)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r} for service {service} (known: {', '.join(fields)})")
+    value = {name: _value(entry, name, env, where) for name in fields}
+
+    def secret(name: str) -> Secret | None:
+        text = value[name]
+        return Secret(text) if text else None
+
+    if service == "aws":
+        return S3Credential(
+            endpoint_url=value["endpoint_url"],
+            region=value["region"],
+            profile=value["profile"],
+            access_key_id=value["access_key_id"],
+            secret_access_key=secret("secret_access_key"),
+        )
+    return AzureCredential(
+        connection_string=secret("connection_string"), account_url=value["account_url"], sas_token=secret("sas_token")
+    )
+
+
+def _credentials(raw: Any, env: Mapping[str, str], overrides: Mapping[str, Any], source: str) -> CredentialMap:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[credentials] in {source} must be a table")
+    aws: dict[str, S3Credential] = {}
+    azure: dict[str, AzureCredential] = {}
+    for name, entry in raw.items():
+        where = f'[credentials."{name}"]'
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} in {source} must be a table")
+        if name == "default" and "service" not in entry and set(entry) <= set(SERVICES):
+            for service, sub in entry.items():  # [credentials.default.aws] / [credentials.default.azure]
+                target = aws if service == "aws" else azure
+                target["default"] = _credential(sub, service, env, f"[credentials.default.{service}]")
+            continue
+        service = entry.get("service")
+        if service not in SERVICES:
+            raise ConfigError(f'{where} in {source} needs service = "aws" or "azure", got {service!r}')
+        if service == "aws":
+            aws[str(name)] = _credential(entry, service, env, where)
+        else:
+            azure[str(name)] = _credential(entry, service, env, where)
+
+    def pick(flag: str, variable: str) -> str | None:
+        value = overrides.get(flag) or env.get(variable)
+        return str(value) if value else None
+
+    aws_override = S3Credential(
+        endpoint_url=pick("endpoint_url", "FIREHOSE_S3_ENDPOINT_URL"),
+        region=pick("region", "FIREHOSE_S3_REGION"),
+        profile=pick("profile", "FIREHOSE_AWS_PROFILE"),
+    )
+    connection_string = pick("connection_string", "FIREHOSE_AZURE_CONNECTION_STRING")
+    sas_token = pick("sas_token", "FIREHOSE_AZURE_SAS_TOKEN")
+    azure_override = AzureCredential(
+        connection_string=Secret(connection_string) if connection_string else None,
+        account_url=pick("account_url", "FIREHOSE_AZURE_ACCOUNT_URL"),
+        sas_token=Secret(sas_token) if sas_token else None,
+    )
+    return CredentialMap(aws=aws, azure=azure, aws_override=aws_override, azure_override=azure_override, source=source)

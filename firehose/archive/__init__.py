@@ -42,17 +42,26 @@ class StoreUrl:
         return cls(scheme, parts.netloc, unquote(parts.path).lstrip("/"))
 
 
-def open_store(url: str | StoreUrl, *, s3: S3Credential | None = None, azure: AzureCredential | None = None) -> Store:
-    """Open the bucket, container or directory a URL names, with the credential for its service."""
+def open_store(
+    url: str | StoreUrl,
+    *,
+    s3: S3Credential | None = None,
+    azure: AzureCredential | None = None,
+    page_size: int | None = None,
+) -> Store:
+    """Open the bucket, container or directory a URL names, with the credential for its service.
+
+    ``page_size`` changes how many keys one listing request asks for (tests use small pages to cross pages).
+    """
     where = url if isinstance(url, StoreUrl) else StoreUrl.parse(url)
     if where.scheme == "s3":
         from firehose.archive.s3 import S3Store
 
-        return S3Store(where.bucket, s3 or S3Credential())
+        return S3Store(where.bucket, s3 or S3Credential(), page_size=page_size or 1000)
     if where.scheme == "az":
         from firehose.archive.azure import AzureStore
 
-        return AzureStore(where.bucket, azure or AzureCredential())
+        return AzureStore(where.bucket, azure or AzureCredential(), page_size=page_size or 5000)
     from firehose.archive.local import LocalStore
 
-    return LocalStore(Path(where.bucket))
+    return LocalStore(Path(where.bucket), page_size=page_size or 1000)

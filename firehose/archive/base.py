@@ -50,7 +50,8 @@ class AzureCredential:
 class Store(Protocol):
     """One bucket, container or directory.
 
-    - ``list`` yields objects in ascending key order (byte order), lazily, page by page.
+    - ``list`` yields the objects whose keys start with ``prefix`` and lie in ``(start_after, end_at]``, in
+      ascending key order (byte order), lazily, a page at a time; it stops asking for pages past ``end_at``.
     - ``read`` returns the stored bytes unchanged (no gzip decoding); a missing key raises ``ArchiveNotFound``.
     - ``head`` returns ``None`` for a missing key.
     - ``write`` with ``if_absent=True`` never replaces an object: it returns ``False`` when the key exists.
@@ -59,8 +60,12 @@ class Store(Protocol):
 
     url: str
     """Where the store is, for messages (``s3://bucket``); never holds a secret."""
+    page_size: int
+    """Keys one listing request returns at most: the unit parallel listing splits work into."""
 
-    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]: ...
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]: ...
 
     def read(self, key: str) -> bytes: ...
 

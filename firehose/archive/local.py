@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from firehose.archive.base import ObjectInfo
+from firehose.archive.layout import KEY_END
 from firehose.errors import ArchiveError, ArchiveNotFound
 
 
 class LocalStore:
     """A directory; keys are ``/``-separated paths below it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, page_size: int = 1000) -> None:
         self.root = root
+        self.page_size = page_size
+        """The slice size parallel listing aims at (a directory has no pages of its own)."""
         self.url = root.as_uri()
 
     def __repr__(self) -> str:
@@ -29,25 +31,46 @@ class LocalStore:
 
     def _info(self, key: str, path: Path) -> ObjectInfo:
         stat = path.stat()
-        # A stand-in for an ETag: the MD5 of the content, as S3 gives for single-part uploads.
-        etag = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        # A stand-in for an ETag that needs no read: size and modification time. It changes when the file
+        # does; content hashes are computed where they matter (reconcile, audit), not while listing.
+        etag = f"{stat.st_size:x}-{stat.st_mtime_ns:x}"
         return ObjectInfo(
             key=key, size=stat.st_size, etag=etag, last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC)
         )
 
-    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+    ) -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             raise ArchiveNotFound(f"{self.url}: directory does not exist")
-        # Walk in sorted order so keys come out in ascending byte order, as S3 lists them.
-        keys: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames.sort()
-            rel = Path(dirpath).relative_to(self.root).as_posix()
-            base = "" if rel == "." else rel + "/"
-            keys.extend(base + name for name in filenames if not name.endswith(".tmp"))
-        for key in sorted(keys):
-            if key.startswith(prefix) and (start_after is None or key > start_after):
-                yield self._info(key, self.root / key)
+        for key in self._walk(self.root, "", prefix, start_after, end_at):
+            yield self._info(key, self.root / key)
+
+    def _walk(
+        self, directory: Path, base: str, prefix: str, start_after: str | None, end_at: str | None
+    ) -> Iterator[str]:
+        """Keys below ``directory`` in S3's order (a folder sorts as its name plus ``/``), pruning folders that
+        cannot hold a key in range."""
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            raise ArchiveError(f"{self.url}/{base}: {exc.strerror}") from exc
+        named = sorted((base + entry.name + ("/" if entry.is_dir() else ""), entry) for entry in entries)
+        for key, entry in named:
+            if entry.is_dir():
+                if not (prefix.startswith(key) or key.startswith(prefix)):
+                    continue
+                if start_after is not None and key + KEY_END <= start_after:
+                    continue
+                if end_at is not None and key > end_at:
+                    return
+                yield from self._walk(Path(entry.path), key, prefix, start_after, end_at)
+            elif key.startswith(prefix) and not key.endswith(".tmp"):
+                if start_after is not None and key <= start_after:
+                    continue
+                if end_at is not None and key > end_at:
+                    return
+                yield key
 
     def read(self, key: str) -> bytes:
         try:

@@ -1,0 +1,81 @@
+"""The firehose's key layout, read tolerantly: ``<prefix>/<lead id>/<event id>.json`` (facts.md §1.2).
+
+Keys are parsed, not constructed from assumptions: the prefix may be empty or end in ``/``, the ``.json`` may
+be missing, a ``.gz`` may follow, ids may be upper case. LeadConduit's verification files
+(``leadconduit_verification_*.txt``, ``leadconduit-events/test.txt``) are recognised and skipped.
+
+Because a lead id starts with 8 hex digits of Unix seconds, keys under a prefix sort by the lead's creation
+time, so a time window of leads is one contiguous key range (architecture.md §4).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from firehose.archive.base import ObjectInfo
+from firehose.ids import highest_id_at, lowest_id_at, time_of
+
+KEY_PATTERN = re.compile(r"(?:^|/)([0-9a-fA-F]{24})/([0-9a-fA-F]{24})(?:\.json)?(?:\.gz)?$")
+VERIFICATION_PATTERN = re.compile(r"(?:^|/)(?:leadconduit_verification_[^/]*\.txt|leadconduit-events/test\.txt)$")
+KEY_END = "\U0010ffff"
+"""Sorts after every character a key can hold: ``x + KEY_END`` bounds every key that starts with ``x``."""
+
+
+@dataclass(frozen=True)
+class ArchivedEvent:
+    """One listed object that has the firehose's layout."""
+
+    key: str
+    lead_id: str
+    event_id: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+    @property
+    def time(self) -> datetime:
+        """When the event was created (from its ObjectId, second resolution)."""
+        return time_of(self.event_id)
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """``(lead id, event id)`` of a firehose key, lower-cased; None for any other key."""
+    match = KEY_PATTERN.search(key)
+    if match is None:
+        return None
+    return match.group(1).lower(), match.group(2).lower()
+
+
+def is_verification(key: str) -> bool:
+    """A file LeadConduit writes to test a destination, not an event."""
+    return VERIFICATION_PATTERN.search(key) is not None
+
+
+def as_event(info: ObjectInfo) -> ArchivedEvent | None:
+    ids = parse_key(info.key)
+    if ids is None:
+        return None
+    return ArchivedEvent(info.key, ids[0], ids[1], info.size, info.etag, info.last_modified)
+
+
+def folder(prefix: str) -> str:
+    """The key prefix events sit under: empty, or ending in ``/``."""
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def lead_bounds(prefix: str, start_seconds: int | None, end_seconds: int | None) -> tuple[str | None, str | None]:
+    """The key range ``(start_after, end_at]`` that holds every event of leads made in the window.
+
+    ``start_after`` is exclusive and ``end_at`` inclusive; None means unbounded on that side.
+    """
+    base = folder(prefix)
+    start_after = base + lowest_id_at(start_seconds) if start_seconds is not None else None
+    end_at = base + highest_id_at(end_seconds) + "/" + KEY_END if end_seconds is not None else None
+    return start_after, end_at
+
+
+def boundary(prefix: str, seconds: int) -> str:
+    """A key bound between the leads made before ``seconds`` and those made at or after it."""
+    return folder(prefix) + lowest_id_at(seconds)

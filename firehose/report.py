@@ -1,0 +1,92 @@
+"""Renderers for listings and reports: text table, JSON, NDJSON, CSV. Streaming, no click, no printing of
+their own: they write to the binary stream they are given, so memory stays flat however many rows pass.
+
+JSON output is one versioned document, ``{"schema": "firehose.<command>/1", ..., "<rows>": [...], ...}``, written
+as rows arrive; NDJSON is one row per line; CSV has a header row; text is aligned columns for people.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from firehose.codec import encode, encode_line
+
+FORMATS = ("text", "json", "ndjson", "csv")
+
+
+def _plain(value: Any) -> Any:
+    """JSON- and CSV-ready: times as ISO 8601 UTC (``2026-11-01T00:00:03Z``)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value.tzinfo else value.isoformat()
+    return value
+
+
+class RowWriter:
+    """Writes rows (dicts with the given ``fields``) in one of ``FORMATS``.
+
+    ``widths`` gives text columns their width (the last column is never padded). ``meta`` goes before the rows
+    in JSON (after ``schema``), ``summary`` after them (``close(summary)``).
+    """
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        fmt: str,
+        fields: Sequence[str],
+        *,
+        schema: str,
+        rows_name: str = "rows",
+        widths: Mapping[str, int] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.out, self.fmt, self.fields = out, fmt, list(fields)
+        self.widths = dict(widths or {})
+        self.count = 0
+        self._text = io.StringIO()
+        self._csv = csv.writer(self._text, lineterminator="\n")
+        if fmt == "json":
+            head = encode({"schema": schema, **{k: _plain(v) for k, v in (meta or {}).items()}})
+            out.write(head[:-1] + (b"," if len(head) > 2 else b"") + b'"' + rows_name.encode() + b'":[')
+        elif fmt == "csv":
+            self._emit_csv(self.fields)
+        elif fmt == "text":
+            self._emit_text({name: name for name in self.fields})
+
+    def _emit_csv(self, values: Sequence[Any]) -> None:
+        self._csv.writerow(values)
+        self.out.write(self._text.getvalue().encode())
+        self._text.seek(0)
+        self._text.truncate()
+
+    def _emit_text(self, row: Mapping[str, Any]) -> None:
+        cells = []
+        for index, name in enumerate(self.fields):
+            value = row.get(name)
+            text = "-" if value is None else str(_plain(value))
+            last = index == len(self.fields) - 1
+            cells.append(text if last else text.ljust(self.widths.get(name, len(name))))
+        self.out.write(("  ".join(cells).rstrip() + "\n").encode())
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        plain = {name: _plain(row.get(name)) for name in self.fields}
+        if self.fmt == "json":
+            self.out.write((b"," if self.count else b"") + encode(plain))
+        elif self.fmt == "ndjson":
+            self.out.write(encode_line(plain))
+        elif self.fmt == "csv":
+            self._emit_csv(["" if plain[name] is None else plain[name] for name in self.fields])
+        else:
+            self._emit_text(row)
+        self.count += 1
+
+    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+        if self.fmt == "json":
+            tail = encode({k: _plain(v) for k, v in (summary or {}).items()})
+            self.out.write(b"]" + (b"," + tail[1:] if len(tail) > 2 else b"}") + b"\n")
+        self.out.flush()
