@@ -29,7 +29,7 @@ SERVICES = ("aws", "azure")
 class Destination:
     """One place the firehose writes an event to."""
 
-    service: str  # "aws" or "azure"
+    service: str  # "aws" or "azure" (or "file" when a run points at a directory)
     bucket: str  # the S3 bucket or the Azure container
     prefix: str
     credential_id: str | None
@@ -37,7 +37,8 @@ class Destination:
 
     @property
     def scheme(self) -> str:
-        return "s3" if self.service == "aws" else "az"
+        """The store URL scheme: ``s3`` for aws, ``az`` for azure, ``file`` for a directory (``--archive``)."""
+        return {"aws": "s3", "azure": "az"}.get(self.service, "file")
 
     def key(self, lead_id: str, event_id: str) -> str:
         return object_key(self.prefix, lead_id, event_id)

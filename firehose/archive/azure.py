@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from azure.core import MatchConditions
@@ -108,23 +109,40 @@ def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
     return items, (_text(marker.group(1)) or None) if marker else None
 
 
-def _response_error(response: HttpResponse) -> HttpResponseError:
-    error = HttpResponseError(response=response)
-    error.status_code = response.status_code
-    return error
+def _listing_error(response: HttpResponse, container: str) -> ArchiveError:
+    """A raw List Blobs answer that failed, as the same errors ``translate`` gives for SDK calls."""
+    where = f"az://{container}"
+    code = response.headers.get("x-ms-error-code", "")
+    if response.status_code == 404:
+        return ArchiveNotFound(f"{where}: container {container} does not exist")
+    if response.status_code == 403:
+        return ArchiveAccessDenied(f"{where}: access denied (HTTP 403); check the credentials for this container")
+    return ArchiveError(f"{where}: HTTP {response.status_code} {code}".rstrip())
 
 
 def make_service(credential: AzureCredential) -> BlobServiceClient:
     """A BlobServiceClient from a connection string, an account URL (+SAS), or the default credential."""
+    # The SDK's default retry waits 15 s, then 18 s, then 24 s, and retries a refused connection three times: over
+    # a minute before an unreachable endpoint is reported. Shorter waits keep retries for throttling and
+    # hiccups; one retry of a failed connection is enough to ride out a blip.
+    options: dict[str, Any] = {
+        "retry_total": 3,
+        "retry_connect": 1,
+        "initial_backoff": 1,
+        "increment_base": 2,
+        "connection_timeout": 10,
+    }
     if credential.connection_string:
-        return BlobServiceClient.from_connection_string(credential.connection_string.reveal())
+        return BlobServiceClient.from_connection_string(credential.connection_string.reveal(), **options)
     if not credential.account_url:
         raise ArchiveError("Azure: no connection string and no account URL; map this credential in the config")
     if credential.sas_token:
-        return BlobServiceClient(account_url=credential.account_url, credential=credential.sas_token.reveal())
+        return BlobServiceClient(
+            account_url=credential.account_url, credential=credential.sas_token.reveal(), **options
+        )
     from azure.identity import DefaultAzureCredential  # optional: only for users of the default chain
 
-    return BlobServiceClient(account_url=credential.account_url, credential=DefaultAzureCredential())
+    return BlobServiceClient(account_url=credential.account_url, credential=DefaultAzureCredential(), **options)
 
 
 class AzureStore:
@@ -167,7 +185,7 @@ class AzureStore:
             except AzureError as exc:
                 raise translate(exc, container=self.container) from exc
             if response.status_code != 200:
-                raise translate(_response_error(response), container=self.container)
+                raise _listing_error(response, self.container)
             items, marker = parse_listing(response.read())
             for item in items:
                 if start_after is not None and item.key <= start_after:

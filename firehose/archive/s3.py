@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -39,7 +40,8 @@ def translate(exc: Exception, *, bucket: str, key: str | None = None) -> Archive
         message = exc.response.get("Error", {}).get("Message", "")
         return ArchiveError(f"{where}: {code} {message}".rstrip())
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        return ArchiveError(f"{where}: cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url', '')}".rstrip())
+        endpoint = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+        return ArchiveError(f"{where}: cannot reach the S3 endpoint {endpoint.scheme}://{endpoint.netloc}")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return ArchiveAccessDenied(f"{where}: no AWS credentials found (map this bucket's credential in the config)")
     return ArchiveError(f"{where}: {type(exc).__name__}: {exc}")
@@ -107,6 +109,7 @@ def make_client(credential: S3Credential, *, max_pool_connections: int = 16) -> 
     config = botocore.config.Config(
         max_pool_connections=max_pool_connections,
         retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
         s3={"addressing_style": "path"} if credential.endpoint_url else {},
     )
     kwargs: dict[str, Any] = {"config": config}

@@ -1,0 +1,187 @@
+"""One contract, three stores: S3 (SeaweedFS), Azure Blob (Azurite) and a directory, all real."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
+from firehose.archive.listing import list_range
+from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, UsageError
+from firehose.secret import Secret
+from tests.conftest import AZURE_CONNECTION_STRING, AZURE_CREDENTIAL, S3_CREDENTIAL, S3_ENDPOINT
+
+SCHEMES = ["s3", "az", "file"]
+
+
+def make_store(scheme: str, tmp_path: Path, *, page_size: int | None = None, create: bool = True) -> Store:
+    name = f"contract-{uuid.uuid4().hex[:12]}"
+    where = StoreUrl(scheme, str(tmp_path / name) if scheme == "file" else name, "")
+    store = open_store(where, s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, page_size=page_size)
+    if create:
+        store.create()
+    return store
+
+
+@pytest.fixture(params=SCHEMES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param != "file":
+        request.getfixturevalue("stack")
+    made = make_store(request.param, tmp_path, page_size=7)
+    yield made
+    made.close()
+
+
+# No file shares a name with a folder plus a character below "/" ("a.json" beside "a/"): SeaweedFS lists a
+# folder as if its name had no slash, unlike S3's byte order. The firehose layout never mixes them
+# (<prefix>/<lead id>/<event id>.json), so the contract asks only what firehose relies on.
+KEYS = ["a/1.json", "a/2.json", "a/b/3.json", "b/4.json", "b/5.json", "c.txt", "a/10.json", "a0.json"] + [
+    f"p/{i:03d}.json" for i in range(20)
+]
+
+
+def fill(store: Store) -> None:
+    for key in KEYS:
+        assert store.write(key, f'{{"key":"{key}"}}'.encode())
+
+
+def test_lists_in_byte_order_across_pages(store: Store) -> None:
+    fill(store)
+    assert [info.key for info in store.list()] == sorted(KEYS)  # 28 keys in pages of 7
+
+
+def test_lists_under_a_prefix_after_a_key_up_to_a_key(store: Store) -> None:
+    fill(store)
+    assert [i.key for i in store.list("a/")] == sorted(k for k in KEYS if k.startswith("a/"))
+    assert [i.key for i in store.list("p/", start_after="p/004.json")] == [f"p/{i:03d}.json" for i in range(5, 20)]
+    assert [i.key for i in store.list("p/", start_after="p/004.json", end_at="p/012.json")] == [
+        f"p/{i:03d}.json" for i in range(5, 13)
+    ]
+    assert [i.key for i in store.list("p/", end_at="p/001.json")] == ["p/000.json", "p/001.json"]
+
+
+def test_listing_reports_size_etag_and_time(store: Store) -> None:
+    store.write("x/one.json", b'{"a":1}')
+    (info,) = store.list("x/")
+    assert info.size == 7 and info.etag and info.last_modified.tzinfo is not None
+    assert store.head("x/one.json") == info
+
+
+def test_read_returns_stored_bytes_unchanged_even_gzip(store: Store) -> None:
+    packed = gzip.compress(b'{"id":"x"}')
+    store.write("g/event.json.gz", packed, content_type="application/gzip")
+    assert store.read("g/event.json.gz") == packed
+
+
+def test_head_of_a_missing_key_is_none_and_read_names_it(store: Store) -> None:
+    assert store.head("nope/missing.json") is None
+    with pytest.raises(ArchiveNotFound, match=r"nope/missing\.json: no such"):
+        store.read("nope/missing.json")
+
+
+def test_write_if_absent_never_overwrites(store: Store) -> None:
+    assert store.write("w/e.json", b"first") is True
+    assert store.write("w/e.json", b"second") is False
+    assert store.read("w/e.json") == b"first"
+    assert store.write("w/e.json", b"third", if_absent=False) is True
+    assert store.read("w/e.json") == b"third"
+
+
+def test_parallel_range_listing_equals_a_plain_listing(store: Store) -> None:
+    fill(store)
+    assert [i.key for i in list_range(store, "", workers=4)] == [i.key for i in store.list()]
+    assert [i.key for i in list_range(store, "p/", start_after="p/003.json", workers=4)] == [
+        f"p/{i:03d}.json" for i in range(4, 20)
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["s3", "az"])
+def test_missing_bucket_is_named(scheme: str, tmp_path: Path, stack: None) -> None:
+    store = make_store(scheme, tmp_path, create=False)
+    name = store.url.split("://")[1]
+    with pytest.raises(ArchiveNotFound, match=f"{name} does not exist"):
+        list(store.list())
+    with pytest.raises(ArchiveNotFound):
+        store.read("k.json")
+    with pytest.raises(ArchiveNotFound):
+        store.write("k.json", b"{}")
+
+
+def test_missing_directory_is_named(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/absent")
+    with pytest.raises(ArchiveNotFound, match="directory does not exist"):
+        list(store.list())
+
+
+@pytest.mark.parametrize("scheme", ["s3", "az"])
+def test_wrong_keys_are_access_denied_naming_the_bucket(scheme: str, tmp_path: Path, stack: None) -> None:
+    good = make_store(scheme, tmp_path)
+    name = good.bucket if scheme == "s3" else good.container  # type: ignore[attr-defined]
+    bad = open_store(
+        StoreUrl(scheme, name, ""),
+        s3=S3Credential(
+            endpoint_url=S3_ENDPOINT, region="us-east-1", access_key_id="test", secret_access_key=Secret("wrong-secret")
+        ),
+        azure=AzureCredential(connection_string=Secret(AZURE_CONNECTION_STRING.replace("Eby8", "AAAA"))),
+    )
+    with pytest.raises(ArchiveAccessDenied, match=f"{name}.*access denied"):
+        list(bad.list())
+    with pytest.raises(ArchiveAccessDenied, match=f"{name}/k.json: access denied"):
+        bad.read("k.json")
+    assert "wrong-secret" not in repr(bad)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_endpoints_are_named() -> None:
+    port = _free_port()
+    s3 = open_store(
+        "s3://somewhere",
+        s3=S3Credential(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region="us-east-1",
+            access_key_id="a",
+            secret_access_key=Secret("b"),
+        ),
+    )
+    with pytest.raises(ArchiveError, match=f"s3://somewhere: cannot reach the S3 endpoint http://127.0.0.1:{port}"):
+        list(s3.list())
+    connection = AZURE_CONNECTION_STRING.replace(f"127.0.0.1:{AZURE_CONNECTION_STRING.split(':')[-1]}", "")
+    azure = open_store(
+        "az://somewhere",
+        azure=AzureCredential(
+            connection_string=Secret(
+                connection.split("BlobEndpoint=")[0] + f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+            )
+        ),
+    )
+    with pytest.raises(ArchiveError, match="az://somewhere: cannot reach the Azure Blob endpoint"):
+        list(azure.list())
+
+
+def test_unknown_scheme_lists_the_supported_ones() -> None:
+    with pytest.raises(UsageError, match=r"use one of s3://, az://, file://"):
+        StoreUrl.parse("gs://bucket/prefix")
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("s3://b/events/auto", ("s3", "b", "events/auto")),
+        ("az://c", ("az", "c", "")),
+        ("s3://b/p/", ("s3", "b", "p/")),
+        ("file:///tmp/x/", ("file", "/tmp/x", "")),
+    ],
+)
+def test_store_urls(url: str, parsed: tuple[str, str, str]) -> None:
+    where = StoreUrl.parse(url)
+    assert (where.scheme, where.bucket, where.prefix) == parsed
