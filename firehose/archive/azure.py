@@ -167,11 +167,13 @@ class AzureStore:
         return f"AzureStore({self.url!r})"
 
     def list(
-        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         marker: str | None = None
+        left = limit
         while True:
-            params = {"restype": "container", "comp": "list", "maxresults": str(self.page_size)}
+            size = self.page_size if left is None else min(self.page_size, left + 1)  # +1: startFrom is inclusive
+            params = {"restype": "container", "comp": "list", "maxresults": str(size)}
             if prefix:
                 params["prefix"] = prefix
             if marker:
@@ -193,6 +195,10 @@ class AzureStore:
                 if end_at is not None and item.key > end_at:
                     return
                 yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             if not marker:
                 return
 

@@ -51,7 +51,8 @@ class Store(Protocol):
     """One bucket, container or directory.
 
     - ``list`` yields the objects whose keys start with ``prefix`` and lie in ``(start_after, end_at]``, in
-      ascending key order (byte order), lazily, a page at a time; it stops asking for pages past ``end_at``.
+      ascending key order (byte order), lazily, a page at a time; it stops asking for pages past ``end_at``,
+      or after ``limit`` objects (a request for one key asks the server for one key).
     - ``read`` returns the stored bytes unchanged (no gzip decoding); a missing key raises ``ArchiveNotFound``.
     - ``head`` returns ``None`` for a missing key.
     - ``write`` with ``if_absent=True`` never replaces an object: it returns ``False`` when the key exists.
@@ -64,7 +65,7 @@ class Store(Protocol):
     """Keys one listing request returns at most: the unit parallel listing splits work into."""
 
     def list(
-        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]: ...
 
     def read(self, key: str) -> bytes: ...

@@ -1,62 +1,143 @@
-"""Listing a key range fast: one probe page, then the rest split into ranges of about a page each, listed in
-parallel and yielded in key order.
+"""Listing a key range fast: one probe page, then the rest as lead-id hex prefixes listed in parallel, yielded
+in key order.
 
-Keys under a firehose prefix sort by lead creation time (``layout``), so the probe tells how much time one page
-of keys spans; the remaining time is cut into slices of that span, each bounded by the lowest ObjectId of its
-first second. Slices are ``(start_after, end_at]`` key ranges, contiguous, so every key in the range is listed
-exactly once whatever its shape. Each slice lists under the longest prefix its two bounds share, so the server
-stops early. Finer slices than a page lose (6-hex splits of a sparse archive ran 3x slower than none,
-architecture.md §4), so slices are never narrower than what the probe measured.
+Keys under a firehose folder sort by lead creation time (``layout``): the first 8 hex digits of a lead id are
+its second, so a hex prefix of length L holds the leads of 16**(8-L) seconds (4 digits ≈ 18 h, 5 ≈ 68 min).
+The probe page tells how much time one page of keys spans; L is chosen so each prefix holds about a page,
+since finer splits lose (6-hex splits of a sparse archive ran 3x slower than none, architecture.md §4).
+
+Each prefix is listed with exactly that ``Prefix``, so the server stops at its end and returns nothing it must
+then throw away. Between two consecutive lowercase hex prefixes, keys can sort only where the alphabet jumps
+(``9`` to ``a``, or a carry): such gaps are checked with a one-key request and listed if anything is there, and
+whatever sorts after the last prefix is listed at the end. So every key of the range is listed exactly once,
+whatever its shape.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 
 from firehose.archive.base import ObjectInfo, Store
-from firehose.archive.layout import ArchivedEvent, as_event, boundary, folder, is_verification, lead_bounds, parse_key
+from firehose.archive.layout import (
+    KEY_END,
+    KEY_PATTERN,
+    ArchivedEvent,
+    as_event,
+    boundary,
+    folder,
+    is_verification,
+    lead_bounds,
+    parse_key,
+)
 from firehose.errors import ArchiveError
 from firehose.ids import seconds_of
 
 MAX_SLICES = 4096
-"""Upper bound on slices for one listing; wider slices are used past it."""
+"""Upper bound on prefixes for one listing; shorter prefixes are used past it."""
 FUTURE_SLACK_SECONDS = 86_400
 """Lead ids are made at submission, so none should be later than now; a day of slack covers clock skew."""
 
 
-def _slices(prefix: str, last_key: str, first_key: str, end_at: str | None, t_end: int) -> list[tuple[str, str | None]]:
-    """Contiguous ``(start_after, end_at]`` ranges covering ``(last_key, end_at]``, each about one page;
-    ``t_end`` is the second past which no lead of the range was made."""
-    first, last = parse_key(first_key), parse_key(last_key)
+@dataclass(frozen=True)
+class Slice:
+    """One listing request's worth of the range: keys under ``prefix`` in ``(start_after, end_at]``.
+
+    A ``gap`` slice covers the keys that may sort between two hex prefixes; it is checked with a one-key
+    request first and yields only keys below ``below``.
+    """
+
+    prefix: str
+    start_after: str | None
+    end_at: str | None
+    gap: bool = False
+    below: str | None = None
+
+
+def prefix_length(seconds_per_page: int) -> int:
+    """The hex-prefix length whose prefixes span about ``seconds_per_page`` (so hold about a page each)."""
+    digits = round(math.log(max(1, seconds_per_page), 16))
+    return max(1, min(8, 8 - digits))
+
+
+def _slices(prefix: str, last_key: str, first_key: str, end_at: str | None, t_end: int) -> list[Slice]:
+    """Slices covering ``(last_key, end_at]`` under ``prefix``, in key order; ``t_end`` is a second past which
+    no lead of the range was made (``end_at`` still bounds everything)."""
+    whole = [Slice(prefix, last_key, end_at)]
+    first, last = KEY_PATTERN.search(first_key), KEY_PATTERN.search(last_key)
     if first is None or last is None:
-        return [(last_key, end_at)]  # not the firehose layout: no time to split by
-    t0, t1 = seconds_of(first[0]), seconds_of(last[0])
-    span = max(1, t1 - t0)
-    count = (t_end - t1) // span
-    if count > MAX_SLICES:
-        span = -(-(t_end - t1) // MAX_SLICES)
-    bounds = [last_key]
-    moment = t1 + span
-    while moment < t_end:
-        edge = boundary(prefix, moment)
-        if edge > bounds[-1] and (end_at is None or edge < end_at):
-            bounds.append(edge)
-        moment += span
-    ranges: list[tuple[str, str | None]] = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-    ranges.append((bounds[-1], end_at))
-    return ranges
+        return whole  # not the firehose layout: no time to split by
+    base = last_key[: last.start(1)]  # the folder the lead ids follow
+    if first_key[: first.start(1)] != base or not base.startswith(prefix):
+        return whole  # the probe spans several folders: list the rest in one go
+    t0, t1 = seconds_of(first.group(1)), seconds_of(last.group(1))
+    length = prefix_length(t1 - t0)
+    step = 16 ** (8 - length)
+    while (t_end - t1) // step > MAX_SLICES:
+        length, step = length - 1, step * 16
+    current = last.group(1)[:length]
+    if current != current.lower():
+        return whole
+    slices = [Slice(base + current, last_key, end_at)]  # the rest of the probe's own prefix
+    number = int(current, 16) + 1
+    while number * step < t_end and number < 16**length:
+        following = f"{number:0{length}x}"
+        if end_at is not None and base + following > end_at:
+            break
+        previous = f"{number - 1:0{length}x}"
+        if not _adjacent(previous, following):
+            slices.append(
+                Slice(
+                    _shared(base + previous, base + following),
+                    base + previous + KEY_END,
+                    base + following,
+                    gap=True,
+                    below=base + following,
+                )
+            )
+        slices.append(Slice(base + following, None, end_at))
+        number += 1
+    slices.append(Slice(prefix, base + f"{number - 1:0{length}x}" + KEY_END, end_at))  # what sorts after
+    return slices
 
 
-def _common(prefix: str, low: str, high: str | None) -> str:
-    if high is None:
-        return prefix
-    shared = os.path.commonprefix([low, high])  # noqa: RUF071 (character-wise is the point: key ranges)
-    return shared if shared.startswith(prefix) else prefix
+def _adjacent(low: str, high: str) -> bool:
+    """True when no string sorts between every key starting with ``low`` and the first starting with ``high``:
+    they differ only in the last character, and it steps by one code point."""
+    return low[:-1] == high[:-1] and ord(high[-1]) - ord(low[-1]) == 1
+
+
+def _shared(a: str, b: str) -> str:
+    size = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        size += 1
+    return a[:size]
+
+
+def _data_end(store: Store, prefix: str, first_key: str, last_key: str, t_high: int) -> int:
+    """A second past which no lead of the range has keys, found by bisection with one-key listings, so that a
+    range whose data stops early (a window reaching to now, a whole archive) is not cut into empty slices."""
+    first, last = KEY_PATTERN.search(first_key), KEY_PATTERN.search(last_key)
+    if first is None or last is None:
+        return t_high
+    base = last_key[: last.start(1)]
+    low, high = seconds_of(last.group(1)), t_high
+    span = max(1, low - seconds_of(first.group(1)))
+    ceiling = boundary(base, high)
+    while high - low > span:
+        middle = (low + high) // 2
+        if next(iter(store.list(prefix, start_after=boundary(base, middle), end_at=ceiling, limit=1)), None):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def list_window(
@@ -103,20 +184,26 @@ def list_range(
         if len(probe) == store.page_size:  # one worker: carry on sequentially
             yield from store.list(prefix, start_after=probe[-1].key, end_at=end_at)
         return
-    base = folder(prefix) if parse_key(probe[0].key) else prefix
-    t_end = end_seconds + 1 if end_seconds is not None else int(clock()) + FUTURE_SLACK_SECONDS
-    ranges = _slices(base, probe[-1].key, probe[0].key, end_at, t_end)
+    t_high = end_seconds + 1 if end_seconds is not None else int(clock()) + FUTURE_SLACK_SECONDS
+    t_end = _data_end(store, prefix, probe[0].key, probe[-1].key, t_high)
+    ranges = _slices(prefix, probe[-1].key, probe[0].key, end_at, t_end)
 
-    def fetch(bounds: tuple[str, str | None]) -> list[ObjectInfo]:
-        low, high = bounds
-        return list(store.list(_common(prefix, low, high), start_after=low, end_at=high))
+    def fetch(piece: Slice) -> list[ObjectInfo]:
+        if not piece.gap:
+            return list(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at))
+        assert piece.below is not None
+        peek = next(iter(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at, limit=1)), None)
+        if peek is None or peek.key.startswith(piece.below):
+            return []  # the usual case: nothing sorts in the gap
+        found = store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at)
+        return [info for info in found if not info.key.startswith(piece.below)]
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive-list")
     pending: deque[Future[list[ObjectInfo]]] = deque()
-    todo = iter(ranges)
+    todo: Iterator[Slice] = iter(ranges)
     try:
-        for bounds in islice(todo, workers * 2):
-            pending.append(pool.submit(fetch, bounds))
+        for piece in islice(todo, workers * 2):
+            pending.append(pool.submit(fetch, piece))
         while pending:
             items = pending.popleft().result()
             following = next(todo, None)

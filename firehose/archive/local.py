@@ -39,12 +39,14 @@ class LocalStore:
         )
 
     def list(
-        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             raise ArchiveNotFound(f"{self.url}: directory does not exist")
-        for key in self._walk(self.root, "", prefix, start_after, end_at):
+        for count, key in enumerate(self._walk(self.root, "", prefix, start_after, end_at), start=1):
             yield self._info(key, self.root / key)
+            if limit is not None and count >= limit:
+                return
 
     def _walk(
         self, directory: Path, base: str, prefix: str, start_after: str | None, end_at: str | None

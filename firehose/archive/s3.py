@@ -75,29 +75,46 @@ def _text(raw: bytes) -> str:
     return html.unescape(text) if "&" in text else text
 
 
+def _etag(raw: bytes) -> str:
+    # ETags arrive quoted, the quotes escaped as &quot; or &#34; by some servers.
+    return raw.replace(b"&#34;", b"").replace(b"&quot;", b"").strip(b'"').decode()
+
+
 def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """The objects of one ListObjectsV2 answer and its continuation token (None on the last page)."""
-    items = []
-    for match in _CONTENTS.finditer(body):
-        chunk = match.group(1)
-        key, modified, etag, size = (
-            _KEY.search(chunk),
-            _LAST_MODIFIED.search(chunk),
-            _ETAG.search(chunk),
-            _SIZE.search(chunk),
-        )
-        if key is None:
-            continue
-        items.append(
+    """The objects of one ListObjectsV2 answer and its continuation token (None on the last page).
+
+    Each field is found across the whole body in one pass (``findall`` runs in C); element order inside
+    ``<Contents>`` differs between servers, so the fields are paired by position, and only when every object
+    has all four. Otherwise each ``<Contents>`` is read on its own.
+    """
+    keys, sizes = _KEY.findall(body), _SIZE.findall(body)
+    etags, modified = _ETAG.findall(body), _LAST_MODIFIED.findall(body)
+    if len(keys) == len(sizes) == len(etags) == len(modified) == body.count(b"<Contents>"):
+        items = [
             ObjectInfo(
-                key=_text(key.group(1)),
-                size=int(size.group(1)) if size else 0,
-                etag=_text(etag.group(1)).strip('"') if etag else "",
-                last_modified=datetime.fromisoformat(modified.group(1).decode()) if modified else _EPOCH,
+                key=_text(key), size=int(size), etag=_etag(etag), last_modified=datetime.fromisoformat(when.decode())
             )
-        )
+            for key, size, etag, when in zip(keys, sizes, etags, modified, strict=True)
+        ]
+    else:
+        items = [_contents(match.group(1)) for match in _CONTENTS.finditer(body)]
     token = _NEXT_TOKEN.search(body) if _TRUNCATED.search(body) else None
     return items, _text(token.group(1)) if token else None
+
+
+def _contents(chunk: bytes) -> ObjectInfo:
+    key, modified, etag, size = (
+        _KEY.search(chunk),
+        _LAST_MODIFIED.search(chunk),
+        _ETAG.search(chunk),
+        _SIZE.search(chunk),
+    )
+    return ObjectInfo(
+        key=_text(key.group(1)) if key else "",
+        size=int(size.group(1)) if size else 0,
+        etag=_etag(etag.group(1)) if etag else "",
+        last_modified=datetime.fromisoformat(modified.group(1).decode()) if modified else _EPOCH,
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -142,11 +159,13 @@ class S3Store:
         return f"S3Store({self.url!r})"
 
     def list(
-        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None
+        self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         token: str | None = None
+        left = limit
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+            size = self.page_size if left is None else min(self.page_size, left)
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": size}
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:
@@ -160,6 +179,10 @@ class S3Store:
                 if end_at is not None and item.key > end_at:
                     return
                 yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             if not token:
                 return
 

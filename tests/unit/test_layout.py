@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from firehose.archive.layout import KEY_END, boundary, is_verification, lead_bounds, parse_key
-from firehose.archive.listing import _slices
+from firehose.archive.layout import KEY_END, is_verification, lead_bounds, parse_key
+from firehose.archive.listing import Slice, _adjacent, _slices, prefix_length
 from firehose.ids import lowest_id_at
 
 LEAD, EVENT = "6ae18ae9a55055783f30ae4b", "6ae18ae9a55055783f30ae4c"
@@ -56,15 +56,35 @@ def test_lead_bounds_hold_exactly_the_window_leads() -> None:
     assert lead_bounds("", None, None) == (None, None)
 
 
-def test_slices_are_contiguous_and_cover_the_rest() -> None:
-    first = f"p/{1000:08x}{'a' * 16}/{EVENT}.json"
-    last = f"p/{1100:08x}{'a' * 16}/{EVENT}.json"
-    ranges = _slices("p/", last, first, None, 2000)
-    assert ranges[0][0] == last and ranges[-1][1] is None
-    assert all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1))
-    assert len(ranges) == 9  # 100-second slices from 1100 to 2000, plus the open end
-    assert ranges[1][0] == boundary("p/", 1200)
+def test_slices_are_exact_hex_prefixes_with_gaps_checked_and_a_tail() -> None:
+    first = f"p/{0x6AD80000:08x}{'a' * 16}/{EVENT}.json"
+    last = f"p/{0x6AD80000 + 40_000:08x}{'a' * 16}/{EVENT}.json"  # one page spans ~11 h: 4-digit prefixes
+    t_end = 0x6ADC0000
+    slices = _slices("p/", last, first, None, t_end)
+    assert prefix_length(40_000) == 4
+    assert slices[0] == Slice("p/6ad8", last, None)
+    main = [s.prefix for s in slices[1:-1] if not s.gap]
+    assert main == ["p/6ad9", "p/6ada", "p/6adb"]
+    gaps = [s for s in slices if s.gap]
+    assert [(g.start_after, g.below) for g in gaps] == [("p/6ad9" + KEY_END, "p/6ada")]  # 9 -> a jumps
+    assert slices[-1] == Slice("p/", "p/6adb" + KEY_END, None)
+
+
+def test_slices_stop_at_the_window_end() -> None:
+    first = f"p/{0x6AD80000:08x}{'a' * 16}/{EVENT}.json"
+    last = f"p/{0x6AD80000 + 40_000:08x}{'a' * 16}/{EVENT}.json"
+    end_at = f"p/{0x6AD9FFFF:08x}{'f' * 16}/{KEY_END}"
+    slices = _slices("p/", last, first, end_at, 0x6AE00000)
+    assert [s.prefix for s in slices if not s.gap] == ["p/6ad8", "p/6ad9", "p/"]
+    assert all(s.end_at == end_at for s in slices)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "adjacent"), [("6ad8", "6ad9", True), ("6ad9", "6ada", False), ("6adf", "6ae0", False)]
+)
+def test_gaps_only_where_the_alphabet_jumps(low: str, high: str, adjacent: bool) -> None:
+    assert _adjacent(low, high) is adjacent
 
 
 def test_slices_of_foreign_keys_fall_back_to_one_range() -> None:
-    assert _slices("", "zzz", "aaa", "zzzz", 10**9) == [("zzz", "zzzz")]
+    assert _slices("", "zzz", "aaa", "zzzz", 10**9) == [Slice("", "zzz", "zzzz")]

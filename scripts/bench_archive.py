@@ -1,0 +1,296 @@
+"""How fast `firehose archive ls` lists a firehose archive, against the tools people would use instead.
+
+Seeds 50,000 events over 30 days (the sandbox's generator, its layout <prefix>/<lead id>/<event id>.json) into
+SeaweedFS (S3) and Azurite (Azure Blob) from the local stack, then times whole processes, start-up included,
+interleaved, and prints medians and ratios:
+
+- S3, one day: `firehose archive ls --start D --end D` against `aws s3 ls --recursive` of the whole prefix
+  (filtered to that day afterwards, not timed: the walk is the cost);
+- S3, everything: `firehose archive ls` against `aws s3 ls --recursive` and `rclone lsf -R` (with and without
+  --fast-list; the faster one counts);
+- Azure, one day and everything: `firehose archive ls` against a sequential `list_blobs` walk with the SDK and
+  `rclone lsf -R`.
+
+Every run's output is counted, so a faster tool that lists fewer keys would show. Needs awscli and rclone
+(Debian packages; installed if missing, as root).
+
+usage: scripts/bench archive [--events N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
+from firehose.archive.layout import parse_key
+from firehose.codec import encode
+from firehose.event import object_key
+from firehose.ids import seconds_of
+from firehose.sandbox.generator import generate
+from firehose.secret import Secret
+
+ROOT = Path(__file__).resolve().parent.parent
+FIREHOSE = str(ROOT / ".venv" / "bin" / "firehose")
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+BUCKET = "bench-archive"
+PREFIX = "events"
+UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
+DAY = UNTIL - timedelta(days=10)
+
+
+def stack_env() -> dict[str, str]:
+    out = subprocess.run([str(ROOT / "localstack" / "stack"), "env"], capture_output=True, text=True, check=True)
+    # rclone refuses any AWS_CA_BUNDLE over plain HTTP ("unable to load custom CA bundle"); loopback needs none.
+    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
+    for line in out.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return env
+
+
+def ensure_tools() -> None:
+    missing = [name for name in ("aws", "rclone") if shutil.which(name) is None]
+    if missing:
+        packages = {"aws": "awscli", "rclone": "rclone"}
+        print(f"installing {', '.join(packages[m] for m in missing)} from Debian", file=sys.stderr)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *(packages[m] for m in missing)],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def seed(stores: list[Store], events: int) -> int:
+    """Write ``events`` events to every store (once: a marker object remembers the count)."""
+    marker = f"bench-seeded-{events}.txt"
+    if all(store.head(marker) is not None for store in stores):
+        return events
+    for store in stores:
+        store.create()
+    started = time.monotonic()
+    written = 0
+
+    def put(key: str, body: bytes) -> None:
+        for store in stores:
+            store.write(key, body, if_absent=False)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        futures = []
+        # About 4.7 events a lead: enough leads to spread the events over all 30 days.
+        for event in generate(99, leads=events * 10 // 45, days=30, until=UNTIL):
+            key = object_key(PREFIX, event["vars"]["lead"]["id"], event["id"])
+            futures.append(pool.submit(put, key, encode(event)))
+            written += 1
+            if written >= events:
+                break
+        for future in futures:
+            future.result()
+    for store in stores:
+        store.write(marker, str(events).encode(), if_absent=False)
+    print(f"seeded {written:,} events into {len(stores)} stores in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return written
+
+
+def run(command: list[str], env: dict[str, str]) -> tuple[float, list[str]]:
+    started = time.perf_counter()
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - started, out.splitlines()
+
+
+def last_field(line: str) -> str:
+    """The key of an output line: aws prints date, time, size, key; CSV ends with the key; rclone prints it."""
+    return line.rsplit(",", 1)[-1].split()[-1] if line.strip() else ""
+
+
+def in_day(key: str) -> bool:
+    ids = parse_key(key)
+    return ids is not None and DAY <= datetime.fromtimestamp(seconds_of(ids[0]), UTC) < DAY + timedelta(days=1)
+
+
+def compare(
+    title: str, commands: dict[str, list[str]], env: dict[str, str], rounds: int, keep: dict[str, bool] | None = None
+) -> dict[str, float]:
+    """Median seconds of each command over interleaved rounds; prints keys/s and the key count each listed."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    counts: dict[str, int] = {}
+    for name, command in commands.items():  # one unmeasured warm-up each
+        run(command, env)
+    for _ in range(rounds):
+        for name, command in commands.items():
+            seconds, lines = run(command, env)
+            times[name].append(seconds)
+            counts[name] = (
+                sum(1 for line in lines if in_day(line))
+                if keep and keep.get(name)
+                else len([line for line in lines if parse_key(line.split()[-1] if line.strip() else "")])
+            )
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"\n{title} (median of {rounds} interleaved runs, whole process):")
+    for name, seconds in medians.items():
+        print(f"  {name:<44} {seconds:6.2f} s  {counts[name] / seconds:9,.0f} keys/s  ({counts[name]:,} keys)")
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    ensure_tools()
+    env = stack_env()
+    s3_endpoint = env["FIREHOSE_TEST_S3_ENDPOINT"]
+    azure_cs = env["AZURE_STORAGE_CONNECTION_STRING"]
+    s3 = open_store(
+        StoreUrl("s3", BUCKET, ""),
+        s3=S3Credential(
+            endpoint_url=s3_endpoint,
+            region="us-east-1",
+            access_key_id=env["AWS_ACCESS_KEY_ID"],
+            secret_access_key=Secret(env["AWS_SECRET_ACCESS_KEY"]),
+        ),
+    )
+    azure = open_store(StoreUrl("az", BUCKET, ""), azure=AzureCredential(connection_string=Secret(azure_cs)))
+    total = seed([s3, azure], args.events)
+    env.update(
+        {
+            "FIREHOSE_S3_ENDPOINT_URL": s3_endpoint,
+            "FIREHOSE_AZURE_CONNECTION_STRING": azure_cs,
+            "RCLONE_CONFIG_SW_TYPE": "s3",
+            "RCLONE_CONFIG_SW_PROVIDER": "Other",
+            "RCLONE_CONFIG_SW_ENDPOINT": s3_endpoint,
+            "RCLONE_CONFIG_SW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+            "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+            "RCLONE_CONFIG_SW_REGION": "us-east-1",
+            "RCLONE_CONFIG_AZ_TYPE": "azureblob",
+            "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
+            "RCLONE_CONFIG_AZ_KEY": azure_cs.split("AccountKey=")[1].split(";")[0],
+            "RCLONE_CONFIG_AZ_ENDPOINT": azure_cs.split("BlobEndpoint=")[1].rstrip(";"),
+        }
+    )
+    day = DAY.strftime("%Y-%m-%d")
+    sdk_walk = [
+        PYTHON,
+        "-c",
+        (
+            "import os, sys; from azure.storage.blob import ContainerClient; "
+            "c = ContainerClient.from_connection_string(os.environ['AZURE_STORAGE_CONNECTION_STRING'], sys.argv[1]); "
+            "sys.stdout.writelines(b.name + '\\n' for b in c.list_blobs(name_starts_with=sys.argv[2]))"
+        ),
+        BUCKET,
+        PREFIX + "/",
+    ]
+    aws_walk = ["aws", "s3", "ls", "--recursive", f"s3://{BUCKET}/{PREFIX}/", "--endpoint-url", s3_endpoint]
+    print(
+        f"{total:,} events over 30 days in s3://{BUCKET}/{PREFIX} (SeaweedFS) and az://{BUCKET}/{PREFIX} "
+        f"(Azurite); one day = {day}; {os.cpu_count()} cores; "
+        f"{subprocess.run(['aws', '--version'], capture_output=True, text=True).stdout.split()[0]}, "
+        f"{subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.split()[1]}"
+    )
+
+    one_day = compare(
+        "S3, one day",
+        {
+            "firehose archive ls --start D --end D": [
+                FIREHOSE,
+                "archive",
+                "ls",
+                f"s3://{BUCKET}/{PREFIX}",
+                "--start",
+                day,
+                "--end",
+                day,
+                "--format",
+                "csv",
+            ],
+            "aws s3 ls --recursive (whole prefix)": aws_walk,
+        },
+        env,
+        args.rounds,
+        keep={"aws s3 ls --recursive (whole prefix)": True},
+    )
+    full = compare(
+        "S3, everything",
+        {
+            "firehose archive ls": [FIREHOSE, "archive", "ls", f"s3://{BUCKET}/{PREFIX}", "--format", "csv"],
+            "aws s3 ls --recursive": aws_walk,
+            "rclone lsf -R": ["rclone", "lsf", "-R", "--files-only", f"sw:{BUCKET}/{PREFIX}"],
+            "rclone lsf -R --fast-list": [
+                "rclone",
+                "lsf",
+                "-R",
+                "--files-only",
+                "--fast-list",
+                f"sw:{BUCKET}/{PREFIX}",
+            ],
+        },
+        env,
+        args.rounds,
+    )
+    az_day = compare(
+        "Azure, one day",
+        {
+            "firehose archive ls --start D --end D": [
+                FIREHOSE,
+                "archive",
+                "ls",
+                f"az://{BUCKET}/{PREFIX}",
+                "--start",
+                day,
+                "--end",
+                day,
+                "--format",
+                "csv",
+            ],
+            "SDK list_blobs walk (whole prefix)": sdk_walk,
+        },
+        env,
+        args.rounds,
+        keep={"SDK list_blobs walk (whole prefix)": True},
+    )
+    az_full = compare(
+        "Azure, everything",
+        {
+            "firehose archive ls": [FIREHOSE, "archive", "ls", f"az://{BUCKET}/{PREFIX}", "--format", "csv"],
+            "SDK list_blobs walk": sdk_walk,
+            "rclone lsf -R": ["rclone", "lsf", "-R", "--files-only", f"az:{BUCKET}/{PREFIX}"],
+            "rclone lsf -R --fast-list": [
+                "rclone",
+                "lsf",
+                "-R",
+                "--files-only",
+                "--fast-list",
+                f"az:{BUCKET}/{PREFIX}",
+            ],
+        },
+        env,
+        args.rounds,
+    )
+
+    ours = "firehose archive ls"
+    rclone_s3 = min(full["rclone lsf -R"], full["rclone lsf -R --fast-list"])
+    rclone_az = min(az_full["rclone lsf -R"], az_full["rclone lsf -R --fast-list"])
+    print("\nratios (how many times faster firehose is; above 1 is faster):")
+    print(
+        f"  S3 one day vs aws s3 ls --recursive:      {one_day['aws s3 ls --recursive (whole prefix)'] / one_day[ours + ' --start D --end D']:5.1f}x"
+    )
+    print(f"  S3 everything vs aws s3 ls --recursive:   {full['aws s3 ls --recursive'] / full[ours]:5.2f}x")
+    print(f"  S3 everything vs rclone lsf -R (best):    {rclone_s3 / full[ours]:5.2f}x")
+    print(
+        f"  Azure one day vs SDK walk:                {az_day['SDK list_blobs walk (whole prefix)'] / az_day[ours + ' --start D --end D']:5.1f}x"
+    )
+    print(f"  Azure everything vs SDK walk:             {az_full['SDK list_blobs walk'] / az_full[ours]:5.2f}x")
+    print(f"  Azure everything vs rclone lsf -R (best): {rclone_az / az_full[ours]:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
