@@ -123,7 +123,7 @@ def compare(
     """Median seconds of each command over interleaved rounds; prints keys/s and the key count each listed."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     counts: dict[str, int] = {}
-    for name, command in commands.items():  # one unmeasured warm-up each
+    for command in commands.values():  # one unmeasured warm-up each
         run(command, env)
     for _ in range(rounds):
         for name, command in commands.items():
@@ -280,14 +280,13 @@ def main() -> None:
     rclone_s3 = min(full["rclone lsf -R"], full["rclone lsf -R --fast-list"])
     rclone_az = min(az_full["rclone lsf -R"], az_full["rclone lsf -R --fast-list"])
     print("\nratios (how many times faster firehose is; above 1 is faster):")
-    print(
-        f"  S3 one day vs aws s3 ls --recursive:      {one_day['aws s3 ls --recursive (whole prefix)'] / one_day[ours + ' --start D --end D']:5.1f}x"
-    )
+    day_ours = ours + " --start D --end D"
+    s3_day = one_day["aws s3 ls --recursive (whole prefix)"] / one_day[day_ours]
+    print(f"  S3 one day vs aws s3 ls --recursive:      {s3_day:5.1f}x")
     print(f"  S3 everything vs aws s3 ls --recursive:   {full['aws s3 ls --recursive'] / full[ours]:5.2f}x")
     print(f"  S3 everything vs rclone lsf -R (best):    {rclone_s3 / full[ours]:5.2f}x")
-    print(
-        f"  Azure one day vs SDK walk:                {az_day['SDK list_blobs walk (whole prefix)'] / az_day[ours + ' --start D --end D']:5.1f}x"
-    )
+    azure_day = az_day["SDK list_blobs walk (whole prefix)"] / az_day[day_ours]
+    print(f"  Azure one day vs SDK walk:                {azure_day:5.1f}x")
     print(f"  Azure everything vs SDK walk:             {az_full['SDK list_blobs walk'] / az_full[ours]:5.2f}x")
     print(f"  Azure everything vs rclone lsf -R (best): {rclone_az / az_full[ours]:5.2f}x")
 
