@@ -577,7 +577,7 @@ def archive_cat(
       firehose archive cat s3://lc-archive/events/auto 6ae13b5aa55055783f30ae4c --pretty
       firehose archive cat az://lc-archive --start 2026-11-01 --end 2026-11-01 > day.ndjson
     """
-    from firehose.archive.layout import ArchivedEvent
+    from firehose.archive.layout import ArchivedEvent, folder
     from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
     from firehose.codec import encode_line, encode_pretty, records
     from firehose.errors import ArchiveNotFound, DataError
@@ -599,13 +599,8 @@ def archive_cat(
                     problems += 1
                 keys.extend(found[:1])
             else:
-                keys.append(
-                    target
-                    if target.startswith(where.prefix)
-                    else f"{where.prefix.rstrip('/')}/{target}"
-                    if where.prefix
-                    else target
-                )
+                # A key may be given whole, or relative to the URL's prefix.
+                keys.append(target if target.startswith(where.prefix) else folder(where.prefix) + target)
         selected: Any = keys
         if start or end:
             listing = ArchiveListing(
@@ -626,9 +621,8 @@ def archive_cat(
     finally:
         store.close()
     if problems:
-        raise_exit = ExitCode.ARCHIVE
         click.echo(f"firehose archive cat: {problems} objects could not be read", err=True)
-        ctx.exit(int(raise_exit))
+        ctx.exit(int(ExitCode.ARCHIVE))
 
 
 @cli.command()

@@ -151,7 +151,7 @@ def test_parallel_slices_list_the_same_as_a_walk(box: RunningSandbox, scheme: st
         StoreUrl(scheme, box.bucket if scheme != "file" else where.root.as_posix(), ""),  # type: ignore[attr-defined]
         s3=S3_CREDENTIAL,
         azure=AZURE_CREDENTIAL,
-        page_size=5,
+        page_size=25,
     )
     walk = [i.key for i in small.list("events/")]
     assert [i.key for i in list_window(small, "events/", start_seconds=None, end_seconds=None, workers=4)] == walk

@@ -88,3 +88,33 @@ def test_gaps_only_where_the_alphabet_jumps(low: str, high: str, adjacent: bool)
 
 def test_slices_of_foreign_keys_fall_back_to_one_range() -> None:
     assert _slices("", "zzz", "aaa", "zzzz", 10**9) == [Slice("", "zzz", "zzzz")]
+
+
+def test_s3_and_azure_listing_parsers_read_escaped_names_and_tokens() -> None:
+    from firehose.archive.azure import parse_listing as parse_azure
+    from firehose.archive.s3 import parse_listing as parse_s3
+
+    s3_page = (
+        b"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b/1.json</Key>"
+        b"<LastModified>2026-11-01T00:00:03.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>12</Size>"
+        b"</Contents><NextContinuationToken>tok&amp;en</NextContinuationToken></ListBucketResult>"
+    )
+    items, token = parse_s3(s3_page)
+    assert [(i.key, i.etag, i.size) for i in items] == [("a&b/1.json", "abc", 12)] and token == "tok&en"
+    assert items[0].last_modified.isoformat() == "2026-11-01T00:00:03+00:00"
+    azure_page = (
+        b"<EnumerationResults><Blobs><Blob><Name>x&lt;y.json</Name><Properties>"
+        b"<Last-Modified>Fri, 27 Nov 2026 11:31:50 GMT</Last-Modified><Etag>0x8DB</Etag>"
+        b"<Content-Length>7</Content-Length></Properties></Blob></Blobs><NextMarker /></EnumerationResults>"
+    )
+    items, marker = parse_azure(azure_page)
+    assert [(i.key, i.etag, i.size) for i in items] == [("x<y.json", "0x8DB", 7)] and marker is None
+    assert items[0].last_modified.isoformat() == "2026-11-27T11:31:50+00:00"
+
+
+def test_azure_default_credential_without_azure_identity_says_what_to_install() -> None:
+    from firehose.archive import AzureCredential, open_store
+    from firehose.errors import ArchiveError
+
+    with pytest.raises(ArchiveError, match="needs azure-identity"):
+        open_store("az://c", azure=AzureCredential(account_url="https://acct.blob.core.windows.net"))
