@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo
+from firehose.archive.base import AzureCredential, ObjectInfo, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound
 
 
@@ -175,17 +175,14 @@ class AzureStore:
     def list(
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
-        marker: str | None = None
-        left = limit
-        while True:
-            size = self.page_size if left is None else min(self.page_size, left + 1)  # +1: startFrom is inclusive
+        def fetch(marker: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
             params = {"restype": "container", "comp": "list", "maxresults": str(size)}
             if prefix:
                 params["prefix"] = prefix
             if marker:
                 params["marker"] = marker
             elif start_after:
-                params["startFrom"] = start_after  # inclusive: an exact match is dropped below
+                params["startFrom"] = start_after  # inclusive; walk_pages drops an exact match
             try:
                 response = self._client._client._send_request(  # a raw request: see _LEAN_LISTING_NOTE
                     HttpRequest("GET", f"{self._client.url}?{urlencode(params)}")
@@ -194,19 +191,9 @@ class AzureStore:
                 raise translate(exc, container=self.container) from exc
             if response.status_code != 200:
                 raise _listing_error(response, self.container)
-            items, marker = parse_listing(response.read())
-            for item in items:
-                if start_after is not None and item.key <= start_after:
-                    continue
-                if end_at is not None and item.key > end_at:
-                    return
-                yield item
-                if left is not None:
-                    left -= 1
-                    if left <= 0:
-                        return
-            if not marker:
-                return
+            return parse_listing(response.read())
+
+        return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def read(self, key: str) -> bytes:
         try:

@@ -6,7 +6,7 @@ inside it, ``/``-separated, exactly as the firehose wrote them; a store URL's pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -45,6 +45,35 @@ class AzureCredential:
     connection_string: Secret | None = None
     account_url: str | None = None
     sas_token: Secret | None = None
+
+
+PageFetch = Callable[[str | None, int], tuple[list[ObjectInfo], str | None]]
+"""One listing request: ``(continuation token or None for the first page, keys wanted)`` to a page and the
+next token (None after the last page). The first request starts after (or, for Azure, at) ``start_after``."""
+
+
+def walk_pages(
+    fetch: PageFetch, *, page_size: int, start_after: str | None, end_at: str | None, limit: int | None
+) -> Iterator[ObjectInfo]:
+    """The ``Store.list`` contract on top of a backend's page requests: keys in ``(start_after, end_at]``, at most
+    ``limit`` of them, asking for no more than is needed."""
+    token: str | None = None
+    left = limit
+    while True:
+        # One more than wanted: a server whose start is inclusive may return start_after itself first.
+        items, token = fetch(token, page_size if left is None else min(page_size, left + 1))
+        for item in items:
+            if start_after is not None and item.key <= start_after:
+                continue
+            if end_at is not None and item.key > end_at:
+                return
+            yield item
+            if left is not None:
+                left -= 1
+                if left <= 0:
+                    return
+        if not token:
+            return
 
 
 class Store(Protocol):

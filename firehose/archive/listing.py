@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
 
 from firehose.archive.base import ObjectInfo, Store
 from firehose.archive.layout import (
@@ -37,6 +38,9 @@ from firehose.archive.layout import (
 )
 from firehose.errors import ArchiveError
 from firehose.ids import seconds_of
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 MAX_SLICES = 4096
 """Upper bound on prefixes for one listing; shorter prefixes are used past it."""
@@ -198,20 +202,8 @@ def list_range(
         found = store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at)
         return [info for info in found if not info.key.startswith(piece.below)]
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive-list")
-    pending: deque[Future[list[ObjectInfo]]] = deque()
-    todo: Iterator[Slice] = iter(ranges)
-    try:
-        for piece in islice(todo, workers * 2):
-            pending.append(pool.submit(fetch, piece))
-        while pending:
-            items = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(pool.submit(fetch, following))
-            yield from items
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    for items in ordered_map(fetch, ranges, workers=workers, ahead=workers * 2):
+        yield from items
 
 
 class ArchiveListing:
@@ -290,17 +282,23 @@ def read_many(store: Store, keys: Iterable[str], *, workers: int = 8) -> Iterato
         except ArchiveError as exc:
             return key, exc
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive-read")
-    pending: deque[Future[tuple[str, bytes | ArchiveError]]] = deque()
-    todo = iter(keys)
+    return ordered_map(read, keys, workers=workers, ahead=workers * 4)
+
+
+def ordered_map(function: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int) -> Iterator[R]:
+    """``map(function, items)`` on a thread pool, results in input order, at most ``ahead`` in flight (memory
+    stays bounded however many items); stopping early cancels what has not started."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="archive")
+    pending: deque[Future[R]] = deque()
+    todo = iter(items)
     try:
-        for key in islice(todo, workers * 4):
-            pending.append(pool.submit(read, key))
+        for item in islice(todo, ahead):
+            pending.append(pool.submit(function, item))
         while pending:
             result = pending.popleft().result()
             following = next(todo, None)
             if following is not None:
-                pending.append(pool.submit(read, following))
+                pending.append(pool.submit(function, following))
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -16,7 +16,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from firehose.archive.base import ObjectInfo, S3Credential
+from firehose.archive.base import ObjectInfo, S3Credential, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound
 
 if TYPE_CHECKING:
@@ -161,10 +161,7 @@ class S3Store:
     def list(
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
-        token: str | None = None
-        left = limit
-        while True:
-            size = self.page_size if left is None else min(self.page_size, left)
+        def fetch(token: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": size}
             if token:
                 kwargs["ContinuationToken"] = token
@@ -174,17 +171,9 @@ class S3Store:
                 response = self._client.list_objects_v2(**kwargs)
             except _ERRORS as exc:
                 raise translate(exc, bucket=self.bucket) from exc
-            items, token = parse_listing(response[_RAW_LISTING])  # type: ignore[literal-required]
-            for item in items:
-                if end_at is not None and item.key > end_at:
-                    return
-                yield item
-                if left is not None:
-                    left -= 1
-                    if left <= 0:
-                        return
-            if not token:
-                return
+            return parse_listing(response[_RAW_LISTING])  # type: ignore[literal-required]
+
+        return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def read(self, key: str) -> bytes:
         try:
