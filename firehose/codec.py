@@ -1,4 +1,4 @@
-"""The only module that uses orjson: JSON in and out, NDJSON lines, and the canonical form of an event."""
+"""The only module that uses orjson: JSON in and out, NDJSON lines, and the records an archived object holds."""
 
 from __future__ import annotations
 
@@ -32,11 +32,6 @@ def encode_line(value: Any) -> bytes:
 def encode_pretty(value: Any) -> bytes:
     """Indented JSON with sorted keys, for people to read."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-
-
-def canonical(value: Any) -> bytes:
-    """A stable byte form (sorted keys, compact): equal documents give equal bytes."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 GZIP_MAGIC = b"\x1f\x8b"

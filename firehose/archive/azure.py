@@ -26,7 +26,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from firehose.archive.base import AzureCredential, ObjectInfo, walk_pages
-from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound
+from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 
 def translate(exc: Exception, *, container: str, key: str | None = None) -> ArchiveError:
@@ -166,7 +166,11 @@ class AzureStore:
         self.page_size = page_size
         """Blobs per List Blobs request: 5,000 is the most Azure returns."""
         self.url = f"az://{container}"
-        self._service = service or make_service(credential)
+        try:
+            self._service = service or make_service(credential)
+        except (ValueError, AzureError) as exc:
+            # The SDK's message may quote the connection string; ours names only the container.
+            raise ConfigError(f"az://{container}: the Azure connection string or account URL is malformed") from exc
         self._client: ContainerClient = self._service.get_container_client(container)
 
     def __repr__(self) -> str:

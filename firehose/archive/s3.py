@@ -17,7 +17,7 @@ import botocore.config
 import botocore.exceptions
 
 from firehose.archive.base import ObjectInfo, S3Credential, walk_pages
-from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound
+from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,7 +26,7 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAc
 _MISSING = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 
 
-def translate(exc: Exception, *, bucket: str, key: str | None = None) -> ArchiveError:
+def translate(exc: Exception, *, bucket: str, key: str | None = None) -> ArchiveError | ConfigError:
     """One botocore error as a firehose error naming the bucket (and key)."""
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -43,7 +43,10 @@ def translate(exc: Exception, *, bucket: str, key: str | None = None) -> Archive
         endpoint = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
         return ArchiveError(f"{where}: cannot reach the S3 endpoint {endpoint.scheme}://{endpoint.netloc}")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return ArchiveAccessDenied(f"{where}: no AWS credentials found (map this bucket's credential in the config)")
+        return ConfigError(
+            f"{where}: no AWS credentials found: map the bucket's credential_id in [credentials] (or use --credential),"
+            " or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        )
     return ArchiveError(f"{where}: {type(exc).__name__}: {exc}")
 
 
@@ -142,6 +145,18 @@ def make_client(credential: S3Credential, *, max_pool_connections: int = 16) -> 
     return client
 
 
+def _open_client(credential: S3Credential, bucket: str) -> S3Client:
+    try:
+        return make_client(credential)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(
+            f"s3://{bucket}: AWS profile {credential.profile or exc.kwargs.get('profile')!r} "
+            "is not in the AWS config files"
+        ) from exc
+    except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+        raise ConfigError(f"s3://{bucket}: cannot set up an S3 client: {type(exc).__name__}") from exc
+
+
 class S3Store:
     """One S3 bucket."""
 
@@ -152,7 +167,7 @@ class S3Store:
         self.page_size = page_size
         """Keys per ListObjectsV2 request: 1,000 is the most S3 returns."""
         self.url = f"s3://{bucket}"
-        self._client = client or make_client(credential)
+        self._client = client or _open_client(credential, bucket)
         self._client.meta.events.register("before-parse.s3.ListObjectsV2", _keep_raw_listing)
 
     def __repr__(self) -> str:

@@ -337,3 +337,44 @@ def test_unknown_scheme_is_a_usage_error(env: dict[str, str]) -> None:
     result = CliRunner().invoke(cli, ["archive", "ls", "gs://bucket/x"], env=env)
     assert result.exit_code == ExitCode.USAGE
     assert "use one of s3://, az://, file://" in result.stderr
+
+
+def test_an_unreachable_endpoint_exits_5_and_no_credentials_exits_3(env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["archive", "ls", "s3://somewhere/events", "--endpoint-url", f"http://127.0.0.1:{port}"]
+    bare = {**env, "FIREHOSE_CONFIG": "/dev/null"}
+    keyed = {**bare, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    result = CliRunner().invoke(cli, args, env=keyed)
+    assert result.exit_code == ExitCode.ARCHIVE
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"firehose: error: s3://somewhere: cannot reach the S3 endpoint http://127.0.0.1:{port}"
+    )
+    nothing: dict[str, str | None] = {
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_PROFILE": None,
+    }
+    unkeyed = CliRunner().invoke(cli, args, env={**bare, **nothing})
+    assert unkeyed.exit_code == ExitCode.CONFIG
+    assert "s3://somewhere: no AWS credentials found: map the bucket's credential_id" in unkeyed.stderr
+    no_profile = CliRunner().invoke(cli, [*args, "--profile", "nobody"], env={**bare, **nothing})
+    assert no_profile.exit_code == ExitCode.CONFIG
+    assert "s3://somewhere: AWS profile 'nobody' is not in the AWS config files" in no_profile.stderr
+
+
+def test_a_malformed_connection_string_is_a_config_error_that_does_not_echo_it(env: dict[str, str]) -> None:
+    garbage = "AccountKey=sup3r-s3cret-value;not a connection string"
+    result = CliRunner().invoke(
+        cli,
+        ["archive", "ls", "az://c"],
+        env={**env, "FIREHOSE_CONFIG": "/dev/null", "FIREHOSE_AZURE_CONNECTION_STRING": garbage},
+    )
+    assert result.exit_code == ExitCode.CONFIG
+    assert "az://c: the Azure connection string or account URL is malformed" in result.stderr
+    assert "sup3r" not in result.output and "sup3r" not in result.stderr
