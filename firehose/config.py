@@ -76,9 +76,18 @@ class CredentialMap:
     aws_override: S3Credential = field(default_factory=S3Credential)
     azure_override: AzureCredential = field(default_factory=AzureCredential)
     source: str = DEFAULT_CONFIG_FILE
+    broken: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """Entries that cannot be used, and why (a ``*_env`` naming an unset variable); raised on use."""
+
+    def _entry(self, service: str, table: Mapping[str, Any], credential_id: str | None) -> str | None:
+        name = credential_id if credential_id in table else "default" if "default" in table else None
+        if name is not None and (service, name) in self.broken:
+            raise ConfigError(self.broken[(service, name)])
+        return name
 
     def s3(self, credential_id: str | None = None) -> S3Credential:
-        base = self.aws.get(credential_id or "default") or self.aws.get("default") or S3Credential()
+        name = self._entry("aws", self.aws, credential_id)
+        base = self.aws[name] if name else S3Credential()
         if credential_id and credential_id not in self.aws and credential_id in self.azure:
             raise ConfigError(
                 f'[credentials."{credential_id}"] in {self.source} is for azure, but an S3 bucket uses it'
@@ -90,10 +99,8 @@ class CredentialMap:
             raise ConfigError(
                 f'[credentials."{credential_id}"] in {self.source} is for aws, but an Azure container uses it'
             )
-        found = _merge(
-            self.azure.get(credential_id or "default") or self.azure.get("default") or AzureCredential(),
-            self.azure_override,
-        )
+        name = self._entry("azure", self.azure, credential_id)
+        found = _merge(self.azure[name] if name else AzureCredential(), self.azure_override)
         if not (found.connection_string or found.account_url):
             name = credential_id or "default"
             raise ConfigError(
@@ -238,23 +245,27 @@ def load_settings(
     return Settings(api=api, credentials=credentials, config_file=config_file)
 
 
-def _value(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str) -> str | None:
-    """A credential field, given plainly (``name = "..."``) or by the variable holding it (``name_env``)."""
+def _value(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str, problems: list[str]) -> str | None:
+    """A credential field, given plainly (``name = "..."``) or by the variable holding it (``name_env``).
+
+    An unset variable is noted in ``problems`` rather than raised: it matters only to a command that uses this
+    credential (a nightly ``firehose events`` need not have every archive's secret)."""
     if f"{name}_env" in entry:
         variable = str(entry[f"{name}_env"])
         if not env.get(variable):
-            raise ConfigError(f"{where}.{name}_env names {variable}, which is not set")
+            problems.append(f"{where}.{name}_env names {variable}, which is not set")
+            return None
         return env[variable]
     return str(entry[name]) if entry.get(name) else None
 
 
-def _credential(entry: Mapping[str, Any], service: str, env: Mapping[str, str], where: str) -> Any:
+def _credential(entry: Mapping[str, Any], service: str, env: Mapping[str, str], where: str, problems: list[str]) -> Any:
     fields = AWS_FIELDS if service == "aws" else AZURE_FIELDS
     known = {"service", *fields, *(f"{f}_env" for f in fields)}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown setting {unknown[0]!r} for service {service} (known: {', '.join(fields)})")
-    value = {name: _value(entry, name, env, where) for name in fields}
+    value = {name: _value(entry, name, env, where, problems) for name in fields}
 
     def secret(name: str) -> Secret | None:
         text = value[name]
@@ -278,22 +289,27 @@ def _credentials(raw: Any, env: Mapping[str, str], overrides: Mapping[str, Any],
         raise ConfigError(f"[credentials] in {source} must be a table")
     aws: dict[str, S3Credential] = {}
     azure: dict[str, AzureCredential] = {}
+    broken: dict[tuple[str, str], str] = {}
+
+    def add(name: str, service: str, entry: Mapping[str, Any], where: str) -> None:
+        problems: list[str] = []
+        credential = _credential(entry, service, env, where, problems)
+        (aws if service == "aws" else azure)[name] = credential
+        if problems:
+            broken[(service, name)] = f"{problems[0]} (in {source})"
+
     for name, entry in raw.items():
         where = f'[credentials."{name}"]'
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} in {source} must be a table")
         if name == "default" and "service" not in entry and set(entry) <= set(SERVICES):
             for service, sub in entry.items():  # [credentials.default.aws] / [credentials.default.azure]
-                target = aws if service == "aws" else azure
-                target["default"] = _credential(sub, service, env, f"[credentials.default.{service}]")
+                add("default", service, sub, f"[credentials.default.{service}]")
             continue
         service = entry.get("service")
         if service not in SERVICES:
             raise ConfigError(f'{where} in {source} needs service = "aws" or "azure", got {service!r}')
-        if service == "aws":
-            aws[str(name)] = _credential(entry, service, env, where)
-        else:
-            azure[str(name)] = _credential(entry, service, env, where)
+        add(str(name), service, entry, where)
 
     def pick(flag: str, variable: str) -> str | None:
         value = overrides.get(flag) or env.get(variable)
@@ -311,4 +327,6 @@ def _credentials(raw: Any, env: Mapping[str, str], overrides: Mapping[str, Any],
         account_url=pick("account_url", "FIREHOSE_AZURE_ACCOUNT_URL"),
         sas_token=Secret(sas_token) if sas_token else None,
     )
-    return CredentialMap(aws=aws, azure=azure, aws_override=aws_override, azure_override=azure_override, source=source)
+    return CredentialMap(
+        aws=aws, azure=azure, aws_override=aws_override, azure_override=azure_override, source=source, broken=broken
+    )

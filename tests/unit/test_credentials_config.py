@@ -78,3 +78,15 @@ def test_flags_and_environment_override_the_mapping(tmp_path: Path) -> None:
 def test_bad_credential_entries_name_the_section(tmp_path: Path, text: str, env: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings(tmp_path, text, env=env).credentials.s3("a")
+
+
+def test_an_unset_secret_variable_matters_only_to_its_credential(tmp_path: Path) -> None:
+    text = CONFIG.replace('secret_access_key_env = "ARCHIVE_SECRET"', 'secret_access_key_env = "UNSET_SECRET"')
+    loaded = settings(tmp_path, text)  # loading succeeds: `firehose events` needs no archive secret
+    assert loaded.credentials.azure_for("5fd4371e940df5a34a3888b3").connection_string is not None
+    with pytest.raises(
+        ConfigError,
+        match=r'\[credentials."5fd4371e940df5a34a3888b2"\].secret_access_key_env names '
+        r"UNSET_SECRET, which is not set",
+    ):
+        loaded.credentials.s3("5fd4371e940df5a34a3888b2")
