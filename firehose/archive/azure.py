@@ -144,7 +144,7 @@ def make_service(credential: AzureCredential) -> BlobServiceClient:
         from azure.identity import DefaultAzureCredential  # optional: only for users of the default chain
     except ImportError as exc:
         raise ArchiveError(
-            f"{credential.account_url}: the Azure default credential needs azure-identity (pip install azure-identity);"
+            f"{credential.account_url}: the Azure default credential needs azure-identity (pip install 'firehose[azure-identity]');"
             " or map a connection string or SAS token for this credential"
         ) from exc
 
