@@ -144,8 +144,8 @@ def make_service(credential: AzureCredential) -> BlobServiceClient:
         from azure.identity import DefaultAzureCredential  # optional: only for users of the default chain
     except ImportError as exc:
         raise ArchiveError(
-            f"{credential.account_url}: the Azure default credential needs azure-identity (pip install 'firehose[azure-identity]');"
-            " or map a connection string or SAS token for this credential"
+            f"{credential.account_url}: the Azure default credential needs azure-identity"
+            " (pip install 'firehose[azure-identity]'); or map a connection string or SAS token for this credential"
         ) from exc
 
     return BlobServiceClient(account_url=credential.account_url, credential=DefaultAzureCredential(), **options)
