@@ -1,4 +1,5 @@
-"""The only module that uses orjson: JSON in and out, NDJSON lines, and the records an archived object holds."""
+"""The only module that uses orjson: JSON in and out, NDJSON lines, canonical form, and the records an archived
+object holds."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ def encode_line(value: Any) -> bytes:
 def encode_pretty(value: Any) -> bytes:
     """Indented JSON with sorted keys, for people to read."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def canonical(value: Any) -> bytes:
+    """A stable byte form (sorted keys, compact): documents equal as JSON give equal bytes, whatever their key
+    order and whitespace."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -1,0 +1,186 @@
+"""Reconciliation's pure core: what the API says should be archived, against what a listing found.
+
+Every (event, destination) pair lands in exactly one class (architecture.md §4):
+
+- ``match``: in the API and in the archive (and, when content was read, the same canonical JSON);
+- ``missing``: in the API, not in the archive;
+- ``differ``: in both, canonical content differs (the differing top-level fields are named);
+- ``archive_only``: in the archive inside the window, not returned by the API (expired from it, or never
+  reported);
+- ``error``: could not be decided, with the reason;
+- ``not_configured``: the event's firehose sends it nowhere (disabled), so it is no gap.
+
+This module does no I/O and reads no clock: listings, events and "now" are passed in, so every rule here is
+tested without servers. The command that drives it (listing, paging, repair, checkpoints) builds on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from firehose.archive.base import ObjectInfo
+from firehose.archive.layout import parse_key
+from firehose.codec import canonical
+from firehose.event import Destination, EventView
+
+
+class Verdict(StrEnum):
+    MATCH = "match"
+    MISSING = "missing"
+    DIFFER = "differ"
+    ARCHIVE_ONLY = "archive_only"
+    ERROR = "error"
+    NOT_CONFIGURED = "not_configured"
+
+
+GAPS = (Verdict.MISSING, Verdict.DIFFER)
+"""The classes that make a run exit 1 (after repair)."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One object the API says a destination should hold."""
+
+    event_id: str
+    lead_id: str
+    type: str | None
+    destination: Destination
+    key: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The class of one (event, destination) pair, with what a report needs to say about it."""
+
+    verdict: Verdict
+    event_id: str
+    key: str
+    destination: str  # the destination's URL, e.g. s3://bucket/prefix
+    lead_id: str | None = None
+    type: str | None = None
+    expires_at: datetime | None = None
+    reason: str | None = None
+    fields: tuple[str, ...] = field(default_factory=tuple)
+    """For ``differ``: the top-level fields whose canonical JSON differs."""
+
+
+def parse_expiry(value: Any) -> datetime | None:
+    """``expires_at`` as an aware datetime; None when absent or unreadable (tolerant: not documented as required)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def expected_objects(event: Mapping[str, Any], *, destinations: list[Destination] | None = None) -> list[Expected]:
+    """The objects one API event should have: one per enabled destination (or per ``destinations`` given, for an
+    ``--archive`` override). Empty when the firehose sends it nowhere or the lead id is unknown."""
+    view = EventView(event)
+    lead_id = view.lead_id
+    targets = destinations if destinations is not None else view.destinations()
+    if lead_id is None:
+        return []
+    expires = parse_expiry(event.get("expires_at"))
+    return [Expected(view.id, lead_id, view.type, d, d.key(lead_id, view.id), expires) for d in targets]
+
+
+def _finding(verdict: Verdict, item: Expected, key: str | None = None, **extra: Any) -> Finding:
+    return Finding(
+        verdict,
+        item.event_id,
+        key or item.key,
+        item.destination.url(),
+        item.lead_id,
+        item.type,
+        item.expires_at,
+        **extra,
+    )
+
+
+def classify_presence(expected: Iterable[Expected], listed: Mapping[str, ObjectInfo]) -> Iterator[Finding]:
+    """``match`` or ``missing`` for each expected object, from a listing alone (the nightly default).
+
+    A listed key without ``.json`` counts as the object (the layout's extension is not certain, facts.md §1.2).
+    """
+    for item in expected:
+        bare = item.key.removesuffix(".json")
+        if item.key in listed:
+            yield _finding(Verdict.MATCH, item)
+        elif bare in listed:
+            yield _finding(Verdict.MATCH, item, key=bare)
+        else:
+            yield _finding(Verdict.MISSING, item)
+
+
+def archive_only(
+    listed: Iterable[ObjectInfo], expected_keys: set[str], *, destination: str, start: datetime, end: datetime
+) -> Iterator[Finding]:
+    """Listed events created inside ``[start, end]`` that the API did not return.
+
+    Only keys of the firehose layout count, judged by their event id's time; a key the API expected (with or
+    without ``.json``) is not archive-only.
+    """
+    for info in listed:
+        ids = parse_key(info.key)
+        if ids is None:
+            continue
+        lead_id, event_id = ids
+        made = datetime.fromtimestamp(int(event_id[:8], 16), tz=start.tzinfo)
+        if not start <= made <= end:
+            continue
+        if info.key in expected_keys or f"{info.key}.json" in expected_keys:
+            continue
+        yield Finding(
+            Verdict.ARCHIVE_ONLY,
+            event_id,
+            info.key,
+            destination,
+            lead_id,
+            reason="in the archive, not returned by the API (expired from it, or never reported)",
+        )
+
+
+def differing_fields(api_event: Mapping[str, Any], archived: Mapping[str, Any]) -> tuple[str, ...]:
+    """Top-level fields whose canonical JSON differs (key order and whitespace do not count)."""
+    names = sorted(set(api_event) | set(archived))
+    return tuple(name for name in names if canonical(api_event.get(name)) != canonical(archived.get(name)))
+
+
+def classify_content(item: Expected, api_event: Mapping[str, Any], records: list[Any]) -> Finding:
+    """``match`` or ``differ`` from an archived object's records (the one whose id is the event's)."""
+    same_id = [r for r in records if isinstance(r, Mapping) and str(r.get("id", "")).lower() == item.event_id]
+    if not same_id:
+        return _finding(Verdict.ERROR, item, reason="the archived object holds no record with this event's id")
+    fields = differing_fields(api_event, same_id[0])
+    if fields:
+        return _finding(Verdict.DIFFER, item, reason=f"{len(fields)} fields differ", fields=fields)
+    return _finding(Verdict.MATCH, item)
+
+
+def sampled(event_id: str, percent: float) -> bool:
+    """Whether ``--verify sample:P`` reads this event: a fixed hash of the id, so the same events every run."""
+    if percent >= 100:
+        return True
+    bucket = int.from_bytes(hashlib.sha256(event_id.lower().encode()).digest()[:4], "big") % 10_000
+    return bucket < percent * 100
+
+
+def at_risk(finding: Finding, *, now: datetime, within: timedelta) -> bool:
+    """A gap whose event the API forgets within ``within`` of ``now`` (or whose expiry is unknown)."""
+    if finding.verdict not in GAPS:
+        return False
+    return finding.expires_at is None or finding.expires_at <= now + within
+
+
+def by_expiry(findings: Iterable[Finding]) -> list[Finding]:
+    """Gaps first, soonest expiry first; unknown expiry counts as soonest (it cannot be shown to be safe)."""
+    gaps = [f for f in findings if f.verdict in GAPS]
+    return sorted(gaps, key=lambda f: (f.expires_at is not None, f.expires_at or datetime.min, f.event_id))

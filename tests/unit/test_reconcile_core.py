@@ -1,0 +1,111 @@
+"""The pure rules of reconciliation: every (event, destination) in exactly one class."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from firehose.archive.base import ObjectInfo
+from firehose.reconcile import (
+    Verdict,
+    archive_only,
+    at_risk,
+    by_expiry,
+    classify_content,
+    classify_presence,
+    differing_fields,
+    expected_objects,
+    sampled,
+)
+
+LEAD = "6ae18ae9a55055783f30ae4b"
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def event(event_id: str, *, firehose: dict | None = None, expires: str = "2027-01-26T05:40:57.503Z") -> dict:
+    return {
+        "id": event_id,
+        "type": "recipient",
+        "outcome": "success",
+        "vars": {"lead": {"id": LEAD}},
+        "firehose": firehose
+        if firehose is not None
+        else {
+            "enabled": True,
+            "services": {
+                "aws": {"enabled": True, "bucket": "b", "prefix": "events", "credential_id": "c1"},
+                "azure": {"enabled": True, "bucket": "c", "prefix": "", "credential_id": "c2"},
+            },
+        },
+        "expires_at": expires,
+    }
+
+
+def info(key: str) -> ObjectInfo:
+    return ObjectInfo(key=key, size=10, etag="e", last_modified=NOW)
+
+
+def test_one_expected_object_per_enabled_destination() -> None:
+    items = expected_objects(event("6ae18ae9a55055783f30ae4c"))
+    assert [(i.destination.service, i.key) for i in items] == [
+        ("aws", f"events/{LEAD}/6ae18ae9a55055783f30ae4c.json"),
+        ("azure", f"{LEAD}/6ae18ae9a55055783f30ae4c.json"),
+    ]
+    assert items[0].expires_at == datetime(2027, 1, 26, 5, 40, 57, 503000, tzinfo=UTC)
+    assert expected_objects(event("6ae18ae9a55055783f30ae4c", firehose={"enabled": False, "bucket": "b"})) == []
+
+
+def test_presence_is_match_or_missing_and_tolerates_a_missing_json() -> None:
+    items = [*expected_objects(event("6ae18ae9a55055783f30ae4c")), *expected_objects(event("6ae18ae9a55055783f30ae4d"))]
+    listed = {f"events/{LEAD}/6ae18ae9a55055783f30ae4c.json": info("x"), f"{LEAD}/6ae18ae9a55055783f30ae4d": info("y")}
+    verdicts = [(f.destination, f.verdict, f.key) for f in classify_presence(items, listed)]
+    assert verdicts == [
+        ("s3://b/events", Verdict.MATCH, f"events/{LEAD}/6ae18ae9a55055783f30ae4c.json"),
+        ("az://c", Verdict.MISSING, f"{LEAD}/6ae18ae9a55055783f30ae4c.json"),
+        ("s3://b/events", Verdict.MISSING, f"events/{LEAD}/6ae18ae9a55055783f30ae4d.json"),
+        ("az://c", Verdict.MATCH, f"{LEAD}/6ae18ae9a55055783f30ae4d"),
+    ]
+
+
+def test_archive_only_is_inside_the_window_and_not_expected() -> None:
+    start, end = datetime(2026, 10, 28, tzinfo=UTC), datetime(2026, 10, 29, tzinfo=UTC)
+    inside, before = "6ae18ae9a55055783f30ae4c", "6ae00000a55055783f30ae4c"
+    listed = [
+        info(f"events/{LEAD}/{inside}.json"),
+        info(f"events/{LEAD}/{before}.json"),
+        info("events/readme.txt"),
+        info(f"events/{LEAD}/6ae18aeaa55055783f30ae4e.json"),
+    ]
+    expected = {f"events/{LEAD}/6ae18aeaa55055783f30ae4e.json"}
+    found = list(archive_only(listed, expected, destination="s3://b/events", start=start, end=end))
+    assert [(f.verdict, f.event_id) for f in found] == [(Verdict.ARCHIVE_ONLY, inside)]
+
+
+def test_content_compares_canonical_json_and_names_the_fields() -> None:
+    api = event("6ae18ae9a55055783f30ae4c")
+    item = expected_objects(api)[0]
+    reordered = dict(reversed(list(api.items())))
+    assert classify_content(item, api, [reordered]).verdict == Verdict.MATCH
+    changed = {**api, "outcome": "failure", "vars": {"lead": {"id": LEAD, "email": "x@example.com"}}}
+    finding = classify_content(item, api, [changed])
+    assert finding.verdict == Verdict.DIFFER and finding.fields == ("outcome", "vars")
+    assert classify_content(item, api, [{"id": "other"}]).verdict == Verdict.ERROR
+    assert differing_fields({"a": {"x": 1, "y": 2}}, {"a": {"y": 2, "x": 1}, "b": None}) == ()
+
+
+def test_sampling_is_deterministic_and_about_the_asked_share() -> None:
+    ids = [f"{n:024x}" for n in range(10_000)]
+    chosen = [i for i in ids if sampled(i, 5)]
+    assert chosen == [i for i in ids if sampled(i, 5)]
+    assert 400 < len(chosen) < 600
+    assert all(sampled(i, 100) for i in ids[:10])
+
+
+def test_gaps_are_ranked_by_expiry_and_at_risk_within_the_margin() -> None:
+    soon = expected_objects(event("6ae18ae9a55055783f30ae4c", expires="2026-11-30T00:00:00Z"))[0]
+    later = expected_objects(event("6ae18ae9a55055783f30ae4d", expires="2027-01-20T00:00:00Z"))[0]
+    unknown = expected_objects(event("6ae18ae9a55055783f30ae4e", expires="soon"))[0]
+    findings = list(classify_presence([later, soon, unknown], {}))
+    ranked = by_expiry(findings)
+    assert [f.event_id for f in ranked] == [unknown.event_id, soon.event_id, later.event_id]
+    risky = [f.event_id for f in findings if at_risk(f, now=NOW, within=timedelta(days=7))]
+    assert sorted(risky) == sorted([soon.event_id, unknown.event_id])
