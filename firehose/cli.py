@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -711,6 +711,199 @@ def locate(
     if not locations:
         click.echo(f"firehose locate: event {event_id} has no firehose destinations", err=True)
     ctx.exit(int(code))
+
+
+FINDING_FIELDS = ("verdict", "expires_at", "event_id", "lead_id", "type", "destination", "key", "reason", "fields")
+
+
+def _duration(value: str, flag: str) -> timedelta:
+    """``15m``, ``2h``, ``7d`` or a number of minutes."""
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(minutes=float(text))
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r} is not a duration such as 15m, 2h or 7d") from exc
+
+
+@cli.command()
+@click.option("--start", help="Events created at or after this time (default: 90 days ago, all the API holds).")
+@click.option("--end", help="Events created at or before this time (default: now minus --lag).")
+@click.option("--lag", default="15m", show_default=True, help="Leave recent events alone: the firehose retries late.")
+@click.option(
+    "--verify",
+    default="presence",
+    show_default=True,
+    help="presence (listings only), content (read every object) or sample:P (a fixed P% of objects).",
+)
+@click.option("--repair", is_flag=True, help="Write missing events to their destinations (never overwrites).")
+@click.option("--expiring-within", default="7d", show_default=True, help="A gap expiring this soon is at risk.")
+@click.option("--archive", "archive_url", help="Check this store URL instead of each event's own destinations.")
+@click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE or ~/.local/state/firehose).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "ndjson", "csv"]),
+    default="text",
+    show_default=True,
+    help="How the findings that are not match go to stdout.",
+)
+@click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
+@storage_options
+@click.pass_context
+def reconcile(
+    ctx: click.Context,
+    /,
+    start: str | None,
+    end: str | None,
+    lag: str,
+    verify: str,
+    repair: bool,
+    expiring_within: str,
+    archive_url: str | None,
+    state_file: str | None,
+    report_file: str | None,
+    fmt: str,
+    url: str | None,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Check that every event LeadConduit still holds is in its firehose archive, and repair the gaps.
+
+    Each (event, destination) pair is match, missing, differ, archive_only or error; events whose firehose is
+    off are not_configured. Gaps are ranked by expires_at. Finished windows are kept in a state database: the
+    same command after an interruption resumes where it stopped. Exit 0 when nothing is missing or differs
+    (after --repair), 1 when something is, 5 when a store could not be checked.
+
+    \b
+    Example:
+      firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
+      firehose reconcile --repair --verify sample:5
+    """
+    from firehose.api import LeadConduit
+    from firehose.archive import StoreUrl, open_store
+    from firehose.config import state_path
+    from firehose.event import Destination
+    from firehose.http import HttpClient, RetryPolicy
+    from firehose.reconcile import GAPS, Verdict, at_risk
+    from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
+    from firehose.report import RowWriter
+    from firehose.state import StateDB
+
+    settings = _settings(
+        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
+    )
+    now = datetime.now(UTC)
+    finish = parse_time(end, "--end", end_of_day=True) if end else now - _duration(lag, "--lag")
+    begin = parse_time(start, "--start") if start else now - timedelta(days=90)
+    mode, _, percent = verify.partition(":")
+    if mode == "sample" and not percent.replace(".", "", 1).isdigit():
+        raise UsageError(f"--verify {verify!r}: give the share to read, e.g. sample:5")
+    override = None
+    if archive_url:
+        target = StoreUrl.parse(archive_url)
+        override = Destination(
+            {"s3": "aws", "az": "azure"}.get(target.scheme, "file"), target.bucket, target.prefix, credential_id
+        )
+    options = ReconcileOptions(
+        start=begin,
+        end=finish,
+        verify=mode,
+        sample_percent=float(percent or 0),
+        repair=repair,
+        archive=override,
+        workers=workers,
+    )
+    within = _duration(expiring_within, "--expiring-within")
+
+    def open_for(destination: Destination) -> Any:
+        credential = credential_id or destination.credential_id
+        where = StoreUrl(destination.scheme, destination.bucket, "")
+        if destination.scheme == "s3":
+            return open_store(where, s3=settings.credentials.s3(credential))
+        if destination.scheme == "az":
+            return open_store(where, azure=settings.credentials.azure_for(credential))
+        return open_store(where)
+
+    api = settings.api
+    key = api.require_key()
+    policy = RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds)
+    with (
+        HttpClient(
+            api.url, auth=(API_USERNAME, key.reveal()), timeout_seconds=api.timeout_seconds, retry=policy
+        ) as http,
+        StateDB(state_path(state_file, os.environ)) as state,
+    ):
+        outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
+        findings = [f for f in state.findings(outcome.run_id) if f.verdict in KEPT]
+
+    risky = [f for f in findings if at_risk(f, now=now, within=within)]
+    rows = [
+        {
+            **{name: getattr(f, name) for name in FINDING_FIELDS if name not in ("verdict", "fields")},
+            "verdict": f.verdict.value,
+            "fields": ",".join(f.fields),
+        }
+        for f in findings
+    ]
+    writer = RowWriter(
+        binary_stdout(),
+        fmt,
+        FINDING_FIELDS,
+        schema="firehose.reconcile/1",
+        rows_name="findings",
+        widths={
+            "verdict": 12,
+            "expires_at": 20,
+            "event_id": 24,
+            "lead_id": 24,
+            "type": 17,
+            "destination": 28,
+            "key": 40,
+            "reason": 30,
+        },
+    )
+    for row in rows:
+        writer.write(row)
+    earliest = min((f.expires_at for f in risky if f.expires_at), default=None)
+    summary: dict[str, Any] = {"counts": dict(outcome.counts), "at_risk": len(risky), "earliest_expiry": earliest}
+    writer.close(summary)
+    if report_file:
+        from firehose.codec import encode_pretty
+
+        report = {
+            "schema": "firehose.reconcile/1",
+            "window": {"start": begin.isoformat(), "end": finish.isoformat()},
+            "verify": verify,
+            "repair": repair,
+            **summary,
+            "earliest_expiry": earliest.isoformat() if earliest else None,
+            "by_destination": {d: dict(c) for d, c in outcome.by_destination.items()},
+            "by_day": {d: dict(c) for d, c in sorted(outcome.by_day.items())},
+            "requests": dict(outcome.requests),
+            "resumed_windows": outcome.resumed_windows,
+            "findings": [
+                {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None} for row in rows
+            ],
+        }
+        Path(report_file).write_bytes(encode_pretty(report))
+    gaps = sum(outcome.counts.get(v.value, 0) for v in GAPS)
+    errors = outcome.counts.get(Verdict.ERROR.value, 0)
+    click.echo(
+        f"firehose reconcile: {len(risky)} at risk (missing or differing, expiring within {expiring_within})"
+        + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else ""),
+        err=True,
+    )
+    click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(outcome.counts.items())), err=True)
+    for destination, counts in sorted(outcome.by_destination.items()):
+        click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
+    if outcome.resumed_windows:
+        click.echo(f"  resumed: {outcome.resumed_windows} windows were already done", err=True)
+    ctx.exit(int(ExitCode.ARCHIVE if errors else ExitCode.DIFFERENCES if gaps else ExitCode.OK))
 
 
 def main(argv: list[str] | None = None) -> None:

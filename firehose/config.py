@@ -174,6 +174,17 @@ def _pick(
     return default
 
 
+def state_path(explicit: str | None, env: Mapping[str, str]) -> Path:
+    """The state database: the flag, else ``FIREHOSE_STATE``, else ``$XDG_STATE_HOME/firehose/state.sqlite``
+    (``~/.local/state/firehose/state.sqlite``)."""
+    if explicit:
+        return Path(explicit)
+    if env.get("FIREHOSE_STATE"):
+        return Path(env["FIREHOSE_STATE"])
+    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path(env.get("HOME", ".")) / ".local/state"
+    return base / "firehose" / "state.sqlite"
+
+
 def config_path(explicit: str | None, env: Mapping[str, str], cwd: Path) -> Path | None:
     """The config file to read: the flag, else ``FIREHOSE_CONFIG``, else ``./firehose.toml`` if present."""
     if explicit:

@@ -8,7 +8,8 @@ Every (event, destination) pair lands in exactly one class (architecture.md §4)
 - ``archive_only``: in the archive inside the window, not returned by the API (expired from it, or never
   reported);
 - ``error``: could not be decided, with the reason;
-- ``not_configured``: the event's firehose sends it nowhere (disabled), so it is no gap.
+- ``not_configured``: the event's firehose sends it nowhere (disabled), so it is no gap;
+- ``repaired``: was ``missing``, and ``--repair`` wrote it and read it back.
 
 This module does no I/O and reads no clock: listings, events and "now" are passed in, so every rule here is
 tested without servers. The command that drives it (listing, paging, repair, checkpoints) builds on top.
@@ -36,6 +37,8 @@ class Verdict(StrEnum):
     ARCHIVE_ONLY = "archive_only"
     ERROR = "error"
     NOT_CONFIGURED = "not_configured"
+    REPAIRED = "repaired"
+    """Was ``missing``; ``--repair`` wrote it, read it back and found it equal."""
 
 
 GAPS = (Verdict.MISSING, Verdict.DIFFER)

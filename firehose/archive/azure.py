@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo, walk_pages
+from firehose.archive.base import AzureCredential, ObjectInfo, RequestCount, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 
@@ -166,6 +166,7 @@ class AzureStore:
         self.page_size = page_size
         """Blobs per List Blobs request: 5,000 is the most Azure returns."""
         self.url = f"az://{container}"
+        self.requests = RequestCount()
         try:
             self._service = service or make_service(credential)
         except (ValueError, AzureError) as exc:
@@ -180,6 +181,7 @@ class AzureStore:
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         def fetch(marker: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
+            self.requests.add("list")
             params = {"restype": "container", "comp": "list", "maxresults": str(size)}
             if prefix:
                 params["prefix"] = prefix
@@ -200,6 +202,7 @@ class AzureStore:
         return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def read(self, key: str) -> bytes:
+        self.requests.add("get")
         try:
             # decompress=False: the stored bytes as they are, even when Content-Encoding is gzip.
             return self._client.download_blob(key, decompress=False).readall()
@@ -207,6 +210,7 @@ class AzureStore:
             raise translate(exc, container=self.container, key=key) from exc
 
     def head(self, key: str) -> ObjectInfo | None:
+        self.requests.add("head")
         try:
             props = self._client.get_blob_client(key).get_blob_properties()
         except ResourceNotFoundError as exc:
@@ -219,6 +223,7 @@ class AzureStore:
         return ObjectInfo(key=key, size=props.size, etag=str(props.etag).strip('"'), last_modified=props.last_modified)
 
     def write(self, key: str, data: bytes, *, if_absent: bool = True, content_type: str = "application/json") -> bool:
+        self.requests.add("put")
         settings = ContentSettings(content_type=content_type)
         try:
             if if_absent:

@@ -6,6 +6,7 @@ inside it, ``/``-separated, exactly as the firehose wrote them; a store URL's pa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,24 @@ def walk_pages(
             return
 
 
+class RequestCount:
+    """Requests a store has made, by kind (``list``, ``get``, ``head``, ``put``), for reports; thread-safe."""
+
+    KINDS = ("list", "get", "head", "put")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.KINDS, 0)
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self._counts[kind] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class Store(Protocol):
     """One bucket, container or directory.
 
@@ -90,6 +109,7 @@ class Store(Protocol):
 
     url: str
     """Where the store is, for messages (``s3://bucket``); never holds a secret."""
+    requests: RequestCount
     page_size: int
     """Keys one listing request returns at most: the unit parallel listing splits work into."""
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from firehose.archive.base import ObjectInfo
+from firehose.archive.base import ObjectInfo, RequestCount
 from firehose.archive.layout import KEY_END
 from firehose.errors import ArchiveError, ArchiveNotFound
 
@@ -20,6 +20,7 @@ class LocalStore:
         self.page_size = page_size
         """The slice size parallel listing aims at (a directory has no pages of its own)."""
         self.url = root.as_uri()
+        self.requests = RequestCount()
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -41,6 +42,7 @@ class LocalStore:
     def list(
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
+        self.requests.add("list")
         if not self.root.is_dir():
             raise ArchiveNotFound(f"{self.url}: directory does not exist")
         for count, key in enumerate(self._walk(self.root, "", prefix, start_after, end_at), start=1):
@@ -75,6 +77,7 @@ class LocalStore:
                 yield key
 
     def read(self, key: str) -> bytes:
+        self.requests.add("get")
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
@@ -83,10 +86,12 @@ class LocalStore:
             raise ArchiveError(f"{self.url}/{key}: {exc.strerror}") from exc
 
     def head(self, key: str) -> ObjectInfo | None:
+        self.requests.add("head")
         path = self._path(key)
         return self._info(key, path) if path.is_file() else None
 
     def write(self, key: str, data: bytes, *, if_absent: bool = True, content_type: str = "application/json") -> bool:
+        self.requests.add("put")
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from firehose.archive.base import ObjectInfo, S3Credential, walk_pages
+from firehose.archive.base import ObjectInfo, RequestCount, S3Credential, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ class S3Store:
         self.page_size = page_size
         """Keys per ListObjectsV2 request: 1,000 is the most S3 returns."""
         self.url = f"s3://{bucket}"
+        self.requests = RequestCount()
         self._client = client or _open_client(credential, bucket)
         self._client.meta.events.register("before-parse.s3.ListObjectsV2", _keep_raw_listing)
 
@@ -177,6 +178,7 @@ class S3Store:
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         def fetch(token: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
+            self.requests.add("list")
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": size}
             if token:
                 kwargs["ContinuationToken"] = token
@@ -191,12 +193,14 @@ class S3Store:
         return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def read(self, key: str) -> bytes:
+        self.requests.add("get")
         try:
             return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except _ERRORS as exc:
             raise translate(exc, bucket=self.bucket, key=key) from exc
 
     def head(self, key: str) -> ObjectInfo | None:
+        self.requests.add("head")
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
@@ -211,6 +215,7 @@ class S3Store:
         )
 
     def write(self, key: str, data: bytes, *, if_absent: bool = True, content_type: str = "application/json") -> bool:
+        self.requests.add("put")
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data, "ContentType": content_type}
         if if_absent:
             kwargs["IfNoneMatch"] = "*"  # S3 conditional write: refused with 412 if the key exists

@@ -1,0 +1,319 @@
+"""The reconcile run: march ``GET /events`` against the archive listings, window by window, classify every
+(event, destination) pair, repair what is missing, and keep each finished window in the state database so an
+interrupted run resumes where it stopped.
+
+Per window (a day by default):
+
+1. page ``/events`` for the window, asking only for the fields presence needs (``include``) unless content is
+   read or repairs may be written;
+2. per destination, list the leads made from ``lead_lookback`` before the window to its end (one key range,
+   ``archive.listing``), and HEAD the few events whose lead is older (feedback days after its lead);
+3. classify (``reconcile``): presence from the listing; content for every object (``content``) or a fixed
+   sample (``sample:P``); archive-only from the listing;
+4. ``repair``: write each missing event as the API returns it, if absent, then read it back and compare;
+5. save the window's counts, request counts and non-match findings in one transaction.
+
+A destination that fails (unreachable, access denied, unmapped credential) marks its events ``error`` with the
+reason; the other destinations go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from firehose.api import EventQuery, LeadConduit
+from firehose.archive import ObjectInfo, Store
+from firehose.archive.listing import list_window, read_many
+from firehose.codec import canonical, decode, encode, records
+from firehose.errors import ArchiveError, ConfigError, DataError, UsageError
+from firehose.event import Destination
+from firehose.ids import seconds_of
+from firehose.reconcile import (
+    Expected,
+    Finding,
+    Verdict,
+    archive_only,
+    classify_content,
+    classify_presence,
+    expected_objects,
+    sampled,
+)
+from firehose.state import StateDB, WindowRecord
+
+log = logging.getLogger(__name__)
+
+NO_DESTINATION = "(no destination)"
+KEPT = (Verdict.MISSING, Verdict.DIFFER, Verdict.ARCHIVE_ONLY, Verdict.ERROR, Verdict.REPAIRED)
+"""The classes a report lists item by item."""
+PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
+"""What presence needs from each event: where it should be, and when the API forgets it."""
+
+
+@dataclass(frozen=True)
+class ReconcileOptions:
+    start: datetime
+    end: datetime
+    verify: str = "presence"  # presence | content | sample
+    sample_percent: float = 0.0
+    repair: bool = False
+    window: timedelta = timedelta(days=1)
+    lead_lookback: timedelta = timedelta(hours=1)
+    """Events come after their lead; leads made this long before a window are listed with it."""
+    archive: Destination | None = None
+    """``--archive URL``: check here instead of each event's own destinations."""
+    workers: int = 8
+
+    def __post_init__(self) -> None:
+        if self.verify not in ("presence", "content", "sample"):
+            raise UsageError(f"--verify must be presence, content or sample:P, got {self.verify!r}")
+        if self.start >= self.end:
+            raise UsageError(f"the window is empty: start {self.start:%Y-%m-%dT%H:%M:%SZ} is not before its end")
+
+    def fingerprint(self) -> str:
+        """Runs with the same fingerprint share their state: the same arguments resume the same run."""
+        values = {name: str(value) for name, value in asdict(self).items() if name != "workers"}
+        return hashlib.sha256(canonical(values)).hexdigest()[:32]
+
+    def windows(self) -> Iterator[tuple[datetime, datetime]]:
+        moment = self.start
+        while moment < self.end:
+            following = min(self.end, moment + self.window)
+            yield moment, following
+            moment = following
+
+
+@dataclass
+class Outcome:
+    """What a run found: counts overall, per destination and per day, requests made, and where state is."""
+
+    run_id: int
+    counts: Counter[str] = field(default_factory=Counter)
+    by_destination: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    by_day: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    requests: Counter[str] = field(default_factory=Counter)
+    resumed_windows: int = 0
+
+
+class Reconciler:
+    """One run over a window; ``open_store`` gives the store for a destination (credential mapping included)."""
+
+    def __init__(
+        self, api: LeadConduit, open_store: Callable[[Destination], Store], state: StateDB, options: ReconcileOptions
+    ) -> None:
+        self.api = api
+        self.open_store = open_store
+        self.state = state
+        self.options = options
+        self._stores: dict[tuple[str, str, str | None], Store] = {}
+
+    def run(self) -> Outcome:
+        options = self.options
+        run_id = self.state.run(options.fingerprint(), {k: str(v) for k, v in asdict(options).items()})
+        outcome = Outcome(run_id)
+        done = {record.start: record for record in self.state.finished_windows(run_id)}
+        try:
+            for start, end in options.windows():
+                record = done.get(start)
+                if record is None:
+                    findings, requests = self._window(start, end)
+                    record = WindowRecord(start, end, _tally(findings), requests)
+                    # Matches and events with no destination are counted, not kept one by one.
+                    self.state.save_window(run_id, record, [f for f in findings if f.verdict in KEPT])
+                else:
+                    outcome.resumed_windows += 1
+                self._add(outcome, record)
+            self.state.finish(run_id)
+        finally:
+            for store in self._stores.values():
+                store.close()
+        return outcome
+
+    def _add(self, outcome: Outcome, record: WindowRecord) -> None:
+        day = f"{record.start:%Y-%m-%d}"
+        for destination, counts in record.counts.items():
+            for verdict, number in counts.items():
+                outcome.counts[verdict] += number
+                outcome.by_destination[destination][verdict] += number
+                outcome.by_day[day][verdict] += number
+        outcome.requests.update(record.requests)
+
+    # -- one window -------------------------------------------------------------------------------------
+    def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, int]]:
+        options = self.options
+        full = options.verify != "presence" or options.repair
+        query = EventQuery(start=start, end=end, include=() if full else PRESENCE_FIELDS)
+        events: dict[str, dict[str, Any]] = {}
+        expected: dict[Destination, list[Expected]] = defaultdict(list)
+        findings: list[Finding] = []
+        api_events = 0
+        for event in self.api.iter_events(query):
+            api_events += 1
+            targets = [options.archive] if options.archive else None
+            items = expected_objects(event, destinations=targets)
+            if not items and not full and event.get("firehose") and _lead_unknown(event):
+                event = self.api.get_event(event["id"])  # the lead id may be only in the source response
+                items = expected_objects(event, destinations=targets)
+            if not items:
+                findings.append(Finding(Verdict.NOT_CONFIGURED, str(event["id"]), "", NO_DESTINATION))
+                continue
+            if full:
+                events[items[0].event_id] = event
+            for item in items:
+                expected[item.destination].append(item)
+        requests: Counter[str] = Counter({"api_events": api_events})
+        for destination, items in expected.items():
+            findings.extend(self._destination(destination, items, events, start, end, requests))
+        return findings, dict(requests)
+
+    def _store(self, destination: Destination) -> Store:
+        name = (destination.scheme, destination.bucket, destination.credential_id)
+        if name not in self._stores:
+            self._stores[name] = self.open_store(destination)
+        return self._stores[name]
+
+    def _destination(
+        self,
+        destination: Destination,
+        items: list[Expected],
+        events: dict[str, dict[str, Any]],
+        start: datetime,
+        end: datetime,
+        requests: Counter[str],
+    ) -> list[Finding]:
+        options = self.options
+        try:
+            store = self._store(destination)
+            before = store.requests.snapshot()
+            listed = self._listing(store, destination, items, start)
+            found = list(classify_presence(items, listed))
+            expected_keys = {item.key for item in items}
+            found.extend(
+                archive_only(listed.values(), expected_keys, destination=destination.url(), start=start, end=end)
+            )
+            if options.verify != "presence":
+                found = self._content(store, found, items, events)
+            if options.repair:
+                found = self._repair(store, found, events)
+            after = store.requests.snapshot()
+            requests.update({kind: after[kind] - before[kind] for kind in after})
+            return found
+        except (ArchiveError, ConfigError) as exc:
+            log.warning("%s: %s", destination.url(), exc)
+            return [
+                Finding(
+                    Verdict.ERROR,
+                    i.event_id,
+                    i.key,
+                    destination.url(),
+                    i.lead_id,
+                    i.type,
+                    i.expires_at,
+                    reason=str(exc),
+                )
+                for i in items
+            ]
+
+    def _listing(
+        self, store: Store, destination: Destination, items: list[Expected], start: datetime
+    ) -> dict[str, ObjectInfo]:
+        """The window's objects: one listing of the leads made since ``lead_lookback`` before the window, and a
+        HEAD for each event whose lead is older."""
+        earliest = int((start - self.options.lead_lookback).timestamp())
+        latest = max(seconds_of(item.lead_id) for item in items)
+        listed = {
+            info.key: info
+            for info in list_window(
+                store, destination.prefix, start_seconds=earliest, end_seconds=latest, workers=self.options.workers
+            )
+        }
+        for item in items:
+            if seconds_of(item.lead_id) < earliest and item.key not in listed:
+                info = store.head(item.key) or store.head(item.key.removesuffix(".json"))
+                if info is not None:
+                    listed[info.key] = info
+        return listed
+
+    def _content(
+        self, store: Store, found: list[Finding], items: list[Expected], events: dict[str, dict[str, Any]]
+    ) -> list[Finding]:
+        by_key = {item.key: item for item in items}
+        chosen = [
+            f
+            for f in found
+            if f.verdict == Verdict.MATCH
+            and (self.options.verify == "content" or sampled(f.event_id, self.options.sample_percent))
+        ]
+        wanted = {f.key: f for f in chosen}
+        results: dict[str, Finding] = {}
+        for key, body in read_many(store, list(wanted), workers=self.options.workers):
+            finding = wanted[key]
+            item = by_key.get(key) or by_key[f"{key}.json"]
+            try:
+                if isinstance(body, Exception):
+                    raise body
+                results[key] = classify_content(item, events[item.event_id], records(body, where=f"{store.url}/{key}"))
+            except (DataError, ArchiveError) as exc:
+                results[key] = Finding(
+                    Verdict.ERROR,
+                    finding.event_id,
+                    key,
+                    finding.destination,
+                    finding.lead_id,
+                    finding.type,
+                    finding.expires_at,
+                    reason=str(exc),
+                )
+        return [results.get(f.key, f) if f.verdict == Verdict.MATCH else f for f in found]
+
+    def _repair(self, store: Store, found: list[Finding], events: dict[str, dict[str, Any]]) -> list[Finding]:
+        repaired = []
+        for finding in found:
+            if finding.verdict != Verdict.MISSING:
+                repaired.append(finding)
+                continue
+            event = events.get(finding.event_id) or self.api.get_event(finding.event_id)
+            body = encode(event)
+            try:
+                wrote = store.write(finding.key, body, if_absent=True)
+                stored = store.read(finding.key)
+            except ArchiveError as exc:
+                repaired.append(_with(finding, Verdict.ERROR, f"repair failed: {exc}"))
+                continue
+            if canonical(decode(stored)) == canonical(event):
+                reason = "written and read back" if wrote else "already there when repair looked again"
+                repaired.append(_with(finding, Verdict.REPAIRED, reason))
+            else:
+                repaired.append(_with(finding, Verdict.DIFFER, "an object appeared that differs from the API's"))
+        return repaired
+
+
+def _with(finding: Finding, verdict: Verdict, reason: str) -> Finding:
+    return Finding(
+        verdict,
+        finding.event_id,
+        finding.key,
+        finding.destination,
+        finding.lead_id,
+        finding.type,
+        finding.expires_at,
+        reason,
+        finding.fields,
+    )
+
+
+def _lead_unknown(event: dict[str, Any]) -> bool:
+    lead = event.get("vars", {}).get("lead") if isinstance(event.get("vars"), dict) else None
+    return not (isinstance(lead, dict) and lead.get("id"))
+
+
+def _tally(findings: list[Finding]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for finding in findings:
+        counts[finding.destination][finding.verdict.value] += 1
+    return {destination: dict(counter) for destination, counter in counts.items()}

@@ -1,0 +1,149 @@
+"""`firehose reconcile` on the real local stack: gaps found, repaired once, found again nowhere; resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from firehose.archive import StoreUrl, open_store
+from firehose.cli import cli
+from firehose.errors import ExitCode
+from firehose.event import EventView
+from firehose.sandbox import Targets
+from tests.conftest import (
+    API_KEY,
+    AZURE_CONNECTION_STRING,
+    AZURE_CREDENTIAL,
+    S3_CREDENTIAL,
+    S3_ENDPOINT,
+    UNTIL,
+    RunningSandbox,
+    start_sandbox,
+    stop_sandbox,
+)
+
+pytestmark = pytest.mark.usefixtures("stack")
+WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "--end", UNTIL.isoformat()]
+
+
+@pytest.fixture()
+def box() -> Iterator[RunningSandbox]:
+    targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
+    running, server = start_sandbox(targets, seed=41, leads=60, days=6, drop_rate=0.05)
+    assert running.sandbox.stream.wait(120)
+    yield running
+    stop_sandbox(server, running)
+
+
+@pytest.fixture()
+def env(tmp_path: Path, box: RunningSandbox) -> dict[str, str]:
+    config = tmp_path / "firehose.toml"
+    config.write_text(
+        f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\naccess_key_id = "test"\n'
+        'secret_access_key = "test"\n[credentials.default.azure]\nconnection_string_env = "TEST_AZURE"\n'
+    )
+    return {
+        "LEADCONDUIT_API_KEY": API_KEY,
+        "LEADCONDUIT_URL": box.url,
+        "FIREHOSE_CONFIG": str(config),
+        "TEST_AZURE": AZURE_CONNECTION_STRING,
+        "FIREHOSE_STATE": str(tmp_path / "state.sqlite"),
+    }
+
+
+def reconcile(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, ["reconcile", *WINDOW, "--format", "ndjson", *args], env=env, catch_exceptions=False)
+
+
+def dropped(box: RunningSandbox) -> set[tuple[str, str]]:
+    """(destination URL, key) of every object the sandbox's firehose should have written but did not."""
+    stores = {
+        s: open_store(StoreUrl(s, box.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL) for s in ("s3", "az")
+    }
+    present = {s: {info.key for info in store.list()} for s, store in stores.items()}
+    gaps = set()
+    for event in box.sandbox_events():
+        view = EventView(event)
+        for destination in view.destinations():
+            key = destination.key(view.lead_id, view.id)  # type: ignore[arg-type]
+            if key not in present[destination.scheme]:
+                gaps.add((destination.url(), key))
+    return gaps
+
+
+def test_finds_exactly_the_dropped_writes_repairs_them_once_and_then_finds_none(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    expected = dropped(box)
+    assert expected, "a 5% drop rate leaves gaps"
+    first = reconcile(env, "--report", str(tmp_path / "r1.json"))
+    assert first.exit_code == ExitCode.DIFFERENCES, first.stderr
+    missing = {
+        (row["destination"], row["key"])
+        for row in map(json.loads, first.stdout.splitlines())
+        if row["verdict"] == "missing"
+    }
+    assert missing == expected
+    report = json.loads((tmp_path / "r1.json").read_text())
+    assert report["schema"] == "firehose.reconcile/1" and report["counts"]["missing"] == len(expected)
+    assert report["counts"]["not_configured"] > 0  # the disabled flow's events are no gaps
+    assert report["requests"]["list"] > 0 and "at risk" in first.stderr
+
+    repair_env = {**env, "FIREHOSE_STATE": str(tmp_path / "repair.sqlite")}
+    repaired = reconcile(repair_env, "--repair")
+    assert repaired.exit_code == ExitCode.OK, repaired.stderr
+    rows = [json.loads(line) for line in repaired.stdout.splitlines()]
+    assert {(r["destination"], r["key"]) for r in rows if r["verdict"] == "repaired"} == expected
+    assert dropped(box) == set()
+
+    again = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "again.sqlite")}, "--repair")
+    assert again.exit_code == ExitCode.OK
+    assert not [line for line in again.stdout.splitlines() if '"repaired"' in line], "a second repair writes nothing"
+
+
+def test_content_mode_finds_an_object_that_differs_and_never_overwrites_it(
+    box: RunningSandbox, env: dict[str, str]
+) -> None:
+    store = open_store(StoreUrl("s3", box.bucket, ""), s3=S3_CREDENTIAL)
+    victim = next(info.key for info in store.list("events/auto/"))
+    original = json.loads(store.read(victim))
+    tampered = {**original, "outcome": "tampered"}
+    store.write(victim, json.dumps(tampered).encode(), if_absent=False)
+    result = reconcile(env, "--verify", "content", "--repair")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    differ = [r for r in rows if r["verdict"] == "differ"]
+    assert [(r["key"], r["fields"]) for r in differ] == [(victim, "outcome")]
+    assert result.exit_code == ExitCode.DIFFERENCES
+    assert json.loads(store.read(victim))["outcome"] == "tampered", "repair never overwrites"
+
+
+def test_an_interrupted_run_resumes_and_reports_the_same(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(tmp_path / "a.json"))
+    calls = {"n": 0}
+    original = box.sandbox.fault
+
+    def die_on_the_third_window() -> tuple[int, dict[str, str]] | None:
+        calls["n"] += 1
+        return (503, {}) if calls["n"] >= 6 else original()
+
+    box.sandbox.fault = die_on_the_third_window  # type: ignore[method-assign]
+    try:
+        broken = CliRunner().invoke(
+            cli, ["reconcile", *WINDOW, "--format", "ndjson"], env={**env, "FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS": "1"}
+        )
+    finally:
+        box.sandbox.fault = original  # type: ignore[method-assign]
+    assert broken.exit_code == ExitCode.API
+    resumed = reconcile(env, "--report", str(tmp_path / "b.json"))
+    assert "windows were already done" in resumed.stderr
+    first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
+    assert second["resumed_windows"] > 0
+    for name in ("counts", "by_destination", "by_day", "findings"):
+        assert first[name] == second[name], name
+    assert whole.exit_code == resumed.exit_code
