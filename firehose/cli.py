@@ -739,6 +739,13 @@ def _duration(value: str, flag: str) -> timedelta:
     help="presence (listings only), content (read every object) or sample:P (a fixed P% of objects).",
 )
 @click.option("--repair", is_flag=True, help="Write missing events to their destinations (never overwrites).")
+@click.option("--full", is_flag=True, help="Re-examine every window, even those an earlier run settled.")
+@click.option(
+    "--recheck",
+    default="1d",
+    show_default=True,
+    help="Windows checked less than this long after their end are examined again next run.",
+)
 @click.option("--expiring-within", default="7d", show_default=True, help="A gap expiring this soon is at risk.")
 @click.option("--archive", "archive_url", help="Check this store URL instead of each event's own destinations.")
 @click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE or ~/.local/state/firehose).")
@@ -762,6 +769,8 @@ def reconcile(
     lag: str,
     verify: str,
     repair: bool,
+    full: bool,
+    recheck: str,
     expiring_within: str,
     archive_url: str | None,
     state_file: str | None,
@@ -817,6 +826,8 @@ def reconcile(
         repair=repair,
         archive=override,
         workers=workers,
+        full=full,
+        recheck=_duration(recheck, "--recheck"),
     )
     within = _duration(expiring_within, "--expiring-within")
 
@@ -839,7 +850,7 @@ def reconcile(
         StateDB(state_path(state_file, os.environ)) as state,
     ):
         outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
-        findings = [f for f in state.findings(outcome.run_id) if f.verdict in KEPT]
+        findings = [f for f in state.findings(outcome.run_id, outcome.windows) if f.verdict in KEPT]
 
     risky = [f for f in findings if at_risk(f, now=now, within=within)]
     rows = [
@@ -902,7 +913,9 @@ def reconcile(
     for destination, counts in sorted(outcome.by_destination.items()):
         click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
     if outcome.resumed_windows:
-        click.echo(f"  resumed: {outcome.resumed_windows} windows were already done", err=True)
+        click.echo(
+            f"  reused: {outcome.resumed_windows} windows were already done and settled (--full redoes them)", err=True
+        )
     ctx.exit(int(ExitCode.ARCHIVE if errors else ExitCode.DIFFERENCES if gaps else ExitCode.OK))
 
 

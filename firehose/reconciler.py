@@ -24,7 +24,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
@@ -68,6 +68,11 @@ class ReconcileOptions:
     archive: Destination | None = None
     """``--archive URL``: check here instead of each event's own destinations."""
     workers: int = 8
+    full: bool = False
+    """Re-examine every window, even those an earlier run finished."""
+    recheck: timedelta = timedelta(days=1)
+    """A finished window is taken as settled only if it was checked this long after its end: firehose writes
+    can land late (spool retries), so recent windows are examined again on the next run."""
 
     def __post_init__(self) -> None:
         if self.verify not in ("presence", "content", "sample"):
@@ -76,14 +81,20 @@ class ReconcileOptions:
             raise UsageError(f"the window is empty: start {self.start:%Y-%m-%dT%H:%M:%SZ} is not before its end")
 
     def fingerprint(self) -> str:
-        """Runs with the same fingerprint share their state: the same arguments resume the same run."""
-        values = {name: str(value) for name, value in asdict(self).items() if name != "workers"}
+        """Runs with the same fingerprint share their finished windows. The time range is left out, so tonight's
+        run reuses last night's settled windows; what is checked, and how, is in."""
+        ignored = {"start", "end", "workers", "full", "recheck"}
+        values = {name: str(value) for name, value in asdict(self).items() if name not in ignored}
         return hashlib.sha256(canonical(values)).hexdigest()[:32]
 
     def windows(self) -> Iterator[tuple[datetime, datetime]]:
+        """The range cut at fixed boundaries (multiples of ``window`` since the epoch, so midnights UTC for a
+        day), so that runs over different ranges share the same windows."""
+        size = int(self.window.total_seconds())
         moment = self.start
         while moment < self.end:
-            following = min(self.end, moment + self.window)
+            edge = datetime.fromtimestamp((int(moment.timestamp()) // size + 1) * size, tz=UTC)
+            following = min(self.end, edge)
             yield moment, following
             moment = following
 
@@ -98,6 +109,8 @@ class Outcome:
     by_day: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     requests: Counter[str] = field(default_factory=Counter)
     resumed_windows: int = 0
+    windows: list[datetime] = field(default_factory=list)
+    """The starts of this run's windows: its findings are those stored for them."""
 
 
 class Reconciler:
@@ -120,7 +133,13 @@ class Reconciler:
         try:
             for start, end in options.windows():
                 record = done.get(start)
-                if record is None:
+                settled = (
+                    record is not None
+                    and record.end == end
+                    and record.finished_at is not None
+                    and (record.finished_at - record.end >= options.recheck)
+                )
+                if options.full or record is None or not settled:
                     findings, requests = self._window(start, end)
                     record = WindowRecord(start, end, _tally(findings), requests)
                     # Matches and events with no destination are counted, not kept one by one.
@@ -128,6 +147,7 @@ class Reconciler:
                 else:
                     outcome.resumed_windows += 1
                 self._add(outcome, record)
+                outcome.windows.append(start)
             self.state.finish(run_id)
         finally:
             for store in self._stores.values():

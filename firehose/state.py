@@ -70,6 +70,7 @@ class WindowRecord:
     end: datetime
     counts: Mapping[str, Any]
     requests: Mapping[str, int]
+    finished_at: datetime | None = None
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -127,11 +128,11 @@ class StateDB:
 
     def finished_windows(self, run_id: int) -> list[WindowRecord]:
         rows = self._db.execute(
-            "SELECT start, end, counts, requests FROM windows WHERE run_id = ? ORDER BY start", (run_id,)
+            "SELECT start, end, counts, requests, finished_at FROM windows WHERE run_id = ? ORDER BY start", (run_id,)
         ).fetchall()
         return [
-            WindowRecord(_time(s) or datetime.min, _time(e) or datetime.min, decode(c), decode(r))
-            for s, e, c, r in rows
+            WindowRecord(_time(s) or datetime.min, _time(e) or datetime.min, decode(c), decode(r), _time(f))
+            for s, e, c, r, f in rows
         ]
 
     def save_window(self, run_id: int, window: WindowRecord, findings: Iterable[Finding]) -> None:
@@ -173,14 +174,18 @@ class StateDB:
             self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
 
-    def findings(self, run_id: int) -> Iterator[Finding]:
-        """The stored non-match findings of a run, soonest expiry first (unknown expiry first of all)."""
+    def findings(self, run_id: int, windows: Iterable[datetime] | None = None) -> Iterator[Finding]:
+        """The stored non-match findings of a run (of the given windows only, if any), soonest expiry first
+        (unknown expiry first of all)."""
+        wanted = {_iso(start) for start in windows} if windows is not None else None
         rows = self._db.execute(
-            "SELECT verdict, event_id, key, destination, lead_id, type, expires_at, reason, fields FROM findings "
-            "WHERE run_id = ? ORDER BY expires_at IS NOT NULL, expires_at, event_id",
+            "SELECT verdict, event_id, key, destination, lead_id, type, expires_at, reason, fields, window_start "
+            "FROM findings WHERE run_id = ? ORDER BY expires_at IS NOT NULL, expires_at, event_id",
             (run_id,),
         )
-        for verdict, event_id, key, destination, lead_id, kind, expires, reason, fields in rows:
+        for verdict, event_id, key, destination, lead_id, kind, expires, reason, fields, window_start in rows:
+            if wanted is not None and window_start not in wanted:
+                continue
             yield Finding(
                 Verdict(verdict),
                 event_id,

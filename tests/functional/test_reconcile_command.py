@@ -144,6 +144,11 @@ def test_an_interrupted_run_resumes_and_reports_the_same(
     assert "windows were already done" in resumed.stderr
     first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     assert second["resumed_windows"] > 0
+    full = reconcile(env, "--full", "--report", str(tmp_path / "c.json"))
+    assert json.loads((tmp_path / "c.json").read_text())["resumed_windows"] == 0 and "reused" not in full.stderr
+    # Windows checked less than --recheck after their end are not settled: the next run looks again.
+    unsettled = reconcile(env, "--recheck", "30d")
+    assert "reused" not in unsettled.stderr and unsettled.exit_code == whole.exit_code
     for name in ("counts", "by_destination", "by_day", "findings"):
         assert first[name] == second[name], name
     assert whole.exit_code == resumed.exit_code

@@ -109,3 +109,18 @@ def test_gaps_are_ranked_by_expiry_and_at_risk_within_the_margin() -> None:
     assert [f.event_id for f in ranked] == [unknown.event_id, soon.event_id, later.event_id]
     risky = [f.event_id for f in findings if at_risk(f, now=NOW, within=timedelta(days=7))]
     assert sorted(risky) == sorted([soon.event_id, unknown.event_id])
+
+
+def test_windows_are_cut_at_midnights_so_runs_share_them() -> None:
+    from firehose.reconciler import ReconcileOptions
+
+    start, end = datetime(2026, 11, 1, 10, tzinfo=UTC), datetime(2026, 11, 3, 5, tzinfo=UTC)
+    options = ReconcileOptions(start=start, end=end)
+    assert list(options.windows()) == [
+        (start, datetime(2026, 11, 2, tzinfo=UTC)),
+        (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)),
+        (datetime(2026, 11, 3, tzinfo=UTC), end),
+    ]
+    later = ReconcileOptions(start=start + timedelta(days=1), end=end + timedelta(days=1))
+    assert later.fingerprint() == options.fingerprint()
+    assert ReconcileOptions(start=start, end=end, verify="content").fingerprint() != options.fingerprint()
