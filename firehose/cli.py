@@ -741,6 +741,12 @@ def _duration(value: str, flag: str) -> timedelta:
 @click.option("--repair", is_flag=True, help="Write missing events to their destinations (never overwrites).")
 @click.option("--full", is_flag=True, help="Re-examine every window, even those an earlier run settled.")
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List and classify only: print the plan (windows, requests per destination, what would be "
+    "written) and write nothing.",
+)
+@click.option(
     "--recheck",
     default="1d",
     show_default=True,
@@ -770,6 +776,7 @@ def reconcile(
     verify: str,
     repair: bool,
     full: bool,
+    dry_run: bool,
     recheck: str,
     expiring_within: str,
     archive_url: str | None,
@@ -798,7 +805,7 @@ def reconcile(
     from firehose.config import state_path
     from firehose.event import Destination
     from firehose.http import HttpClient, RetryPolicy
-    from firehose.reconcile import GAPS, Verdict, at_risk
+    from firehose.reconcile import GAPS, Verdict, at_risk, by_expiry
     from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
     from firehose.report import RowWriter
     from firehose.state import StateDB
@@ -827,6 +834,7 @@ def reconcile(
         archive=override,
         workers=workers,
         full=full,
+        dry_run=dry_run,
         recheck=_duration(recheck, "--recheck"),
     )
     within = _duration(expiring_within, "--expiring-within")
@@ -850,7 +858,13 @@ def reconcile(
         StateDB(state_path(state_file, os.environ)) as state,
     ):
         outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
-        findings = [f for f in state.findings(outcome.run_id, outcome.windows) if f.verdict in KEPT]
+        findings = (
+            outcome.planned
+            if dry_run
+            else [f for f in state.findings(outcome.run_id, outcome.windows) if f.verdict in KEPT]
+        )
+        if dry_run:
+            findings = by_expiry(findings) + [f for f in findings if f.verdict not in GAPS]
 
     risky = [f for f in findings if at_risk(f, now=now, within=within)]
     rows = [
@@ -895,7 +909,7 @@ def reconcile(
             "earliest_expiry": earliest.isoformat() if earliest else None,
             "by_destination": {d: dict(c) for d, c in outcome.by_destination.items()},
             "by_day": {d: dict(c) for d, c in sorted(outcome.by_day.items())},
-            "requests": dict(outcome.requests),
+            "requests": {name: dict(kinds) for name, kinds in sorted(outcome.requests.items())},
             "resumed_windows": outcome.resumed_windows,
             "findings": [
                 {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None} for row in rows
@@ -912,6 +926,23 @@ def reconcile(
     click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(outcome.counts.items())), err=True)
     for destination, counts in sorted(outcome.by_destination.items()):
         click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
+    if dry_run:
+        windows = len(outcome.windows)
+        click.echo(
+            f"  plan (dry run, nothing written): {windows} windows from {begin:%Y-%m-%dT%H:%M:%SZ} to "
+            f"{finish:%Y-%m-%dT%H:%M:%SZ}; requests per destination, list and head made, get and put to come:",
+            err=True,
+        )
+        for name, kinds in sorted(outcome.requests.items()):
+            click.echo(
+                f"    {name}: " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())), err=True
+            )
+        if repair:
+            click.echo(
+                f"  would write {sum(1 for f in findings if f.verdict == Verdict.MISSING)} missing objects "
+                "(listed on stdout)",
+                err=True,
+            )
     if outcome.resumed_windows:
         click.echo(
             f"  reused: {outcome.resumed_windows} windows were already done and settled (--full redoes them)", err=True

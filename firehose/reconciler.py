@@ -70,6 +70,8 @@ class ReconcileOptions:
     workers: int = 8
     full: bool = False
     """Re-examine every window, even those an earlier run finished."""
+    dry_run: bool = False
+    """List and classify, but read no object and write nothing (state included): say what would be done."""
     recheck: timedelta = timedelta(days=1)
     """A finished window is taken as settled only if it was checked this long after its end: firehose writes
     can land late (spool retries), so recent windows are examined again on the next run."""
@@ -83,7 +85,7 @@ class ReconcileOptions:
     def fingerprint(self) -> str:
         """Runs with the same fingerprint share their finished windows. The time range is left out, so tonight's
         run reuses last night's settled windows; what is checked, and how, is in."""
-        ignored = {"start", "end", "workers", "full", "recheck"}
+        ignored = {"start", "end", "workers", "full", "recheck", "dry_run"}
         values = {name: str(value) for name, value in asdict(self).items() if name not in ignored}
         return hashlib.sha256(canonical(values)).hexdigest()[:32]
 
@@ -107,8 +109,11 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
     by_destination: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     by_day: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    requests: Counter[str] = field(default_factory=Counter)
+    requests: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """Requests made (or, for a dry run, planned) per destination; ``api`` counts events paged from LeadConduit."""
     resumed_windows: int = 0
+    planned: list[Finding] = field(default_factory=list)
+    """With ``dry_run``: the findings, kept here instead of in the state database."""
     windows: list[datetime] = field(default_factory=list)
     """The starts of this run's windows: its findings are those stored for them."""
 
@@ -139,16 +144,20 @@ class Reconciler:
                     and record.finished_at is not None
                     and (record.finished_at - record.end >= options.recheck)
                 )
-                if options.full or record is None or not settled:
+                if options.dry_run or options.full or record is None or not settled:
                     findings, requests = self._window(start, end)
                     record = WindowRecord(start, end, _tally(findings), requests)
-                    # Matches and events with no destination are counted, not kept one by one.
-                    self.state.save_window(run_id, record, [f for f in findings if f.verdict in KEPT])
+                    kept = [f for f in findings if f.verdict in KEPT]  # matches are counted, not kept one by one
+                    if options.dry_run:
+                        outcome.planned.extend(kept)
+                    else:
+                        self.state.save_window(run_id, record, kept)
                 else:
                     outcome.resumed_windows += 1
                 self._add(outcome, record)
                 outcome.windows.append(start)
-            self.state.finish(run_id)
+            if not options.dry_run:
+                self.state.finish(run_id)
         finally:
             for store in self._stores.values():
                 store.close()
@@ -161,12 +170,13 @@ class Reconciler:
                 outcome.counts[verdict] += number
                 outcome.by_destination[destination][verdict] += number
                 outcome.by_day[day][verdict] += number
-        outcome.requests.update(record.requests)
+        for destination, kinds in record.requests.items():
+            outcome.requests[destination].update(kinds)
 
     # -- one window -------------------------------------------------------------------------------------
-    def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, int]]:
+    def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, dict[str, int]]]:
         options = self.options
-        full = options.verify != "presence" or options.repair
+        full = (options.verify != "presence" or options.repair) and not options.dry_run
         query = EventQuery(start=start, end=end, include=() if full else PRESENCE_FIELDS)
         events: dict[str, dict[str, Any]] = {}
         expected: dict[Destination, list[Expected]] = defaultdict(list)
@@ -186,10 +196,11 @@ class Reconciler:
                 events[items[0].event_id] = event
             for item in items:
                 expected[item.destination].append(item)
-        requests: Counter[str] = Counter({"api_events": api_events})
+        requests: dict[str, Counter[str]] = defaultdict(Counter)
+        requests["api"]["events"] = api_events
         for destination, items in expected.items():
-            findings.extend(self._destination(destination, items, events, start, end, requests))
-        return findings, dict(requests)
+            findings.extend(self._destination(destination, items, events, start, end, requests[destination.url()]))
+        return findings, {name: dict(kinds) for name, kinds in requests.items()}
 
     def _store(self, destination: Destination) -> Store:
         name = (destination.scheme, destination.bucket, destination.credential_id)
@@ -216,10 +227,26 @@ class Reconciler:
             found.extend(
                 archive_only(listed.values(), expected_keys, destination=destination.url(), start=start, end=end)
             )
-            if options.verify != "presence":
-                found = self._content(store, found, items, events)
-            if options.repair:
-                found = self._repair(store, found, events)
+            if options.dry_run:
+                # The plan: what content checks would read and what repair would write, nothing done.
+                reads = [
+                    f
+                    for f in found
+                    if f.verdict == Verdict.MATCH
+                    and (
+                        options.verify == "content"
+                        or (options.verify == "sample" and sampled(f.event_id, options.sample_percent))
+                    )
+                ]
+                requests["get_planned"] += len(reads)
+                requests["put_planned"] += (
+                    sum(1 for f in found if f.verdict == Verdict.MISSING) if options.repair else 0
+                )
+            else:
+                if options.verify != "presence":
+                    found = self._content(store, found, items, events)
+                if options.repair:
+                    found = self._repair(store, found, events)
             after = store.requests.snapshot()
             requests.update({kind: after[kind] - before[kind] for kind in after})
             return found

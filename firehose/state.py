@@ -69,7 +69,7 @@ class WindowRecord:
     start: datetime
     end: datetime
     counts: Mapping[str, Any]
-    requests: Mapping[str, int]
+    requests: Mapping[str, Any]
     finished_at: datetime | None = None
 
 

@@ -91,7 +91,13 @@ def test_finds_exactly_the_dropped_writes_repairs_them_once_and_then_finds_none(
     report = json.loads((tmp_path / "r1.json").read_text())
     assert report["schema"] == "firehose.reconcile/1" and report["counts"]["missing"] == len(expected)
     assert report["counts"]["not_configured"] > 0  # the disabled flow's events are no gaps
-    assert report["requests"]["list"] > 0 and "at risk" in first.stderr
+    assert all(kinds["list"] > 0 for name, kinds in report["requests"].items() if name != "api")
+    assert report["requests"]["api"]["events"] > 0 and "at risk" in first.stderr
+
+    plan = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "plan.sqlite")}, "--repair", "--dry-run")
+    assert plan.exit_code == ExitCode.DIFFERENCES
+    assert f"would write {len(expected)} missing objects" in plan.stderr and "put_planned" in plan.stderr
+    assert dropped(box) == expected, "a dry run writes nothing"
 
     repair_env = {**env, "FIREHOSE_STATE": str(tmp_path / "repair.sqlite")}
     repaired = reconcile(repair_env, "--repair")
@@ -152,3 +158,24 @@ def test_an_interrupted_run_resumes_and_reports_the_same(
     for name in ("counts", "by_destination", "by_day", "findings"):
         assert first[name] == second[name], name
     assert whole.exit_code == resumed.exit_code
+
+
+def test_an_unreachable_destination_is_error_for_its_events_and_the_others_go_on(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = Path(env["FIREHOSE_CONFIG"])
+    config.write_text(config.read_text().replace(S3_ENDPOINT, f"http://127.0.0.1:{port}"))
+    result = reconcile(env, "--report", str(tmp_path / "r.json"))
+    assert result.exit_code == ExitCode.ARCHIVE
+    report = json.loads((tmp_path / "r.json").read_text())
+    s3 = {d: c for d, c in report["by_destination"].items() if d.startswith("s3://")}
+    azure = {d: c for d, c in report["by_destination"].items() if d.startswith("az://")}
+    assert s3 and all(set(counts) == {"error"} for counts in s3.values())
+    assert azure and all("match" in counts and "error" not in counts for counts in azure.values())
+    errors = [f for f in report["findings"] if f["verdict"] == "error"]
+    assert errors and all("cannot reach the S3 endpoint" in f["reason"] for f in errors)
