@@ -179,3 +179,88 @@ def test_an_unreachable_destination_is_error_for_its_events_and_the_others_go_on
     assert azure and all("match" in counts and "error" not in counts for counts in azure.values())
     errors = [f for f in report["findings"] if f["verdict"] == "error"]
     assert errors and all("cannot reach the S3 endpoint" in f["reason"] for f in errors)
+
+
+def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_path: Path) -> None:
+    import threading
+    from datetime import datetime
+
+    from firehose.api import LeadConduit
+    from firehose.http import HttpClient
+    from firehose.reconcile import Verdict
+    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.state import StateDB
+
+    expected = dropped(box)
+
+    def store_for(destination):
+        return open_store(
+            StoreUrl(destination.scheme, destination.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL
+        )
+
+    options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL, repair=True)
+    results: dict[int, list] = {}
+
+    def repair(number: int) -> None:
+        with HttpClient(box.url, auth=("API", API_KEY)) as http, StateDB(tmp_path / f"s{number}.sqlite") as state:
+            outcome = Reconciler(LeadConduit(http), store_for, state, options).run()
+            results[number] = list(state.findings(outcome.run_id, outcome.windows))
+
+    threads = [threading.Thread(target=repair, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    written = [
+        f
+        for found in results.values()
+        for f in found
+        if f.verdict == Verdict.REPAIRED and f.reason == "written and read back"
+    ]
+    assert sorted((f.destination, f.key) for f in written) == sorted(expected), "each missing object written once"
+    assert not [f for found in results.values() for f in found if f.verdict in (Verdict.DIFFER, Verdict.ERROR)]
+    assert dropped(box) == set()
+
+
+def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_report(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(tmp_path / "a.json"))
+    state = tmp_path / "killed.sqlite"
+    box.sandbox.faults.latency_ms = 150  # slow enough to be caught part-way
+    command = [sys.executable, "-m", "firehose", "reconcile", *WINDOW, "--report", str(tmp_path / "never.json")]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env, "FIREHOSE_STATE": str(state)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if state.exists():
+                try:
+                    with sqlite3.connect(state) as db:
+                        if db.execute("SELECT count(*) FROM windows").fetchone()[0] >= 2:
+                            break
+                except sqlite3.Error:
+                    pass
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        box.sandbox.faults.latency_ms = 0
+    assert not (tmp_path / "never.json").exists(), "the run was killed before it finished"
+    resumed = reconcile({**env, "FIREHOSE_STATE": str(state)}, "--report", str(tmp_path / "b.json"))
+    assert "windows were already done" in resumed.stderr
+    first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
+    for name in ("counts", "by_destination", "by_day", "findings"):
+        assert first[name] == second[name], name
+    assert resumed.exit_code == whole.exit_code
