@@ -29,7 +29,7 @@ from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
-from firehose.archive.listing import list_window, read_many
+from firehose.archive.listing import list_window, ordered_map, read_many
 from firehose.codec import canonical, decode, encode, records
 from firehose.errors import ArchiveError, ConfigError, DataError, UsageError
 from firehose.event import Destination
@@ -279,11 +279,14 @@ class Reconciler:
                 store, destination.prefix, start_seconds=earliest, end_seconds=latest, workers=self.options.workers
             )
         }
-        for item in items:
-            if seconds_of(item.lead_id) < earliest and item.key not in listed:
-                info = store.head(item.key) or store.head(item.key.removesuffix(".json"))
-                if info is not None:
-                    listed[info.key] = info
+        older = [item.key for item in items if seconds_of(item.lead_id) < earliest and item.key not in listed]
+
+        def head(key: str) -> ObjectInfo | None:
+            return store.head(key) or store.head(key.removesuffix(".json"))
+
+        for info in ordered_map(head, older, workers=self.options.workers, ahead=self.options.workers * 4):
+            if info is not None:
+                listed[info.key] = info
         return listed
 
     def _content(

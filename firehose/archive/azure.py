@@ -190,12 +190,14 @@ class AzureStore:
             elif start_after:
                 params["startFrom"] = start_after  # inclusive; walk_pages drops an exact match
             try:
-                response = self._client._client._send_request(  # a raw request: see _LEAN_LISTING_NOTE
-                    HttpRequest("GET", f"{self._client.url}?{urlencode(params)}")
+                # A raw request (see _LEAN_LISTING_NOTE), streamed so the pipeline does not parse the XML itself.
+                response = self._client._client._send_request(
+                    HttpRequest("GET", f"{self._client.url}?{urlencode(params)}"), stream=True
                 )
             except AzureError as exc:
                 raise translate(exc, container=self.container) from exc
             if response.status_code != 200:
+                response.close()
                 raise _listing_error(response, self.container)
             return parse_listing(response.read())
 

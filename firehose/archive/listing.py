@@ -161,6 +161,7 @@ def list_window(
         listing_prefix,
         start_after=start_after,
         end_at=end_at,
+        start_seconds=start_seconds,
         end_seconds=end_seconds,
         workers=workers,
         clock=clock,
@@ -173,15 +174,25 @@ def list_range(
     *,
     start_after: str | None = None,
     end_at: str | None = None,
+    start_seconds: int | None = None,
     end_seconds: int | None = None,
     workers: int = 8,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
     """Every object under ``prefix`` with a key in ``(start_after, end_at]``, in key order.
 
+    With both ``start_seconds`` and ``end_seconds`` (a window of leads under the folder ``prefix``), a short
+    window is listed as its own exact hex prefixes at once; anything longer starts with a probe page.
+
     ``end_seconds`` is the last second of the leads in range (the window's end); without it, leads can run to
     now, plus a day of slack, and one last open range takes whatever sorts after.
     """
+    if start_seconds is not None and end_seconds is not None:
+        plan = _window_slices(prefix, start_after, end_at, start_seconds, end_seconds, max(2, workers * 2))
+        if plan is not None:
+            for items in ordered_map(lambda piece: _fetch(store, piece), plan, workers=workers, ahead=workers * 2):
+                yield from items
+            return
     probe = list(islice(store.list(prefix, start_after=start_after, end_at=end_at), store.page_size))
     yield from probe
     if len(probe) < store.page_size or workers <= 1:
@@ -192,18 +203,53 @@ def list_range(
     t_end = _data_end(store, prefix, probe[0].key, probe[-1].key, t_high)
     ranges = _slices(prefix, probe[-1].key, probe[0].key, end_at, t_end)
 
-    def fetch(piece: Slice) -> list[ObjectInfo]:
-        if not piece.gap:
-            return list(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at))
-        assert piece.below is not None
-        peek = next(iter(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at, limit=1)), None)
-        if peek is None or peek.key.startswith(piece.below):
-            return []  # the usual case: nothing sorts in the gap
-        found = store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at)
-        return [info for info in found if not info.key.startswith(piece.below)]
-
-    for items in ordered_map(fetch, ranges, workers=workers, ahead=workers * 2):
+    for items in ordered_map(lambda piece: _fetch(store, piece), ranges, workers=workers, ahead=workers * 2):
         yield from items
+
+
+def _fetch(store: Store, piece: Slice) -> list[ObjectInfo]:
+    """One slice's objects; a gap slice is checked with a one-key request first (it is almost always empty)."""
+    if not piece.gap:
+        return list(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at))
+    assert piece.below is not None
+    peek = next(iter(store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at, limit=1)), None)
+    if peek is None or peek.key.startswith(piece.below):
+        return []
+    found = store.list(piece.prefix, start_after=piece.start_after, end_at=piece.end_at)
+    return [info for info in found if not info.key.startswith(piece.below)]
+
+
+def _window_slices(
+    base: str, start_after: str | None, end_at: str | None, start_seconds: int, end_seconds: int, max_slices: int
+) -> list[Slice] | None:
+    """Exact hex-prefix slices for a short window, planned from its bounds alone (no probe): the longest prefixes
+    (finest slices) that cover it in at most ``max_slices``. None for a window too long for 4-hex prefixes,
+    where a probe page's density chooses better."""
+    length = 8
+    while length > 1 and (end_seconds >> 4 * (8 - length)) - (start_seconds >> 4 * (8 - length)) + 1 > max_slices:
+        length -= 1
+    if length < 4:
+        return None
+    first, last = start_seconds >> 4 * (8 - length), end_seconds >> 4 * (8 - length)
+    slices = []
+    for number in range(first, last + 1):
+        current = f"{number:0{length}x}"
+        if number > first:
+            previous = f"{number - 1:0{length}x}"
+            if not _adjacent(previous, current):
+                slices.append(
+                    Slice(
+                        _shared(base + previous, base + current),
+                        base + previous + KEY_END,
+                        base + current,
+                        gap=True,
+                        below=base + current,
+                    )
+                )
+        slices.append(
+            Slice(base + current, start_after if number == first else None, end_at if number == last else None)
+        )
+    return slices
 
 
 class ArchiveListing:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.handlers
 
 from firehose.archive.base import ObjectInfo, RequestCount, S3Credential, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
@@ -68,9 +69,16 @@ _NEXT_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>
 
 
 def _keep_raw_listing(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    if response_dict.get("status_code") == 200:
-        customized_response_dict[_RAW_LISTING] = response_dict["body"]
-        response_dict["body"] = _EMPTY_LISTING
+    if response_dict.get("status_code") != 200:
+        return
+    body = response_dict["body"]
+    if not body.rstrip().endswith(b"</ListBucketResult>"):
+        # A cut-off answer (a dropped connection): make it a 500 so botocore retries it, as its own check of
+        # 200 answers (which this client switches off, below) would have.
+        response_dict["status_code"] = 500
+        return
+    customized_response_dict[_RAW_LISTING] = body
+    response_dict["body"] = _EMPTY_LISTING
 
 
 def _text(raw: bytes) -> str:
@@ -169,7 +177,14 @@ class S3Store:
         self.url = f"s3://{bucket}"
         self.requests = RequestCount()
         self._client = client or _open_client(credential, bucket)
-        self._client.meta.events.register("before-parse.s3.ListObjectsV2", _keep_raw_listing)
+        events = self._client.meta.events
+        events.register("before-parse.s3.ListObjectsV2", _keep_raw_listing)
+        # botocore parses every 200 answer's whole body once more, looking for an error inside (S3 does that for
+        # copies). This client makes no copies, and cut-off listings are caught above, so the second parse of
+        # every listing page goes.
+        check = getattr(botocore.handlers, "_handle_200_error", None)
+        if check is not None:
+            events.unregister("before-parse.s3.*", check)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"

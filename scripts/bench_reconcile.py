@@ -1,0 +1,232 @@
+"""How `firehose reconcile` compares with the least work that could do its job, and with a naive one.
+
+Starts a sandbox (a separate process) seeded with about --events events over 30 days whose firehose writes to
+SeaweedFS and Azurite with 1% of writes dropped, waits until every write has landed, then times whole
+processes, interleaved, medians of --rounds:
+
+- `firehose reconcile --verify presence` against the bare minimum for the same window: paging /events for the
+  same fields (`firehose events --include ...`) plus listing the same keys with `rclone lsf -R` per destination;
+- the same against a naive reconcile that HEADs every event's key (scripts/naive_reconcile.py);
+- `--verify content` in events per second, against `aws s3 cp --recursive` of the same S3 objects;
+- peak RSS of reconcile at about a tenth of the events and at all of them, for each depth.
+
+usage: scripts/bench reconcile [--events N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+KEY = "bench-key"
+UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
+FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
+
+
+def stack_env() -> dict[str, str]:
+    out = subprocess.run([str(ROOT / "localstack" / "stack"), "env"], capture_output=True, text=True, check=True)
+    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}  # rclone refuses it
+    for line in out.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return env
+
+
+def start_sandbox(env: dict[str, str], leads: int, bucket: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = workdir / "port"
+    process = subprocess.Popen(
+        [
+            str(BIN / "firehose"),
+            "sandbox",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--leads",
+            str(leads),
+            "--days",
+            "30",
+            "--until",
+            UNTIL.strftime("%Y-%m-%d"),
+            "--bucket",
+            bucket,
+            "--drop-rate",
+            "0.01",
+            "--s3-endpoint",
+            env["FIREHOSE_TEST_S3_ENDPOINT"],
+            "--create-buckets",
+        ],
+        env={**env, "LEADCONDUIT_API_KEY": KEY},
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 3600
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("bench: the sandbox did not start")
+        time.sleep(0.5)
+    url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+    while True:  # wait until the firehose has written everything
+        status = httpx.get(f"{url}/_sandbox/status", auth=("API", KEY), timeout=30).json()
+        if status["firehose"]["pending"] == 0:
+            print(
+                f"sandbox: {status['events']:,} events; firehose wrote {status['firehose']['written']:,}, "
+                f"dropped {status['firehose']['dropped']:,}",
+                file=sys.stderr,
+            )
+            return process, url
+        time.sleep(2)
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"bench: {' '.join(command[:3])} failed ({result.returncode}): {result.stderr[-500:]}")
+    return time.perf_counter() - started
+
+
+def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *command], env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("rclone") is None or shutil.which("aws") is None:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "rclone", "awscli"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
+    env = stack_env()
+    bucket = f"bench-rec-{int(time.time())}"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sandbox, url = start_sandbox(env, args.events * 10 // 47, bucket, work)
+        try:
+            config = work / "firehose.toml"
+            config.write_text(
+                f'[credentials.default.aws]\nendpoint_url = "{env["FIREHOSE_TEST_S3_ENDPOINT"]}"\n'
+                'region = "us-east-1"\naccess_key_id_env = "AWS_ACCESS_KEY_ID"\n'
+                'secret_access_key_env = "AWS_SECRET_ACCESS_KEY"\n'
+                '[credentials.default.azure]\nconnection_string_env = "AZURE_STORAGE_CONNECTION_STRING"\n'
+            )
+            run_env = {
+                **env,
+                "LEADCONDUIT_API_KEY": KEY,
+                "LEADCONDUIT_URL": url,
+                "FIREHOSE_CONFIG": str(config),
+                "RCLONE_CONFIG_SW_TYPE": "s3",
+                "RCLONE_CONFIG_SW_PROVIDER": "Other",
+                "RCLONE_CONFIG_SW_ENDPOINT": env["FIREHOSE_TEST_S3_ENDPOINT"],
+                "RCLONE_CONFIG_SW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+                "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+                "RCLONE_CONFIG_AZ_TYPE": "azureblob",
+                "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+                "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
+                "RCLONE_CONFIG_AZ_KEY": env["AZURE_STORAGE_CONNECTION_STRING"].split("AccountKey=")[1].split(";")[0],
+                "RCLONE_CONFIG_AZ_ENDPOINT": env["AZURE_STORAGE_CONNECTION_STRING"]
+                .split("BlobEndpoint=")[1]
+                .rstrip(";"),
+            }
+            start, end = (UNTIL - timedelta(days=31)).isoformat(), UNTIL.isoformat()
+            window = ["--start", start, "--end", end]
+
+            def reconcile(*extra: str, state: str = "x", span: list[str] = window) -> list[str]:
+                return [
+                    str(BIN / "firehose"),
+                    "reconcile",
+                    *span,
+                    "--format",
+                    "csv",
+                    "--full",
+                    "--state",
+                    str(work / f"{state}.sqlite"),
+                    *extra,
+                ]
+
+            events = [str(BIN / "firehose"), "events", *window, *(f"--include={f}" for f in FIELDS)]
+            listings = [
+                ["rclone", "lsf", "-R", "--files-only", "--fast-list", f"sw:{bucket}"],
+                ["rclone", "lsf", "-R", "--files-only", f"az:{bucket}"],
+            ]
+            naive = [str(BIN / "python"), str(ROOT / "scripts" / "naive_reconcile.py"), *window]
+            s3_copy = [
+                "aws",
+                "s3",
+                "cp",
+                "--recursive",
+                "--quiet",
+                f"s3://{bucket}",
+                str(work / "copy"),
+                "--endpoint-url",
+                env["FIREHOSE_TEST_S3_ENDPOINT"],
+            ]
+
+            total = sum(
+                1
+                for _ in subprocess.run(
+                    events, env=run_env, capture_output=True, text=True, check=True
+                ).stdout.splitlines()
+            )
+            times: dict[str, list[float]] = {k: [] for k in ("presence", "minimum", "naive", "content", "aws cp")}
+            timed(reconcile(), run_env)  # warm-up
+            for _ in range(args.rounds):
+                times["presence"].append(timed(reconcile(), run_env))
+                times["minimum"].append(timed(events, run_env) + sum(timed(c, run_env) for c in listings))
+                times["naive"].append(timed(naive, run_env))
+                times["content"].append(timed(reconcile("--verify", "content"), run_env))
+                shutil.rmtree(work / "copy", ignore_errors=True)
+                times["aws cp"].append(timed(s3_copy, run_env))
+            med = {name: statistics.median(values) for name, values in times.items()}
+            print(
+                f"{total:,} events over 30 days, S3 (SeaweedFS) and Azure (Azurite) destinations, 1% dropped; "
+                f"median of {args.rounds} interleaved runs, whole processes:"
+            )
+            for name, seconds in med.items():
+                print(f"  {name:<10} {seconds:7.2f} s  {total / seconds:9,.0f} events/s")
+            print(
+                f"  presence vs the bare minimum (events --include + rclone lsf -R): "
+                f"{med['presence'] / med['minimum']:.2f}x the time (target at most 1.5x)"
+            )
+            print(f"  presence vs a naive HEAD per event: {med['naive'] / med['presence']:.1f}x faster (target 10x)")
+            print(
+                f"  content: {total / med['content']:,.0f} events/s; aws s3 cp --recursive of the S3 objects "
+                f"{med['aws cp']:.2f} s"
+            )
+            tenth = ["--start", (UNTIL - timedelta(days=3)).isoformat(), "--end", end]
+            for depth in ("presence", "content"):
+                small = reconcile("--verify", depth, state=f"m1{depth}", span=tenth)
+                big = reconcile("--verify", depth, state=f"m2{depth}")
+                low, high = peak_rss_mib(small, run_env), peak_rss_mib(big, run_env)
+                print(
+                    f"  peak RSS, {depth}: {low:.0f} MiB for ~{total // 10:,} events (3 days), {high:.0f} MiB for "
+                    f"{total:,} ({(high / low - 1) * 100:+.0f}%)"
+                )
+        finally:
+            sandbox.terminate()
+            sandbox.wait(60)
+
+
+if __name__ == "__main__":
+    main()
