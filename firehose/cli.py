@@ -857,7 +857,13 @@ def reconcile(
         ) as http,
         StateDB(state_path(state_file, os.environ)) as state,
     ):
-        outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
+
+        def progress(done: int, total: int, day: datetime) -> None:
+            # A progress line on a terminal only; logs and pipes get the summary alone.
+            click.echo(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", err=True, nl=done == total)
+
+        reporter = progress if sys.stderr.isatty() else None
+        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=reporter).run()
         findings = (
             outcome.planned
             if dry_run

@@ -122,12 +122,20 @@ class Reconciler:
     """One run over a window; ``open_store`` gives the store for a destination (credential mapping included)."""
 
     def __init__(
-        self, api: LeadConduit, open_store: Callable[[Destination], Store], state: StateDB, options: ReconcileOptions
+        self,
+        api: LeadConduit,
+        open_store: Callable[[Destination], Store],
+        state: StateDB,
+        options: ReconcileOptions,
+        *,
+        progress: Callable[[int, int, datetime], None] | None = None,
     ) -> None:
         self.api = api
         self.open_store = open_store
         self.state = state
         self.options = options
+        self.progress = progress
+        """Called after each window with (windows done, windows in all, the window's start)."""
         self._stores: dict[tuple[str, str, str | None], Store] = {}
 
     def run(self) -> Outcome:
@@ -135,8 +143,9 @@ class Reconciler:
         run_id = self.state.run(options.fingerprint(), {k: str(v) for k, v in asdict(options).items()})
         outcome = Outcome(run_id)
         done = {record.start: record for record in self.state.finished_windows(run_id)}
+        windows = list(options.windows())
         try:
-            for start, end in options.windows():
+            for number, (start, end) in enumerate(windows, start=1):
                 record = done.get(start)
                 settled = (
                     record is not None
@@ -156,6 +165,8 @@ class Reconciler:
                     outcome.resumed_windows += 1
                 self._add(outcome, record)
                 outcome.windows.append(start)
+                if self.progress is not None:
+                    self.progress(number, len(windows), start)
             if not options.dry_run:
                 self.state.finish(run_id)
         finally:

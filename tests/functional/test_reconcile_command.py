@@ -200,10 +200,12 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
 
     options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL, repair=True)
     results: dict[int, list] = {}
+    progress: list[tuple[int, int]] = []
 
     def repair(number: int) -> None:
         with HttpClient(box.url, auth=("API", API_KEY)) as http, StateDB(tmp_path / f"s{number}.sqlite") as state:
-            outcome = Reconciler(LeadConduit(http), store_for, state, options).run()
+            report = (lambda done, total, day: progress.append((done, total))) if number == 1 else None
+            outcome = Reconciler(LeadConduit(http), store_for, state, options, progress=report).run()
             results[number] = list(state.findings(outcome.run_id, outcome.windows))
 
     threads = [threading.Thread(target=repair, args=(n,)) for n in (1, 2)]
@@ -220,6 +222,8 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
     assert sorted((f.destination, f.key) for f in written) == sorted(expected), "each missing object written once"
     assert not [f for found in results.values() for f in found if f.verdict in (Verdict.DIFFER, Verdict.ERROR)]
     assert dropped(box) == set()
+    windows = len(list(options.windows()))
+    assert progress == [(n, windows) for n in range(1, windows + 1)], "one progress call per window"
 
 
 def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_report(
