@@ -29,6 +29,7 @@ from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
+from firehose.archive.layout import parse_key
 from firehose.archive.listing import list_window, ordered_map, read_many
 from firehose.codec import canonical, decode, encode, records
 from firehose.errors import ArchiveError, ConfigError, DataError, UsageError
@@ -137,6 +138,7 @@ class Reconciler:
         self.progress = progress
         """Called after each window with (windows done, windows in all, the window's start)."""
         self._stores: dict[tuple[str, str, str | None], Store] = {}
+        self._cursors: dict[Destination, ListingCursor] = {}
 
     def run(self) -> Outcome:
         options = self.options
@@ -170,6 +172,8 @@ class Reconciler:
             if not options.dry_run:
                 self.state.finish(run_id)
         finally:
+            for cursor in self._cursors.values():
+                cursor.close()
             for store in self._stores.values():
                 store.close()
         return outcome
@@ -232,7 +236,7 @@ class Reconciler:
         try:
             store = self._store(destination)
             before = store.requests.snapshot()
-            listed = self._listing(store, destination, items, start)
+            listed = self._listing(store, destination, items, start, end)
             found = list(classify_presence(items, listed))
             expected_keys = {item.key for item in items}
             found.extend(
@@ -278,18 +282,22 @@ class Reconciler:
             ]
 
     def _listing(
-        self, store: Store, destination: Destination, items: list[Expected], start: datetime
+        self, store: Store, destination: Destination, items: list[Expected], start: datetime, end: datetime
     ) -> dict[str, ObjectInfo]:
-        """The window's objects: one listing of the leads made since ``lead_lookback`` before the window, and a
-        HEAD for each event whose lead is older."""
+        """The window's objects: the leads made from ``lead_lookback`` before the window to its end, taken from
+        the destination's one listing of the whole run, and a HEAD for each event whose lead is older."""
         earliest = int((start - self.options.lead_lookback).timestamp())
-        latest = max(seconds_of(item.lead_id) for item in items)
-        listed = {
-            info.key: info
-            for info in list_window(
-                store, destination.prefix, start_seconds=earliest, end_seconds=latest, workers=self.options.workers
+        cursor = self._cursors.get(destination)
+        if cursor is None:
+            stream = list_window(
+                store,
+                destination.prefix,
+                start_seconds=earliest,
+                end_seconds=int(self.options.end.timestamp()),
+                workers=self.options.workers,
             )
-        }
+            cursor = self._cursors[destination] = ListingCursor(stream)
+        listed = dict(cursor.advance(until_seconds=int(end.timestamp()), keep_from_seconds=earliest))
         older = [item.key for item in items if seconds_of(item.lead_id) < earliest and item.key not in listed]
 
         def head(key: str) -> ObjectInfo | None:
@@ -352,6 +360,53 @@ class Reconciler:
             else:
                 repaired.append(_with(finding, Verdict.DIFFER, "an object appeared that differs from the API's"))
         return repaired
+
+
+class ListingCursor:
+    """One destination's listing for a whole run, consumed a window at a time.
+
+    Lead ids sort by time and windows come in time order, so each window takes the next keys up to its end, and
+    keeps those of leads made from ``lead_lookback`` before it; a run lists each destination once, like a plain
+    walk, instead of once per window.
+    """
+
+    def __init__(self, stream: Iterator[ObjectInfo]) -> None:
+        self._stream = stream
+        self._ahead: ObjectInfo | None = None
+        self._held: dict[str, tuple[int, ObjectInfo]] = {}
+        self._failed: ArchiveError | None = None
+
+    def advance(self, *, until_seconds: int, keep_from_seconds: int) -> dict[str, ObjectInfo]:
+        """The listed objects of leads made in ``[keep_from_seconds, until_seconds]`` (foreign keys skipped).
+
+        A listing that failed fails every later window too: its keys are unknown, not absent."""
+        if self._failed is not None:
+            raise self._failed
+        self._held = {key: held for key, held in self._held.items() if held[0] >= keep_from_seconds}
+        while True:
+            try:
+                info = self._ahead if self._ahead is not None else next(self._stream, None)
+            except ArchiveError as exc:
+                self._failed = exc
+                raise
+            self._ahead = None
+            if info is None:
+                break
+            ids = parse_key(info.key)
+            if ids is None:
+                continue
+            made = seconds_of(ids[0])
+            if made > until_seconds:
+                self._ahead = info
+                break
+            if made >= keep_from_seconds:
+                self._held[info.key] = (made, info)
+        return {key: info for key, (_, info) in self._held.items()}
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _with(finding: Finding, verdict: Verdict, reason: str) -> Finding:

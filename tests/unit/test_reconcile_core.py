@@ -124,3 +124,28 @@ def test_windows_are_cut_at_midnights_so_runs_share_them() -> None:
     later = ReconcileOptions(start=start + timedelta(days=1), end=end + timedelta(days=1))
     assert later.fingerprint() == options.fingerprint()
     assert ReconcileOptions(start=start, end=end, verify="content").fingerprint() != options.fingerprint()
+
+
+def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> None:
+    import pytest
+
+    from firehose.errors import ArchiveError
+    from firehose.reconciler import ListingCursor
+
+    def key(lead_seconds: int, n: int) -> str:
+        return f"p/{lead_seconds:08x}{'a' * 16}/{lead_seconds:08x}{n:016x}.json"
+
+    keys = [key(100, 1), key(150, 2), "p/readme.txt", key(200, 3), key(300, 4)]
+    cursor = ListingCursor(iter([info(k) for k in keys]))
+    assert set(cursor.advance(until_seconds=160, keep_from_seconds=90)) == {key(100, 1), key(150, 2)}
+    assert set(cursor.advance(until_seconds=260, keep_from_seconds=140)) == {key(150, 2), key(200, 3)}
+    assert set(cursor.advance(until_seconds=400, keep_from_seconds=290)) == {key(300, 4)}
+
+    def broken():
+        yield info(key(100, 1))
+        raise ArchiveError("s3://b: access denied")
+
+    failing = ListingCursor(broken())
+    for _ in range(2):
+        with pytest.raises(ArchiveError, match="access denied"):
+            failing.advance(until_seconds=500, keep_from_seconds=0)
