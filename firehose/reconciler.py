@@ -139,6 +139,8 @@ class Reconciler:
         """Called after each window with (windows done, windows in all, the window's start)."""
         self._stores: dict[tuple[str, str, str | None], Store] = {}
         self._cursors: dict[Destination, ListingCursor] = {}
+        self._event_stream: Iterator[dict[str, Any]] | None = None
+        self._event_ahead: dict[str, Any] | None = None
 
     def run(self) -> Outcome:
         options = self.options
@@ -192,12 +194,11 @@ class Reconciler:
     def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, dict[str, int]]]:
         options = self.options
         full = (options.verify != "presence" or options.repair) and not options.dry_run
-        query = EventQuery(start=start, end=end, include=() if full else PRESENCE_FIELDS)
         events: dict[str, dict[str, Any]] = {}
         expected: dict[Destination, list[Expected]] = defaultdict(list)
         findings: list[Finding] = []
         api_events = 0
-        for event in self.api.iter_events(query):
+        for event in self._events_until(start, end, include=() if full else PRESENCE_FIELDS):
             api_events += 1
             targets = [options.archive] if options.archive else None
             items = expected_objects(event, destinations=targets)
@@ -216,6 +217,27 @@ class Reconciler:
         for destination, items in expected.items():
             findings.extend(self._destination(destination, items, events, start, end, requests[destination.url()]))
         return findings, {name: dict(kinds) for name, kinds in requests.items()}
+
+    def _events_until(self, start: datetime, end: datetime, *, include: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """The window's events, from one paging of ``/events`` for the rest of the run: windows share the pages
+        instead of each asking for its own (and its empty last page). A window holds the seconds from its start
+        to before its end; the run's last window keeps its end second too (``end`` is inclusive)."""
+        if self._event_stream is None:
+            query = EventQuery(start=start, end=self.options.end, include=include)
+            self._event_stream = self.api.iter_events(query)
+        last = int(end.timestamp()) if end >= self.options.end else int(end.timestamp()) - 1
+        first = int(start.timestamp())
+        while True:
+            event = self._event_ahead if self._event_ahead is not None else next(self._event_stream, None)
+            self._event_ahead = None
+            if event is None:
+                return
+            made = seconds_of(str(event["id"]))
+            if made > last:
+                self._event_ahead = event
+                return
+            if made >= first:  # earlier ones belong to windows an earlier run settled
+                yield event
 
     def _store(self, destination: Destination) -> Store:
         name = (destination.scheme, destination.bucket, destination.credential_id)

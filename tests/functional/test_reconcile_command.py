@@ -127,37 +127,43 @@ def test_content_mode_finds_an_object_that_differs_and_never_overwrites_it(
     assert json.loads(store.read(victim))["outcome"] == "tampered", "repair never overwrites"
 
 
-def test_an_interrupted_run_resumes_and_reports_the_same(
-    box: RunningSandbox, env: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: dict[str, str], tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from firehose.api import LeadConduit
+    from firehose.http import HttpClient
+    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.state import StateDB
+
     whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(tmp_path / "a.json"))
-    calls = {"n": 0}
-    original = box.sandbox.fault
 
-    def die_on_the_third_window() -> tuple[int, dict[str, str]] | None:
-        calls["n"] += 1
-        return (503, {}) if calls["n"] >= 6 else original()
+    class Crashing(LeadConduit):
+        """Dies part-way through the run, as a process would on a bug or an out-of-memory kill."""
 
-    box.sandbox.fault = die_on_the_third_window  # type: ignore[method-assign]
-    try:
-        broken = CliRunner().invoke(
-            cli, ["reconcile", *WINDOW, "--format", "ndjson"], env={**env, "FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS": "1"}
-        )
-    finally:
-        box.sandbox.fault = original  # type: ignore[method-assign]
-    assert broken.exit_code == ExitCode.API
+        def iter_events(self, query, **kwargs):  # type: ignore[no-untyped-def]
+            for number, event in enumerate(super().iter_events(query, **kwargs)):
+                if number == 120:
+                    raise RuntimeError("crash")
+                yield event
+
+    store_for = lambda d: open_store(StoreUrl(d.scheme, d.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL)  # noqa: E731
+    options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL)
+    with HttpClient(box.url, auth=("API", API_KEY)) as http, StateDB(Path(env["FIREHOSE_STATE"])) as state:
+        with pytest.raises(RuntimeError, match="crash"):
+            Reconciler(Crashing(http), store_for, state, options).run()
+        assert state.finished_windows(state.run(options.fingerprint(), {})), "some windows finished before the crash"
     resumed = reconcile(env, "--report", str(tmp_path / "b.json"))
     assert "windows were already done" in resumed.stderr
     first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     assert second["resumed_windows"] > 0
+    for name in ("counts", "by_destination", "by_day", "findings"):
+        assert first[name] == second[name], name
+    assert whole.exit_code == resumed.exit_code
     full = reconcile(env, "--full", "--report", str(tmp_path / "c.json"))
     assert json.loads((tmp_path / "c.json").read_text())["resumed_windows"] == 0 and "reused" not in full.stderr
     # Windows checked less than --recheck after their end are not settled: the next run looks again.
     unsettled = reconcile(env, "--recheck", "30d")
     assert "reused" not in unsettled.stderr and unsettled.exit_code == whole.exit_code
-    for name in ("counts", "by_destination", "by_day", "findings"):
-        assert first[name] == second[name], name
-    assert whole.exit_code == resumed.exit_code
 
 
 def test_an_unreachable_destination_is_error_for_its_events_and_the_others_go_on(
