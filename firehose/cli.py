@@ -428,6 +428,23 @@ def _open_url(url: str, settings: Settings, credential_id: str | None) -> tuple[
     return open_store(where), where
 
 
+def _destination_opener(settings: Settings, credential_id: str | None) -> Callable[[Any], Any]:
+    """Opens the store of an event's destination with the credential its ``credential_id`` maps to (or the one
+    ``--credential`` names)."""
+    from firehose.archive import StoreUrl, open_store
+
+    def open_for(destination: Any) -> Any:
+        credential = credential_id or destination.credential_id
+        where = StoreUrl(destination.scheme, destination.bucket, "")
+        if destination.scheme == "s3":
+            return open_store(where, s3=settings.credentials.s3(credential))
+        if destination.scheme == "az":
+            return open_store(where, azure=settings.credentials.azure_for(credential))
+        return open_store(where)
+
+    return open_for
+
+
 def _window(start: str | None, end: str | None) -> tuple[int | None, int | None]:
     begin = parse_time(start, "--start") if start else None
     finish = parse_time(end, "--end", end_of_day=True) if end else None
@@ -655,7 +672,7 @@ def locate(
       firehose locate 6ae13b5ba55055783f30ae50 --archive s3://restored-bucket/events --format json
     """
     from firehose.api import LeadConduit
-    from firehose.archive import StoreUrl, open_store
+    from firehose.archive import StoreUrl
     from firehose.event import Destination
     from firehose.http import HttpClient, RetryPolicy
     from firehose.locate import exit_code
@@ -675,14 +692,7 @@ def locate(
     ) as http:
         event = LeadConduit(http).get_event(event_id)
 
-    def open_for(destination: Destination) -> Any:
-        credential = credential_id or destination.credential_id
-        where = StoreUrl(destination.scheme, destination.bucket, "")
-        if destination.scheme == "s3":
-            return open_store(where, s3=settings.credentials.s3(credential))
-        if destination.scheme == "az":
-            return open_store(where, azure=settings.credentials.azure_for(credential))
-        return open_store(StoreUrl("file", destination.bucket, ""))
+    open_for = _destination_opener(settings, credential_id)
 
     override = None
     if archive_url:
@@ -801,7 +811,7 @@ def reconcile(
       firehose reconcile --repair --verify sample:5
     """
     from firehose.api import LeadConduit
-    from firehose.archive import StoreUrl, open_store
+    from firehose.archive import StoreUrl
     from firehose.config import state_path
     from firehose.event import Destination
     from firehose.http import HttpClient, RetryPolicy
@@ -839,14 +849,7 @@ def reconcile(
     )
     within = _duration(expiring_within, "--expiring-within")
 
-    def open_for(destination: Destination) -> Any:
-        credential = credential_id or destination.credential_id
-        where = StoreUrl(destination.scheme, destination.bucket, "")
-        if destination.scheme == "s3":
-            return open_store(where, s3=settings.credentials.s3(credential))
-        if destination.scheme == "az":
-            return open_store(where, azure=settings.credentials.azure_for(credential))
-        return open_store(where)
+    open_for = _destination_opener(settings, credential_id)
 
     api = settings.api
     key = api.require_key()

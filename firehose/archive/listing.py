@@ -93,21 +93,26 @@ def _slices(prefix: str, last_key: str, first_key: str, end_at: str | None, t_en
         following = f"{number:0{length}x}"
         if end_at is not None and base + following > end_at:
             break
-        previous = f"{number - 1:0{length}x}"
-        if not _adjacent(previous, following):
-            slices.append(
-                Slice(
-                    _shared(base + previous, base + following),
-                    base + previous + KEY_END,
-                    base + following,
-                    gap=True,
-                    below=base + following,
-                )
-            )
+        slices.extend(_gap(base, f"{number - 1:0{length}x}", following))
         slices.append(Slice(base + following, None, end_at))
         number += 1
     slices.append(Slice(prefix, base + f"{number - 1:0{length}x}" + KEY_END, end_at))  # what sorts after
     return slices
+
+
+def _gap(base: str, previous: str, following: str) -> list[Slice]:
+    """The slice for keys that may sort between two consecutive hex prefixes, if any can."""
+    if _adjacent(previous, following):
+        return []
+    return [
+        Slice(
+            _shared(base + previous, base + following),
+            base + previous + KEY_END,
+            base + following,
+            gap=True,
+            below=base + following,
+        )
+    ]
 
 
 def _adjacent(low: str, high: str) -> bool:
@@ -235,17 +240,7 @@ def _window_slices(
     for number in range(first, last + 1):
         current = f"{number:0{length}x}"
         if number > first:
-            previous = f"{number - 1:0{length}x}"
-            if not _adjacent(previous, current):
-                slices.append(
-                    Slice(
-                        _shared(base + previous, base + current),
-                        base + previous + KEY_END,
-                        base + current,
-                        gap=True,
-                        below=base + current,
-                    )
-                )
+            slices.extend(_gap(base, f"{number - 1:0{length}x}", current))
         slices.append(
             Slice(base + current, start_after if number == first else None, end_at if number == last else None)
         )

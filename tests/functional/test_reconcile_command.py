@@ -140,7 +140,7 @@ def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: di
     class Crashing(LeadConduit):
         """Dies part-way through the run, as a process would on a bug or an out-of-memory kill."""
 
-        def iter_events(self, query, **kwargs):  # type: ignore[no-untyped-def]
+        def iter_events(self, query, **kwargs):
             for number, event in enumerate(super().iter_events(query, **kwargs)):
                 if number == 120:
                     raise RuntimeError("crash")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from firehose.archive.base import ObjectInfo
@@ -141,7 +142,7 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
     assert set(cursor.advance(until_seconds=260, keep_from_seconds=140)) == {key(150, 2), key(200, 3)}
     assert set(cursor.advance(until_seconds=400, keep_from_seconds=290)) == {key(300, 4)}
 
-    def broken():
+    def broken() -> Iterator[ObjectInfo]:
         yield info(key(100, 1))
         raise ArchiveError("s3://b: access denied")
 
