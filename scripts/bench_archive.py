@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bench_support import ensure_tools, stack_env
 
 from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
 from firehose.archive.layout import parse_key
@@ -45,29 +46,6 @@ BUCKET = "bench-archive"
 PREFIX = "events"
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 DAY = UNTIL - timedelta(days=10)
-
-
-def stack_env() -> dict[str, str]:
-    out = subprocess.run([str(ROOT / "localstack" / "stack"), "env"], capture_output=True, text=True, check=True)
-    # rclone refuses any AWS_CA_BUNDLE over plain HTTP ("unable to load custom CA bundle"); loopback needs none.
-    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
-    for line in out.stdout.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = value.strip("'")
-    return env
-
-
-def ensure_tools() -> None:
-    missing = [name for name in ("aws", "rclone") if shutil.which(name) is None]
-    if missing:
-        packages = {"aws": "awscli", "rclone": "rclone"}
-        print(f"installing {', '.join(packages[m] for m in missing)} from Debian", file=sys.stderr)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", *(packages[m] for m in missing)],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.DEVNULL,
-        )
 
 
 def seed(stores: list[Store], events: int) -> int:

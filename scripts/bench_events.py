@@ -12,45 +12,16 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from bench_support import SANDBOX_KEY as KEY
+from bench_support import peak_rss_mib, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv" / "bin"
-KEY = "bench-key"
-
-
-def start_sandbox(leads: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = workdir / "port"
-    env = {**os.environ, "LEADCONDUIT_API_KEY": KEY}
-    process = subprocess.Popen(
-        [
-            str(VENV / "firehose"),
-            "sandbox",
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--leads",
-            str(leads),
-            "--days",
-            "30",
-            "--until",
-            "2026-11-20",
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
-    while not (port_file.exists() and port_file.read_text().strip()):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("bench: the sandbox did not start")
-        time.sleep(0.2)
-    return process, f"http://127.0.0.1:{port_file.read_text().strip()}"
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
@@ -59,24 +30,15 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
-    """Peak RSS of one child, measured by a fresh wrapper process so no other child counts."""
-    probe = (
-        "import resource, subprocess, sys; "
-        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, *command], env=env, capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leads", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        sandbox, url = start_sandbox(args.leads, Path(tmp))
+        sandbox, url = start_sandbox(
+            dict(os.environ), Path(tmp), "--leads", str(args.leads), "--days", "30", "--until", "2026-11-20"
+        )
         try:
             env = {**os.environ, "LEADCONDUIT_API_KEY": KEY, "LEADCONDUIT_URL": url}
             total = int(httpx.get(f"{url}/_sandbox/status", auth=("API", KEY)).json()["events"])

@@ -16,46 +16,46 @@ usage: scripts/bench reconcile [--events N] [--rounds R]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+from bench_support import SANDBOX_KEY as KEY
+from bench_support import ensure_tools, peak_rss_mib, stack_env, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
-KEY = "bench-key"
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
 
 
-def stack_env() -> dict[str, str]:
-    out = subprocess.run([str(ROOT / "localstack" / "stack"), "env"], capture_output=True, text=True, check=True)
-    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}  # rclone refuses it
-    for line in out.stdout.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = value.strip("'")
-    return env
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"bench: {' '.join(command[:3])} failed ({result.returncode}): {result.stderr[-500:]}")
+    return time.perf_counter() - started
 
 
-def start_sandbox(env: dict[str, str], leads: int, bucket: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = workdir / "port"
-    process = subprocess.Popen(
-        [
-            str(BIN / "firehose"),
-            "sandbox",
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ensure_tools()
+    env = stack_env()
+    bucket = f"bench-rec-{int(time.time())}"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sandbox, url = start_sandbox(
+            env,
+            work,
             "--leads",
-            str(leads),
+            str(args.events * 10 // 47),
             "--days",
             "30",
             "--until",
@@ -67,62 +67,8 @@ def start_sandbox(env: dict[str, str], leads: int, bucket: str, workdir: Path) -
             "--s3-endpoint",
             env["FIREHOSE_TEST_S3_ENDPOINT"],
             "--create-buckets",
-        ],
-        env={**env, "LEADCONDUIT_API_KEY": KEY},
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 3600
-    while not (port_file.exists() and port_file.read_text().strip()):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("bench: the sandbox did not start")
-        time.sleep(0.5)
-    url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-    while True:  # wait until the firehose has written everything
-        status = httpx.get(f"{url}/_sandbox/status", auth=("API", KEY), timeout=30).json()
-        if status["firehose"]["pending"] == 0:
-            print(
-                f"sandbox: {status['events']:,} events; firehose wrote {status['firehose']['written']:,}, "
-                f"dropped {status['firehose']['dropped']:,}",
-                file=sys.stderr,
-            )
-            return process, url
-        time.sleep(2)
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if result.returncode not in (0, 1):
-        raise SystemExit(f"bench: {' '.join(command[:3])} failed ({result.returncode}): {result.stderr[-500:]}")
-    return time.perf_counter() - started
-
-
-def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
-    probe = (
-        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-        "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, *command], env=env, capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    if shutil.which("rclone") is None or shutil.which("aws") is None:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "rclone", "awscli"],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.DEVNULL,
+            wait_for_firehose=True,
         )
-    env = stack_env()
-    bucket = f"bench-rec-{int(time.time())}"
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sandbox, url = start_sandbox(env, args.events * 10 // 47, bucket, work)
         try:
             config = work / "firehose.toml"
             config.write_text(

@@ -1,0 +1,83 @@
+"""What the benchmark scripts share: the local stack's settings, the comparison tools, a sandbox process, and
+peak-memory measurement of one command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+SANDBOX_KEY = "bench-key"
+
+
+def stack_env() -> dict[str, str]:
+    """This environment plus `localstack/stack env` (the local S3 and Azure endpoints and development keys)."""
+    out = subprocess.run([str(ROOT / "localstack" / "stack"), "env"], capture_output=True, text=True, check=True)
+    # rclone refuses any AWS_CA_BUNDLE over plain HTTP ("unable to load custom CA bundle"); loopback needs none.
+    env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
+    for line in out.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'")
+    return env
+
+
+def ensure_tools() -> None:
+    """awscli and rclone, from Debian's packages, for the side-by-side comparisons (installed as root if missing)."""
+    packages = {"aws": "awscli", "rclone": "rclone"}
+    missing = [packages[name] for name in packages if shutil.which(name) is None]
+    if missing:
+        print(f"installing {', '.join(missing)} from Debian", file=sys.stderr)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *missing],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def start_sandbox(
+    env: dict[str, str], workdir: Path, *options: str, wait_for_firehose: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A `firehose sandbox` process with these options on a free port; its URL once it answers (and, if asked,
+    once its firehose has written everything)."""
+    port_file = workdir / "port"
+    process = subprocess.Popen(
+        [str(BIN / "firehose"), "sandbox", "--port", "0", "--port-file", str(port_file), *options],
+        env={**env, "LEADCONDUIT_API_KEY": SANDBOX_KEY},
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 3600
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("bench: the sandbox did not start")
+        time.sleep(0.2)
+    url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+    while wait_for_firehose:
+        status = httpx.get(f"{url}/_sandbox/status", auth=("API", SANDBOX_KEY), timeout=30).json()
+        if status["firehose"]["pending"] == 0:
+            print(
+                f"sandbox: {status['events']:,} events; firehose wrote {status['firehose']['written']:,}, "
+                f"dropped {status['firehose']['dropped']:,}",
+                file=sys.stderr,
+            )
+            break
+        time.sleep(2)
+    return process, url
+
+
+def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
+    """Peak RSS of one command, measured by a fresh wrapper process so that no other child counts."""
+    probe = (
+        "import resource, subprocess, sys; "
+        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *command], env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
