@@ -767,6 +767,11 @@ def _duration(value: str, flag: str) -> timedelta:
 @click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE or ~/.local/state/firehose).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option(
+    "--include-pii",
+    is_flag=True,
+    help="Show the archived and API values of each differing field (lead data); by default only field names.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "ndjson", "csv"]),
@@ -792,6 +797,7 @@ def reconcile(
     archive_url: str | None,
     state_file: str | None,
     report_file: str | None,
+    include_pii: bool,
     fmt: str,
     url: str | None,
     credential_id: str | None,
@@ -845,6 +851,7 @@ def reconcile(
         workers=workers,
         full=full,
         dry_run=dry_run,
+        include_pii=include_pii,
         recheck=_duration(recheck, "--recheck"),
     )
     within = _duration(expiring_within, "--expiring-within")
@@ -881,13 +888,15 @@ def reconcile(
             **{name: getattr(f, name) for name in FINDING_FIELDS if name not in ("verdict", "fields")},
             "verdict": f.verdict.value,
             "fields": ",".join(f.fields),
+            **({"values": f.values} if include_pii else {}),
         }
         for f in findings
     ]
+    columns = FINDING_FIELDS + (("values",) if include_pii else ())
     writer = RowWriter(
         binary_stdout(),
         fmt,
-        FINDING_FIELDS,
+        columns,
         schema="firehose.reconcile/1",
         rows_name="findings",
         widths={

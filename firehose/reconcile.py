@@ -71,6 +71,9 @@ class Finding:
     reason: str | None = None
     fields: tuple[str, ...] = field(default_factory=tuple)
     """For ``differ``: the top-level fields whose canonical JSON differs."""
+    values: Mapping[str, Any] | None = None
+    """For ``differ`` with ``--include-pii`` only: each differing field's ``{"archive": ..., "api": ...}``. Lead
+    data, so it is kept only when asked for."""
 
 
 def parse_expiry(value: Any) -> datetime | None:
@@ -157,14 +160,22 @@ def differing_fields(api_event: Mapping[str, Any], archived: Mapping[str, Any]) 
     return tuple(name for name in names if canonical(api_event.get(name)) != canonical(archived.get(name)))
 
 
-def classify_content(item: Expected, api_event: Mapping[str, Any], records: list[Any]) -> Finding:
-    """``match`` or ``differ`` from an archived object's records (the one whose id is the event's)."""
+def classify_content(
+    item: Expected, api_event: Mapping[str, Any], records: list[Any], *, include_pii: bool = False
+) -> Finding:
+    """``match`` or ``differ`` from an archived object's records (the one whose id is the event's). With
+    ``include_pii`` a ``differ`` carries both values of each differing field; without, only their names."""
     same_id = [r for r in records if isinstance(r, Mapping) and str(r.get("id", "")).lower() == item.event_id]
     if not same_id:
         return _finding(Verdict.ERROR, item, reason="the archived object holds no record with this event's id")
     fields = differing_fields(api_event, same_id[0])
     if fields:
-        return _finding(Verdict.DIFFER, item, reason=f"{len(fields)} fields differ", fields=fields)
+        values = (
+            {name: {"archive": same_id[0].get(name), "api": api_event.get(name)} for name in fields}
+            if include_pii
+            else None
+        )
+        return _finding(Verdict.DIFFER, item, reason=f"{len(fields)} fields differ", fields=fields, values=values)
     return _finding(Verdict.MATCH, item)
 
 

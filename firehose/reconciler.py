@@ -23,7 +23,7 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +73,8 @@ class ReconcileOptions:
     """Re-examine every window, even those an earlier run finished."""
     dry_run: bool = False
     """List and classify, but read no object and write nothing (state included): say what would be done."""
+    include_pii: bool = False
+    """Keep the differing values of ``differ`` findings (lead data) in state and reports."""
     recheck: timedelta = timedelta(days=1)
     """A finished window is taken as settled only if it was checked this long after its end: firehose writes
     can land late (spool retries), so recent windows are examined again on the next run."""
@@ -348,7 +350,12 @@ class Reconciler:
             try:
                 if isinstance(body, Exception):
                     raise body
-                results[key] = classify_content(item, events[item.event_id], records(body, where=f"{store.url}/{key}"))
+                results[key] = classify_content(
+                    item,
+                    events[item.event_id],
+                    records(body, where=f"{store.url}/{key}"),
+                    include_pii=self.options.include_pii,
+                )
             except (DataError, ArchiveError) as exc:
                 results[key] = Finding(
                     Verdict.ERROR,
@@ -432,17 +439,7 @@ class ListingCursor:
 
 
 def _with(finding: Finding, verdict: Verdict, reason: str) -> Finding:
-    return Finding(
-        verdict,
-        finding.event_id,
-        finding.key,
-        finding.destination,
-        finding.lead_id,
-        finding.type,
-        finding.expires_at,
-        reason,
-        finding.fields,
-    )
+    return replace(finding, verdict=verdict, reason=reason)
 
 
 def _lead_unknown(event: dict[str, Any]) -> bool:

@@ -25,6 +25,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _cell(value: Any) -> str:
+    """One CSV or text cell: nested values (lists, objects) as compact JSON, not Python's repr."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return encode(value).decode()
+    return str(value)
+
+
 class RowWriter:
     """Writes rows (dicts with the given ``fields``) in one of ``FORMATS``.
 
@@ -68,7 +77,7 @@ class RowWriter:
         cells = []
         for index, name in enumerate(self.fields):
             value = row.get(name)
-            text = "-" if value is None else str(_plain(value))
+            text = "-" if value is None else _cell(_plain(value))
             last = index == len(self.fields) - 1
             cells.append(text if last else text.ljust(self.widths.get(name, len(name))))
         self.out.write(("  ".join(cells).rstrip() + "\n").encode())
@@ -80,7 +89,7 @@ class RowWriter:
         elif self.fmt == "ndjson":
             self.out.write(encode_line(plain))
         elif self.fmt == "csv":
-            self._emit_csv(["" if plain[name] is None else plain[name] for name in self.fields])
+            self._emit_csv([_cell(plain[name]) for name in self.fields])
         else:
             self._emit_text(row)
         self.count += 1

@@ -25,7 +25,8 @@ from firehose.codec import decode, encode
 from firehose.errors import ConfigError
 from firehose.reconcile import Finding, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``findings.detail`` (the differing values kept with ``--include-pii``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS findings (
     expires_at TEXT,
     reason TEXT,
     fields TEXT NOT NULL,
+    detail TEXT,
     PRIMARY KEY (run_id, event_id, destination)
 );
 """
@@ -98,6 +100,9 @@ class StateDB:
             found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
             if found is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) == 1:  # a column added; older rows simply have none
+                self._db.execute("ALTER TABLE findings ADD COLUMN detail TEXT")
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
         except (sqlite3.Error, ConfigError) as exc:
@@ -150,6 +155,7 @@ class StateDB:
                 _iso(f.expires_at),
                 f.reason,
                 encode(list(f.fields)).decode(),
+                encode(dict(f.values)).decode() if f.values is not None else None,
             )
             for f in findings
             if f.verdict != Verdict.MATCH
@@ -157,7 +163,7 @@ class StateDB:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM findings WHERE run_id = ? AND window_start = ?", (run_id, _iso(window.start)))
-            self._db.executemany("INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             self._db.execute(
                 "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -179,11 +185,11 @@ class StateDB:
         (unknown expiry first of all)."""
         wanted = {_iso(start) for start in windows} if windows is not None else None
         rows = self._db.execute(
-            "SELECT verdict, event_id, key, destination, lead_id, type, expires_at, reason, fields, window_start "
-            "FROM findings WHERE run_id = ? ORDER BY expires_at IS NOT NULL, expires_at, event_id",
+            "SELECT verdict, event_id, key, destination, lead_id, type, expires_at, reason, fields, detail, "
+            "window_start FROM findings WHERE run_id = ? ORDER BY expires_at IS NOT NULL, expires_at, event_id",
             (run_id,),
         )
-        for verdict, event_id, key, destination, lead_id, kind, expires, reason, fields, window_start in rows:
+        for verdict, event_id, key, destination, lead_id, kind, expires, reason, fields, detail, window_start in rows:
             if wanted is not None and window_start not in wanted:
                 continue
             yield Finding(
@@ -196,6 +202,7 @@ class StateDB:
                 _time(expires),
                 reason,
                 tuple(decode(fields)),
+                decode(detail) if detail else None,
             )
 
     def finish(self, run_id: int) -> None:

@@ -127,6 +127,44 @@ def test_content_mode_finds_an_object_that_differs_and_never_overwrites_it(
     assert json.loads(store.read(victim))["outcome"] == "tampered", "repair never overwrites"
 
 
+def test_differing_lead_data_is_shown_only_with_include_pii(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    store = open_store(StoreUrl("s3", box.bucket, ""), s3=S3_CREDENTIAL)
+    victim, original = next(
+        (info.key, body)
+        for info in store.list("events/auto/")
+        if (body := json.loads(store.read(info.key))).get("vars", {}).get("lead", {}).get("email")
+    )
+    email = original["vars"]["lead"]["email"]
+    tampered = {
+        **original,
+        "vars": {**original["vars"], "lead": {**original["vars"]["lead"], "email": "x@example.org"}},
+    }
+    store.write(victim, json.dumps(tampered).encode(), if_absent=False)
+
+    hidden = reconcile(env, "--verify", "content", "--report", str(tmp_path / "hidden.json"))
+    assert hidden.exit_code == ExitCode.DIFFERENCES
+    differ = [json.loads(line) for line in hidden.stdout.splitlines() if '"differ"' in line]
+    assert [(r["key"], r["fields"]) for r in differ] == [(victim, "vars")]
+    for text in (hidden.stdout, hidden.stderr, (tmp_path / "hidden.json").read_text()):
+        assert email not in text and "x@example.org" not in text
+
+    shown = reconcile(
+        {**env, "FIREHOSE_STATE": str(tmp_path / "pii.sqlite")},
+        "--verify",
+        "content",
+        "--include-pii",
+        "--report",
+        str(tmp_path / "shown.json"),
+    )
+    report = json.loads((tmp_path / "shown.json").read_text())
+    [item] = [f for f in report["findings"] if f["verdict"] == "differ"]
+    assert item["values"]["vars"]["archive"]["lead"]["email"] == "x@example.org"
+    assert item["values"]["vars"]["api"]["lead"]["email"] == email
+    assert email in shown.stdout
+
+
 def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: dict[str, str], tmp_path: Path) -> None:
     from datetime import datetime
 

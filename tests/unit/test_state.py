@@ -63,3 +63,20 @@ def test_an_unusable_or_foreign_database_is_a_config_error(tmp_path: Path) -> No
         raw.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
     with pytest.raises(ConfigError, match="has schema 99"):
         StateDB(newer)
+
+
+def test_a_version_1_database_gains_the_detail_column_and_keeps_its_findings(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with StateDB(path) as db:
+        run = db.run("fp", {})
+        db.save_window(run, WindowRecord(DAY, DAY, {}, {}), [finding("b" * 24, Verdict.MISSING, None)])
+    with sqlite3.connect(path) as raw:  # make it what firehose 1 wrote: no detail column
+        raw.execute("ALTER TABLE findings DROP COLUMN detail")
+        raw.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
+    with StateDB(path) as db:
+        [old] = list(db.findings(run))
+        assert old.event_id == "b" * 24 and old.values is None
+        values = {"vars": {"archive": {"lead": {"email": "a@example.com"}}, "api": {"lead": {}}}}
+        differ = Finding(Verdict.DIFFER, "c" * 24, "k", "s3://b/k", fields=("vars",), values=values)
+        db.save_window(run, WindowRecord(DAY, DAY, {}, {}), [differ])
+        assert [f.values for f in db.findings(run)] == [values]
