@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,7 +24,7 @@ import click
 
 from firehose import __version__
 from firehose.config import API_USERNAME, Settings, config_path, load_settings
-from firehose.errors import ExitCode, FirehoseError, UsageError
+from firehose.errors import ConfigError, ExitCode, FirehoseError, UsageError
 
 log = logging.getLogger("firehose")
 
@@ -177,16 +178,11 @@ def events(
       firehose events --rules '[{"lhv":"lead.state","op":"is equal to","rhv":"TX"}]' --max 10
     """
     from firehose.api import EventQuery, LeadConduit
-    from firehose.codec import decode, encode_line
+    from firehose.codec import encode_line
     from firehose.http import HttpClient, RetryPolicy
 
     settings = _settings(ctx, url=url, max_attempts=max_attempts, backoff_max_seconds=backoff_max_seconds)
-    rules: tuple[dict[str, Any], ...] = ()
-    if rules_json:
-        parsed = decode(rules_json, where="--rules")
-        if not isinstance(parsed, list) or not all(isinstance(rule, dict) for rule in parsed):
-            raise UsageError("--rules must be a JSON array of rule objects")
-        rules = tuple(parsed)
+    rules = _rules(rules_json)
     query = EventQuery(
         start=parse_time(start, "--start") if start else None,
         end=parse_time(end, "--end", end_of_day=True) if end else None,
@@ -966,6 +962,383 @@ def reconcile(
             f"  reused: {outcome.resumed_windows} windows were already done and settled (--full redoes them)", err=True
         )
     ctx.exit(int(ExitCode.ARCHIVE if errors else ExitCode.DIFFERENCES if gaps else ExitCode.OK))
+
+
+def _rules(rules_json: str | None) -> tuple[dict[str, Any], ...]:
+    """``--rules``: a JSON array of LeadConduit rule objects."""
+    from firehose.codec import decode
+
+    if not rules_json:
+        return ()
+    parsed = decode(rules_json, where="--rules")
+    if not isinstance(parsed, list) or not all(isinstance(rule, dict) for rule in parsed):
+        raise UsageError("--rules must be a JSON array of rule objects")
+    return tuple(parsed)
+
+
+def _rate(value: str | None) -> float | None:
+    """``50/s``, ``3000/m``, or a number per second."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    per = {"/s": 1.0, "/m": 60.0, "/h": 3600.0}
+    divisor = next((seconds for suffix, seconds in per.items() if text.endswith(suffix)), None)
+    number = text[:-2] if divisor else text
+    try:
+        rate = float(number) / (divisor or 1.0)
+    except ValueError:
+        raise UsageError(f"--rate {value!r}: give requests per second, e.g. 50/s or 600/m") from None
+    if rate <= 0:
+        raise UsageError(f"--rate {value!r} must be above zero")
+    return rate
+
+
+def _assignments(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        name, sep, new = value.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {value!r}: write FIELD=VALUE, e.g. --set state=TX")
+        pairs.append((name.strip(), new))
+    return tuple(pairs)
+
+
+REPLAY_FIELDS = (
+    "status",
+    "event_id",
+    "lead_id",
+    "flow_id",
+    "original_outcome",
+    "new_outcome",
+    "new_lead_id",
+    "http_status",
+    "attempts",
+    "reason",
+)
+
+
+@cli.command()
+@click.option("--from", "from_urls", multiple=True, help="Read source events from this archive URL (repeatable).")
+@click.option("--from-api", is_flag=True, help="Read source events from GET /events (the default without --from).")
+@click.option(
+    "--ids",
+    "ids_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Only these events: one id per line, or NDJSON (a dead-letter file works as is).",
+)
+@click.option("--start", help="Source events created at or after this time.")
+@click.option("--end", help="... and at or before this time (a bare date means the whole day).")
+@click.option("--flow", "flows", multiple=True, help="Only this flow id (repeatable, or comma-separated).")
+@click.option("--source", "sources", multiple=True, help="Only this source id (repeatable, or comma-separated).")
+@click.option("--outcome", "outcomes", multiple=True, help="Only these original outcomes, e.g. error,failure.")
+@click.option("--reason", help="Only events whose reason matches this regular expression.")
+@click.option("--rules", "rules_json", help="Only events these LeadConduit rules (a JSON array) hold for.")
+@click.option("--target", "target_url", help="Send here instead of the original URI (its query kept if none given).")
+@click.option("--to-flow", help="Send to this flow on the original host.")
+@click.option("--to-source", help="... and this source.")
+@click.option(
+    "--source-api-key-env",
+    help="Environment variable holding an API key for sources that require authentication (sent as Basic auth).",
+)
+@click.option("--set", "sets", multiple=True, help="Set a body field before sending: FIELD=VALUE (repeatable).")
+@click.option("--unset", "unsets", multiple=True, help="Remove a body field before sending (repeatable).")
+@click.option("--mark-test", is_flag=True, help="Set is_test=true, LeadConduit's test-lead field.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show, for each event, what would be sent against the original; send nothing."
+)
+@click.option("--include-pii", is_flag=True, help="Show lead data in diffs (redacted by default).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True, help="Requests in flight.")
+@click.option("--rate", help="At most this many requests per second, evenly spaced, e.g. 50/s or 600/m.")
+@click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for an answer.")
+@click.option("--retry-unknown", is_flag=True, help="Also retry (and re-send) requests that got no answer.")
+@click.option("--force", is_flag=True, help="Send events the ledger says were already sent.")
+@click.option("--max", "max_count", type=click.IntRange(min=1), help="Send at most this many leads this run.")
+@click.option(
+    "--confirm-over", type=click.IntRange(min=0), default=100, show_default=True, help="Ask first above this."
+)
+@click.option("--yes", is_flag=True, help="Do not ask before sending many leads.")
+@click.option(
+    "--dead-letter",
+    type=click.Path(dir_okay=False),
+    default="replay-dead-letter.ndjson",
+    show_default=True,
+    help="Where permanent failures go (NDJSON with each event; give it back to --ids).",
+)
+@click.option("--state", "state_file", help="State database with the ledger (default: as for reconcile).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "ndjson", "csv"]), default="text", show_default=True
+)
+@click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
+@storage_options
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    /,
+    from_urls: tuple[str, ...],
+    from_api: bool,
+    ids_file: str | None,
+    start: str | None,
+    end: str | None,
+    flows: tuple[str, ...],
+    sources: tuple[str, ...],
+    outcomes: tuple[str, ...],
+    reason: str | None,
+    rules_json: str | None,
+    target_url: str | None,
+    to_flow: str | None,
+    to_source: str | None,
+    source_api_key_env: str | None,
+    sets: tuple[str, ...],
+    unsets: tuple[str, ...],
+    mark_test: bool,
+    dry_run: bool,
+    include_pii: bool,
+    concurrency: int,
+    rate: str | None,
+    max_attempts: int,
+    timeout: float,
+    retry_unknown: bool,
+    force: bool,
+    max_count: int | None,
+    confirm_over: int,
+    yes: bool,
+    dead_letter: str,
+    state_file: str | None,
+    report_file: str | None,
+    fmt: str,
+    url: str | None,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Send the stored inbound requests of source events to a flow again, once each.
+
+    Each request is rebuilt from the event's request (method, body byte for byte, Content-Type, query string;
+    no hop-by-hop or credential headers). A ledger in the state database records every lead sent: a second
+    run posts nothing already sent (--force to override). Use --dry-run first: it shows, per event, what
+    would be sent against the original. Exit 0 when every lead was sent and accepted, 1 when any failed or
+    got no answer (unknown: it may have been taken; not re-sent unless --retry-unknown).
+
+    \b
+    Example:
+      firehose replay --from-api --start 2026-11-20 --end 2026-11-20 --outcome error --dry-run
+      firehose replay --from s3://lc-archive/events --outcome error --to-flow F --to-source S --rate 10/s
+    """
+    from firehose import replay as replaying
+    from firehose.api import LeadConduit
+    from firehose.codec import encode_line, encode_pretty
+    from firehose.config import state_path
+    from firehose.http import HttpClient, RetryPolicy, Sender
+    from firehose.report import RowWriter
+    from firehose.secret import Secret
+    from firehose.state import ReplayLedger, StateDB
+
+    settings = _settings(
+        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
+    )
+
+    def split(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+    rules = _rules(rules_json)
+    selection = replaying.Selection(
+        start=parse_time(start, "--start") if start else None,
+        end=parse_time(end, "--end", end_of_day=True) if end else None,
+        flows=split(flows),
+        sources=split(sources),
+        outcomes=split(outcomes),
+        reason=reason,
+        rules=rules,
+    )
+    source_key = None
+    if source_api_key_env:
+        value = os.environ.get(source_api_key_env)
+        if not value:
+            raise ConfigError(f"--source-api-key-env {source_api_key_env}: that environment variable is not set")
+        source_key = Secret(value)
+    options = replaying.ReplayOptions(
+        target=replaying.Target(target_url, to_flow, to_source, base_url=settings.api.url),
+        edits=replaying.Edits(_assignments(sets), tuple(unsets), mark_test),
+        source_key=source_key,
+        force=force,
+        retry_unknown=retry_unknown,
+        max_count=max_count,
+        concurrency=concurrency,
+    )
+    limiter = replaying.RateLimiter(per_second) if (per_second := _rate(rate)) else None
+    problems = replaying.Problems()
+    use_api = from_api or not from_urls
+
+    with contextlib.ExitStack() as stack:
+        api_client = None
+        if use_api or (ids_file and not from_urls):
+            api = settings.api
+            key = api.require_key()
+            http = stack.enter_context(
+                HttpClient(
+                    api.url,
+                    auth=(API_USERNAME, key.reveal()),
+                    timeout_seconds=api.timeout_seconds,
+                    retry=RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds),
+                )
+            )
+            api_client = LeadConduit(http)
+        stores = []
+        for from_url in from_urls:
+            store, where = _open_url(from_url, settings, credential_id)
+            stack.callback(store.close)
+            stores.append((store, where))
+
+        def fetch(event_id: str) -> dict[str, Any] | None:
+            from firehose.archive.listing import find_event_keys
+            from firehose.codec import records
+
+            for store, where in stores:
+                for found_key in find_event_keys(store, where.prefix, event_id, workers=workers):
+                    for record in records(store.read(found_key), where=f"{store.url}/{found_key}"):
+                        if isinstance(record, dict) and str(record.get("id", "")).lower() == event_id.lower():
+                            return record
+            if api_client is not None:
+                try:
+                    return api_client.get_event(event_id)
+                except FirehoseError as exc:
+                    problems.add(event_id, str(exc))
+            return None
+
+        def selected() -> Iterator[dict[str, Any]]:
+            if ids_file:
+                lines = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open())
+                for event in replaying.from_ids(lines, fetch, problems):
+                    if selection.matches(event):
+                        yield event
+                return
+            for store, where in stores:
+                yield from replaying.from_archive(store, where.prefix, selection, problems)
+            if use_api and api_client is not None:
+                yield from replaying.from_api(api_client, selection)
+
+        state = stack.enter_context(StateDB(state_path(state_file, os.environ)))
+        ledger = ReplayLedger(state)
+        plan = replaying.plan(selected(), ledger, options)
+        stack.callback(plan.close)
+        for where, why in problems.items:
+            click.echo(f"firehose replay: {where}: {why}", err=True)
+        summary = replaying.Summary()
+        out = binary_stdout()
+        targets: Counter[str] = Counter()
+
+        if dry_run:
+            differs = 0
+            for event in plan.events():
+                try:
+                    prepared = replaying.prepare(event, options.target, options.edits, options.source_key)
+                except FirehoseError as exc:
+                    click.echo(f"firehose replay: {exc}", err=True)
+                    problems.add(str(event.get("id")), str(exc))
+                    continue
+                diff = replaying.request_diff(prepared, include_pii=include_pii, edits=options.edits)
+                differs += bool(diff["differs"])
+                targets[diff["url"]["to"].split("?")[0]] += 1
+                if fmt == "text":
+                    out.write(("\n".join(replaying.diff_lines(diff)) + "\n").encode())
+                else:
+                    out.write(encode_line(diff))
+            out.flush()
+            click.echo(
+                f"firehose replay (dry run, nothing sent): would send {plan.count} leads"
+                + "".join(f"; {count} to {where}" for where, count in targets.most_common())
+                + f"; {differs} differ from the original request; {len(plan.skipped)} skipped"
+                + (f"; {plan.left_over} more left for a later run (--max)" if plan.left_over else ""),
+                err=True,
+            )
+            for row in plan.skipped[:20]:
+                click.echo(f"  skipped {row.event_id}: {row.reason}", err=True)
+            ctx.exit(int(ExitCode.ARCHIVE if problems.items else ExitCode.OK))
+
+        if plan.count > confirm_over and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"this would send {plan.count} leads (over --confirm-over {confirm_over}); add --yes, or --max N"
+                )
+            click.confirm(f"Send {plan.count} leads, each creating a new lead in LeadConduit?", abort=True, err=True)
+
+        writer = RowWriter(
+            out,
+            fmt,
+            REPLAY_FIELDS,
+            schema="firehose.replay/1",
+            rows_name="results",
+            widths={"status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_outcome": 8},
+        )
+        results: list[replaying.Result] = []
+        letters = None
+
+        def dead(result: replaying.Result, event: Any) -> None:
+            nonlocal letters
+            if letters is None:
+                letters = stack.enter_context(Path(dead_letter).open("ab"))
+            letters.write(
+                encode_line(
+                    {
+                        "event_id": result.event_id,
+                        "status": result.status,
+                        "http_status": result.http_status,
+                        "attempts": result.attempts,
+                        "reason": result.reason,
+                        "event": event,
+                    }
+                )
+            )
+            letters.flush()
+
+        def record(result: replaying.Result) -> None:
+            summary.add(result)
+            writer.write({name: getattr(result, name) for name in REPLAY_FIELDS})
+            if report_file:
+                results.append(result)
+
+        for row in plan.skipped:
+            record(row)
+        retry = RetryPolicy(max_attempts=max_attempts, backoff_max_seconds=30.0)
+        with Sender(
+            concurrency=concurrency,
+            timeout_seconds=timeout,
+            retry=retry,
+            retry_unknown=retry_unknown,
+            before_retry=limiter,
+        ) as sender:
+            replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record, pace=limiter)
+        writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
+
+    if report_file:
+        Path(report_file).write_bytes(
+            encode_pretty(
+                {
+                    "schema": "firehose.replay/1",
+                    "target": target_url or (f"flow {to_flow} source {to_source}" if to_flow else "original URI"),
+                    "counts": dict(summary.statuses),
+                    "pairs": dict(summary.pairs),
+                    "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},
+                    "results": [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in results],
+                }
+            )
+        )
+    counts = summary.statuses
+    click.echo(
+        "firehose replay: "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in replaying.STATUSES)
+        + "".join(f"; {n} {pair}" for pair, n in summary.pairs.most_common()),
+        err=True,
+    )
+    if plan.left_over:
+        click.echo(f"  {plan.left_over} more selected, left for a later run (--max {max_count})", err=True)
+    if letters is not None:
+        click.echo(f"  permanent failures appended to {dead_letter} (replay them with --ids {dead_letter})", err=True)
+    failed = counts.get("failed", 0) + counts.get("unknown", 0)
+    code = ExitCode.DIFFERENCES if failed else ExitCode.ARCHIVE if problems.items else ExitCode.OK
+    ctx.exit(int(code))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -133,3 +133,12 @@ class EventView:
 
     def destinations(self, *, include_disabled: bool = False) -> list[Destination]:
         return destinations(self.data.get("firehose"), include_disabled=include_disabled)
+
+    def get(self, *path: str) -> Any:
+        """The value at a nested path (``get("vars", "flow", "id")``), or None where any part is missing."""
+        value: Any = self.data
+        for part in path:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value

@@ -233,3 +233,127 @@ def _server_says(response: httpx.Response) -> str:
     if not text:
         return ""
     return f": {text[:200]}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one request sent (with retries) by ``Sender``.
+
+    ``state`` is ``answered`` (the last attempt got a status: 2xx/3xx accepted, anything else refused),
+    ``unknown`` (the request went out and no answer came: the target may have acted on it), or ``unreachable``
+    (no connection could be made on any attempt: nothing was sent).
+    """
+
+    state: str
+    attempts: int
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = ""
+    reason: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.state == "answered" and self.status is not None and 200 <= self.status < 400
+
+
+class Sender:
+    """Sends prepared requests to any URL, for replay: no auth of its own, no redirects followed, a pool
+    sized for ``concurrency`` threads.
+
+    Retried: a connection that could not be made (nothing was sent), and 429/502/503/504 (the target said
+    it did not take the request), waiting per ``retry`` and at least ``Retry-After``. Not retried: a request
+    that went out and got no answer (a read timeout, a connection closed mid-answer) is ``unknown``, since the
+    target may have acted on it; ``retry_unknown`` retries it anyway. ``before_retry`` runs before every
+    attempt after the first (the rate limiter; the caller paces first attempts itself).
+    """
+
+    RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        timeout_seconds: float = 30.0,
+        retry: RetryPolicy | None = None,
+        retry_unknown: bool = False,
+        before_retry: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.retry_unknown = retry_unknown
+        self._before_retry = before_retry or (lambda: None)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def deliver(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes) -> Delivery:
+        policy = self.retry
+        attempts = 0
+        last_retry_after: list[float | None] = [None]
+
+        def once() -> Delivery:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self._before_retry()
+            return self._once(method, url, headers, body, attempts, last_retry_after)
+
+        def again(delivery: Delivery) -> bool:
+            if delivery.state == "unknown":
+                return self.retry_unknown
+            return delivery.state == "unreachable" or (delivery.status in self.RETRY_STATUSES)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            seconds = policy.wait_seconds(state.attempt_number, last_retry_after[0], self._rng)
+            outcome = state.outcome.result() if state.outcome else None
+            log.info("%s %s: %s; retry in %.1f s", method, redact_url(url), outcome and outcome.reason, seconds)
+            return seconds
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            retry=tenacity.retry_if_result(again),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        result: Delivery = retrying(once)
+        return result
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        attempts: int,
+        retry_after: list[float | None],
+    ) -> Delivery:
+        retry_after[0] = None
+        try:
+            response = self._client.request(method, url, headers=list(headers), content=body or None)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.PoolTimeout) as exc:
+            return Delivery("unreachable", attempts, reason=_describe_transport_error(exc))
+        except httpx.TransportError as exc:
+            # Sent, or partly sent, and no whole answer: the target may have taken the lead.
+            return Delivery("unknown", attempts, reason=f"no answer after sending: {_describe_transport_error(exc)}")
+        status = response.status_code
+        if status in self.RETRY_STATUSES:
+            retry_after[0] = parse_retry_after(response.headers.get("Retry-After"))
+        reason = None if 200 <= status < 400 else f"HTTP {status}{_server_says(response)}"
+        return Delivery(
+            "answered", attempts, status, response.content, response.headers.get("Content-Type", ""), reason
+        )

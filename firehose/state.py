@@ -10,13 +10,14 @@ Tables:
 - ``runs``: one row per distinct set of run arguments (their fingerprint); resuming means the same fingerprint.
 - ``windows``: the windows a run has finished, with their counts and request counts (JSON).
 - ``findings``: every non-``match`` finding of finished windows (matches are only counted).
+- ``replays``: the replay ledger, one row per source event ever replayed (``ReplayLedger``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,21 @@ CREATE TABLE IF NOT EXISTS findings (
     detail TEXT,
     PRIMARY KEY (run_id, event_id, destination)
 );
+CREATE TABLE IF NOT EXISTS replays (
+    event_id TEXT PRIMARY KEY,
+    lead_id TEXT,
+    flow_id TEXT,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    http_status INTEGER,
+    original_outcome TEXT,
+    new_outcome TEXT,
+    new_lead_id TEXT,
+    reason TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
 """
 
 
@@ -207,3 +223,86 @@ class StateDB:
 
     def finish(self, run_id: int) -> None:
         self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(datetime.now(UTC)), run_id))
+
+
+SENDING = "sending"
+"""A ledger row's status between "about to send" and the answer: found after a crash, it means unknown."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows of one source event's replays."""
+
+    event_id: str
+    lead_id: str | None
+    flow_id: str | None
+    target: str
+    status: str  # sending | sent | failed | unknown | skipped
+    attempts: int
+    http_status: int | None = None
+    original_outcome: str | None = None
+    new_outcome: str | None = None
+    new_lead_id: str | None = None
+    reason: str | None = None
+    updated_at: datetime | None = None
+
+
+class ReplayLedger:
+    """The replay ledger in the state database: per source event, its attempts and final status.
+
+    A row is written (and committed) as ``sending`` before its request goes out, and updated when the answer
+    comes. A ``kill -9`` in between leaves ``sending``, which the next run reads as ``unknown``: the target may
+    have taken the lead, so it is not posted again unless asked. Calls come from one thread (the replay's).
+    """
+
+    _COLUMNS = (
+        "event_id, lead_id, flow_id, target, status, attempts, http_status, original_outcome, new_outcome, "
+        "new_lead_id, reason, updated_at"
+    )
+
+    def __init__(self, state: StateDB) -> None:
+        self._db = state._db
+        self._path = state.path
+
+    def get(self, event_id: str) -> LedgerEntry | None:
+        row = self._db.execute(f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ?", (event_id,)).fetchone()
+        if row is None:
+            return None
+        entry = LedgerEntry(*row[:-1])
+        entry = replace(entry, updated_at=_time(row[-1]))
+        if entry.status == SENDING:
+            return replace(
+                entry,
+                status="unknown",
+                reason="a run stopped while this request was in flight: the target may have taken it",
+            )
+        return entry
+
+    def replayed_as(self, lead_id: str) -> str | None:
+        """The event whose replay created lead ``lead_id``, if one did: its own source event is a replay, and
+        selecting it again would post the same lead twice."""
+        row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put(self, entry: LedgerEntry) -> None:
+        """Write ``entry`` (its ``attempts`` are the total so far), committed at once."""
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.event_id,
+                    entry.lead_id,
+                    entry.flow_id,
+                    entry.target,
+                    entry.status,
+                    entry.attempts,
+                    entry.http_status,
+                    entry.original_outcome,
+                    entry.new_outcome,
+                    entry.new_lead_id,
+                    entry.reason,
+                    _iso(datetime.now(UTC)),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc

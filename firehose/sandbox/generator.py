@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 from firehose.codec import encode
 from firehose.ids import make_id
-from firehose.sandbox.rules import evaluate
+from firehose.rules import evaluate
 
 RETENTION = timedelta(days=90)
 """How long LeadConduit keeps an event (``expires_at`` = creation + 90 days)."""

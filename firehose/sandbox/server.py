@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from firehose.codec import decode, encode
 from firehose.errors import DataError
 from firehose.ids import is_object_id
+from firehose.rules import RuleError, evaluate_all
 from firehose.sandbox import inbound
 from firehose.sandbox.generator import (
     RETENTION,
@@ -45,7 +46,6 @@ from firehose.sandbox.generator import (
     make_flows,
     process_lead,
 )
-from firehose.sandbox.rules import RuleError, evaluate_all
 from firehose.sandbox.store import EventStore, Window
 from firehose.sandbox.stream import FirehoseStream
 
@@ -233,6 +233,7 @@ class Sandbox:
         headers: dict[str, str],
         body: str,
         ip: str,
+        received: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Process one live lead; its events are stored and streamed at once (none from the far future)."""
         now = self.now()
@@ -261,6 +262,19 @@ class Sandbox:
                     "content_type": headers.get("Content-Type", ""),
                     "body": body,
                     "received_at": now.isoformat(),
+                    # What came over the wire (every header, Authorization included, and the body as base64):
+                    # for tests of what a client sent. The sandbox is a test double; nothing here is real.
+                    **(
+                        {
+                            "method": received["method"],
+                            "query": received["query"],
+                            "headers": received["headers"],
+                            "body_base64": base64.b64encode(received["raw_body"]).decode(),
+                        }
+                        if received
+                        else {}
+                    ),
+                    "at": self.clock(),
                 }
             )
         for event in events:
@@ -461,6 +475,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         flow, source = found
         host = self.headers.get("Host") or "127.0.0.1"
+        received = {"method": method, "query": query, "headers": dict(self.headers.items()), "raw_body": body}
         headers = {name: value for name, value in self.headers.items() if name.lower() != "authorization"}
         answer = self.sandbox.submit(
             flow,
@@ -471,6 +486,7 @@ class Handler(BaseHTTPRequestHandler):
             headers=headers,
             body=body.decode("utf-8", "replace"),
             ip=self.client_address[0],
+            received=received,
         )
         self._send(201, inbound.render_response(answer, answer_type), answer_type)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from firehose.sandbox.rules import RuleError, evaluate, evaluate_all, resolve
+from firehose.rules import RuleError, evaluate, evaluate_all, resolve
 
 EVENT = {
     "type": "source",

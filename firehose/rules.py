@@ -1,4 +1,5 @@
-"""LeadConduit rules, as the sandbox evaluates them for ``GET /events?rules=`` and for flow steps.
+"""LeadConduit rules, evaluated locally: by the sandbox for ``GET /events?rules=`` and its flow steps, and by
+``replay`` for ``--rules`` over archived events (which no server filters).
 
 Operators are those of the OpenAPI ``binary-rule`` and ``unary-rule`` schemas. Which document an ``lhv`` is
 resolved against is NOT DOCUMENTED for ``/events`` (facts.md §2.1), so the sandbox is tolerant: a path whose
@@ -37,7 +38,7 @@ _FALSE = {"false", "no", "n", "0", "off"}
 
 
 class RuleError(ValueError):
-    """A rule that cannot be evaluated; the sandbox turns it into a 400 answer."""
+    """A rule that cannot be evaluated; the sandbox turns it into a 400 answer, replay into a usage error."""
 
 
 def resolve(path: str, document: Mapping[str, Any], vars_key: str = "vars") -> Any:

@@ -1,0 +1,179 @@
+"""Replay's pure parts: bodies by content type, rebuilding a request, the diff and its redaction, the rate
+limiter, and reading a submit's answer."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from firehose import payload
+from firehose.errors import DataError, UsageError
+from firehose.replay import Edits, RateLimiter, Target, diff_lines, prepare, read_answer, request_diff
+from firehose.secret import Secret
+
+FLOW, SOURCE = "65a51e40f610ae996f24fceb", "65a51e40f610ae996f24fce6"
+ORIGINAL = f"https://app.leadconduit.com/flows/{FLOW}/sources/{SOURCE}/submit"
+
+
+def source_event(body: str, content_type: str, *, uri: str = ORIGINAL, method: str = "POST") -> dict[str, Any]:
+    return {
+        "id": "6b06dbfea55055783f30ae96",
+        "type": "source",
+        "outcome": "error",
+        "vars": {"lead": {"id": "6b06dbfda55055783f30ae93"}, "flow": {"id": FLOW}, "source": {"id": SOURCE}},
+        "request": {
+            "method": method,
+            "uri": uri,
+            "headers": {
+                "Content-Type": content_type,
+                "Authorization": "Basic c2VjcmV0OnNlY3JldA==",
+                "X-Api-Key": "vendor-secret",
+                "Cookie": "session=abc",
+                "X-Forwarded-For": "203.0.113.9",
+                "Connection": "keep-alive",
+                "Content-Length": str(len(body)),
+                "User-Agent": "LeadVendor/2.1",
+            },
+            "body": body,
+        },
+    }
+
+
+JSON_BODY = '{"email": "ann@example.com",  "state": "TX", "lead": {"phone": "5125550100"}}'
+FORM_BODY = "email=ann%40example.com&state=TX&state=NM&zip=78701"
+XML_BODY = '<?xml version="1.0"?><lead><email>ann@example.com</email><state>TX</state></lead>'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (JSON_BODY, "application/json", {"email": "ann@example.com", "state": "TX", "lead.phone": "5125550100"}),
+        (
+            FORM_BODY,
+            "application/x-www-form-urlencoded",
+            {"email": "ann@example.com", "state": "TX", "state[1]": "NM", "zip": "78701"},
+        ),
+        (XML_BODY, "text/xml; charset=utf-8", {"email": "ann@example.com", "state": "TX"}),
+    ],
+)
+def test_fields_read_each_content_type(body: str, content_type: str, expected: dict[str, str]) -> None:
+    assert payload.fields(payload.kind_of(content_type), body) == expected
+
+
+def test_an_unedited_request_keeps_the_stored_body_byte_for_byte_and_drops_credentials_and_hop_headers() -> None:
+    prepared = prepare(source_event(JSON_BODY, "application/json"), Target(url="http://127.0.0.1:9/"), Edits())
+    assert prepared.body == JSON_BODY  # two spaces and all: not re-serialized
+    names = {name.lower() for name, _ in prepared.headers}
+    assert names == {"content-type", "user-agent", "accept"}
+    assert dict(prepared.headers)["Accept"] == "application/json"
+    assert prepared.url == f"http://127.0.0.1:9/flows/{FLOW}/sources/{SOURCE}/submit"  # bare host keeps the path
+
+
+def test_targets_full_url_other_flow_and_path_only_original() -> None:
+    event = source_event("a=1", "application/x-www-form-urlencoded", uri=f"/flows/{FLOW}/sources/{SOURCE}/submit?x=1")
+    base = Target(base_url="http://lc.test")
+    assert prepare(event, base, Edits()).url == f"http://lc.test/flows/{FLOW}/sources/{SOURCE}/submit?x=1"
+    other = Target(flow_id="f2", source_id="s2", base_url="http://lc.test")
+    assert prepare(event, other, Edits()).url == "http://lc.test/flows/f2/sources/s2/submit?x=1"
+    fixed = Target(url="http://sink.test/in")
+    assert prepare(event, fixed, Edits()).url == "http://sink.test/in?x=1"
+    with pytest.raises(UsageError, match="--target and --to-flow"):
+        Target(url="http://a", flow_id="f")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(JSON_BODY, "application/json"), (FORM_BODY, "application/x-www-form-urlencoded"), (XML_BODY, "application/xml")],
+)
+def test_set_unset_and_mark_test_in_each_content_type(body: str, content_type: str) -> None:
+    edits = Edits(sets=(("state", "CA"),), unsets=("email",), mark_test=True)
+    prepared = prepare(source_event(body, content_type), Target(), edits)
+    fields = payload.fields(payload.kind_of(content_type), prepared.body)
+    assert fields["state"] == "CA" and "email" not in fields and fields["is_test"] == "true"
+    assert "state[1]" not in fields  # a repeated form key is set once, not left with its old second value
+
+
+def test_json_edits_nest_and_is_test_is_a_boolean() -> None:
+    edits = Edits(sets=(("lead.phone", "5125550199"),), mark_test=True)
+    body = json.loads(prepare(source_event(JSON_BODY, "application/json"), Target(), edits).body)
+    assert body["lead"] == {"phone": "5125550199"} and body["is_test"] is True
+
+
+def test_a_field_in_the_query_string_is_edited_there_since_the_query_wins() -> None:
+    event = source_event("state=TX", "application/x-www-form-urlencoded", uri=f"{ORIGINAL}?state=TX&src=ad")
+    prepared = prepare(event, Target(), Edits(sets=(("state", "CA"),)))
+    assert prepared.url.endswith("?state=CA&src=ad") and prepared.body == "state=TX"
+
+
+def test_a_source_api_key_is_sent_as_basic_auth_and_never_shown() -> None:
+    prepared = prepare(source_event("a=1", "application/x-www-form-urlencoded"), Target(), Edits(), Secret("k3y"))
+    assert dict(prepared.headers)["Authorization"] == "Basic " + base64.b64encode(b"API:k3y").decode()
+    diff = request_diff(prepared, include_pii=True)
+    assert (
+        "k3y" not in json.dumps(diff) and "c2VjcmV0" not in json.dumps(diff) and "vendor-secret" not in json.dumps(diff)
+    )
+
+
+def test_the_diff_redacts_lead_data_unless_asked_and_shows_what_the_operator_set() -> None:
+    edits = Edits(sets=(("state", "CA"),), mark_test=True)
+    prepared = prepare(source_event(JSON_BODY, "application/json"), Target(url="http://sink.test"), edits)
+    hidden = "\n".join(diff_lines(request_diff(prepared, edits=edits)))
+    assert "TX" not in hidden and "203.0.113.9" not in hidden
+    assert "body ~ state: *** -> CA" in hidden and "body + is_test: true" in hidden
+    assert "header - Authorization: ***" in hidden and "header - X-Forwarded-For: ***" in hidden
+    shown = "\n".join(diff_lines(request_diff(prepared, include_pii=True, edits=edits)))
+    assert "body ~ state: TX -> CA" in shown and "X-Forwarded-For: 203.0.113.9" in shown
+    assert "c2VjcmV0" not in shown and "session=abc" not in shown  # credentials never, even with PII
+
+
+def test_query_values_in_urls_are_redacted() -> None:
+    event = source_event(
+        "", "application/x-www-form-urlencoded", uri=f"{ORIGINAL}?email=ann%40example.com", method="GET"
+    )
+    diff = request_diff(prepare(event, Target(url="http://sink.test"), Edits()))
+    assert diff["url"]["to"].endswith("?email=***") and "ann" not in json.dumps(diff)
+
+
+def test_other_event_types_and_missing_requests_are_refused_by_id() -> None:
+    recipient = {**source_event("a=1", "application/json"), "type": "recipient"}
+    with pytest.raises(DataError, match="event 6b06dbfea55055783f30ae96 is a recipient event"):
+        prepare(recipient, Target(), Edits())
+    bare = {**source_event("a=1", "application/json"), "request": None}
+    with pytest.raises(DataError, match="6b06dbfea55055783f30ae96 has no stored request"):
+        prepare(bare, Target(), Edits())
+
+
+def test_an_opaque_body_is_never_edited() -> None:
+    with pytest.raises(DataError, match="cannot apply the edits"):
+        prepare(source_event("raw", "text/plain"), Target(), Edits(mark_test=True))
+
+
+def test_the_rate_limiter_spaces_starts_evenly() -> None:
+    now = [100.0]
+    starts: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(50, clock=lambda: now[0], sleep=sleep)
+    for _ in range(200):
+        limiter()
+        starts.append(now[0])
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) == pytest.approx(0.02) and starts[-1] - starts[0] == pytest.approx(199 * 0.02)
+    with pytest.raises(UsageError):
+        RateLimiter(0)
+
+
+def test_read_answer_takes_json_the_documented_list_and_xml() -> None:
+    plain = b'{"outcome":"success","lead":{"id":"abc"},"price":0}'
+    assert read_answer(plain, "application/json") == ("success", "abc", None)
+    listed = json.dumps([{"request": {}, "response": {"status": 201, "body": plain.decode()}}]).encode()
+    assert read_answer(listed, "application/json") == ("success", "abc", None)
+    xml = b"<result><outcome>failure</outcome><reason>bad</reason><lead><id>x1</id></lead></result>"
+    assert read_answer(xml, "application/xml") == ("failure", "x1", "bad")
+    assert read_answer(b"not json", "text/plain") == (None, None, None)
