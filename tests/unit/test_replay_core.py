@@ -177,3 +177,27 @@ def test_read_answer_takes_json_the_documented_list_and_xml() -> None:
     xml = b"<result><outcome>failure</outcome><reason>bad</reason><lead><id>x1</id></lead></result>"
     assert read_answer(xml, "application/xml") == ("failure", "x1", "bad")
     assert read_answer(b"not json", "text/plain") == (None, None, None)
+
+
+def test_selection_filters_by_time_flow_source_outcome_reason_and_rules() -> None:
+    from datetime import UTC, datetime
+
+    from firehose.replay import Selection
+
+    event = {**source_event("a=1", "application/json"), "reason": "Lead is from a blocked state"}
+    event["vars"]["lead"]["state"] = "TX"
+    made = datetime.fromtimestamp(int(event["id"][:8], 16), tz=UTC)
+    assert Selection().matches(event)
+    assert Selection(start=made, end=made, flows=(FLOW,), sources=(SOURCE,), outcomes=("error",)).matches(event)
+    assert not Selection(flows=("other",)).matches(event)
+    assert not Selection(sources=("other",)).matches(event)
+    assert not Selection(outcomes=("success",)).matches(event)
+    assert Selection(reason="blocked").matches(event) and not Selection(reason="^Lead is fine").matches(event)
+    assert Selection(rules=({"lhv": "lead.state", "op": "is equal to", "rhv": "TX"},)).matches(event)
+    assert not Selection(rules=({"lhv": "lead.state", "op": "is equal to", "rhv": "CA"},)).matches(event)
+    assert not Selection().matches({**event, "type": "recipient"})
+    with pytest.raises(UsageError, match="--reason"):
+        Selection(reason="(")
+    query = Selection(flows=(FLOW,), outcomes=("error", "failure")).api_query()
+    assert {"lhv": "type", "op": "is equal to", "rhv": "source"} in query.all_rules()
+    assert {"lhv": "flow.id", "op": "is included in", "rhv": [FLOW]} in query.all_rules()
