@@ -1221,7 +1221,9 @@ def replay(
 
         state = stack.enter_context(StateDB(state_path(state_file, os.environ)))
         ledger = ReplayLedger(state)
+        began = time.monotonic()
         plan = replaying.plan(selected(), ledger, options)
+        selecting = time.monotonic() - began
         stack.callback(plan.close)
         for where, why in problems.items:
             click.echo(f"firehose replay: {where}: {why}", err=True)
@@ -1309,7 +1311,9 @@ def replay(
             retry_unknown=retry_unknown,
             before_retry=limiter,
         ) as sender:
+            began = time.monotonic()
             replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record, pace=limiter)
+            sending = time.monotonic() - began
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
 
     if report_file:
@@ -1321,6 +1325,7 @@ def replay(
                     "counts": dict(summary.statuses),
                     "pairs": dict(summary.pairs),
                     "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},
+                    "seconds": {"selecting": round(selecting, 3), "sending": round(sending, 3)},
                     "results": [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in results],
                 }
             )
@@ -1332,6 +1337,12 @@ def replay(
         + "".join(f"; {n} {pair}" for pair, n in summary.pairs.most_common()),
         err=True,
     )
+    if plan.count:
+        click.echo(
+            f"  {plan.count} requests handed over in {sending:.1f} s ({plan.count / max(sending, 1e-9):.1f}/s), "
+            f"after {selecting:.1f} s selecting",
+            err=True,
+        )
     if plan.left_over:
         click.echo(f"  {plan.left_over} more selected, left for a later run (--max {max_count})", err=True)
     if letters is not None:
