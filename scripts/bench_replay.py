@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from bench_support import BIN, ROOT, SANDBOX_KEY, start_sandbox
@@ -80,7 +81,7 @@ def start_sink(work: Path, delay_ms: float) -> tuple[subprocess.Popen[bytes], st
     return process, f"http://127.0.0.1:{port_file.read_text()}"
 
 
-def replay(work: Path, sources: list[str], target: str, name: str, *extra: str) -> tuple[dict, float, float]:
+def replay(work: Path, sources: list[str], target: str, name: str, *extra: str) -> tuple[dict[str, Any], float, float]:
     """One `firehose replay` process: its report, wall seconds, and CPU seconds (user + system)."""
     report = work / f"{name}.json"
     command = [str(BIN / "firehose"), "replay", *(f"--from={s}" for s in sources), "--target", target, "--yes",
