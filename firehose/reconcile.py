@@ -45,7 +45,7 @@ GAPS = (Verdict.MISSING, Verdict.DIFFER)
 """The classes that make a run exit 1 (after repair)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expected:
     """One object the API says a destination should hold."""
 
@@ -57,7 +57,7 @@ class Expected:
     expires_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """The class of one (event, destination) pair, with what a report needs to say about it."""
 

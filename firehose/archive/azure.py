@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo, RequestCount, walk_pages
+from firehose.archive.base import AzureCredential, ObjectInfo, RequestCount, RetentionSettings, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 
@@ -210,6 +210,60 @@ class AzureStore:
             return self._client.download_blob(key, decompress=False).readall()
         except AzureError as exc:
             raise translate(exc, container=self.container, key=key) from exc
+
+    def fetch(self, key: str, *, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        self.requests.add("get")
+        try:
+            download = self._client.download_blob(key, decompress=False, version_id=version_id)
+            body = download.readall()
+        except AzureError as exc:
+            raise translate(exc, container=self.container, key=key) from exc
+        props = download.properties
+        policy = getattr(props, "immutability_policy", None)
+        return body, ObjectInfo(
+            key=key,
+            size=len(body),
+            etag=str(props.etag).strip('"'),
+            last_modified=props.last_modified,
+            version_id=getattr(props, "version_id", None),
+            retention_mode=getattr(policy, "policy_mode", None) if policy else None,
+            retain_until=getattr(policy, "expiry_time", None) if policy else None,
+        )
+
+    def retention(self) -> RetentionSettings:
+        notes: list[tuple[str, str]] = [
+            ("versioning", "not reported by this endpoint: blob versioning is a storage-account setting"),
+            ("lifecycle", "not reported by this endpoint: lifecycle management is a storage-account policy"),
+        ]
+        lock_enabled = legal_hold = None
+        soft_delete = None
+        try:
+            container = self._client.get_container_properties()
+            with_versioning = bool(getattr(container, "immutable_storage_with_versioning_enabled", False))
+            lock_enabled = bool(container.has_immutability_policy) or with_versioning
+            legal_hold = bool(container.has_legal_hold)
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise translate(exc, container=self.container) from exc
+            notes.append(("immutability", "not readable with these credentials (HTTP 403)"))
+        except AzureError as exc:
+            raise translate(exc, container=self.container) from exc
+        try:
+            policy = self._service.get_service_properties().get("delete_retention_policy")
+            soft_delete = (policy.days or 0) if policy is not None and policy.enabled else 0
+        except HttpResponseError as exc:
+            notes.append(("soft_delete", f"not readable here (HTTP {exc.status_code}): needs account-level access"))
+        except AzureError as exc:
+            raise translate(exc, container=self.container) from exc
+        if lock_enabled:
+            notes.append(("immutability", "a policy exists; its period is not reported by this endpoint"))
+        return RetentionSettings(
+            kind="az",
+            lock_enabled=lock_enabled,
+            legal_hold=legal_hold,
+            soft_delete_days=soft_delete,
+            notes=tuple(notes),
+        )
 
     def head(self, key: str) -> ObjectInfo | None:
         self.requests.add("head")

@@ -15,14 +15,57 @@ from typing import Protocol
 from firehose.secret import Secret
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a listing holds many of these at once
 class ObjectInfo:
-    """What a listing or a head tells about one stored object."""
+    """What a listing or a head tells about one stored object. A read (``Store.fetch``) also tells its version
+    and retention, where the store has them (listings do not)."""
 
     key: str
     size: int
     etag: str
     last_modified: datetime
+    version_id: str | None = None
+    retention_mode: str | None = None
+    """Object Lock mode (``COMPLIANCE``, ``GOVERNANCE``) or Azure immutability policy mode (``Locked``, ...)."""
+    retain_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """One lifecycle rule as a store reports it: what it does to objects under ``prefix``, and when."""
+
+    id: str
+    enabled: bool
+    prefix: str
+    """The key prefix it applies to ("" for the whole bucket)."""
+    expiration_days: int | None = None
+    """Current objects are deleted (or, with versioning, turned into old versions) this many days after creation."""
+    expiration_date: datetime | None = None
+    noncurrent_expiration_days: int | None = None
+    """Old versions are deleted this many days after they stop being current."""
+    transition_days: int | None = None
+    transition_class: str | None = None
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """What a store says about keeping its objects. A field left None was not reported by the endpoint; ``notes``
+    says why, per setting (``{"lifecycle": "not reported by this endpoint: ..."}``)."""
+
+    kind: str
+    """``s3``, ``az`` or ``file``."""
+    versioning: str | None = None
+    """``Enabled``, ``Suspended`` or ``Disabled`` (never enabled)."""
+    lock_enabled: bool | None = None
+    """S3 Object Lock, or an Azure container immutability policy or immutable storage with versioning."""
+    lock_mode: str | None = None
+    """S3 default retention mode (``COMPLIANCE``, ``GOVERNANCE``), Azure policy state (``Locked``, ...)."""
+    lock_days: int | None = None
+    legal_hold: bool | None = None
+    soft_delete_days: int | None = None
+    """Azure soft delete: 0 when off."""
+    lifecycle: tuple[LifecycleRule, ...] | None = None
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +161,16 @@ class Store(Protocol):
     ) -> Iterator[ObjectInfo]: ...
 
     def read(self, key: str) -> bytes: ...
+
+    def fetch(self, key: str, *, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """The stored bytes with what the read told about the object: version and retention where the store
+        has them. ``version_id`` reads that version; a missing key or version raises ``ArchiveNotFound``."""
+        ...
+
+    def retention(self) -> RetentionSettings:
+        """The store's settings for keeping objects (versioning, lock, lifecycle, ...), as far as it reports
+        them; a setting the credentials may not read is left None with a note, not raised."""
+        ...
 
     def head(self, key: str) -> ObjectInfo | None: ...
 

@@ -23,7 +23,7 @@ KEY_END = "\U0010ffff"
 """Sorts after every character a key can hold: ``x + KEY_END`` bounds every key that starts with ``x``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArchivedEvent:
     """One listed object that has the firehose's layout."""
 

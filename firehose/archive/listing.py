@@ -156,9 +156,13 @@ def list_window(
     start_seconds: int | None,
     end_seconds: int | None,
     workers: int = 8,
+    ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
-    """Every object of the leads made in ``[start_seconds, end_seconds]`` (None: unbounded), in key order."""
+    """Every object of the leads made in ``[start_seconds, end_seconds]`` (None: unbounded), in key order.
+
+    ``ahead`` caps the slices listed but not yet consumed (default ``2 * workers``): a consumer slower than the
+    store (reconcile, paced by ``/events``) sets it low, so memory holds a few pages, not the whole listing."""
     start_after, end_at = lead_bounds(prefix, start_seconds, end_seconds)
     listing_prefix = folder(prefix) if start_seconds is not None or end_seconds is not None else prefix
     return list_range(
@@ -169,6 +173,7 @@ def list_window(
         start_seconds=start_seconds,
         end_seconds=end_seconds,
         workers=workers,
+        ahead=ahead,
         clock=clock,
     )
 
@@ -182,6 +187,7 @@ def list_range(
     start_seconds: int | None = None,
     end_seconds: int | None = None,
     workers: int = 8,
+    ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
     """Every object under ``prefix`` with a key in ``(start_after, end_at]``, in key order.
@@ -195,7 +201,9 @@ def list_range(
     if start_seconds is not None and end_seconds is not None:
         plan = _window_slices(prefix, start_after, end_at, start_seconds, end_seconds, max(2, workers * 2))
         if plan is not None:
-            for items in ordered_map(lambda piece: _fetch(store, piece), plan, workers=workers, ahead=workers * 2):
+            for items in ordered_map(
+                lambda piece: _fetch(store, piece), plan, workers=workers, ahead=ahead or workers * 2
+            ):
                 yield from items
             return
     probe = list(islice(store.list(prefix, start_after=start_after, end_at=end_at), store.page_size))
@@ -208,7 +216,7 @@ def list_range(
     t_end = _data_end(store, prefix, probe[0].key, probe[-1].key, t_high)
     ranges = _slices(prefix, probe[-1].key, probe[0].key, end_at, t_end)
 
-    for items in ordered_map(lambda piece: _fetch(store, piece), ranges, workers=workers, ahead=workers * 2):
+    for items in ordered_map(lambda piece: _fetch(store, piece), ranges, workers=workers, ahead=ahead or workers * 2):
         yield from items
 
 

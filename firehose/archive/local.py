@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from firehose.archive.base import ObjectInfo, RequestCount
+from firehose.archive.base import ObjectInfo, RequestCount, RetentionSettings
 from firehose.archive.layout import KEY_END
 from firehose.errors import ArchiveError, ArchiveNotFound
 
@@ -84,6 +84,18 @@ class LocalStore:
             raise ArchiveNotFound(f"{self.url}/{key}: no such key") from exc
         except OSError as exc:
             raise ArchiveError(f"{self.url}/{key}: {exc.strerror}") from exc
+
+    def fetch(self, key: str, *, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        if version_id is not None:
+            raise ArchiveNotFound(f"{self.url}/{key}: a directory keeps no versions (asked for {version_id})")
+        body = self.read(key)
+        return body, self._info(key, self._path(key))
+
+    def retention(self) -> RetentionSettings:
+        why = "not reported: a directory has no retention settings"
+        return RetentionSettings(
+            kind="file", notes=tuple((name, why) for name in ("versioning", "object_lock", "lifecycle"))
+        )
 
     def head(self, key: str) -> ObjectInfo | None:
         self.requests.add("head")

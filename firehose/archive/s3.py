@@ -17,7 +17,14 @@ import botocore.config
 import botocore.exceptions
 import botocore.handlers
 
-from firehose.archive.base import ObjectInfo, RequestCount, S3Credential, walk_pages
+from firehose.archive.base import (
+    LifecycleRule,
+    ObjectInfo,
+    RequestCount,
+    RetentionSettings,
+    S3Credential,
+    walk_pages,
+)
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +59,26 @@ def translate(exc: Exception, *, bucket: str, key: str | None = None) -> Archive
 
 
 _ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def _lifecycle_rule(rule: Any) -> LifecycleRule:
+    """A lifecycle rule from GetBucketLifecycleConfiguration, whichever of its three prefix shapes it uses."""
+    scope = rule.get("Filter") or {}
+    prefix = scope.get("Prefix", scope.get("And", {}).get("Prefix", rule.get("Prefix", "")))
+    expiration = rule.get("Expiration") or {}
+    transitions = sorted(rule.get("Transitions") or [], key=lambda t: t.get("Days", 0))
+    first = transitions[0] if transitions else {}
+    return LifecycleRule(
+        id=str(rule.get("ID", "")),
+        enabled=rule.get("Status") == "Enabled",
+        prefix=str(prefix or ""),
+        expiration_days=expiration.get("Days"),
+        expiration_date=expiration.get("Date"),
+        noncurrent_expiration_days=(rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays"),
+        transition_days=first.get("Days"),
+        transition_class=first.get("StorageClass"),
+    )
+
 
 # Listing is bound by parsing, not by the network: botocore spends about 50 µs of CPU per key on its generic
 # XML parse. So boto3 still signs, retries and sends ListObjectsV2, but a successful answer's body is taken
@@ -213,6 +240,67 @@ class S3Store:
             return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except _ERRORS as exc:
             raise translate(exc, bucket=self.bucket, key=key) from exc
+
+    def fetch(self, key: str, *, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        self.requests.add("get")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            answer = self._client.get_object(**kwargs)
+            body = answer["Body"].read()
+        except _ERRORS as exc:
+            raise translate(exc, bucket=self.bucket, key=key) from exc
+        version = answer.get("VersionId")
+        info = ObjectInfo(
+            key=key,
+            size=len(body),
+            etag=str(answer.get("ETag", "")).strip('"'),
+            last_modified=answer["LastModified"],
+            version_id=version if version and version != "null" else None,
+            retention_mode=answer.get("ObjectLockMode"),
+            retain_until=answer.get("ObjectLockRetainUntilDate"),
+        )
+        return body, info
+
+    def retention(self) -> RetentionSettings:
+        notes: list[tuple[str, str]] = []
+
+        def ask(setting: str, call: Any, absent: set[str]) -> Any:
+            """The answer, {} when the setting is not there (``absent`` codes), None (with a note) otherwise."""
+            try:
+                return call(Bucket=self.bucket)
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in absent:
+                    return {}
+                if code in _DENIED:
+                    notes.append((setting, f"not readable with these credentials ({code})"))
+                else:
+                    notes.append((setting, f"not reported by this endpoint ({code or 'error'})"))
+            except botocore.exceptions.BotoCoreError as exc:
+                raise translate(exc, bucket=self.bucket) from exc
+            return None
+
+        versioning = ask("versioning", self._client.get_bucket_versioning, set())
+        lock = ask(
+            "object_lock",
+            self._client.get_object_lock_configuration,
+            {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound"},
+        )
+        lifecycle = ask("lifecycle", self._client.get_bucket_lifecycle_configuration, {"NoSuchLifecycleConfiguration"})
+        config = (lock or {}).get("ObjectLockConfiguration", {})
+        default = config.get("Rule", {}).get("DefaultRetention", {})
+        days = default.get("Days") or (default["Years"] * 365 if default.get("Years") else None)
+        return RetentionSettings(
+            kind="s3",
+            versioning=(versioning.get("Status") or "Disabled") if versioning is not None else None,
+            lock_enabled=config.get("ObjectLockEnabled") == "Enabled" if lock is not None else None,
+            lock_mode=default.get("Mode"),
+            lock_days=days,
+            lifecycle=tuple(_lifecycle_rule(r) for r in lifecycle.get("Rules", [])) if lifecycle is not None else None,
+            notes=tuple(notes),
+        )
 
     def head(self, key: str) -> ObjectInfo | None:
         self.requests.add("head")

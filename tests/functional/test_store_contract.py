@@ -92,6 +92,26 @@ def test_write_if_absent_never_overwrites(store: Store) -> None:
     assert store.read("w/e.json") == b"third"
 
 
+def test_fetch_returns_the_bytes_with_what_the_read_told(store: Store) -> None:
+    store.write("f/e.json", b'{"id":"f"}')
+    body, info = store.fetch("f/e.json")
+    assert body == b'{"id":"f"}' and info.key == "f/e.json" and info.size == len(body) and info.last_modified
+    with pytest.raises(ArchiveNotFound, match=r"f/none\.json: no such"):
+        store.fetch("f/none.json")
+
+
+def test_retention_reports_what_the_store_tells_and_notes_the_rest(store: Store) -> None:
+    settings = store.retention()
+    noted = dict(settings.notes)
+    if settings.kind == "s3":  # a plain bucket: no versioning, no lock, no lifecycle
+        assert (settings.versioning, settings.lock_enabled, settings.lifecycle) == ("Disabled", False, ())
+    elif settings.kind == "az":  # Azurite: no immutability; versioning and lifecycle are account settings
+        assert settings.lock_enabled is False and settings.legal_hold is False
+        assert "not reported by this endpoint" in noted["versioning"] and "lifecycle" in noted
+    else:
+        assert settings.lock_enabled is None and "directory" in noted["lifecycle"]
+
+
 def test_parallel_range_listing_equals_a_plain_listing(store: Store) -> None:
     fill(store)
     assert [i.key for i in list_range(store, "", workers=4)] == [i.key for i in store.list()]
