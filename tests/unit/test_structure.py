@@ -18,6 +18,7 @@ VENDOR_HOME = {
     "orjson": {"codec.py"},
     "tenacity": {"http.py"},
     "httpx": {"http.py"},
+    "cryptography": {"signing.py"},
 }
 
 

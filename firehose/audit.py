@@ -1,0 +1,380 @@
+"""Evidence for auditors: an audit pack for a period, and its verification later.
+
+A pack is a folder an auditor can read without firehose:
+
+- ``coverage.csv`` / ``coverage.json``: per day and destination, the events the API reports, archived,
+  missing, differing, repaired (by this or earlier ``reconcile --repair`` runs), archive-only (the API's copy
+  has expired, or it never reported them: unverifiable against the source), and errors;
+- ``manifest.ndjson``: one line per archived event object in the period: destination, key, ids, size, SHA-256
+  of the stored bytes, version id, last modified, retention mode and retain-until where the store reports them;
+- ``retention.json``: each destination's settings and the PASS / FAIL / UNKNOWN checks against the required
+  retention (``retention.py``);
+- ``findings.ndjson``: the events that are not ``match`` (ids, keys, classes, reasons; no lead data unless
+  ``include_pii``);
+- ``summary.json`` (``"schema": "firehose.audit/1"``) and ``report.html`` (one self-contained page);
+- ``SHA256SUMS`` (every file above with its SHA-256), ``SHA256SUMS.sig`` (its Ed25519 signature, base64) and
+  ``signing-key.pub.pem``.
+
+``verify_pack`` checks the signature, every file's hash, and every manifest line against the archive as it is
+now, without the API.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from firehose import __version__, signing
+from firehose.archive import Store
+from firehose.archive.layout import ArchivedEvent
+from firehose.archive.listing import ArchiveListing, ordered_map
+from firehose.codec import decode, encode_line, encode_pretty
+from firehose.errors import ArchiveError, ArchiveNotFound, DataError, UsageError
+from firehose.event import Destination
+from firehose.ids import seconds_of
+from firehose.reconcile import Verdict
+from firehose.reconciler import NO_DESTINATION, Outcome
+from firehose.report_html import render_report
+from firehose.retention import Check, days_text, judge, overall
+
+SCHEMA = "firehose.audit/1"
+SUMS, SIGNATURE, PUBLIC_KEY = "SHA256SUMS", "SHA256SUMS.sig", "signing-key.pub.pem"
+COVERAGE_FIELDS = (
+    "day",
+    "destination",
+    "api_events",
+    "archived",
+    "missing",
+    "differing",
+    "repaired",
+    "archive_only",
+    "errors",
+    "not_configured",
+)
+MANIFEST_FIELDS = (
+    "destination",
+    "credential_id",
+    "key",
+    "event_id",
+    "lead_id",
+    "size",
+    "sha256",
+    "version_id",
+    "last_modified",
+    "retention_mode",
+    "retain_until",
+)
+
+
+def coverage_rows(outcome: Outcome, repaired_before: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One row per (day, destination) with the counts an auditor asks about."""
+    rows = []
+    keys = set(outcome.by_day_destination) | set(repaired_before)
+    for day, destination in sorted(keys):
+        counts = outcome.by_day_destination.get((day, destination), Counter())
+        repaired = counts[Verdict.REPAIRED.value] + repaired_before[(day, destination)]
+        present = counts[Verdict.MATCH.value] + counts[Verdict.DIFFER.value] + counts[Verdict.REPAIRED.value]
+        rows.append(
+            {
+                "day": day,
+                "destination": destination,
+                "api_events": sum(
+                    counts[v.value]
+                    for v in (Verdict.MATCH, Verdict.MISSING, Verdict.DIFFER, Verdict.ERROR, Verdict.REPAIRED)
+                ),
+                "archived": present + counts[Verdict.ARCHIVE_ONLY.value],
+                "missing": counts[Verdict.MISSING.value],
+                "differing": counts[Verdict.DIFFER.value],
+                "repaired": repaired,
+                "archive_only": counts[Verdict.ARCHIVE_ONLY.value],
+                "errors": counts[Verdict.ERROR.value],
+                "not_configured": counts[Verdict.NOT_CONFIGURED.value] if destination == NO_DESTINATION else 0,
+            }
+        )
+    return rows
+
+
+def manifest_lines(
+    store: Store, destination: Destination, start: datetime, end: datetime, *, workers: int = 8
+) -> Iterator[dict[str, Any]]:
+    """One manifest line per archived event object of ``destination`` made in ``[start, end]`` (leads listed
+    from an hour before), each read and hashed. A read that fails is a line with ``error``, never skipped."""
+    listing = ArchiveListing(
+        store,
+        destination.prefix,
+        start_seconds=int(start.timestamp()) - 3600,
+        end_seconds=int(end.timestamp()),
+        workers=workers,
+    )
+    first, last = int(start.timestamp()), int(end.timestamp())
+    wanted = (row for row in listing if isinstance(row, ArchivedEvent) and first <= seconds_of(row.event_id) <= last)
+
+    def read(row: ArchivedEvent) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "destination": destination.url(),
+            "credential_id": destination.credential_id,
+            "key": row.key,
+            "event_id": row.event_id,
+            "lead_id": row.lead_id,
+        }
+        try:
+            body, info = store.fetch(row.key)
+        except ArchiveError as exc:
+            return {**line, "error": str(exc)}
+        return {
+            **line,
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "version_id": info.version_id,
+            "last_modified": _iso(info.last_modified),
+            "retention_mode": info.retention_mode,
+            "retain_until": _iso(info.retain_until),
+        }
+
+    yield from ordered_map(read, wanted, workers=workers, ahead=workers * 4)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+@dataclass
+class PackResult:
+    out: Path
+    summary: dict[str, Any]
+    key_created: Path | None = None
+
+
+def write_pack(
+    out: Path,
+    *,
+    start: datetime,
+    end: datetime,
+    outcome: Outcome,
+    repaired_before: Counter[tuple[str, str]],
+    findings: list[dict[str, Any]],
+    open_store: Callable[[Destination], Store],
+    destinations: list[Destination],
+    required_days: int | None,
+    verify: str,
+    signing_key: Path,
+    workers: int = 8,
+    progress: Callable[[str], None] = lambda _: None,
+) -> PackResult:
+    """Write the pack into ``out`` (created; refused if it holds files already), sign it, and return the
+    summary."""
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    coverage = coverage_rows(outcome, repaired_before)
+    _write_csv(out / "coverage.csv", COVERAGE_FIELDS, coverage)
+    (out / "coverage.json").write_bytes(encode_pretty({"schema": SCHEMA, "coverage": coverage}))
+    with (out / "findings.ndjson").open("wb") as sink:
+        for item in findings:
+            sink.write(encode_line(item))
+
+    objects = size = failures = 0
+    retention: list[dict[str, Any]] = []
+    checks: list[Check] = []
+    with (out / "manifest.ndjson").open("wb") as sink:
+        for destination in destinations:
+            progress(f"hashing {destination.url()}")
+            store = open_store(destination)
+            try:
+                for line in manifest_lines(store, destination, start, end, workers=workers):
+                    sink.write(encode_line(line))
+                    objects += 1
+                    size += int(line.get("size") or 0)
+                    failures += "error" in line
+                settings = store.retention()
+            finally:
+                store.close()
+            found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
+            checks.extend(found)
+            retention.append(
+                {
+                    "destination": destination.url(),
+                    "settings": {
+                        name: value for name, value in settings.__dict__.items() if name not in ("notes", "lifecycle")
+                    }
+                    | {
+                        "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
+                        if settings.lifecycle is not None
+                        else None,
+                        "notes": dict(settings.notes),
+                    },
+                    "verdict": overall(found) if required_days else None,
+                    "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
+                }
+            )
+    (out / "retention.json").write_bytes(
+        encode_pretty({"schema": SCHEMA, "require_retention": _required(required_days), "destinations": retention})
+    )
+    totals: Counter[str] = Counter()
+    for row in coverage:
+        totals.update({k: v for k, v in row.items() if isinstance(v, int)})
+    summary: dict[str, Any] = {
+        "schema": SCHEMA,
+        "firehose": __version__,
+        "created_at": _iso(started),
+        "window": {"start": _iso(start), "end": _iso(end)},
+        "verify": verify,
+        "require_retention": _required(required_days),
+        "coverage": dict(totals),
+        "coverage_verdict": "FAIL" if totals["missing"] or totals["differing"] else "PASS",
+        "retention_verdict": overall(checks) if required_days else None,
+        "manifest": {"objects": objects, "bytes": size, "unreadable": failures},
+        "destinations": [d.url() for d in destinations],
+    }
+    key, created = signing.load_or_create_key(signing_key)
+    public = signing.public_pem(key)
+    summary["signing_key_sha256"] = signing.fingerprint(public)
+    (out / "summary.json").write_bytes(encode_pretty(summary))
+    (out / "report.html").write_text(render_report(summary, coverage, retention), encoding="utf-8")
+    (out / PUBLIC_KEY).write_bytes(public)
+    sums = "".join(
+        f"{_sha256_file(path)}  {path.name}\n" for path in sorted(out.iterdir()) if path.name not in (SUMS, SIGNATURE)
+    ).encode()
+    (out / SUMS).write_bytes(sums)
+    (out / SIGNATURE).write_text(signing.sign(key, sums) + "\n")
+    return PackResult(out, summary, signing_key if created else None)
+
+
+def _required(days: int | None) -> str | None:
+    return days_text(days) if days else None
+
+
+def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as sink:
+        writer = csv.DictWriter(sink, fieldnames=list(fields), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- verification -----------------------------------------------------------------------------------------
+@dataclass
+class Verification:
+    """What ``audit verify`` found: problems with the pack itself, and objects gone or changed."""
+
+    signature_ok: bool = False
+    key_sha256: str = ""
+    pack_problems: list[str] = field(default_factory=list)
+    objects: int = 0
+    changed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.signature_ok and not self.pack_problems and not self.changed
+
+
+def verify_pack(
+    pack: Path,
+    open_store: Callable[[Destination], Store],
+    *,
+    trusted_key: bytes | None = None,
+    workers: int = 8,
+) -> Verification:
+    """Check a pack: its signature (against ``trusted_key`` when given, else the pack's own key), each file's
+    SHA-256 against ``SHA256SUMS``, and each manifest line against the archive now."""
+    result = Verification()
+    try:
+        sums = (pack / SUMS).read_bytes()
+        signature = (pack / SIGNATURE).read_text()
+        public = (pack / PUBLIC_KEY).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{pack}: not an audit pack ({exc.strerror}: {Path(str(exc.filename)).name})") from None
+    if trusted_key is not None and signing.fingerprint(trusted_key) != signing.fingerprint(public):
+        result.pack_problems.append(
+            f"{PUBLIC_KEY}: not the trusted key (pack {signing.fingerprint(public)[:16]}…, "
+            f"trusted {signing.fingerprint(trusted_key)[:16]}…)"
+        )
+    result.key_sha256 = signing.fingerprint(public)
+    result.signature_ok = signing.verify(trusted_key or public, sums, signature)
+    if not result.signature_ok:
+        result.pack_problems.append(f"{SIGNATURE}: the signature does not match {SUMS}")
+    listed: set[str] = set()
+    for line in sums.decode(errors="replace").splitlines():
+        digest, _, name = line.partition("  ")
+        listed.add(name)
+        path = pack / name
+        if not path.is_file():
+            result.pack_problems.append(f"{name}: listed in {SUMS}, missing from the pack")
+        elif _sha256_file(path) != digest:
+            result.pack_problems.append(f"{name}: changed since the pack was signed (SHA-256 differs)")
+    for path in sorted(pack.iterdir()):
+        if path.name not in listed | {SUMS, SIGNATURE}:
+            result.pack_problems.append(f"{path.name}: in the pack but not in {SUMS}")
+    if any(p.startswith("manifest.ndjson") for p in result.pack_problems):
+        return result  # a manifest that is not the signed one proves nothing about the archive
+    stores: dict[str, Store] = {}
+    try:
+        with (pack / "manifest.ndjson").open("rb") as source:
+            lines = (decode(raw, where="manifest.ndjson") for raw in source)
+
+            def check(line: dict[str, Any]) -> dict[str, Any] | None:
+                return _check_line(line, stores, open_store)
+
+            for problem in ordered_map(check, lines, workers=workers, ahead=workers * 4):
+                result.objects += 1
+                if problem is not None:
+                    result.changed.append(problem)
+    finally:
+        for store in stores.values():
+            store.close()
+    return result
+
+
+def _check_line(
+    line: dict[str, Any], stores: dict[str, Store], open_store: Callable[[Destination], Store]
+) -> dict[str, Any] | None:
+    destination = Destination.from_url(str(line["destination"]), line.get("credential_id"))
+    base = f"{destination.scheme}://{destination.bucket}"
+    if base not in stores:  # a race here opens one store too many at worst; both are closed
+        stores[base] = open_store(destination)
+    store = stores[base]
+    where = {"destination": line["destination"], "key": line["key"], "event_id": line.get("event_id")}
+    if "error" in line:
+        return {**where, "status": "unreadable when the pack was made", "reason": line["error"]}
+    try:
+        body, info = store.fetch(line["key"])
+    except ArchiveNotFound:
+        body = None
+    except ArchiveError as exc:
+        return {**where, "status": "error", "reason": str(exc)}
+    if body is not None and hashlib.sha256(body).hexdigest() == line["sha256"]:
+        return None
+    kept = ""
+    if line.get("version_id"):
+        try:
+            old, _ = store.fetch(line["key"], version_id=line["version_id"])
+            if hashlib.sha256(old).hexdigest() == line["sha256"]:
+                kept = f"; the recorded version {line['version_id']} is intact"
+        except ArchiveError:
+            kept = f"; the recorded version {line['version_id']} is gone too"
+    status = "gone" if body is None else "changed"
+    return {**where, "status": status, "reason": f"the object is {status} since the pack was made{kept}"}
+
+
+def day_range(start: datetime, end: datetime) -> list[str]:
+    days = []
+    moment = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while moment <= end:
+        days.append(f"{moment:%Y-%m-%d}")
+        moment += timedelta(days=1)
+    return days
