@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -352,7 +351,7 @@ def _check_line(
     if "error" in line:
         return {**where, "status": "unreadable when the pack was made", "reason": line["error"]}
     try:
-        body, info = store.fetch(line["key"])
+        body, _ = store.fetch(line["key"])
     except ArchiveNotFound:
         body = None
     except ArchiveError as exc:

@@ -46,6 +46,18 @@ class Destination:
     def url(self) -> str:
         return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
 
+    @classmethod
+    def from_url(cls, url: str, credential_id: str | None = None) -> Destination:
+        """The destination a store URL names (``s3://bucket/prefix``), as ``url()`` writes it."""
+        scheme, _, rest = url.partition("://")
+        service = {"s3": "aws", "az": "azure", "file": "file"}.get(scheme)
+        if service is None or not rest:
+            raise DataError(f"{url!r} is not a destination URL (s3://, az:// or file://)")
+        if scheme == "file":  # file:///abs/dir: the whole path is the folder, no prefix
+            return cls("file", rest, "", credential_id)
+        bucket, _, prefix = rest.partition("/")
+        return cls(service, bucket, prefix, credential_id)
+
 
 def object_key(prefix: str, lead_id: str, event_id: str) -> str:
     """``<prefix>/<lead id>/<event id>.json``; an empty prefix or one ending in ``/`` adds no extra slash."""

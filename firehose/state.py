@@ -16,9 +16,10 @@ Tables:
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,23 @@ class StateDB:
                 tuple(decode(fields)),
                 decode(detail) if detail else None,
             )
+
+    def repaired(self, start: datetime, end: datetime) -> Counter[tuple[str, str]]:
+        """Objects any run's ``--repair`` wrote for windows in ``[start, end]``, per (day, destination), each
+        (event, destination) once however many runs saw it."""
+        rows = self._db.execute(
+            "SELECT DISTINCT event_id, destination, window_start FROM findings WHERE verdict = ? "
+            "AND window_start >= ? AND window_start <= ?",
+            (Verdict.REPAIRED.value, _iso(start - timedelta(days=1)), _iso(end)),
+        )
+        counts: Counter[tuple[str, str]] = Counter()
+        seen: set[tuple[str, str]] = set()
+        for event_id, destination, _ in rows:
+            made = datetime.fromtimestamp(int(event_id[:8], 16), tz=UTC)
+            if start <= made <= end and (event_id, destination) not in seen:
+                seen.add((event_id, destination))
+                counts[(f"{made:%Y-%m-%d}", destination)] += 1
+        return counts
 
     def finish(self, run_id: int) -> None:
         self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(datetime.now(UTC)), run_id))
