@@ -1232,9 +1232,9 @@ def replay(
 
         state = stack.enter_context(StateDB(state_path(state_file, os.environ)))
         ledger = ReplayLedger(state)
-        began = time.monotonic()
+        began, cpu = time.monotonic(), time.process_time()
         plan = replaying.plan(selected(), ledger, options)
-        selecting = time.monotonic() - began
+        selecting, selecting_cpu = time.monotonic() - began, time.process_time() - cpu
         stack.callback(plan.close)
         for where, why in problems.items:
             click.echo(f"firehose replay: {where}: {why}", err=True)
@@ -1322,9 +1322,9 @@ def replay(
             retry_unknown=retry_unknown,
             before_retry=limiter,
         ) as sender:
-            began = time.monotonic()
+            began, cpu = time.monotonic(), time.process_time()
             replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record, pace=limiter)
-            sending = time.monotonic() - began
+            sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
 
     if report_file:
@@ -1336,7 +1336,12 @@ def replay(
                     "counts": dict(summary.statuses),
                     "pairs": dict(summary.pairs),
                     "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},
-                    "seconds": {"selecting": round(selecting, 3), "sending": round(sending, 3)},
+                    "seconds": {
+                        "selecting": round(selecting, 3),
+                        "sending": round(sending, 3),
+                        "selecting_cpu": round(selecting_cpu, 3),
+                        "sending_cpu": round(sending_cpu, 3),
+                    },
                     "results": [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in results],
                 }
             )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,23 +304,38 @@ class ReplayLedger:
 
     def put(self, entry: LedgerEntry) -> None:
         """Write ``entry`` (its ``attempts`` are the total so far), committed at once."""
-        try:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    entry.event_id,
-                    entry.lead_id,
-                    entry.flow_id,
-                    entry.target,
-                    entry.status,
-                    entry.attempts,
-                    entry.http_status,
-                    entry.original_outcome,
-                    entry.new_outcome,
-                    entry.new_lead_id,
-                    entry.reason,
-                    _iso(datetime.now(UTC)),
-                ),
+        self.write([entry])
+
+    def write(self, entries: Sequence[LedgerEntry]) -> None:
+        """Write several entries in one transaction (one commit: replay writes a lead's ``sending`` row with
+        the final rows of the answers that came in meanwhile)."""
+        if not entries:
+            return
+        now = _iso(datetime.now(UTC))
+        rows = [
+            (
+                e.event_id,
+                e.lead_id,
+                e.flow_id,
+                e.target,
+                e.status,
+                e.attempts,
+                e.http_status,
+                e.original_outcome,
+                e.new_outcome,
+                e.new_lead_id,
+                e.reason,
+                now,
             )
+            for e in entries
+        ]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc

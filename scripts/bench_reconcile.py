@@ -8,7 +8,8 @@ processes, interleaved, medians of --rounds:
   same fields (`firehose events --include ...`) plus listing the same keys with `rclone lsf -R` per destination;
 - the same against a naive reconcile that HEADs every event's key (scripts/naive_reconcile.py);
 - `--verify content` in events per second, against `aws s3 cp --recursive` of the same S3 objects;
-- peak RSS of reconcile at about a tenth of the events and at all of them, for each depth.
+- peak RSS of reconcile at about a tenth of the events and at all of them, for each depth;
+- how long `firehose audit` takes for the 30 days, and how large its pack is.
 
 usage: scripts/bench reconcile [--events N] [--rounds R]
 """
@@ -169,6 +170,21 @@ def main() -> None:
                     f"  peak RSS, {depth}: {low:.0f} MiB for ~{total // 10:,} events (3 days), {high:.0f} MiB for "
                     f"{total:,} ({(high / low - 1) * 100:+.0f}%)"
                 )
+            # The same archive, audited: an evidence pack for the 30 days (coverage, every object hashed).
+            pack = work / "evidence"
+            started = time.perf_counter()
+            timed(
+                [str(BIN / "firehose"), "audit", *window, "--out", str(pack), "--require-retention", "7y",
+                 "--state", str(work / "audit.sqlite")],
+                run_env,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            size = sum(path.stat().st_size for path in pack.iterdir())
+            objects = sum(1 for _ in (pack / "manifest.ndjson").open())
+            print(
+                f"  audit pack for the 30 days: {seconds:.0f} s, {size / 2**20:.1f} MiB on disk, "
+                f"{objects:,} objects hashed"
+            )
         finally:
             sandbox.terminate()
             sandbox.wait(60)

@@ -225,12 +225,12 @@ def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "chromium"],
-        check=True,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        stdout=subprocess.DEVNULL,
-    )
+    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "chromium"]
+    if subprocess.run(install, env=apt, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        # A fresh machine's package lists may be missing or stale: refresh them once, then install.
+        subprocess.run(["apt-get", "update", "-qq"], env=apt, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(install, env=apt, check=True, stdout=subprocess.DEVNULL)
     return shutil.which("chromium") or "/usr/bin/chromium"
 
 
