@@ -1320,10 +1320,10 @@ def replay(
             timeout_seconds=timeout,
             retry=retry,
             retry_unknown=retry_unknown,
-            before_retry=limiter,
+            before_attempt=limiter,
         ) as sender:
             began, cpu = time.monotonic(), time.process_time()
-            replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record, pace=limiter)
+            replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record)
             sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
 

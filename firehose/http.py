@@ -272,8 +272,8 @@ class Sender:
     Retried: a connection that could not be made (nothing was sent), and 429/502/503/504 (the target said
     it did not take the request), waiting per ``retry`` and at least ``Retry-After``. Not retried: a request
     that went out and got no answer (a read timeout, a connection closed mid-answer) is ``unknown``, since the
-    target may have acted on it; ``retry_unknown`` retries it anyway. ``before_retry`` runs before every
-    attempt after the first (the rate limiter; the caller paces first attempts itself).
+    target may have acted on it; ``retry_unknown`` retries it anyway. ``before_attempt`` runs right before
+    every attempt (the rate limiter).
     """
 
     RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -285,13 +285,13 @@ class Sender:
         timeout_seconds: float = 30.0,
         retry: RetryPolicy | None = None,
         retry_unknown: bool = False,
-        before_retry: Callable[[], None] | None = None,
+        before_attempt: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.retry_unknown = retry_unknown
-        self._before_retry = before_retry or (lambda: None)
+        self._before_attempt = before_attempt or (lambda: None)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._timeout = timeout_seconds
@@ -340,8 +340,6 @@ class Sender:
         def once() -> Delivery:
             nonlocal attempts
             attempts += 1
-            if attempts > 1:
-                self._before_retry()
             return self._once(method, url, headers, body, attempts, last_retry_after)
 
         def again(delivery: Delivery) -> bool:
@@ -379,6 +377,7 @@ class Sender:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Delivery("unreachable", attempts, reason=f"not an http(s) URL: {redact_url(url)}")
         connection = self._connection(parts.scheme, parts.hostname, parts.port)
+        self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
         if connection.sock is None:
             try:
                 connection.connect()

@@ -495,11 +495,13 @@ def from_ids(
 
 # -- sending ----------------------------------------------------------------------------------------------
 class RateLimiter:
-    """At most ``per_second`` starts per second, evenly spaced (no bursts), shared by every sending thread.
+    """At most ``per_second`` starts per second, shared by every sending thread: each start comes at least
+    ``MARGIN / per_second`` after the one before it actually began (not after when it was due), so a thread
+    that woke late never lets the next one follow it closely: no bursts.
 
-    Starts are spaced 2% wider than ``1 / per_second``: requests spaced exactly can still arrive 51 in one
-    second after a few milliseconds of network and scheduling jitter (measured at 50/s), and a target that
-    enforces its limit per second would refuse the 51st. The rate achieved is 2% under the one asked for.
+    The 2% margin is for what happens after a start (network, the target's own scheduling): requests spaced
+    exactly 1/R apart were measured arriving 51 and 52 in one second at 50/s. The rate achieved is about 2%
+    under the one asked for.
     """
 
     MARGIN = 1.02
@@ -515,16 +517,18 @@ class RateLimiter:
             raise UsageError(f"--rate must be above 0, got {per_second}")
         self.interval = self.MARGIN / per_second
         self._clock, self._sleep = clock, sleep
-        self._next = 0.0
+        self._last = float("-inf")
         self._lock = threading.Lock()
 
     def __call__(self) -> None:
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
+        while True:
+            with self._lock:
+                now = self._clock()
+                due = self._last + self.interval
+                if now >= due:
+                    self._last = now
+                    return
+            self._sleep(due - now)  # then look again: another thread may have started meanwhile
 
 
 @dataclass(frozen=True)
@@ -666,14 +670,14 @@ def send(
     *,
     dead_letter: Callable[[Result, Mapping[str, Any]], None],
     on_result: Callable[[Result], None],
-    pace: Callable[[], None] | None = None,
 ) -> None:
     """Send the planned events, ``options.concurrency`` at a time.
 
     The ledger is written from this thread only, one transaction per lead handed over: the ``sending`` row of
-    the lead about to go (after ``pace``, the rate limiter, let it go) together with the final rows of the
-    answers that came in since. So a ``kill -9`` leaves at most ``concurrency`` leads ``sending`` (in doubt),
-    and an answer whose final row was not committed yet shows as in doubt too: never as not sent.
+    the lead about to go together with the final rows of the answers that came in since. So a ``kill -9``
+    leaves at most ``concurrency`` leads ``sending`` (in doubt), and an answer whose final row was not
+    committed yet shows as in doubt too: never as not sent. The sender paces each attempt itself (the rate
+    limiter), right before it writes to the socket.
     """
     answers: queue.SimpleQueue[tuple[Prepared, Mapping[str, Any], int, Delivery | BaseException]] = queue.SimpleQueue()
     finals: list[LedgerEntry] = []
@@ -712,8 +716,6 @@ def send(
                     continue
                 while in_flight >= options.concurrency:  # every request handed over starts at once
                     settle()
-                if pace is not None:
-                    pace()
                 ledger.write([*finals, _entry(prepared, SENDING, earlier)])
                 finals.clear()
                 pool.submit(work, prepared, event, earlier)
