@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -1202,38 +1202,17 @@ def replay(
             stack.callback(store.close)
             stores.append((store, where))
 
-        def fetch(event_id: str) -> dict[str, Any] | None:
-            from firehose.archive.listing import find_event_keys
-            from firehose.codec import records
-
-            for store, where in stores:
-                for found_key in find_event_keys(store, where.prefix, event_id, workers=workers):
-                    for record in records(store.read(found_key), where=f"{store.url}/{found_key}"):
-                        if isinstance(record, dict) and str(record.get("id", "")).lower() == event_id.lower():
-                            return record
-            if api_client is not None:
-                try:
-                    return api_client.get_event(event_id)
-                except FirehoseError as exc:
-                    problems.add(event_id, str(exc))
-            return None
-
-        def selected() -> Iterator[dict[str, Any]]:
-            if ids_file:
-                lines = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open())
-                for event in replaying.from_ids(lines, fetch, problems):
-                    if selection.matches(event):
-                        yield event
-                return
-            for store, where in stores:
-                yield from replaying.from_archive(store, where.prefix, selection, problems)
-            if use_api and api_client is not None:
-                yield from replaying.from_api(api_client, selection)
+        ids = None
+        if ids_file:
+            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open())
+        archives = [(store, where.prefix) for store, where in stores]
+        source = replaying.Sources(api_client if use_api or ids else None, archives, workers=workers)
+        selected = source.select(selection, problems, ids=ids)
 
         state = stack.enter_context(StateDB(state_path(state_file, os.environ)))
         ledger = ReplayLedger(state)
         began, cpu = time.monotonic(), time.process_time()
-        plan = replaying.plan(selected(), ledger, options)
+        plan = replaying.plan(selected, ledger, options)
         selecting, selecting_cpu = time.monotonic() - began, time.process_time() - cpu
         stack.callback(plan.close)
         for where, why in problems.items:

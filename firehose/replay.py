@@ -20,7 +20,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,9 +31,9 @@ from firehose import payload
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
 from firehose.archive.layout import ArchivedEvent
-from firehose.archive.listing import ArchiveListing, read_many
+from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
 from firehose.codec import decode, encode, encode_line, records
-from firehose.errors import ArchiveError, DataError, UsageError
+from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
 from firehose.http import Delivery, Sender
 from firehose.ids import seconds_of
@@ -491,6 +491,42 @@ def from_ids(
                 f"event {view.id} (--ids line {number}) is a {view.type} event: replay sends source events only"
             )
         yield event
+
+
+class Sources:
+    """Where a replay's events come from: the API (``api``, or None), and archives (``(store, prefix)`` pairs)."""
+
+    def __init__(self, api: LeadConduit | None, archives: Sequence[tuple[Store, str]], *, workers: int = 8) -> None:
+        self.api, self.archives, self.workers = api, archives, workers
+
+    def fetch(self, event_id: str, problems: Problems) -> dict[str, Any] | None:
+        """One event by id: from the first archive that holds it, else from the API."""
+        for store, prefix in self.archives:
+            for key in find_event_keys(store, prefix, event_id, workers=self.workers):
+                for record in records(store.read(key), where=f"{store.url}/{key}"):
+                    if isinstance(record, dict) and str(record.get("id", "")).lower() == event_id.lower():
+                        return record
+        if self.api is not None:
+            try:
+                return self.api.get_event(event_id)
+            except FirehoseError as exc:
+                problems.add(event_id, str(exc))
+        return None
+
+    def select(
+        self, selection: Selection, problems: Problems, *, ids: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The selected source events: those named in ``ids`` (fetched where needed), else every matching one
+        from the archives, then from the API."""
+        if ids is not None:
+            for event in from_ids(ids, lambda event_id: self.fetch(event_id, problems), problems):
+                if selection.matches(event):
+                    yield event
+            return
+        for store, prefix in self.archives:
+            yield from from_archive(store, prefix, selection, problems)
+        if self.api is not None:
+            yield from from_api(self.api, selection)
 
 
 # -- sending ----------------------------------------------------------------------------------------------
