@@ -26,7 +26,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,12 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
+def require_new_folder(out: Path) -> None:
+    """A pack goes into a folder of its own: refuse one that holds files already (a pack never overwrites)."""
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
+
+
 @dataclass
 class PackResult:
     out: Path
@@ -169,8 +175,7 @@ def write_pack(
 ) -> PackResult:
     """Write the pack into ``out`` (created; refused if it holds files already), sign it, and return the
     summary."""
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
+    require_new_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     coverage = coverage_rows(outcome, repaired_before)
@@ -368,12 +373,3 @@ def _check_line(
             kept = f"; the recorded version {line['version_id']} is gone too"
     status = "gone" if body is None else "changed"
     return {**where, "status": status, "reason": f"the object is {status} since the pack was made{kept}"}
-
-
-def day_range(start: datetime, end: datetime) -> list[str]:
-    days = []
-    moment = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    while moment <= end:
-        days.append(f"{moment:%Y-%m-%d}")
-        moment += timedelta(days=1)
-    return days

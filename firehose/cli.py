@@ -668,8 +668,6 @@ def locate(
       firehose locate 6ae13b5ba55055783f30ae50 --archive s3://restored-bucket/events --format json
     """
     from firehose.api import LeadConduit
-    from firehose.archive import StoreUrl
-    from firehose.event import Destination
     from firehose.http import HttpClient, RetryPolicy
     from firehose.locate import exit_code
     from firehose.locate import locate as locate_event
@@ -690,12 +688,8 @@ def locate(
 
     open_for = _destination_opener(settings, credential_id)
 
-    override = None
-    if archive_url:
-        target = StoreUrl.parse(archive_url)
-        service = {"s3": "aws", "az": "azure", "file": "file"}[target.scheme]
-        override = [Destination(service, target.bucket, target.prefix, credential_id)]
-    locations = locate_event(event, open_for, destinations=override)
+    override = _archive_override(archive_url, credential_id)
+    locations = locate_event(event, open_for, destinations=[override] if override else None)
     fields = (
         ("status", "url", "size", "etag", "last_modified", "error")
         if fmt == "text"
@@ -1419,8 +1413,7 @@ def audit(
     required = parse_retention(require_retention) if require_retention else None
     mode, percent = _depth(depth)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
+    auditing.require_new_folder(out)  # before the long coverage run, not after it
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
     )

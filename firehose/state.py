@@ -302,10 +302,6 @@ class ReplayLedger:
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def put(self, entry: LedgerEntry) -> None:
-        """Write ``entry`` (its ``attempts`` are the total so far), committed at once."""
-        self.write([entry])
-
     def write(self, entries: Sequence[LedgerEntry]) -> None:
         """Write several entries in one transaction (one commit: replay writes a lead's ``sending`` row with
         the final rows of the answers that came in meanwhile)."""

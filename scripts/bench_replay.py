@@ -20,16 +20,14 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_support import BIN, ROOT, SANDBOX_KEY, start_sandbox
+from bench_support import BIN, ROOT, SANDBOX_KEY, ensure_tools, start_sandbox
 
 NGINX_CONF = """
 worker_processes 1;
@@ -56,18 +54,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def ensure_tools() -> None:
-    missing = [name for name in ("wrk", "nginx") if shutil.which(name) is None and not Path("/usr/sbin/nginx").exists()]
-    if missing:
-        print(f"installing {', '.join(missing)} from Debian", file=sys.stderr)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", *missing],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.DEVNULL,
-        )
 
 
 def start_sink(work: Path, delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -102,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000)
     args = parser.parse_args()
-    ensure_tools()
+    ensure_tools({"wrk": "wrk", "nginx": "nginx-light"})
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         archive = work / "archive"

@@ -28,10 +28,11 @@ def stack_env() -> dict[str, str]:
     return env
 
 
-def ensure_tools() -> None:
-    """awscli and rclone, from Debian's packages, for the side-by-side comparisons (installed as root if missing)."""
-    packages = {"aws": "awscli", "rclone": "rclone"}
-    missing = [packages[name] for name in packages if shutil.which(name) is None]
+def ensure_tools(packages: dict[str, str] | None = None) -> None:
+    """Comparison tools from Debian's packages, installed as root if missing: ``{command: package}``, by
+    default awscli and rclone."""
+    packages = packages or {"aws": "awscli", "rclone": "rclone"}
+    missing = [package for name, package in packages.items() if shutil.which(name) is None]
     if missing:
         print(f"installing {', '.join(missing)} from Debian", file=sys.stderr)
         subprocess.run(
