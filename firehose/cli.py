@@ -25,6 +25,7 @@ import click
 from firehose import __version__
 from firehose.config import API_USERNAME, Settings, config_path, load_settings
 from firehose.errors import ConfigError, ExitCode, FirehoseError, UsageError
+from firehose.secret import redact_url
 
 log = logging.getLogger("firehose")
 
@@ -98,8 +99,11 @@ def cli(config: str | None, verbose: int) -> None:
 
 def _log_to_stderr(level: int) -> None:
     """Library log records (retries, progress) go to stderr, prefixed; -vv adds httpx's request lines."""
+    from firehose.secret import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("firehose: %(message)s"))
+    handler.addFilter(RedactingFilter())  # whatever a library logs (httpx's request lines), no credential shows
     for name in ("firehose", "httpx"):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, "firehose_cli", False)]:
@@ -1057,6 +1061,23 @@ REPLAY_FIELDS = (
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for an answer.")
 @click.option("--retry-unknown", is_flag=True, help="Also retry (and re-send) requests that got no answer.")
+@click.option(
+    "--settle-after",
+    default="5m",
+    show_default=True,
+    help="A lead in doubt that LeadConduit shows no lead for after this long is settled as not received.",
+)
+@click.option("--follow-redirects", is_flag=True, help="Follow a 307/308 to the same host, keeping method and body.")
+@click.option(
+    "--keep-query-credentials",
+    is_flag=True,
+    help="Send credential-looking query parameters (api_key=, token=, ...) of stored URIs; dropped by default.",
+)
+@click.option(
+    "--ledger",
+    "ledger_url",
+    help="Also claim each lead in this store (s3://, az://, file://): one ledger for replays on several machines.",
+)
 @click.option("--force", is_flag=True, help="Send events the ledger says were already sent.")
 @click.option("--max", "max_count", type=click.IntRange(min=1), help="Send at most this many leads this run.")
 @click.option(
@@ -1105,6 +1126,10 @@ def replay(
     max_attempts: int,
     timeout: float,
     retry_unknown: bool,
+    settle_after: str,
+    follow_redirects: bool,
+    keep_query_credentials: bool,
+    ledger_url: str | None,
     force: bool,
     max_count: int | None,
     confirm_over: int,
@@ -1133,12 +1158,13 @@ def replay(
     """
     from firehose import replay as replaying
     from firehose.api import LeadConduit
+    from firehose.claims import StoreLedger
     from firehose.codec import encode_line, encode_pretty
     from firehose.config import state_path
     from firehose.http import HttpClient, RetryPolicy, Sender
     from firehose.report import RowWriter
     from firehose.secret import Secret
-    from firehose.state import ReplayLedger, StateDB
+    from firehose.state import ReplayLedger, RunLock, StateDB
 
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
@@ -1171,14 +1197,29 @@ def replay(
         retry_unknown=retry_unknown,
         max_count=max_count,
         concurrency=concurrency,
+        keep_query_credentials=keep_query_credentials,
+        include_pii=include_pii,
     )
+    grace = _duration(settle_after, "--settle-after").total_seconds()
     limiter = replaying.RateLimiter(per_second) if (per_second := _rate(rate)) else None
+    # Every value is checked before anything is read or claimed: a bad one never leaves a lead in doubt.
+    sender = Sender(
+        concurrency=concurrency,
+        timeout_seconds=timeout,
+        retry=RetryPolicy(max_attempts=max_attempts, backoff_max_seconds=30.0),
+        retry_unknown=retry_unknown,
+        follow_redirects=follow_redirects,
+        before_attempt=limiter,
+    )
     problems = replaying.Problems()
     use_api = from_api or not from_urls
+    # The settler asks LeadConduit what became of a lead in doubt: only when the replay goes to that LeadConduit.
+    settling = not dry_run and options.target.named == replaying.Target(base_url=settings.api.url).named
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(sender)
         api_client = None
-        if use_api or (ids_file and not from_urls):
+        if use_api or (ids_file and not from_urls) or (settling and settings.api.api_key):
             api = settings.api
             key = api.require_key()
             http = stack.enter_context(
@@ -1203,8 +1244,26 @@ def replay(
         source = replaying.Sources(api_client if use_api or ids else None, archives, workers=workers)
         selected = source.select(selection, problems, ids=ids)
 
-        state = stack.enter_context(StateDB(state_path(state_file, os.environ)))
+        database = state_path(state_file, os.environ)
+        if not dry_run:  # one sending run per state database; a second one is told, not kept waiting
+            stack.enter_context(RunLock(database))
+        state = stack.enter_context(StateDB(database))
         ledger = ReplayLedger(state)
+        shared = None
+        if ledger_url and not dry_run:
+            ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id)
+            stack.callback(ledger_store.close)
+            shared = StoreLedger(ledger_store, ledger_where.prefix, options.run_id)
+        settler = None
+        if settling and api_client is not None:
+            settler = replaying.Settler(
+                api_client,
+                settings.api.url,
+                grace_seconds=grace,
+                known_leads=lambda lead_id: ledger.replayed_as(lead_id) is not None,
+            )
+            for entry, outcome in replaying.settle_ledger(ledger, settler):
+                click.echo(f"firehose replay: event {entry.event_id} was in doubt: {outcome.reason}", err=True)
         began, cpu = time.monotonic(), time.process_time()
         plan = replaying.plan(selected, ledger, options)
         selecting, selecting_cpu = time.monotonic() - began, time.process_time() - cpu
@@ -1219,7 +1278,7 @@ def replay(
             differs = 0
             for event in plan.events():
                 try:
-                    prepared = replaying.prepare(event, options.target, options.edits, options.source_key)
+                    prepared = options.prepare(event)
                 except FirehoseError as exc:
                     click.echo(f"firehose replay: {exc}", err=True)
                     problems.add(str(event.get("id")), str(exc))
@@ -1264,7 +1323,7 @@ def replay(
         def dead(result: replaying.Result, event: Any) -> None:
             nonlocal letters
             if letters is None:
-                letters = stack.enter_context(Path(dead_letter).open("ab"))
+                letters = stack.enter_context(_private_append(Path(dead_letter)))
             letters.write(
                 encode_line(
                     {
@@ -1273,7 +1332,7 @@ def replay(
                         "http_status": result.http_status,
                         "attempts": result.attempts,
                         "reason": result.reason,
-                        "event": event,
+                        "event": replaying.redacted_event(event),
                     }
                 )
             )
@@ -1287,17 +1346,11 @@ def replay(
 
         for row in plan.skipped:
             record(row)
-        retry = RetryPolicy(max_attempts=max_attempts, backoff_max_seconds=30.0)
-        with Sender(
-            concurrency=concurrency,
-            timeout_seconds=timeout,
-            retry=retry,
-            retry_unknown=retry_unknown,
-            before_attempt=limiter,
-        ) as sender:
-            began, cpu = time.monotonic(), time.process_time()
-            replaying.send(plan, ledger, sender, options, dead_letter=dead, on_result=record)
-            sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
+        began, cpu = time.monotonic(), time.process_time()
+        replaying.send(
+            plan, ledger, sender, options, dead_letter=dead, on_result=record, shared=shared, settler=settler
+        )
+        sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
 
     if report_file:
@@ -1305,7 +1358,9 @@ def replay(
             encode_pretty(
                 {
                     "schema": "firehose.replay/1",
-                    "target": target_url or (f"flow {to_flow} source {to_source}" if to_flow else "original URI"),
+                    "target": redact_url(target_url)
+                    if target_url
+                    else (f"flow {to_flow} source {to_source}" if to_flow else "original URI"),
                     "counts": dict(summary.statuses),
                     "pairs": dict(summary.pairs),
                     "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},
@@ -1564,6 +1619,17 @@ def audit_verify(
         err=True,
     )
     ctx.exit(int(ExitCode.OK if result.ok else ExitCode.DIFFERENCES))
+
+
+def _private_append(path: Path) -> BinaryIO:
+    """A file opened for appending that only its owner may read (0600, also when it existed): dead letters hold
+    lead data."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(descriptor, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"--dead-letter {path}: cannot write it ({exc.strerror})") from exc
+    return os.fdopen(descriptor, "ab")
 
 
 def _steady_malloc() -> None:

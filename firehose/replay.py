@@ -13,33 +13,36 @@ is ``unknown`` and is not retried unless ``retry_unknown``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import queue
 import re
 import tempfile
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import IO, Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from firehose import payload
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
+from firehose.claims import StoreLedger
 from firehose.codec import decode, encode, encode_line, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
 from firehose.http import Delivery, Sender
 from firehose.ids import seconds_of
 from firehose.rules import RuleError, evaluate_all
-from firehose.secret import Secret
-from firehose.state import SENDING, LedgerEntry, ReplayLedger
+from firehose.secret import REDACTED, Secret, is_credential, is_credential_param, redact_url
+from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal
 
 HOP_BY_HOP = frozenset(
     {
@@ -64,14 +67,13 @@ HOP_BY_HOP = frozenset(
         "x-real-ip",
     }
 )
-CREDENTIAL_WORDS = ("authorization", "cookie", "api-key", "apikey", "api_key", "token", "secret", "password", "auth")
-"""A header whose name holds one of these is taken for a credential: dropped, and never shown."""
 STATUSES = ("sent", "failed", "unknown", "skipped")
-
-
-def is_credential(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in CREDENTIAL_WORDS)
+LEADCONDUIT_HOSTS = frozenset({"app.leadconduit.com"})
+"""Hosts a stored ``request.uri`` may name and still be LeadConduit's own: sent to the configured URL instead."""
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An HTTP token (RFC 9110 §5.6.2): what a method or a header name may be made of."""
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may hold (CR and LF above all: they would start a header of their own)."""
 
 
 def _dropped(name: str) -> bool:
@@ -122,9 +124,12 @@ class StoredRequest:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a replay goes: ``url`` (``--target``; a bare ``scheme://host`` keeps each event's own path), or the
-    original host with ``flow_id``/``source_id`` (``--to-flow``/``--to-source``), or else the original URI.
-    ``base_url`` completes path-only URIs."""
+    """Where a replay goes. An archive is data, not instructions: a request goes only to a host the user named.
+
+    - ``url`` (``--target``): there; a bare ``scheme://host`` keeps each event's own path and query.
+    - otherwise LeadConduit, at ``base_url`` (``--url``, the configured API URL): each event's own path, or
+      ``flow_id``/``source_id`` (``--to-flow``/``--to-source``). A stored URI that names a host other than
+      LeadConduit's (the configured one, or ``app.leadconduit.com``) is refused, never followed."""
 
     url: str | None = None
     flow_id: str | None = None
@@ -134,27 +139,55 @@ class Target:
     def __post_init__(self) -> None:
         if self.url and (self.flow_id or self.source_id):
             raise UsageError("--target and --to-flow/--to-source cannot be used together")
+        if bool(self.flow_id) != bool(self.source_id):
+            raise UsageError("--to-flow and --to-source go together: a submit URL names both")
+        for name, value in (("--target", self.url), ("--url", self.base_url)):
+            if value is None:
+                continue
+            try:
+                parts = urlsplit(value)
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            except ValueError as exc:
+                raise UsageError(f"{name} {redact_url(value)!r} is not a URL: {exc}") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UsageError(f"{name} {redact_url(value)!r} is not an http(s) URL with a host")
+
+    @property
+    def named(self) -> str:
+        """The origin (``scheme://host:port``) every request of this replay goes to."""
+        parts = urlsplit(self.url or self.base_url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
 
     def resolve(self, original_uri: str) -> str:
-        original = urlsplit(original_uri)
-        if not original.netloc:
-            base = urlsplit(self.base_url)
-            original = SplitResult(base.scheme, base.netloc, original.path, original.query, "")
+        """The URL to send to, for a stored URI; ``DataError`` when the URI names a host nobody named."""
+        try:
+            original = urlsplit(original_uri)
+        except ValueError as exc:
+            raise DataError(f"the stored URI is not a URL ({exc})") from None
         if self.url:
             # A bare host (no path) keeps each event's own path: a rehearsal of many flows on another host.
             target = urlsplit(self.url)
             path = target.path if target.path not in ("", "/") else original.path
             query = target.query or original.query
-            return urlunsplit((target.scheme, target.netloc, path, query, ""))
+            return urlunsplit((target.scheme, target.netloc.rsplit("@", 1)[-1], path, query, ""))
+        base = urlsplit(self.base_url)
+        if original.netloc:
+            try:
+                host = (original.hostname or "").lower()
+            except ValueError:
+                host = ""
+            if host != (base.hostname or "").lower() and host not in LEADCONDUIT_HOSTS:
+                raise DataError(
+                    f"its stored request names host {host or original.netloc!r}, not LeadConduit's "
+                    f"({base.hostname}): refused; give --target to send it elsewhere"
+                )
         path = original.path
         if self.flow_id or self.source_id:
             found = re.match(r"^(.*?)/flows/([^/]+)/sources/([^/]+)(/.*)?$", path)
             if not found:
                 raise DataError(f"the stored URI {original.path!r} is not a flow submit URL; give --target")
-            flow = self.flow_id or found.group(2)
-            source = self.source_id or found.group(3)
-            path = f"{found.group(1)}/flows/{flow}/sources/{source}{found.group(4) or '/submit'}"
-        return urlunsplit((original.scheme, original.netloc, path, original.query, ""))
+            path = f"{found.group(1)}/flows/{self.flow_id}/sources/{self.source_id}{found.group(4) or '/submit'}"
+        return urlunsplit((base.scheme, base.netloc.rsplit("@", 1)[-1], path, original.query, ""))
 
 
 @dataclass(frozen=True)
@@ -191,46 +224,84 @@ class Prepared:
     url: str
     headers: tuple[tuple[str, str], ...]
     body: str
+    identity: Mapping[str, str] = field(default_factory=dict)
+    """Hashes of what is sent (``body``: its bytes; ``fields``: its parsed fields): how the settler recognises
+    the lead this request made, without keeping the lead."""
+    redirect_expected: bool = False
+    """The request carries ``redir_url``: LeadConduit then answers a taken lead with 303 (facts.md §3.2)."""
+
+    def shown_url(self, *, include_pii: bool = False) -> str:
+        """The URL for a report or the ledger: no user info, credentials ``***``, query values ``***`` without
+        PII."""
+        return redact_url(self.url, query_values=not include_pii)
 
 
-def prepare(event: Mapping[str, Any], target: Target, edits: Edits, source_key: Secret | None = None) -> Prepared:
+def prepare(
+    event: Mapping[str, Any],
+    target: Target,
+    edits: Edits,
+    source_key: Secret | None = None,
+    *,
+    keep_query_credentials: bool = False,
+) -> Prepared:
     """Rebuild a source event's request: its method, stored body byte for byte (unless edited), Content-Type
-    and query string; hop-by-hop and credential headers dropped, ``Accept: application/json`` so the answer
-    can be read, and Basic auth with ``source_key`` for sources that require it."""
-    stored = StoredRequest.of(event)
+    and query string; hop-by-hop and credential headers dropped, credential query parameters dropped (unless
+    ``keep_query_credentials``), ``Accept: application/json`` so the answer can be read, and Basic auth with
+    ``source_key`` for sources that require it, only towards the host the user named.
+
+    Raises ``DataError`` naming the event for a request that must not or cannot be sent: a host nobody named,
+    a method or header HTTP cannot carry (a CR/LF would inject a header of its own), an edit the body cannot
+    take. Nothing is claimed or sent for such an event."""
     view = EventView(event)
+    try:
+        return _prepare(event, view, target, edits, source_key, keep_query_credentials)
+    except DataError as exc:
+        raise DataError(f"event {view.id}: {exc}") from None
+
+
+def _prepare(
+    event: Mapping[str, Any],
+    view: EventView,
+    target: Target,
+    edits: Edits,
+    source_key: Secret | None,
+    keep_query_credentials: bool,
+) -> Prepared:
+    stored = StoredRequest.of(event)
+    if not _TOKEN.match(stored.method):
+        raise DataError(f"its stored method {stored.method[:40]!r} is not an HTTP method")
     url = target.resolve(stored.uri)
+    if re.search(r"[\x00-\x20\x7f]", url) or not url.isascii():
+        raise DataError("its stored URI holds spaces, control or non-ASCII characters HTTP cannot carry")
+    split = urlsplit(url)
+    if not keep_query_credentials and split.query:
+        kept = "&".join(p for p in split.query.split("&") if not is_credential_param(_param_name(p)))
+        url = urlunsplit(split._replace(query=kept))
     body = stored.body
     content_type = stored.header("Content-Type")
     if edits:
         try:
-            kind = payload.kind_of(content_type)
-            split = urlsplit(url)
-            query_names = set(payload.query_fields(split.query))
-            sets = edits.all_sets()
-            # The inbound merges the query string into the body, the query winning: edit a field where it is.
-            in_query = [(n, v) for n, v in sets if n in query_names]
-            unset_query = [n for n in edits.unsets if n in query_names]
-            if in_query or unset_query:
-                url = urlunsplit(split._replace(query=payload.edit_form(split.query, in_query, unset_query)))
-            if body.strip() or stored.method != "GET":
-                edited = payload.edit(kind, body, [(n, v) for n, v in sets if n not in query_names], edits.unsets)
-                # An edit that changes no field (is_test already true) keeps the stored bytes.
-                if payload.fields(kind, edited) != payload.fields(kind, body):
-                    body = edited
-            elif sets:  # a GET submit carries its fields in the query string only
-                split = urlsplit(url)
-                url = urlunsplit(split._replace(query=payload.edit_form(split.query, sets, [])))
+            body, url = _edited(body, url, stored.method, content_type, edits)
         except DataError as exc:
-            raise DataError(f"event {view.id}: cannot apply the edits: {exc}") from None
+            raise DataError(f"cannot apply the edits: {exc}") from None
     headers = [(name, value) for name, value in stored.headers if not _dropped(name)]
     headers = [(name, value) for name, value in headers if name.lower() != "accept"]
+    for name, value in headers:
+        if not _TOKEN.match(name):
+            raise DataError(f"its stored header name {name[:40]!r} is not an HTTP header name")
+        if _BAD_VALUE.search(value):
+            raise DataError(f"its stored header {name} holds a line break or control character (not sent)")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise DataError(f"its stored header {name} holds characters HTTP headers cannot carry") from None
     headers.append(("Accept", "application/json"))
-    if source_key is not None:
+    if source_key is not None and _origin(url) == target.named:
         token = base64.b64encode(f"API:{source_key.reveal()}".encode()).decode()
         headers.append(("Authorization", f"Basic {token}"))
     flow = view.get("vars", "flow", "id")
     source = view.get("vars", "source", "id")
+    kind = payload.kind_of(content_type)
     return Prepared(
         view.id,
         view.lead_id,
@@ -242,11 +313,86 @@ def prepare(event: Mapping[str, Any], target: Target, edits: Edits, source_key: 
         url,
         tuple(headers),
         body,
+        identity(kind, body),
+        _carries_redirect(url, kind, body),
     )
 
 
+def _edited(body: str, url: str, method: str, content_type: str | None, edits: Edits) -> tuple[str, str]:
+    kind = payload.kind_of(content_type)
+    split = urlsplit(url)
+    query_names = set(payload.query_fields(split.query))
+    sets = edits.all_sets()
+    # The inbound merges the query string into the body, the query winning: edit a field where it is.
+    in_query = [(n, v) for n, v in sets if n in query_names]
+    unset_query = [n for n in edits.unsets if n in query_names]
+    if in_query or unset_query:
+        url = urlunsplit(split._replace(query=payload.edit_form(split.query, in_query, unset_query)))
+    if body.strip() or method != "GET":
+        edited = payload.edit(kind, body, [(n, v) for n, v in sets if n not in query_names], edits.unsets)
+        # An edit that changes no field (is_test already true) keeps the stored bytes.
+        if payload.fields(kind, edited) != payload.fields(kind, body):
+            body = edited
+    elif sets:  # a GET submit carries its fields in the query string only
+        split = urlsplit(url)
+        url = urlunsplit(split._replace(query=payload.edit_form(split.query, sets, [])))
+    return body, url
+
+
+def _param_name(pair: str) -> str:
+    return unquote_plus(pair.partition("=")[0])
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
+
+
+def identity(kind: str | None, body: str) -> dict[str, str]:
+    """Hashes that recognise a request's lead among new source events: of the body's bytes, and of its parsed
+    fields (in case LeadConduit stores the body re-encoded). Hashes, so the ledger keeps no lead data."""
+    found = {"body": hashlib.sha256(body.encode()).hexdigest()}
+    try:
+        fields = payload.fields(kind, body) if kind else None
+    except DataError:
+        fields = None
+    if fields:
+        found["fields"] = hashlib.sha256(encode(dict(sorted(fields.items())))).hexdigest()
+    return found
+
+
+def _carries_redirect(url: str, kind: str | None, body: str) -> bool:
+    names = {name.lower() for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    if "redir_url" in names:
+        return True
+    try:
+        return kind is not None and "redir_url" in {name.lower() for name in payload.fields(kind, body)}
+    except DataError:
+        return False
+
+
+def redacted_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event as a dead-letter file keeps it: its stored request's credential headers and query values as
+    ``***`` and its URI without user info. The sender drops those anyway, so nothing needed is lost."""
+    copy = dict(event)
+    request = event.get("request")
+    if isinstance(request, Mapping):
+        request = dict(request)
+        if isinstance(request.get("uri"), str):
+            request["uri"] = redact_url(request["uri"])
+        headers = request.get("headers")
+        if isinstance(headers, Mapping):
+            request["headers"] = {k: REDACTED if is_credential(str(k)) else v for k, v in headers.items()}
+        elif isinstance(headers, list):
+            request["headers"] = [
+                [p[0], REDACTED] if isinstance(p, list | tuple) and len(p) == 2 and is_credential(str(p[0])) else p
+                for p in headers
+            ]
+        copy["request"] = request
+    return copy
+
+
 # -- the diff ---------------------------------------------------------------------------------------------
-REDACTED = "***"
 
 
 def request_diff(prepared: Prepared, *, include_pii: bool = False, edits: Edits | None = None) -> dict[str, Any]:
@@ -329,12 +475,9 @@ def _absolute(uri: str, like: str) -> str:
 
 
 def _url_shown(url: str, include_pii: bool) -> str:
-    """A URL with its query values hidden (a GET submit carries the lead in them)."""
-    split = urlsplit(url)
-    if include_pii or not split.query:
-        return url
-    names = [part.split("=", 1)[0] for part in split.query.split("&")]
-    return urlunsplit(split._replace(query="&".join(f"{name}={REDACTED}" for name in names)))
+    """A URL with its query values hidden (a GET submit carries the lead in them); credentials are hidden even
+    with ``include_pii``, and user info is never shown."""
+    return redact_url(url, query_values=not include_pii)
 
 
 def diff_lines(diff: Mapping[str, Any]) -> list[str]:
@@ -576,6 +719,15 @@ class ReplayOptions:
     retry_unknown: bool = False
     max_count: int | None = None
     concurrency: int = 4
+    keep_query_credentials: bool = False
+    include_pii: bool = False
+    """Keep query values (lead data in a GET submit) in the ledger's and the report's URLs."""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def prepare(self, event: Mapping[str, Any]) -> Prepared:
+        return prepare(
+            event, self.target, self.edits, self.source_key, keep_query_credentials=self.keep_query_credentials
+        )
 
 
 @dataclass(frozen=True)
@@ -593,6 +745,7 @@ class Result:
     attempts: int = 0
     reason: str | None = None
     url: str | None = None
+    """Where it went, redacted (``Prepared.shown_url``)."""
 
     @property
     def pair(self) -> str:
@@ -643,7 +796,9 @@ class Summary:
 def plan(events: Iterable[Mapping[str, Any]], ledger: ReplayLedger, options: ReplayOptions) -> Plan:
     """Choose what to send: each selected event once, leaving out those the ledger says were sent (or may
     have been: ``unknown``) unless forced, those of leads that a replay made (a replay's own source event
-    matches the same selection: sending it would post the lead a second time), and stopping at ``max_count``."""
+    matches the same selection: sending it would post the lead a second time), and stopping at ``max_count``.
+
+    The plan is advice: ``send`` claims each lead again, atomically, right before its request goes out."""
     result = Plan(tempfile.TemporaryFile())  # noqa: SIM115 - closed by Plan.close(), or below on an error
     try:
         _fill(result, events, ledger, options)
@@ -665,16 +820,10 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
             result.skipped.append(_row(event, "skipped", reason=f"this lead was made by the replay of event {origin}"))
             continue
         entry = ledger.get(view.id)
-        if entry is not None and not options.force:
-            reason = None
-            if entry.status == "sent":
-                when = f"{entry.updated_at:%Y-%m-%d %H:%M}Z" if entry.updated_at else "an earlier run"
-                reason = f"already sent ({when}, new lead {entry.new_lead_id}); --force sends again"
-            elif entry.status == "unknown" and not options.retry_unknown:
-                reason = f"sent before without an answer ({entry.reason}); --retry-unknown sends again"
-            if reason:
-                result.skipped.append(_row(event, "skipped", reason=reason, entry=entry))
-                continue
+        reason = refusal(entry, force=options.force, retry_unknown=options.retry_unknown)
+        if reason:
+            result.skipped.append(_row(event, "skipped", reason=reason, entry=entry))
+            continue
         if options.max_count is not None and result.count >= options.max_count:
             result.left_over += 1  # counted, not listed: a later run takes them
             continue
@@ -698,6 +847,140 @@ def _row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEnt
     )
 
 
+# -- settling what is in doubt ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Doubt:
+    """A request that went out with no answer: where, when, and the hashes of what it carried."""
+
+    event_id: str
+    target: str
+    claimed_at: datetime
+    identity: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    status: str  # sent | failed (not received) | unknown
+    reason: str
+    new_lead_id: str | None = None
+    new_outcome: str | None = None
+
+
+class Settler:
+    """Finds what became of an in-doubt request when its target is the LeadConduit firehose reads events from.
+
+    A submit that LeadConduit processed made a new lead whose ``source`` event stores the request (facts.md
+    §3.4): so the settler pages ``GET /events`` for the target flow's and source's source events made from
+    shortly before the request went out (``SKEW_SECONDS``, for clocks that differ) until now, and looks for
+    one whose stored body is the one sent (same bytes, or the same parsed fields). Found: ``sent``, with the
+    new lead id. Not found, once ``grace_seconds`` have passed since the request (events appear a little after
+    a lead is taken): ``failed`` (not received), so it may be sent again. Otherwise, or when the API cannot be
+    read, it stays ``unknown``. Leads a replay made (``known_leads``) are never taken for another's.
+    """
+
+    SKEW_SECONDS = 120
+
+    def __init__(
+        self,
+        api: LeadConduit,
+        api_url: str,
+        *,
+        grace_seconds: float = 300.0,
+        known_leads: Callable[[str], bool] = lambda lead_id: False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.origin = _origin(api_url)
+        self.grace_seconds = grace_seconds
+        self.known_leads = known_leads
+        self.clock = clock
+        self._taken: set[str] = set()
+
+    def settle(self, doubt: Doubt) -> Settlement:
+        found = re.search(r"/flows/([^/?]+)/sources/([^/?]+)", urlsplit(doubt.target).path)
+        if _origin(doubt.target) != self.origin or not found:
+            return Settlement("unknown", f"{IN_DOUBT}; its target is not the LeadConduit firehose can query")
+        if not doubt.identity:
+            return Settlement("unknown", f"{IN_DOUBT}; no record of what it carried")
+        since = doubt.claimed_at - timedelta(seconds=self.SKEW_SECONDS)
+        rules = (
+            {"lhv": "flow.id", "op": "is equal to", "rhv": found.group(1)},
+            {"lhv": "source.id", "op": "is equal to", "rhv": found.group(2)},
+        )
+        try:
+            for event in self.api.iter_events(EventQuery(start=since, rules=rules, types=("source",))):
+                view = EventView(event)
+                if view.id == doubt.event_id or not view.lead_id or view.lead_id in self._taken:
+                    continue
+                if self._carries(event, doubt.identity) and not self.known_leads(view.lead_id):
+                    self._taken.add(view.lead_id)
+                    outcome = event.get("outcome")
+                    return Settlement(
+                        "sent",
+                        f"settled: LeadConduit shows lead {view.lead_id} made by this request",
+                        view.lead_id,
+                        str(outcome) if outcome is not None else None,
+                    )
+        except FirehoseError as exc:
+            return Settlement("unknown", f"{IN_DOUBT}; could not ask LeadConduit ({exc})")
+        waited = self.clock() - doubt.claimed_at.timestamp()
+        if waited < self.grace_seconds:
+            return Settlement(
+                "unknown",
+                f"{IN_DOUBT}; LeadConduit shows no lead from it yet, too soon to be sure "
+                f"({waited:.0f} s of {self.grace_seconds:.0f} s, --settle-after): rerun later",
+            )
+        return Settlement(
+            "failed",
+            f"settled: LeadConduit shows no lead made by this request in flow {found.group(1)} since "
+            f"{since:%Y-%m-%d %H:%M:%S}Z: not received",
+        )
+
+    @staticmethod
+    def _carries(event: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
+        try:
+            stored = StoredRequest.of(event)
+        except DataError:
+            return False
+        found = identity(payload.kind_of(stored.header("Content-Type")), stored.body)
+        return found["body"] == wanted.get("body") or ("fields" in found and found["fields"] == wanted.get("fields"))
+
+
+IN_DOUBT = "sent before without an answer: the target may have taken it"
+
+
+def settle_ledger(ledger: ReplayLedger, settler: Settler) -> list[tuple[LedgerEntry, Settlement]]:
+    """Settle every lead the ledger has in doubt that the settler can look up; what is settled is written."""
+    settled = []
+    for entry in ledger.in_doubt():
+        if entry.updated_at is None:
+            continue
+        outcome = settler.settle(Doubt(entry.event_id, entry.target, entry.updated_at, entry.identity or {}))
+        if outcome.status == "unknown":
+            continue
+        ledger.write(
+            [
+                replace(
+                    entry,
+                    status=outcome.status,
+                    reason=outcome.reason,
+                    new_lead_id=outcome.new_lead_id,
+                    new_outcome=outcome.new_outcome,
+                )
+            ]
+        )
+        settled.append((entry, outcome))
+    return settled
+
+
+# -- sending ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Skip:
+    """A worker's word that the shared ledger refused the lead: nothing was sent."""
+
+    reason: str
+
+
 def send(
     to_send: Plan,
     ledger: ReplayLedger,
@@ -706,54 +989,72 @@ def send(
     *,
     dead_letter: Callable[[Result, Mapping[str, Any]], None],
     on_result: Callable[[Result], None],
+    shared: StoreLedger | None = None,
+    settler: Settler | None = None,
 ) -> None:
     """Send the planned events, ``options.concurrency`` at a time.
 
-    The ledger is written from this thread only, one transaction per lead handed over: the ``sending`` row of
-    the lead about to go together with the final rows of the answers that came in since. So a ``kill -9``
-    leaves at most ``concurrency`` leads ``sending`` (in doubt), and an answer whose final row was not
-    committed yet shows as in doubt too: never as not sent. The sender paces each attempt itself (the rate
-    limiter), right before it writes to the socket.
+    Each lead is first *claimed* in the local ledger (``ReplayLedger.claim``: atomic across processes), with
+    the final rows of the answers that came in since, in one transaction; a lead another run claimed since
+    planning is skipped with why. With ``shared`` (a ledger in a store, for several machines), the worker
+    then claims it there with a create-only object before sending. So a ``kill -9`` leaves at most
+    ``concurrency`` leads ``sending`` (in doubt), and an answer whose final row was not committed yet shows as
+    in doubt too: never as not sent. A claim whose request never reached the socket is released (``failed``,
+    free to send again). The sender paces each attempt itself (the rate limiter), right before the socket.
     """
-    answers: queue.SimpleQueue[tuple[Prepared, Mapping[str, Any], int, Delivery | BaseException]] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[tuple[Prepared, Mapping[str, Any], int, Delivery | _Skip | BaseException]] = (
+        queue.SimpleQueue()
+    )
     finals: list[LedgerEntry] = []
     in_flight = 0
 
     def work(prepared: Prepared, event: Mapping[str, Any], earlier: int) -> None:
+        outcome: Delivery | _Skip | BaseException
         try:
-            delivery: Delivery | BaseException = sender.deliver(
-                prepared.method, prepared.url, prepared.headers, prepared.body.encode()
-            )
+            outcome = _deliver(prepared, sender, options, shared, settler)
         except BaseException as exc:  # handed back, raised in the sending thread
-            delivery = exc
-        answers.put((prepared, event, earlier, delivery))
+            outcome = exc
+        answers.put((prepared, event, earlier, outcome))
 
     def settle() -> None:
         nonlocal in_flight
-        prepared, event, earlier, delivery = answers.get()
+        prepared, event, earlier, outcome = answers.get()
         in_flight -= 1
-        if isinstance(delivery, BaseException):
-            raise delivery
-        result = _result(prepared, delivery, earlier)
-        finals.append(_entry(prepared, result.status, result.attempts, result))
-        if result.status == "failed":
-            dead_letter(result, event)
+        if isinstance(outcome, BaseException):
+            # Nothing is known of whether it went out: the claim stays as it is (in doubt), and the run stops.
+            raise outcome
+        if isinstance(outcome, _Skip):
+            result = _row(event, "skipped", reason=outcome.reason)
+            finals.append(_entry(prepared, "skipped", earlier, options, result))
+        else:
+            result = _result(prepared, outcome, earlier, options)
+            finals.append(_entry(prepared, result.status, result.attempts, options, result))
+            if result.status == "failed":
+                dead_letter(result, event)
         on_result(result)
 
     with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="replay") as pool:
         try:
             for earlier, event in to_send.entries():
                 try:
-                    prepared = prepare(event, options.target, options.edits, options.source_key)
-                except DataError as exc:
+                    prepared = options.prepare(event)
+                except DataError as exc:  # refused before any claim: nothing to release
                     result = _row(event, "failed", reason=str(exc))
                     dead_letter(result, event)
                     on_result(result)
                     continue
                 while in_flight >= options.concurrency:  # every request handed over starts at once
                     settle()
-                ledger.write([*finals, _entry(prepared, SENDING, earlier)])
+                why = ledger.claim(
+                    _entry(prepared, SENDING, earlier, options),
+                    finals,
+                    force=options.force,
+                    retry_unknown=options.retry_unknown,
+                )
                 finals.clear()
+                if why is not None:
+                    on_result(_row(event, "skipped", reason=why))
+                    continue
                 pool.submit(work, prepared, event, earlier)
                 in_flight += 1
             while in_flight:
@@ -762,12 +1063,87 @@ def send(
             ledger.write(finals)
 
 
-def _entry(prepared: Prepared, status: str, attempts: int, result: Result | None = None) -> LedgerEntry:
+def _deliver(
+    prepared: Prepared,
+    sender: Sender,
+    options: ReplayOptions,
+    shared: StoreLedger | None,
+    settler: Settler | None,
+) -> Delivery | _Skip:
+    """Claim in the shared ledger (if any), send, and record the result there: one lead, in a worker thread."""
+    number = None
+    if shared is not None:
+        target = prepared.shown_url(include_pii=options.include_pii)
+        force, retry_unknown = options.force, options.retry_unknown
+        try:
+            number, last, why = shared.claim(
+                prepared.event_id, target=target, identity=prepared.identity, force=force, retry_unknown=retry_unknown
+            )
+            if number is None and last is not None and last.status is None and settler is not None:
+                number, why = _settle_shared(shared, last, prepared, settler, options)
+        except ArchiveError as exc:
+            return Delivery("unsent", 0, reason=f"not sent: the shared ledger could not be used ({exc})")
+        if number is None:
+            return _Skip(why or "claimed by another run")
+    delivery = sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode())
+    if shared is not None and number is not None:
+        result = _result(prepared, delivery, 0, options)
+        try:
+            shared.finish(
+                prepared.event_id,
+                number,
+                {
+                    "status": result.status,
+                    "http_status": result.http_status,
+                    "new_lead_id": result.new_lead_id,
+                    "new_outcome": result.new_outcome,
+                    "reason": result.reason,
+                },
+            )
+        except ArchiveError as exc:  # the claim stands without a result: others see it in doubt, never free
+            return replace(
+                delivery, reason=f"{delivery.reason or 'sent'}; its result is not in the shared ledger ({exc})"
+            )
+    return delivery
+
+
+def _settle_shared(
+    shared: StoreLedger, last: Any, prepared: Prepared, settler: Settler, options: ReplayOptions
+) -> tuple[int | None, str | None]:
+    """A claim in the shared ledger without a result (its machine died): settle it through LeadConduit; when
+    it was not received, record that and claim the next attempt."""
+    claim = last.claim
+    try:
+        claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
+    except ValueError:
+        return None, "claimed with no result, and the claim cannot be read"
+    outcome = settler.settle(
+        Doubt(prepared.event_id, str(claim.get("target", "")), claimed_at, claim.get("identity") or {})
+    )
+    if outcome.status == "unknown":
+        return None, outcome.reason
+    shared.finish(prepared.event_id, last.number, {"status": outcome.status, "reason": outcome.reason,
+                                                  "new_lead_id": outcome.new_lead_id, "settled": True})  # fmt: skip
+    if outcome.status == "sent":
+        return None, outcome.reason
+    number, _, why = shared.claim(
+        prepared.event_id,
+        target=prepared.shown_url(include_pii=options.include_pii),
+        identity=prepared.identity,
+        force=options.force,
+        retry_unknown=options.retry_unknown,
+    )
+    return number, why
+
+
+def _entry(
+    prepared: Prepared, status: str, attempts: int, options: ReplayOptions, result: Result | None = None
+) -> LedgerEntry:
     return LedgerEntry(
         prepared.event_id,
         prepared.lead_id,
         prepared.flow_id,
-        prepared.url,
+        prepared.shown_url(include_pii=options.include_pii),
         status,
         attempts,
         result.http_status if result else None,
@@ -775,12 +1151,20 @@ def _entry(prepared: Prepared, status: str, attempts: int, result: Result | None
         result.new_outcome if result else None,
         result.new_lead_id if result else None,
         result.reason if result else None,
+        identity=prepared.identity,
+        claimed_by=options.run_id,
     )
 
 
-def _result(prepared: Prepared, delivery: Delivery, earlier_attempts: int) -> Result:
-    outcome, lead_id, reason = read_answer(delivery.body, delivery.content_type) if delivery.accepted else (None,) * 3
-    if delivery.accepted:
+def _result(prepared: Prepared, delivery: Delivery, earlier_attempts: int, options: ReplayOptions) -> Result:
+    """What an answer means for the lead. 2xx: sent. 303 to a request that carried ``redir_url``: sent (it is
+    LeadConduit's answer to a taken lead). Any other 3xx: failed, the lead was not taken (``Location`` named).
+    No usable answer after sending: unknown. Nothing sent, or refused: failed."""
+    taken = delivery.accepted or (
+        delivery.state == "answered" and delivery.status == 303 and prepared.redirect_expected
+    )
+    outcome, lead_id, reason = read_answer(delivery.body, delivery.content_type) if taken else (None,) * 3
+    if taken:
         status = "sent"
     elif delivery.state == "unknown":
         status = "unknown"
@@ -800,7 +1184,7 @@ def _result(prepared: Prepared, delivery: Delivery, earlier_attempts: int) -> Re
         delivery.status,
         earlier_attempts + delivery.attempts,
         why,
-        prepared.url,
+        prepared.shown_url(include_pii=options.include_pii),
     )
 
 

@@ -27,8 +27,9 @@ from firehose.codec import decode, encode
 from firehose.errors import ConfigError
 from firehose.reconcile import Finding, Verdict
 
-SCHEMA_VERSION = 2
-"""2 added ``findings.detail`` (the differing values kept with ``--include-pii``)."""
+SCHEMA_VERSION = 3
+"""2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``
+(hashes of the body sent, to find the lead an in-doubt request made) and ``replays.claimed_by`` (the run)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,10 +76,20 @@ CREATE TABLE IF NOT EXISTS replays (
     new_outcome TEXT,
     new_lead_id TEXT,
     reason TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    identity TEXT,
+    claimed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
 """
+
+
+_MIGRATIONS = {
+    1: (("findings", "detail"),),
+    2: (("replays", "identity"), ("replays", "claimed_by")),
+}
+"""The columns (all ``TEXT``) that take a database from schema N to N+1. A table the old schema did not have
+at all was just made whole by ``_SCHEMA``, so a column already there is left alone."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,12 @@ class StateDB:
             found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
             if found is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) == 1:  # a column added; older rows simply have none
-                self._db.execute("ALTER TABLE findings ADD COLUMN detail TEXT")
+            elif int(found[0]) in _MIGRATIONS:  # columns added; older rows simply have none
+                for version in range(int(found[0]), SCHEMA_VERSION):
+                    for table, column in _MIGRATIONS[version]:
+                        have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                        if column not in have:
+                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
@@ -245,6 +260,7 @@ class StateDB:
 
 SENDING = "sending"
 """A ledger row's status between "about to send" and the answer: found after a crash, it means unknown."""
+IN_DOUBT_AFTER_CRASH = "a run stopped while this request was in flight: the target may have taken it"
 
 
 @dataclass(frozen=True)
@@ -255,6 +271,7 @@ class LedgerEntry:
     lead_id: str | None
     flow_id: str | None
     target: str
+    """Where it went, redacted: no user info, credential query values ``***`` (every query value without PII)."""
     status: str  # sending | sent | failed | unknown | skipped
     attempts: int
     http_status: int | None = None
@@ -263,38 +280,67 @@ class LedgerEntry:
     new_lead_id: str | None = None
     reason: str | None = None
     updated_at: datetime | None = None
+    identity: Mapping[str, str] | None = None
+    """Hashes of what was sent (``body``: the bytes; ``fields``: the parsed fields), never the lead itself."""
+    claimed_by: str | None = None
+    """The run that claimed it (its id), so a run tells its own claims from another's."""
+
+
+def refusal(entry: LedgerEntry | None, *, force: bool, retry_unknown: bool) -> str | None:
+    """Why a lead with this ledger entry must not be sent now, or None when it may be.
+
+    Sent: only with ``force``. In doubt (``unknown``, or ``sending`` left by a run that stopped): only with
+    ``retry_unknown`` or ``force``. Failed (nothing reached the flow, or it refused) and skipped: may be sent."""
+    if entry is None:
+        return None
+    if entry.status == "sent" and not force:
+        when = f"{entry.updated_at:%Y-%m-%d %H:%M}Z" if entry.updated_at else "an earlier run"
+        return f"already sent ({when}, new lead {entry.new_lead_id}); --force sends again"
+    if entry.status in ("unknown", SENDING) and not (retry_unknown or force):
+        return f"sent before without an answer ({entry.reason}); --retry-unknown sends again"
+    return None
 
 
 class ReplayLedger:
     """The replay ledger in the state database: per source event, its attempts and final status.
 
-    A row is written (and committed) as ``sending`` before its request goes out, and updated when the answer
-    comes. A ``kill -9`` in between leaves ``sending``, which the next run reads as ``unknown``: the target may
-    have taken the lead, so it is not posted again unless asked. Calls come from one thread (the replay's).
+    A lead is *claimed* before its request goes out: one ``BEGIN IMMEDIATE`` transaction reads its row and, if
+    nothing forbids sending, writes it ``sending`` with this run's id (``claim``). SQLite's lock makes that
+    atomic across processes: two runs on one database never both claim a lead. The answer's row replaces it.
+    A ``kill -9`` in between leaves ``sending``, which the next run reads as ``unknown``: the target may have
+    taken the lead, so it is not posted again unless asked (or settled: ``replay.Settler``). Calls come from
+    one thread (the replay's).
     """
 
     _COLUMNS = (
         "event_id, lead_id, flow_id, target, status, attempts, http_status, original_outcome, new_outcome, "
-        "new_lead_id, reason, updated_at"
+        "new_lead_id, reason, updated_at, identity, claimed_by"
     )
 
     def __init__(self, state: StateDB) -> None:
         self._db = state._db
         self._path = state.path
 
+    def _entry(self, row: Sequence[Any]) -> LedgerEntry:
+        event_id, lead_id, flow_id, target, status, attempts, http_status, outcome, new_outcome, new_lead = row[:10]
+        entry = LedgerEntry(
+            event_id, lead_id, flow_id, target, status, attempts, http_status, outcome, new_outcome, new_lead,
+            row[10], _time(row[11]), decode(row[12]) if row[12] else None, row[13],
+        )  # fmt: skip
+        if entry.status == SENDING:
+            return replace(entry, reason=IN_DOUBT_AFTER_CRASH)
+        return entry
+
     def get(self, event_id: str) -> LedgerEntry | None:
         row = self._db.execute(f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ?", (event_id,)).fetchone()
-        if row is None:
-            return None
-        entry = LedgerEntry(*row[:-1])
-        entry = replace(entry, updated_at=_time(row[-1]))
-        if entry.status == SENDING:
-            return replace(
-                entry,
-                status="unknown",
-                reason="a run stopped while this request was in flight: the target may have taken it",
-            )
-        return entry
+        return None if row is None else self._entry(row)
+
+    def in_doubt(self) -> list[LedgerEntry]:
+        """Every lead whose request may or may not have reached its target (``unknown``, or ``sending``)."""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM replays WHERE status IN ('unknown', ?) ORDER BY event_id", (SENDING,)
+        )
+        return [self._entry(row) for row in rows]
 
     def replayed_as(self, lead_id: str) -> str | None:
         """The event whose replay created lead ``lead_id``, if one did: its own source event is a replay, and
@@ -302,11 +348,46 @@ class ReplayLedger:
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
 
+    def claim(
+        self, entry: LedgerEntry, finals: Sequence[LedgerEntry] = (), *, force: bool, retry_unknown: bool
+    ) -> str | None:
+        """Claim a lead for sending (``entry``, status ``sending``), writing ``finals`` in the same transaction.
+
+        Returns None when claimed, else why not (another run sent it, or has it in doubt, since this run
+        planned). The read and the write are one transaction under SQLite's write lock."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._upsert(finals)
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ?", (entry.event_id,)
+            ).fetchone()
+            current = None if row is None else self._entry(row)
+            why = None
+            if current is not None and current.claimed_by != entry.claimed_by:
+                why = refusal(current, force=force, retry_unknown=retry_unknown)
+            if why is None:
+                self._upsert([entry])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
+        return None if why is None else f"claimed by another run meanwhile: {why}"
+
     def write(self, entries: Sequence[LedgerEntry]) -> None:
-        """Write several entries in one transaction (one commit: replay writes a lead's ``sending`` row with
-        the final rows of the answers that came in meanwhile)."""
+        """Write several entries in one transaction."""
         if not entries:
             return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._upsert(entries)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
+
+    def _upsert(self, entries: Sequence[LedgerEntry]) -> None:
         now = _iso(datetime.now(UTC))
         rows = [
             (
@@ -322,16 +403,54 @@ class ReplayLedger:
                 e.new_lead_id,
                 e.reason,
                 now,
+                encode(dict(e.identity)).decode() if e.identity else None,
+                e.claimed_by,
             )
             for e in entries
         ]
+        self._db.executemany(
+            f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+        )
+
+
+class RunLock:
+    """One replay at a time on a state database: an exclusive ``flock`` on ``<database>.replay-lock``, taken
+    without waiting. The kernel drops it when the process ends, ``kill -9`` included, so a crashed run never
+    leaves it behind. The file says who holds it, for the message the second run prints."""
+
+    def __init__(self, database: Path, what: str = "replay") -> None:
+        self.database = database
+        self.path = database.with_name(database.name + f".{what}-lock")
+        self.what = what
+        self._handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+        import os
+        import socket
+
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
+            handle = self.path.open("a+")
+        except OSError as exc:
+            raise ConfigError(f"state database {self.path.parent}: cannot make its lock file ({exc.strerror})") from exc
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"state database {self.path.with_suffix('').name}: another {self.what} is using it ({holder}); "
+                f"wait for it to finish, or give this one its own --state"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing drops the lock
+            self._handle = None

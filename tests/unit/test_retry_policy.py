@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from firehose.errors import ApiStatusError, AuthError, RetriesExhausted
-from firehose.http import HttpClient, RetryPolicy, parse_retry_after, redact_url
+from firehose.http import HttpClient, RetryPolicy, parse_retry_after
+from firehose.secret import redact_url
 
 
 def test_backoff_grows_is_jittered_and_capped() -> None:

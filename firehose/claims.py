@@ -1,0 +1,136 @@
+"""A replay ledger shared by machines, kept in a store (``--ledger s3://…``, ``az://…``, ``file:///…``).
+
+SQLite's lock holds only on one machine. For replays run from several, each lead is claimed with a
+create-only object, the one operation every store makes atomic (S3 ``If-None-Match: *``, Azure ``IfMissing``,
+an exclusive create on disk). Per event, under ``<prefix>/<event id>/``:
+
+- ``<n>.claim.json``: attempt ``n`` is claimed (which run, host, when, where to, hashes of the body). Whoever
+  creates it sends; a machine that finds it already there does not.
+- ``<n>.result.json``: how attempt ``n`` ended (``sent``, ``failed``, ``unknown``), also create-only.
+
+A claim without a result is in doubt (its machine died, or is still sending): no one sends the lead again
+unless asked (``--retry-unknown``), or until the settler finds what became of it. A ``failed`` result (the flow
+did not take it, or nothing was sent) lets the next run claim ``n + 1``. Nothing is ever overwritten, so the
+objects are also the history of every attempt. No lead data is written: ids, hashes, a redacted URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from firehose.archive import Store
+from firehose.codec import decode, encode
+from firehose.errors import DataError
+
+_NAME = re.compile(r"^(\d{6})\.(claim|result)\.json$")
+
+
+@dataclass(frozen=True)
+class StoredClaim:
+    """The last claim of an event in the store, and its result if one was written."""
+
+    number: int
+    claim: Mapping[str, Any]
+    result: Mapping[str, Any] | None
+
+    @property
+    def status(self) -> str | None:
+        return str(self.result.get("status")) if self.result else None
+
+
+class StoreLedger:
+    """Claims and results of replays in ``store`` under ``prefix``, for run ``run_id``."""
+
+    def __init__(self, store: Store, prefix: str, run_id: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        self.run_id = run_id
+        self.host = socket.gethostname()
+
+    def _key(self, event_id: str, number: int, kind: str) -> str:
+        folder = f"{self.prefix}/{event_id}" if self.prefix else event_id
+        return f"{folder}/{number:06d}.{kind}.json"
+
+    def last(self, event_id: str) -> StoredClaim | None:
+        """The event's latest claim with its result, or None if no run ever claimed it."""
+        folder = f"{self.prefix}/{event_id}/" if self.prefix else f"{event_id}/"
+        numbers: dict[int, set[str]] = {}
+        for info in self.store.list(folder):
+            found = _NAME.match(info.key[len(folder) :])
+            if found:
+                numbers.setdefault(int(found.group(1)), set()).add(found.group(2))
+        claimed = [n for n, kinds in numbers.items() if "claim" in kinds]
+        if not claimed:
+            return None
+        number = max(claimed)
+        claim = self._read(self._key(event_id, number, "claim"))
+        result = self._read(self._key(event_id, number, "result")) if "result" in numbers[number] else None
+        return StoredClaim(number, claim or {}, result)
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        try:
+            value = decode(self.store.read(key), where=f"{self.store.url}/{key}")
+        except DataError:  # a claim being written this instant (an empty file on disk): a claim all the same
+            return None
+        return value if isinstance(value, dict) else None
+
+    def claim(
+        self, event_id: str, *, target: str, identity: Mapping[str, str], force: bool, retry_unknown: bool
+    ) -> tuple[int | None, StoredClaim | None, str | None]:
+        """Claim the next attempt of ``event_id``: ``(number, None, None)`` when this run may send it, else
+        ``(None, last claim, why not)``."""
+        last = self.last(event_id)
+        if last is not None:
+            why = self.refusal(last, force=force, retry_unknown=retry_unknown)
+            if why is not None:
+                return None, last, why
+        number = (last.number if last else 0) + 1
+        body = {
+            "schema": "firehose.replay-claim/1",
+            "event_id": event_id,
+            "attempt": number,
+            "run": self.run_id,
+            "host": self.host,
+            "pid": os.getpid(),
+            "claimed_at": datetime.now(UTC).isoformat(),
+            "target": target,
+            "identity": dict(identity),
+        }
+        key = self._key(event_id, number, "claim")
+        if self.store.write(key, encode(body)):
+            return number, None, None
+        # Taken: by another run this instant, or by our own write that a retried PUT saw as existing.
+        mine = self._read(key)
+        if mine is not None and mine.get("run") == self.run_id:
+            return number, None, None
+        taken = StoredClaim(number, mine or {}, None)
+        return None, taken, f"claimed by another run at the same moment ({_who(taken)})"
+
+    @staticmethod
+    def refusal(last: StoredClaim, *, force: bool, retry_unknown: bool) -> str | None:
+        """Why the lead must not be sent again given its last claim (the same rules as the local ledger)."""
+        status = last.status
+        if status == "sent" and not force:
+            lead = last.result.get("new_lead_id") if last.result else None
+            return f"already sent ({_who(last)}, new lead {lead}); --force sends again"
+        if status in (None, "unknown") and not (retry_unknown or force):
+            state = "no answer" if status == "unknown" else "no result recorded"
+            return f"claimed by {_who(last)} with {state}: it may have reached the flow; --retry-unknown sends again"
+        return None
+
+    def finish(self, event_id: str, number: int, result: Mapping[str, Any]) -> bool:
+        """Record how attempt ``number`` ended (create-only: the first word on an attempt stands)."""
+        body = {**result, "event_id": event_id, "attempt": number, "run": self.run_id,
+                "finished_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        return self.store.write(self._key(event_id, number, "result"), encode(body))
+
+
+def _who(claim: StoredClaim) -> str:
+    found = claim.claim
+    return f"run {found.get('run', '?')} on {found.get('host', '?')} at {found.get('claimed_at', '?')}"
