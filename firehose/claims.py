@@ -53,6 +53,12 @@ class StoreLedger:
         self.run_id = run_id
         self.host = socket.gethostname()
 
+    def check(self) -> None:
+        """Fail now, before any lead is claimed, if the store cannot be listed (a missing bucket, a refused
+        key): ``ArchiveError``, naming the store."""
+        for _ in self.store.list(f"{self.prefix}/" if self.prefix else "", limit=1):
+            break
+
     def _key(self, event_id: str, number: int, kind: str) -> str:
         folder = f"{self.prefix}/{event_id}" if self.prefix else event_id
         return f"{folder}/{number:06d}.{kind}.json"
@@ -81,7 +87,14 @@ class StoreLedger:
         return value if isinstance(value, dict) else None
 
     def claim(
-        self, event_id: str, *, target: str, identity: Mapping[str, str], force: bool, retry_unknown: bool
+        self,
+        event_id: str,
+        *,
+        target: str,
+        identity: Mapping[str, str],
+        force: bool,
+        retry_unknown: bool,
+        in_flight_seconds: float = 0.0,
     ) -> tuple[int | None, StoredClaim | None, str | None]:
         """Claim the next attempt of ``event_id``: ``(number, None, None)`` when this run may send it, else
         ``(None, last claim, why not)``."""
@@ -101,6 +114,7 @@ class StoreLedger:
             "claimed_at": datetime.now(UTC).isoformat(),
             "target": target,
             "identity": dict(identity),
+            "in_flight_seconds": in_flight_seconds,
         }
         key = self._key(event_id, number, "claim")
         if self.store.write(key, encode(body)):

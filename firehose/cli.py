@@ -1253,17 +1253,21 @@ def replay(
         if ledger_url and not dry_run:
             ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id)
             stack.callback(ledger_store.close)
+            if ledger_where.scheme == "file":
+                ledger_store.create()  # a folder of our own; a bucket or container is never made by firehose
             shared = StoreLedger(ledger_store, ledger_where.prefix, options.run_id)
+            shared.check()
         settler = None
         if settling and api_client is not None:
             settler = replaying.Settler(
                 api_client,
                 settings.api.url,
                 grace_seconds=grace,
-                known_leads=lambda lead_id: ledger.replayed_as(lead_id) is not None,
+                known_leads=ledger.made_by_replay(),
             )
             for entry, outcome in replaying.settle_ledger(ledger, settler):
-                click.echo(f"firehose replay: event {entry.event_id} was in doubt: {outcome.reason}", err=True)
+                state_word = "is still in doubt" if outcome.status == "unknown" else "was in doubt"
+                click.echo(f"firehose replay: event {entry.event_id} {state_word}: {outcome.reason}", err=True)
         began, cpu = time.monotonic(), time.process_time()
         plan = replaying.plan(selected, ledger, options)
         selecting, selecting_cpu = time.monotonic() - began, time.process_time() - cpu

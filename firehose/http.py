@@ -269,6 +269,14 @@ class Delivery:
         return self.state not in ("unreachable", "unsent")
 
 
+class _Highest(random.Random):
+    def random(self) -> float:
+        return 1.0
+
+
+_HIGHEST = _Highest()
+
+
 class Sender:
     """Sends prepared requests to any URL, for replay: no auth of its own, one keep-alive connection per sending
     thread and host; redirects are followed only when asked, to the same origin, for 307/308 (which keep the
@@ -317,6 +325,17 @@ class Sender:
         self._open: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+
+    def longest_seconds(self) -> float:
+        """The longest one ``deliver`` can take: every attempt timing out, with the longest waits between. A
+        request claimed longer ago than this is no longer in flight, whatever became of it."""
+        policy = self.retry
+        waits = sum(
+            max(policy.wait_seconds(n, None, _HIGHEST), policy.retry_after_max_seconds)
+            for n in range(1, policy.max_attempts)
+        )
+        hops = self.MAX_REDIRECTS + 1 if self.follow_redirects else 1
+        return (self._timeout * 2 + 1) * policy.max_attempts * hops + waits
 
     def close(self) -> None:
         with self._lock:

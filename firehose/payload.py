@@ -13,6 +13,7 @@ own kind, keeping field order.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -169,17 +170,35 @@ def _json_unset(document: dict[str, Any], path: list[str]) -> None:
     document.pop(path[-1], None)
 
 
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+"""An XML element name firehose will write (ASCII; no ``:`` namespaces): anything else would make a body no
+parser reads, or be taken by ElementTree for a path expression."""
+
+
+def _xml_path(path: list[str]) -> list[str]:
+    for part in path:
+        if not _XML_NAME.match(part):
+            raise DataError(f"{'.'.join(path)!r} cannot be an XML element path ({part!r} is not an element name)")
+    return path
+
+
+def _xml_child(element: ET.Element, name: str) -> ET.Element | None:
+    return next((child for child in element if child.tag == name), None)
+
+
 def _xml_set(root: ET.Element, path: list[str], value: Any) -> None:
     element = root
-    for part in path:
-        found = element.find(part)
+    for part in _xml_path(path):
+        found = _xml_child(element, part)
         element = found if found is not None else ET.SubElement(element, part)
     element.text = _text(value)
 
 
 def _xml_unset(root: ET.Element, path: list[str]) -> None:
-    parent = root.find("/".join(path[:-1])) if len(path) > 1 else root
+    parent: ET.Element | None = root
+    for part in _xml_path(path)[:-1]:
+        parent = _xml_child(parent, part) if parent is not None else None
     if parent is None:
         return
-    for child in parent.findall(path[-1]):
+    for child in [c for c in parent if c.tag == path[-1]]:
         parent.remove(child)

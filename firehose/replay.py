@@ -856,6 +856,9 @@ class Doubt:
     target: str
     claimed_at: datetime
     identity: Mapping[str, str]
+    in_flight_seconds: float = 0.0
+    """How long its sender may still be at it (a claim in a shared ledger, whose machine may be alive): no
+    settling as not received before that, whatever ``--settle-after`` says."""
 
 
 @dataclass(frozen=True)
@@ -924,11 +927,12 @@ class Settler:
         except FirehoseError as exc:
             return Settlement("unknown", f"{IN_DOUBT}; could not ask LeadConduit ({exc})")
         waited = self.clock() - doubt.claimed_at.timestamp()
-        if waited < self.grace_seconds:
+        grace = max(self.grace_seconds, doubt.in_flight_seconds)
+        if waited < grace:
             return Settlement(
                 "unknown",
                 f"{IN_DOUBT}; LeadConduit shows no lead from it yet, too soon to be sure "
-                f"({waited:.0f} s of {self.grace_seconds:.0f} s, --settle-after): rerun later",
+                f"({waited:.0f} s of {grace:.0f} s, --settle-after): rerun later",
             )
         return Settlement(
             "failed",
@@ -950,27 +954,21 @@ IN_DOUBT = "sent before without an answer: the target may have taken it"
 
 
 def settle_ledger(ledger: ReplayLedger, settler: Settler) -> list[tuple[LedgerEntry, Settlement]]:
-    """Settle every lead the ledger has in doubt that the settler can look up; what is settled is written."""
-    settled = []
+    """Try to settle every lead the ledger has in doubt; what is settled (sent, or not received) is written.
+    Returns every attempt, the ones left ``unknown`` too (with why), for the operator to see."""
+    tried = []
     for entry in ledger.in_doubt():
-        if entry.updated_at is None:
+        claimed = entry.claimed_at or entry.updated_at
+        if claimed is None:
             continue
-        outcome = settler.settle(Doubt(entry.event_id, entry.target, entry.updated_at, entry.identity or {}))
-        if outcome.status == "unknown":
-            continue
-        ledger.write(
-            [
-                replace(
-                    entry,
-                    status=outcome.status,
-                    reason=outcome.reason,
-                    new_lead_id=outcome.new_lead_id,
-                    new_outcome=outcome.new_outcome,
-                )
-            ]
-        )
-        settled.append((entry, outcome))
-    return settled
+        outcome = settler.settle(Doubt(entry.event_id, entry.target, claimed, entry.identity or {}))
+        tried.append((entry, outcome))
+        if outcome.status != "unknown":
+            changes: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
+            if outcome.status == "sent":
+                changes |= {"new_lead_id": outcome.new_lead_id, "new_outcome": outcome.new_outcome}
+            ledger.write([replace(entry, **changes)])
+    return tried
 
 
 # -- sending ----------------------------------------------------------------------------------------------
@@ -1077,7 +1075,12 @@ def _deliver(
         force, retry_unknown = options.force, options.retry_unknown
         try:
             number, last, why = shared.claim(
-                prepared.event_id, target=target, identity=prepared.identity, force=force, retry_unknown=retry_unknown
+                prepared.event_id,
+                target=target,
+                identity=prepared.identity,
+                force=force,
+                retry_unknown=retry_unknown,
+                in_flight_seconds=sender.longest_seconds(),
             )
             if number is None and last is not None and last.status is None and settler is not None:
                 number, why = _settle_shared(shared, last, prepared, settler, options)
@@ -1117,8 +1120,9 @@ def _settle_shared(
         claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
     except ValueError:
         return None, "claimed with no result, and the claim cannot be read"
+    in_flight = float(claim.get("in_flight_seconds") or 0)
     outcome = settler.settle(
-        Doubt(prepared.event_id, str(claim.get("target", "")), claimed_at, claim.get("identity") or {})
+        Doubt(prepared.event_id, str(claim.get("target", "")), claimed_at, claim.get("identity") or {}, in_flight)
     )
     if outcome.status == "unknown":
         return None, outcome.reason
@@ -1132,6 +1136,7 @@ def _settle_shared(
         identity=prepared.identity,
         force=options.force,
         retry_unknown=options.retry_unknown,
+        in_flight_seconds=in_flight,
     )
     return number, why
 

@@ -16,8 +16,9 @@ Tables:
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,8 @@ from firehose.reconcile import Finding, Verdict
 
 SCHEMA_VERSION = 3
 """2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``
-(hashes of the body sent, to find the lead an in-doubt request made) and ``replays.claimed_by`` (the run)."""
+(hashes of the body sent, to find the lead an in-doubt request made), ``replays.claimed_by`` (the run) and
+``replays.claimed_at`` (when the lead was last claimed: its request went out after that)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS replays (
     reason TEXT,
     updated_at TEXT NOT NULL,
     identity TEXT,
-    claimed_by TEXT
+    claimed_by TEXT,
+    claimed_at TEXT
 );
 CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
 """
@@ -86,7 +89,7 @@ CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
 
 _MIGRATIONS = {
     1: (("findings", "detail"),),
-    2: (("replays", "identity"), ("replays", "claimed_by")),
+    2: (("replays", "identity"), ("replays", "claimed_by"), ("replays", "claimed_at")),
 }
 """The columns (all ``TEXT``) that take a database from schema N to N+1. A table the old schema did not have
 at all was just made whole by ``_SCHEMA``, so a column already there is left alone."""
@@ -284,6 +287,8 @@ class LedgerEntry:
     """Hashes of what was sent (``body``: the bytes; ``fields``: the parsed fields), never the lead itself."""
     claimed_by: str | None = None
     """The run that claimed it (its id), so a run tells its own claims from another's."""
+    claimed_at: datetime | None = None
+    """When it was last claimed (set when written ``sending``, kept by the rows that follow)."""
 
 
 def refusal(entry: LedgerEntry | None, *, force: bool, retry_unknown: bool) -> str | None:
@@ -314,7 +319,7 @@ class ReplayLedger:
 
     _COLUMNS = (
         "event_id, lead_id, flow_id, target, status, attempts, http_status, original_outcome, new_outcome, "
-        "new_lead_id, reason, updated_at, identity, claimed_by"
+        "new_lead_id, reason, updated_at, identity, claimed_by, claimed_at"
     )
 
     def __init__(self, state: StateDB) -> None:
@@ -325,7 +330,7 @@ class ReplayLedger:
         event_id, lead_id, flow_id, target, status, attempts, http_status, outcome, new_outcome, new_lead = row[:10]
         entry = LedgerEntry(
             event_id, lead_id, flow_id, target, status, attempts, http_status, outcome, new_outcome, new_lead,
-            row[10], _time(row[11]), decode(row[12]) if row[12] else None, row[13],
+            row[10], _time(row[11]), decode(row[12]) if row[12] else None, row[13], _time(row[14]),
         )  # fmt: skip
         if entry.status == SENDING:
             return replace(entry, reason=IN_DOUBT_AFTER_CRASH)
@@ -347,6 +352,19 @@ class ReplayLedger:
         selecting it again would post the same lead twice."""
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
+
+    def made_by_replay(self) -> Callable[[str], bool]:
+        """``replayed_as(lead) is not None`` for any thread: each thread that asks gets a read-only connection of
+        its own (SQLite connections stay in the thread that made them)."""
+        local = threading.local()
+
+        def check(lead_id: str) -> bool:
+            connection = getattr(local, "db", None)
+            if connection is None:
+                connection = local.db = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+            return connection.execute("SELECT 1 FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone() is not None
+
+        return check
 
     def claim(
         self, entry: LedgerEntry, finals: Sequence[LedgerEntry] = (), *, force: bool, retry_unknown: bool
@@ -405,11 +423,17 @@ class ReplayLedger:
                 now,
                 encode(dict(e.identity)).decode() if e.identity else None,
                 e.claimed_by,
+                now if e.status == SENDING else _iso(e.claimed_at),
             )
             for e in entries
         ]
+        # A row written ``sending`` records when it was claimed; the rows after it keep that time.
+        updates = ", ".join(f"{name} = excluded.{name}" for name in self._COLUMNS.split(", ")[1:-1])
         self._db.executemany(
-            f"INSERT OR REPLACE INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            f"INSERT INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT (event_id) DO UPDATE SET {updates}, "
+            "claimed_at = COALESCE(excluded.claimed_at, replays.claimed_at)",
+            rows,
         )
 
 

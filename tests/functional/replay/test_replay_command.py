@@ -13,61 +13,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from firehose.archive import StoreUrl, open_store
-from firehose.cli import cli
 from firehose.errors import ExitCode
-from firehose.sandbox import Targets
 from tests.conftest import API_KEY, S3_CREDENTIAL, S3_ENDPOINT, UNTIL, RunningSandbox, start_sandbox, stop_sandbox
-
-WINDOW = ["--start", "2026-11-14", "--end", UNTIL.isoformat()]
-
-
-@pytest.fixture()
-def box(tmp_path: Path) -> Iterator[RunningSandbox]:
-    running, server = start_sandbox(
-        Targets(directory=tmp_path / "archive", create_buckets=True), seed=5, leads=60, days=6
-    )
-    assert running.sandbox.stream.wait(60)
-    yield running
-    stop_sandbox(server, running)
-
-
-@pytest.fixture()
-def env(tmp_path: Path, box: RunningSandbox) -> dict[str, str]:
-    return {
-        "LEADCONDUIT_API_KEY": API_KEY,
-        "LEADCONDUIT_URL": box.url,
-        "FIREHOSE_STATE": str(tmp_path / "state.sqlite"),
-    }
-
-
-def replay(env: dict[str, str], *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["replay", *args], env=env, input=input, catch_exceptions=False)
-
-
-def failed_sources(box: RunningSandbox) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in box.sandbox_events()
-        if e["type"] == "source"
-        and e["outcome"] in ("error", "failure")
-        and e["id"][:8] <= f"{int(UNTIL.timestamp()):08x}"
-    ]
-
-
-def received(box: RunningSandbox) -> list[dict[str, Any]]:
-    return list(box.sandbox.submissions)
-
-
-def body_of(submission: dict[str, Any]) -> bytes:
-    return base64.b64decode(submission["body_base64"])
+from tests.functional.replay.support import WINDOW, body_of, failed_sources, received, replay
 
 
 def test_sends_each_failed_lead_once_byte_identical_without_credentials_and_a_rerun_sends_nothing(
