@@ -202,3 +202,99 @@ def test_selection_filters_by_time_flow_source_outcome_reason_and_rules() -> Non
     query = Selection(flows=(FLOW,), outcomes=("error", "failure")).api_query()
     assert {"lhv": "type", "op": "is equal to", "rhv": "source"} in query.all_rules()
     assert {"lhv": "flow.id", "op": "is included in", "rhv": [FLOW]} in query.all_rules()
+
+
+# -- the safety rules, one by one ----------------------------------------------------------------------------
+def test_without_target_only_leadconduit_is_sent_to_and_other_hosts_are_refused_by_name() -> None:
+    configured = Target(base_url="http://127.0.0.1:9000")
+    assert configured.resolve(ORIGINAL) == f"http://127.0.0.1:9000/flows/{FLOW}/sources/{SOURCE}/submit"
+    assert configured.resolve("/flows/a/sources/b/submit?x=1") == "http://127.0.0.1:9000/flows/a/sources/b/submit?x=1"
+    for foreign in ("https://evil.example/flows/a/sources/b/submit", "http://127.0.0.2:9000/x", "//evil.example/x"):
+        with pytest.raises(DataError, match="not LeadConduit's"):
+            configured.resolve(foreign)
+    other_flow = Target(flow_id="f" * 24, source_id="s" * 24, base_url="http://127.0.0.1:9000")
+    with pytest.raises(DataError, match=r"evil\.example"):
+        other_flow.resolve("https://evil.example/flows/a/sources/b/submit")
+    with pytest.raises(UsageError, match="go together"):
+        Target(flow_id="f" * 24)
+    with pytest.raises(UsageError, match="--target"):
+        Target(url="ftp://somewhere")
+
+
+def test_the_source_key_goes_only_to_the_named_host_and_stored_credentials_never_leave() -> None:
+    event = source_event(JSON_BODY, "application/json", uri=ORIGINAL + "?api_key=stored-secret&state=TX")
+    prepared = prepare(event, Target(base_url="http://127.0.0.1:9000"), Edits(), Secret("partner"))
+    assert "stored-secret" not in prepared.url and "state=TX" in prepared.url
+    assert dict(prepared.headers)["Authorization"] == "Basic " + base64.b64encode(b"API:partner").decode()
+    assert prepared.shown_url() == f"http://127.0.0.1:9000/flows/{FLOW}/sources/{SOURCE}/submit?state=***"
+    kept = prepare(event, Target(base_url="http://127.0.0.1:9000"), Edits(), keep_query_credentials=True)
+    assert "api_key=stored-secret" in kept.url and "stored-secret" not in kept.shown_url(include_pii=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"method": "POST\r\nX-Injected: 1"}, "is not an HTTP method"),
+        ({"headers": {"Content-Type": "application/json", "X-Note": "a\r\nX-Injected: 1"}}, "line break"),
+        ({"headers": {"Content-Type": "application/json", "X-Name": "Łukasz"}}, "cannot carry"),
+        ({"headers": {"Content-Type": "application/json", "Bad Name": "x"}}, "not an HTTP header name"),
+        ({"uri": ORIGINAL + "?a=b c"}, "spaces, control"),
+    ],
+)
+def test_requests_http_cannot_carry_are_refused_before_sending(change: dict[str, Any], reason: str) -> None:
+    event = source_event(JSON_BODY, "application/json")
+    event["request"].update(change)
+    with pytest.raises(DataError, match=f"event {event['id']}: .*{reason}"):
+        prepare(event, Target(url="http://127.0.0.1:9000"), Edits())
+
+
+def test_xml_edits_refuse_element_names_xml_cannot_take() -> None:
+    for name in ("a b", "1x", "a/b", "x[1]", "ns:tag"):
+        with pytest.raises(DataError, match="cannot be an XML element path"):
+            payload.edit("xml", XML_BODY, [(name, "1")], [])
+    assert "<city>Austin</city>" in payload.edit("xml", XML_BODY, [("city", "Austin")], [])
+
+
+def _delivery(status: int | None, state: str = "answered", **extra: Any) -> Any:
+    from firehose.http import Delivery
+
+    return Delivery(state, 1, status, b'{"outcome":"success","lead":{"id":"n1"}}', "application/json", **extra)
+
+
+def test_only_2xx_or_a_303_to_redir_url_is_sent() -> None:
+    from firehose.replay import ReplayOptions, _result
+
+    options = ReplayOptions(Target(url="http://127.0.0.1:9000"))
+    plain = prepare(source_event(JSON_BODY, "application/json"), options.target, Edits())
+    with_redir = prepare(
+        source_event(JSON_BODY, "application/json", uri=ORIGINAL + "?redir_url=https%3A%2F%2Fx.example"),
+        options.target,
+        Edits(),
+    )
+    assert _result(plain, _delivery(201), 0, options).status == "sent"
+    assert _result(with_redir, _delivery(303), 0, options).status == "sent"
+    for status in (301, 302, 303, 307, 308, 400, 404, 429, 503):
+        assert _result(plain, _delivery(status), 0, options).status == "failed", status
+    assert _result(plain, _delivery(504, "unknown"), 0, options).status == "unknown"
+    assert _result(plain, _delivery(None, "unsent"), 0, options).status == "failed"
+
+
+def test_redirects_are_followed_only_when_asked_and_only_on_the_same_origin() -> None:
+    from firehose.http import Sender
+
+    follow, refuse = Sender(follow_redirects=True), Sender()
+    here = "http://127.0.0.1:9000/flows/a/sources/b/submit"
+    assert follow._redirect_to(here, _delivery(307), "/moved") == "http://127.0.0.1:9000/moved"
+    assert follow._redirect_to(here, _delivery(308), "http://127.0.0.1:9000/m?x=1") == "http://127.0.0.1:9000/m?x=1"
+    assert refuse._redirect_to(here, _delivery(307), "/moved") is None
+    for elsewhere in ("http://127.0.0.1:9001/m", "https://127.0.0.1:9000/m", "http://127.0.0.2:9000/m", "//evil/m"):
+        assert follow._redirect_to(here, _delivery(307), elsewhere) is None, elsewhere
+    assert follow._redirect_to(here, _delivery(302), "/moved") is None, "a 302 turns POST into GET: never followed"
+
+
+@pytest.mark.parametrize("timeout", [-1.0, 0.0, float("nan"), float("inf"), 1e9])
+def test_a_sender_refuses_timeouts_that_cannot_work(timeout: float) -> None:
+    from firehose.http import Sender
+
+    with pytest.raises(UsageError, match="--timeout"):
+        Sender(timeout_seconds=timeout)

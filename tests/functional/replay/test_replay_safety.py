@@ -406,3 +406,36 @@ def test_hostile_stored_requests_fail_alone_with_the_reason_and_nothing_is_injec
     [row] = [json.loads(line) for line in bad_path.stdout.splitlines()]
     assert row["status"] == "failed" and "cannot be an XML element path" in row["reason"]
     assert "Traceback" not in bad_path.output
+
+
+def test_kill_9_at_any_moment_then_any_number_of_reruns_posts_each_lead_at_most_once_and_lists_the_rest(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A target firehose cannot ask (not LeadConduit): what is in doubt stays in doubt, listed, never re-sent."""
+    events = sources(box)[:40]
+    ids = ids_file(tmp_path, events)
+
+    def slow(captured: Captured) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.05)
+        return 201, {"Content-Type": "application/json"}, b'{"outcome":"success","lead":{"id":"n"}}'
+
+    with CaptureServer(answer=slow) as flow:
+        args = ["--ids", str(ids), "--target", flow.url, "--yes", "--format", "ndjson", "--concurrency", "3"]
+        for kill_after in (0, 1, 4, 9):  # right at the start, then at different points of the run
+            process = run(env, *args)
+            deadline = time.monotonic() + 30
+            start = len(flow.requests)
+            while len(flow.requests) - start < kill_after and time.monotonic() < deadline:
+                time.sleep(0.002)
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+        for _ in range(3):
+            final = replay(env, *args)
+        time.sleep(0.2)
+        bodies = Counter(c.body for c in flow.requests)
+        assert max(bodies.values()) == 1, "no lead posted twice"
+        rows = [json.loads(line) for line in final.stdout.splitlines()]
+        in_doubt = {r["event_id"] for r in rows if r["status"] == "skipped" and "without an answer" in r["reason"]}
+        never = {e["id"] for e in events if e["request"]["body"].encode() not in bodies}
+        assert never <= in_doubt, "every lead not received is listed as in doubt"
+        assert len(in_doubt) <= 4 * 3, "at most --concurrency leads in doubt per kill"
