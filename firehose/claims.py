@@ -2,16 +2,20 @@
 
 SQLite's lock holds only on one machine. For replays run from several, each lead is claimed with a
 create-only object, the one operation every store makes atomic (S3 ``If-None-Match: *``, Azure ``IfMissing``,
-an exclusive create on disk). Per event, under ``<prefix>/<event id>/``:
+an exclusive create on disk). A lead is its request (``replay.identity``: method, path, query and body), not
+the event that carries it: a replay's own new source event, and a lead its vendor sent twice, carry the same
+request and so share one history. Per request, under ``<prefix>/<request sha256>/``:
 
 - ``<n>.claim.json``: attempt ``n`` is claimed (which run, host, when, where to, hashes of the body). Whoever
   creates it sends; a machine that finds it already there does not.
 - ``<n>.result.json``: how attempt ``n`` ended (``sent``, ``failed``, ``unknown``), also create-only.
 
 A claim without a result is in doubt (its machine died, or is still sending): no one sends the lead again
-unless asked (``--retry-unknown``), or until the settler finds what became of it. A ``failed`` result (the flow
-did not take it, or nothing was sent) lets the next run claim ``n + 1``. Nothing is ever overwritten, so the
-objects are also the history of every attempt. No lead data is written: ids, hashes, a redacted URL.
+unless asked (``--retry-unknown``), or until the settler finds what became of it; and never, whatever is
+asked, while the claiming machine may still be sending it (the claim says for how long:
+``in_flight_seconds``). A ``failed`` result (the flow did not take it, or nothing was sent) lets the next
+run claim ``n + 1``. Nothing is ever overwritten, so the objects are also the history of every attempt. No
+lead data is written: ids, hashes, a redacted URL.
 """
 
 from __future__ import annotations
@@ -43,6 +47,17 @@ class StoredClaim:
     def status(self) -> str | None:
         return str(self.result.get("status")) if self.result else None
 
+    def in_flight(self, now: datetime) -> bool:
+        """Whether the machine that claimed it may still be sending it."""
+        if self.result is not None:
+            return False
+        try:
+            claimed = datetime.fromisoformat(str(self.claim.get("claimed_at")))
+            seconds = float(self.claim.get("in_flight_seconds") or 0)
+        except (TypeError, ValueError):
+            return True  # a claim we cannot read: assume the worst
+        return (now - claimed).total_seconds() < seconds
+
 
 class StoreLedger:
     """Claims and results of replays in ``store`` under ``prefix``, for run ``run_id``."""
@@ -59,13 +74,13 @@ class StoreLedger:
         for _ in self.store.list(f"{self.prefix}/" if self.prefix else "", limit=1):
             break
 
-    def _key(self, event_id: str, number: int, kind: str) -> str:
-        folder = f"{self.prefix}/{event_id}" if self.prefix else event_id
+    def _key(self, request: str, number: int, kind: str) -> str:
+        folder = f"{self.prefix}/{request}" if self.prefix else request
         return f"{folder}/{number:06d}.{kind}.json"
 
-    def last(self, event_id: str) -> StoredClaim | None:
-        """The event's latest claim with its result, or None if no run ever claimed it."""
-        folder = f"{self.prefix}/{event_id}/" if self.prefix else f"{event_id}/"
+    def last(self, request: str) -> StoredClaim | None:
+        """The request's latest claim with its result, or None if no run ever claimed it."""
+        folder = f"{self.prefix}/{request}/" if self.prefix else f"{request}/"
         numbers: dict[int, set[str]] = {}
         for info in self.store.list(folder):
             found = _NAME.match(info.key[len(folder) :])
@@ -75,8 +90,8 @@ class StoreLedger:
         if not claimed:
             return None
         number = max(claimed)
-        claim = self._read(self._key(event_id, number, "claim"))
-        result = self._read(self._key(event_id, number, "result")) if "result" in numbers[number] else None
+        claim = self._read(self._key(request, number, "claim"))
+        result = self._read(self._key(request, number, "result")) if "result" in numbers[number] else None
         return StoredClaim(number, claim or {}, result)
 
     def _read(self, key: str) -> dict[str, Any] | None:
@@ -96,9 +111,10 @@ class StoreLedger:
         retry_unknown: bool,
         in_flight_seconds: float = 0.0,
     ) -> tuple[int | None, StoredClaim | None, str | None]:
-        """Claim the next attempt of ``event_id``: ``(number, None, None)`` when this run may send it, else
-        ``(None, last claim, why not)``."""
-        last = self.last(event_id)
+        """Claim the next attempt of the request ``identity["request"]`` for ``event_id``: ``(number, None,
+        None)`` when this run may send it, else ``(None, last claim, why not)``."""
+        request = identity["request"]
+        last = self.last(request)
         if last is not None:
             why = self.refusal(last, force=force, retry_unknown=retry_unknown)
             if why is not None:
@@ -116,7 +132,7 @@ class StoreLedger:
             "identity": dict(identity),
             "in_flight_seconds": in_flight_seconds,
         }
-        key = self._key(event_id, number, "claim")
+        key = self._key(request, number, "claim")
         if self.store.write(key, encode(body)):
             return number, None, None
         # Taken: by another run this instant, or by our own write that a retried PUT saw as existing.
@@ -128,7 +144,10 @@ class StoreLedger:
 
     @staticmethod
     def refusal(last: StoredClaim, *, force: bool, retry_unknown: bool) -> str | None:
-        """Why the lead must not be sent again given its last claim (the same rules as the local ledger)."""
+        """Why the lead must not be sent again given its last claim (the same rules as the local ledger, and
+        never while the claiming machine may still be sending it)."""
+        if last.in_flight(datetime.now(UTC)):
+            return f"being sent right now by {_who(last)} (event {last.claim.get('event_id')})"
         status = last.status
         if status == "sent" and not force:
             lead = last.result.get("new_lead_id") if last.result else None
@@ -138,11 +157,12 @@ class StoreLedger:
             return f"claimed by {_who(last)} with {state}: it may have reached the flow; --retry-unknown sends again"
         return None
 
-    def finish(self, event_id: str, number: int, result: Mapping[str, Any]) -> bool:
-        """Record how attempt ``number`` ended (create-only: the first word on an attempt stands)."""
+    def finish(self, event_id: str, request: str, number: int, result: Mapping[str, Any]) -> bool:
+        """Record how attempt ``number`` ended (create-only: the first word on an attempt stands; False when
+        another run had already written one)."""
         body = {**result, "event_id": event_id, "attempt": number, "run": self.run_id,
                 "finished_at": datetime.now(UTC).isoformat()}  # fmt: skip
-        return self.store.write(self._key(event_id, number, "result"), encode(body))
+        return self.store.write(self._key(request, number, "result"), encode(body))
 
 
 def _who(claim: StoredClaim) -> str:

@@ -15,10 +15,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -31,7 +31,44 @@ log = logging.getLogger("firehose")
 
 
 class FirehoseGroup(click.Group):
-    """Turns every ``FirehoseError`` into one line on stderr and its exit code; Ctrl-C into 130."""
+    """Turns every ``FirehoseError`` into one line on stderr and its exit code; Ctrl-C into 130; the option
+    parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2."""
+
+    def main(  # type: ignore[override]  # click's overloads; the behaviour is the same
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, standalone_mode: bool = True,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `firehose` or a bare group: its help, exit 0
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+            code = ExitCode.USAGE
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "firehose"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"firehose: error: {message} (see {command} --help)", err=True)
+            code = ExitCode.USAGE
+        except click.ClickException as exc:
+            click.echo(f"firehose: error: {' '.join(exc.format_message().split())}", err=True)
+            code = exc.exit_code
+        except click.Abort:
+            click.echo("firehose: interrupted", err=True)
+            code = ExitCode.INTERRUPTED
+        try:  # what is still buffered goes out now, where a failure can be told, not at exit
+            if not sys.stdout.closed:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = code or ExitCode.CLOSED_PIPE
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            click.echo(f"firehose: error: cannot write output: {exc.strerror or exc}", err=True)
+            code = ExitCode.CONFIG
+        sys.exit(int(code or 0))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -39,9 +76,47 @@ class FirehoseGroup(click.Group):
         except FirehoseError as exc:
             click.echo(f"firehose: error: {exc}", err=True)
             ctx.exit(int(exc.exit_code))
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as a program killed by SIGPIPE would (141), never
+            # with 1, which means "differences found". Later writes at exit go nowhere instead of failing.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(int(ExitCode.CLOSED_PIPE))
+        except OSError as exc:  # writing our own output failed: a full disk, /dev/full, an I/O error
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            where = f"{exc.filename}: " if exc.filename else "output: "
+            click.echo(f"firehose: error: cannot write {where}{exc.strerror or exc}", err=True)
+            ctx.exit(int(ExitCode.CONFIG))
         except KeyboardInterrupt:
             click.echo("firehose: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
+
+
+if TYPE_CHECKING:
+    _StrParam = click.ParamType[str, Any]  # generic for type checkers from click 8.2 on
+else:
+    _StrParam = click.ParamType
+
+
+class WritableFile(_StrParam):
+    """A file the command will write: checked when the flags are read, before any work, so a long run never
+    fails at its end for a reason known at its start (its folder missing, read-only, or the path a folder)."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        path = Path(value)
+        if path.is_dir():
+            self.fail(f"{value} is a folder, not a file", param, ctx)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            self.fail(f"{value}: the folder {folder} does not exist", param, ctx)
+        if path.exists() and not os.access(path, os.W_OK):
+            self.fail(f"{value} is not writable", param, ctx)
+        if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{value}: the folder {folder} is not writable", param, ctx)
+        return str(value)
 
 
 def parse_time(value: str, flag: str, *, end_of_day: bool = False) -> datetime:
@@ -137,9 +212,7 @@ def _log_to_stderr(level: int) -> None:
 @click.option(
     "--page-size", type=click.IntRange(1, 1000), default=1000, show_default=True, help="Events asked for per request."
 )
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write NDJSON here instead of stdout."
-)
+@click.option("-o", "--output", type=WritableFile(), help="Write NDJSON here instead of stdout.")
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=1),
@@ -779,7 +852,7 @@ def _duration(value: str, flag: str) -> timedelta:
 @click.option("--expiring-within", default="7d", show_default=True, help="A gap expiring this soon is at risk.")
 @click.option("--archive", "archive_url", help="Check this store URL instead of each event's own destinations.")
 @click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE or ~/.local/state/firehose).")
-@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--report", "report_file", type=WritableFile(), help="Write the JSON report here.")
 @click.option(
     "--include-pii",
     is_flag=True,
@@ -1032,7 +1105,7 @@ REPLAY_FIELDS = (
 @click.option(
     "--ids",
     "ids_file",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=click.Path(exists=True, dir_okay=False, readable=True, allow_dash=True),
     help="Only these events: one id per line, or NDJSON (a dead-letter file works as is).",
 )
 @click.option("--start", help="Source events created at or after this time.")
@@ -1086,13 +1159,13 @@ REPLAY_FIELDS = (
 @click.option("--yes", is_flag=True, help="Do not ask before sending many leads.")
 @click.option(
     "--dead-letter",
-    type=click.Path(dir_okay=False),
+    type=WritableFile(),
     default="replay-dead-letter.ndjson",
     show_default=True,
     help="Where permanent failures go (NDJSON with each event; give it back to --ids).",
 )
 @click.option("--state", "state_file", help="State database with the ledger (default: as for reconcile).")
-@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--report", "report_file", type=WritableFile(), help="Write the JSON report here.")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "ndjson", "csv"]), default="text", show_default=True
 )

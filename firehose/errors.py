@@ -43,6 +43,8 @@ class ExitCode(IntEnum):
     """Archive (storage) error, or an archived object that cannot be read."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C); state is saved and a rerun resumes."""
+    CLOSED_PIPE = 141
+    """The reader of standard output went away (``| head``): 128 + SIGPIPE, as the shell reports it."""
 
 
 class FirehoseError(Exception):

@@ -7,6 +7,7 @@ and the random source are injected so tests run without waiting.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import math
@@ -34,7 +35,7 @@ from firehose.errors import (
     RetriesExhausted,
     UsageError,
 )
-from firehose.secret import redact_url
+from firehose.secret import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +203,19 @@ class HttpClient:
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             retry_after = exc.retry_after if isinstance(exc, _RetryableStatus) else None
-            seconds = policy.wait_seconds(state.attempt_number, retry_after, self._rng)
+            return policy.wait_seconds(state.attempt_number, retry_after, self._rng)
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            # Here, not in wait(): tenacity asks for the wait before it decides to stop, and a message from
+            # there promised a retry that never came ("retry 6 of 5").
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = state.next_action.sleep if state.next_action else 0.0
             log.warning("%s; retry %d of %d in %.1f s", exc, state.attempt_number, policy.max_attempts - 1, seconds)
-            return seconds
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.max_attempts),
             wait=wait,
+            before_sleep=announce,
             retry=tenacity.retry_if_exception_type((_RetryableStatus, _RetryableTransport)),
             sleep=self._sleep,
             reraise=True,
@@ -269,6 +276,53 @@ class Delivery:
         return self.state not in ("unreachable", "unsent")
 
 
+class _Deadlines:
+    """Shuts down a socket whose exchange outlives its deadline. ``http.client``'s timeout bounds each read
+    only, so a server that trickles a byte every half second would hold a request for ever; here every
+    attempt has one deadline for sending and reading its whole answer. One daemon thread, checking every
+    50 ms, for all requests: arming and disarming is a dict operation."""
+
+    TICK_SECONDS = 0.05
+
+    def __init__(self) -> None:
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
+        self._fired: set[int] = set()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, seconds: float) -> int:
+        with self._lock:
+            self._next += 1
+            self._armed[self._next] = (time.monotonic() + seconds, sock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="replay-deadlines", daemon=True)
+                self._thread.start()
+            return self._next
+
+    def disarm(self, token: int) -> bool:
+        """Disarm; True when the deadline had fired (the socket was shut down for it)."""
+        with self._lock:
+            self._armed.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                late = [(token, sock) for token, (due, sock) in self._armed.items() if due <= now]
+                for token, _ in late:
+                    del self._armed[token]
+                    self._fired.add(token)
+            for _, sock in late:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 class _Highest(random.Random):
     def random(self) -> float:
         return 1.0
@@ -325,6 +379,12 @@ class Sender:
         self._open: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._deadlines = _Deadlines()
+
+    def pace(self) -> None:
+        """Wait for the next start the rate limit allows (for a caller that must act right before sending:
+        ``deliver(..., paced=True)`` then does not wait again for its first attempt)."""
+        self._before_attempt()
 
     def longest_seconds(self) -> float:
         """The longest one ``deliver`` can take: every attempt timing out, with the longest waits between. A
@@ -335,7 +395,7 @@ class Sender:
             for n in range(1, policy.max_attempts)
         )
         hops = self.MAX_REDIRECTS + 1 if self.follow_redirects else 1
-        return (self._timeout * 2 + 1) * policy.max_attempts * hops + waits
+        return (self._timeout * 2 + 2 * _Deadlines.TICK_SECONDS + 1) * policy.max_attempts * hops + waits
 
     def close(self) -> None:
         with self._lock:
@@ -369,7 +429,11 @@ class Sender:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def deliver(self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes) -> Delivery:
+    def deliver(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes, *, paced: bool = False
+    ) -> Delivery:
+        """Send one request, with retries per the policy. ``paced``: the caller already waited for the first
+        attempt's slot (``pace``)."""
         policy = self.retry
         attempts = 0
         last_retry_after: list[float | None] = [None]
@@ -378,8 +442,9 @@ class Sender:
             nonlocal attempts
             attempts += 1
             where = url
-            for _ in range(self.MAX_REDIRECTS + 1):
-                delivery, location = self._once(method, where, headers, body, attempts, last_retry_after)
+            for hop in range(self.MAX_REDIRECTS + 1):
+                wait = not (paced and attempts == 1 and hop == 0)
+                delivery, location = self._once(method, where, headers, body, attempts, last_retry_after, wait)
                 following = self._redirect_to(where, delivery, location)
                 if following is None:
                     return delivery
@@ -396,14 +461,17 @@ class Sender:
             )
 
         def wait(state: tenacity.RetryCallState) -> float:
-            seconds = policy.wait_seconds(state.attempt_number, last_retry_after[0], self._rng)
+            return policy.wait_seconds(state.attempt_number, last_retry_after[0], self._rng)
+
+        def announce(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome.result() if state.outcome else None
+            seconds = state.next_action.sleep if state.next_action else 0.0
             log.info("%s %s: %s; retry in %.1f s", method, redact_url(url), outcome and outcome.reason, seconds)
-            return seconds
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.max_attempts),
             wait=wait,
+            before_sleep=announce,
             retry=tenacity.retry_if_result(again),
             sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
@@ -430,13 +498,15 @@ class Sender:
         body: bytes,
         attempts: int,
         retry_after: list[float | None],
+        wait: bool = True,
     ) -> tuple[Delivery, str | None]:
         retry_after[0] = None
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Delivery("unreachable", attempts, reason=f"not an http(s) URL: {redact_url(url)}"), None
         connection = self._connection(parts.scheme, parts.hostname, parts.port)
-        self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
+        if wait:
+            self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
         if connection.sock is None:
             try:
                 connection.connect()
@@ -454,21 +524,25 @@ class Sender:
         except (ValueError, http.client.HTTPException) as exc:  # InvalidURL, a CR/LF or non-Latin-1 header
             connection.close()
             return Delivery("unsent", attempts, reason=f"not sent: HTTP cannot carry this request ({exc})"), None
+        token = self._deadlines.arm(connection.sock, self._timeout) if connection.sock is not None else 0
         try:
             connection.endheaders(body or None)
             response = connection.getresponse()
             content = response.read()
         except (OSError, http.client.HTTPException) as exc:
             # Sent, or partly sent, and no whole answer: the target may have taken the lead.
+            late = self._deadlines.disarm(token)
             connection.close()
-            reason = f"no answer after sending: {_describe_socket_error(exc)}"
-            return Delivery("unknown", attempts, reason=reason), None
+            why = f"no whole answer within --timeout {self._timeout:g} s" if late else _describe_socket_error(exc)
+            return Delivery("unknown", attempts, reason=f"no answer after sending: {why}"), None
+        self._deadlines.disarm(token)
         if response.will_close:
             connection.close()
         status = response.status
         if status in self.RETRY_STATUSES:
             retry_after[0] = parse_retry_after(response.getheader("Retry-After"))
-        text = content.decode("utf-8", "replace").strip().replace("\n", " ")
+        # The target's own words, credentials taken out (an echo of our Authorization header, a URL with a key).
+        text = redact_text(content.decode("utf-8", "replace").strip().replace("\n", " "))
         said = f"HTTP {status}" + (f": {text[:200]}" if text else "")
         location = response.getheader("Location")
         shown_location = redact_url(urljoin(url, location)) if location else None

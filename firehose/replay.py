@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
@@ -42,7 +42,7 @@ from firehose.http import Delivery, Sender
 from firehose.ids import seconds_of
 from firehose.rules import RuleError, evaluate_all
 from firehose.secret import REDACTED, Secret, is_credential, is_credential_param, redact_url
-from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal
+from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal, same_lead
 
 HOP_BY_HOP = frozenset(
     {
@@ -177,8 +177,9 @@ class Target:
             except ValueError:
                 host = ""
             if host != (base.hostname or "").lower() and host not in LEADCONDUIT_HOSTS:
+                named = host or original.netloc.rsplit("@", 1)[-1]  # never the user info: it may hold a password
                 raise DataError(
-                    f"its stored request names host {host or original.netloc!r}, not LeadConduit's "
+                    f"its stored request names host {named!r}, not LeadConduit's "
                     f"({base.hostname}): refused; give --target to send it elsewhere"
                 )
         path = original.path
@@ -313,7 +314,7 @@ def _prepare(
         url,
         tuple(headers),
         body,
-        identity(kind, body),
+        identity(stored.method, url, kind, body),
         _carries_redirect(url, kind, body),
     )
 
@@ -348,14 +349,21 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
 
 
-def identity(kind: str | None, body: str) -> dict[str, str]:
-    """Hashes that recognise a request's lead among new source events: of the body's bytes, and of its parsed
-    fields (in case LeadConduit stores the body re-encoded). Hashes, so the ledger keeps no lead data."""
-    found = {"body": hashlib.sha256(body.encode()).hexdigest()}
+def identity(method: str, url: str, kind: str | None, body: str) -> dict[str, str]:
+    """What makes a request *this lead*, as hashes (the ledger keeps no lead data):
+
+    - ``request``: the method, the path and query (not the host: LeadConduit records its own) and the body's
+      bytes. A replay's own new source event stores exactly the request it was made by, so it has the same
+      ``request`` hash as the replay: that is how a later run knows it for a replay, on any machine.
+    - ``fields``: the fields the inbound reads (body and query merged, the query winning), for a settler
+      that meets the body re-encoded. Absent when the request carries no field at all (an empty GET): such a
+      request cannot be told from another, and is never settled as sent by matching it."""
+    split = urlsplit(url)
+    found = {"request": hashlib.sha256(f"{method} {split.path}?{split.query}\n{body}".encode()).hexdigest()}
     try:
-        fields = payload.fields(kind, body) if kind else None
+        fields = {**(payload.fields(kind, body) if kind else {}), **payload.query_fields(split.query)}
     except DataError:
-        fields = None
+        fields = payload.query_fields(split.query)
     if fields:
         found["fields"] = hashlib.sha256(encode(dict(sorted(fields.items())))).hexdigest()
     return found
@@ -617,7 +625,14 @@ def from_ids(
             continue
         event: dict[str, Any] | None
         if text.startswith("{"):
-            row = decode(text, where=f"--ids line {number}")
+            try:
+                row = decode(text, where=f"--ids line {number}")
+            except DataError as exc:  # that line fails alone, reported; the others go on
+                problems.add(f"--ids line {number}", str(exc))
+                continue
+            if not isinstance(row, dict):
+                problems.add(f"--ids line {number}", "not a JSON object")
+                continue
             event = row.get("event") if isinstance(row.get("event"), dict) else None
             event_id = str(row.get("event_id") or row.get("id") or "")
             if event is None and event_id:
@@ -821,6 +836,8 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
             continue
         entry = ledger.get(view.id)
         reason = refusal(entry, force=options.force, retry_unknown=options.retry_unknown)
+        if reason is None and not options.force:
+            reason = _twin(event, ledger, options)
         if reason:
             result.skipped.append(_row(event, "skipped", reason=reason, entry=entry))
             continue
@@ -829,6 +846,17 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
             continue
         result.spool.write(encode_line({"attempts": entry.attempts if entry else 0, "event": dict(event)}))
         result.count += 1
+
+
+def _twin(event: Mapping[str, Any], ledger: ReplayLedger, options: ReplayOptions) -> str | None:
+    """Why not, when another event with the very request this one would send was sent (or may have been): a
+    replay's own new source event, or a lead its vendor sent twice. One lead, one post."""
+    try:
+        prepared = options.prepare(event)
+    except DataError:  # send() fails it with the reason, before any claim
+        return None
+    twin = ledger.same_request(_entry(prepared, SENDING, 0, options))
+    return same_lead(twin) if twin else None
 
 
 def _row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEntry | None = None) -> Result:
@@ -903,29 +931,35 @@ class Settler:
         found = re.search(r"/flows/([^/?]+)/sources/([^/?]+)", urlsplit(doubt.target).path)
         if _origin(doubt.target) != self.origin or not found:
             return Settlement("unknown", f"{IN_DOUBT}; its target is not the LeadConduit firehose can query")
-        if not doubt.identity:
+        if "request" not in doubt.identity:
             return Settlement("unknown", f"{IN_DOUBT}; no record of what it carried")
         since = doubt.claimed_at - timedelta(seconds=self.SKEW_SECONDS)
         rules = (
             {"lhv": "flow.id", "op": "is equal to", "rhv": found.group(1)},
             {"lhv": "source.id", "op": "is equal to", "rhv": found.group(2)},
         )
+        claimed = int(doubt.claimed_at.timestamp())
+        early: dict[str, Any] | None = None  # a match from before the claim (within the skew): only a fallback
+        ambiguous = False
         try:
             for event in self.api.iter_events(EventQuery(start=since, rules=rules, types=("source",))):
                 view = EventView(event)
                 if view.id == doubt.event_id or not view.lead_id or view.lead_id in self._taken:
                     continue
-                if self._carries(event, doubt.identity) and not self.known_leads(view.lead_id):
-                    self._taken.add(view.lead_id)
-                    outcome = event.get("outcome")
-                    return Settlement(
-                        "sent",
-                        f"settled: LeadConduit shows lead {view.lead_id} made by this request",
-                        view.lead_id,
-                        str(outcome) if outcome is not None else None,
-                    )
+                if not self._carries(event, doubt.identity) or self.known_leads(view.lead_id):
+                    continue
+                if "fields" not in doubt.identity:  # an empty request: any empty request would match
+                    ambiguous = True
+                    break
+                if seconds_of(view.id) >= claimed:
+                    return self._sent(event)
+                early = early or event
         except FirehoseError as exc:
             return Settlement("unknown", f"{IN_DOUBT}; could not ask LeadConduit ({exc})")
+        if early is not None:
+            return self._sent(early)
+        if ambiguous:
+            return Settlement("unknown", f"{IN_DOUBT}; it carried no field, so LeadConduit's leads cannot tell it")
         waited = self.clock() - doubt.claimed_at.timestamp()
         grace = max(self.grace_seconds, doubt.in_flight_seconds)
         if waited < grace:
@@ -940,14 +974,24 @@ class Settler:
             f"{since:%Y-%m-%d %H:%M:%S}Z: not received",
         )
 
+    def _sent(self, event: Mapping[str, Any]) -> Settlement:
+        view = EventView(event)
+        lead = str(view.lead_id)
+        self._taken.add(lead)
+        outcome = event.get("outcome")
+        reason = f"settled: LeadConduit shows lead {lead} made by this request"
+        return Settlement("sent", reason, lead, str(outcome) if outcome is not None else None)
+
     @staticmethod
     def _carries(event: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
         try:
             stored = StoredRequest.of(event)
         except DataError:
             return False
-        found = identity(payload.kind_of(stored.header("Content-Type")), stored.body)
-        return found["body"] == wanted.get("body") or ("fields" in found and found["fields"] == wanted.get("fields"))
+        found = identity(stored.method, stored.uri, payload.kind_of(stored.header("Content-Type")), stored.body)
+        return found["request"] == wanted.get("request") or (
+            "fields" in found and found["fields"] == wanted.get("fields")
+        )
 
 
 IN_DOUBT = "sent before without an answer: the target may have taken it"
@@ -1068,66 +1112,66 @@ def _deliver(
     shared: StoreLedger | None,
     settler: Settler | None,
 ) -> Delivery | _Skip:
-    """Claim in the shared ledger (if any), send, and record the result there: one lead, in a worker thread."""
-    number = None
-    if shared is not None:
-        target = prepared.shown_url(include_pii=options.include_pii)
-        force, retry_unknown = options.force, options.retry_unknown
-        try:
-            number, last, why = shared.claim(
-                prepared.event_id,
-                target=target,
-                identity=prepared.identity,
-                force=force,
-                retry_unknown=retry_unknown,
-                in_flight_seconds=sender.longest_seconds(),
-            )
-            if number is None and last is not None and last.status is None and settler is not None:
-                number, why = _settle_shared(shared, last, prepared, settler, options)
-        except ArchiveError as exc:
-            return Delivery("unsent", 0, reason=f"not sent: the shared ledger could not be used ({exc})")
-        if number is None:
-            return _Skip(why or "claimed by another run")
-    delivery = sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode())
-    if shared is not None and number is not None:
-        result = _result(prepared, delivery, 0, options)
-        try:
-            shared.finish(
-                prepared.event_id,
-                number,
-                {
-                    "status": result.status,
-                    "http_status": result.http_status,
-                    "new_lead_id": result.new_lead_id,
-                    "new_outcome": result.new_outcome,
-                    "reason": result.reason,
-                },
-            )
-        except ArchiveError as exc:  # the claim stands without a result: others see it in doubt, never free
-            return replace(
-                delivery, reason=f"{delivery.reason or 'sent'}; its result is not in the shared ledger ({exc})"
-            )
+    """Claim in the shared ledger (if any), send, and record the result there: one lead, in a worker thread.
+
+    With a shared ledger the rate limit is waited for *before* the claim, so a claim is never older than its
+    request by more than a store write: the ``in_flight_seconds`` it promises other machines holds."""
+    if shared is None:
+        return sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode())
+    request = prepared.identity["request"]
+    sender.pace()
+    try:
+        number, last, why = shared.claim(
+            prepared.event_id,
+            target=prepared.shown_url(include_pii=options.include_pii),
+            identity=prepared.identity,
+            force=options.force,
+            retry_unknown=options.retry_unknown,
+            in_flight_seconds=sender.longest_seconds(),
+        )
+        busy = last is not None and last.in_flight(datetime.now(UTC))
+        if number is None and last is not None and last.status is None and settler is not None and not busy:
+            number, why = _settle_shared(shared, last, prepared, settler, options, sender)
+    except ArchiveError as exc:
+        return Delivery("unsent", 0, reason=f"not sent: the shared ledger could not be used ({exc})")
+    if number is None:
+        return _Skip(why or "claimed by another run")
+    delivery = sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode(), paced=True)
+    result = _result(prepared, delivery, 0, options)
+    outcome = {
+        "status": result.status,
+        "http_status": result.http_status,
+        "new_lead_id": result.new_lead_id,
+        "new_outcome": result.new_outcome,
+        "reason": result.reason,
+    }
+    try:
+        if not shared.finish(prepared.event_id, request, number, outcome):
+            note = "another run had already written this attempt's result in the shared ledger"
+            return replace(delivery, reason=f"{delivery.reason or 'sent'}; {note}")
+    except ArchiveError as exc:  # the claim stands without a result: others see it in doubt, never free
+        return replace(delivery, reason=f"{delivery.reason or 'sent'}; its result is not in the shared ledger ({exc})")
     return delivery
 
 
 def _settle_shared(
-    shared: StoreLedger, last: Any, prepared: Prepared, settler: Settler, options: ReplayOptions
+    shared: StoreLedger, last: Any, prepared: Prepared, settler: Settler, options: ReplayOptions, sender: Sender
 ) -> tuple[int | None, str | None]:
-    """A claim in the shared ledger without a result (its machine died): settle it through LeadConduit; when
-    it was not received, record that and claim the next attempt."""
+    """A claim in the shared ledger without a result whose machine is done with it (died, or gave up): settle it
+    through LeadConduit; when it was not received, record that and claim the next attempt."""
     claim = last.claim
     try:
         claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
     except ValueError:
         return None, "claimed with no result, and the claim cannot be read"
     in_flight = float(claim.get("in_flight_seconds") or 0)
-    outcome = settler.settle(
-        Doubt(prepared.event_id, str(claim.get("target", "")), claimed_at, claim.get("identity") or {}, in_flight)
-    )
+    doubt = Doubt(str(claim.get("event_id", "")), str(claim.get("target", "")), claimed_at, claim.get("identity") or {})
+    outcome = settler.settle(replace(doubt, in_flight_seconds=in_flight))
     if outcome.status == "unknown":
         return None, outcome.reason
-    shared.finish(prepared.event_id, last.number, {"status": outcome.status, "reason": outcome.reason,
-                                                  "new_lead_id": outcome.new_lead_id, "settled": True})  # fmt: skip
+    settled = {"status": outcome.status, "reason": outcome.reason, "new_lead_id": outcome.new_lead_id, "settled": True}
+    if not shared.finish(doubt.event_id, prepared.identity["request"], last.number, settled):
+        return None, "another run settled it at the same moment"
     if outcome.status == "sent":
         return None, outcome.reason
     number, _, why = shared.claim(
@@ -1136,7 +1180,7 @@ def _settle_shared(
         identity=prepared.identity,
         force=options.force,
         retry_unknown=options.retry_unknown,
-        in_flight_seconds=in_flight,
+        in_flight_seconds=sender.longest_seconds(),
     )
     return number, why
 
@@ -1176,6 +1220,8 @@ def _result(prepared: Prepared, delivery: Delivery, earlier_attempts: int, optio
     else:
         status = "failed"
     why = delivery.reason if status != "sent" else reason
+    if why:
+        why = _masked(why, prepared, lead_values=not options.include_pii)
     if status == "failed" and delivery.attempts > 1:
         why = f"{why} (gave up after {delivery.attempts} attempts)"
     return Result(
@@ -1191,6 +1237,27 @@ def _result(prepared: Prepared, delivery: Delivery, earlier_attempts: int, optio
         why,
         prepared.shown_url(include_pii=options.include_pii),
     )
+
+
+def _masked(text: str, prepared: Prepared, *, lead_values: bool = True) -> str:
+    """``text`` (a target's answer, quoted in a reason) with the credentials we sent as ``***``, and the lead's
+    own values too (``lead_values``): a target that echoes the request back must not put a key in the ledger,
+    the report or the dead letters, nor the lead without --include-pii."""
+    sent_secrets = {value for name, value in prepared.headers if is_credential(name)}
+    if not lead_values:
+        return _replace_all(text, sent_secrets)
+    try:
+        kind = payload.kind_of(prepared.original.header("Content-Type"))
+        values = {**payload.fields(kind, prepared.body), **payload.query_fields(urlsplit(prepared.url).query)}
+    except DataError:
+        values = payload.query_fields(urlsplit(prepared.url).query)
+    return _replace_all(text, {v for v in values.values() if len(v) >= 3} | sent_secrets)
+
+
+def _replace_all(text: str, values: set[str]) -> str:
+    for value in sorted(values, key=len, reverse=True):  # the longest first: one may hold another
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def read_answer(body: bytes, content_type: str) -> tuple[str | None, str | None, str | None]:

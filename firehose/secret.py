@@ -21,12 +21,16 @@ a request is rebuilt. Broad on purpose: a header wrongly taken for a credential 
 CREDENTIAL_PARAMS = frozenset(
     {
         "apikey", "key", "token", "accesstoken", "authtoken", "auth", "authorization", "password", "passwd",
-        "pwd", "pass", "secret", "clientsecret", "sig", "signature", "session", "sessionid", "xapikey",
+        "pwd", "pass", "passphrase", "secret", "clientsecret", "sig", "signature", "session", "sessionid",
+        "xapikey", "jwt", "bearer", "credential", "credentials", "awsaccesskeyid", "accesskeyid",
     }
 )  # fmt: skip
-"""Query parameters taken for credentials, compared without case, ``-`` and ``_`` (``api_key``, ``X-Api-Key``),
-besides names ending in ``key``, ``token``, ``secret`` or ``password`` (``partner_key``). Narrower than the header
-rule, since a GET submit carries the lead's own fields in the query string (``keyword``, ``author``)."""
+CREDENTIAL_SUFFIXES = ("key", "keyid", "token", "secret", "password", "passwd", "passphrase", "signature", "credential")
+"""Query parameters taken for credentials: these names, compared without case and without ``-``, ``_``, ``.``,
+spaces or control characters (``api_key``, ``X-Api-Key``, ``api_key%00``), names ending in one of the
+suffixes (``partner_key``, ``X-Amz-Signature``, ``AWSAccessKeyId``), and any name with such a part in brackets
+or after a dot (``auth[token]``, ``credentials[api_key]``). Narrower than the header rule, since a GET submit
+carries the lead's own fields in the query string (``keyword``, ``author``)."""
 
 
 class Secret:
@@ -64,8 +68,12 @@ def is_credential(name: str) -> bool:
 
 def is_credential_param(name: str) -> bool:
     """Whether a query parameter of this name carries a credential."""
-    folded = re.sub(r"[-_.\s]", "", name.lower())
-    return folded in CREDENTIAL_PARAMS or folded.endswith(("key", "token", "secret", "password"))
+    parts = [name, *re.split(r"[\[\].]+", name)]
+    for part in parts:
+        folded = re.sub(r"[-_.\s\x00-\x1f\x7f]", "", part.lower())
+        if folded and (folded in CREDENTIAL_PARAMS or folded.endswith(CREDENTIAL_SUFFIXES)):
+            return True
+    return False
 
 
 def _split(url: str) -> SplitResult | None:
@@ -111,10 +119,15 @@ _AUTH_HEADER = re.compile(
 )
 
 
+_SCHEME_TOKEN = re.compile(r"\b(?P<scheme>Basic|Bearer|Digest|Token)\s+[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
+
+
 def redact_text(text: str) -> str:
-    """Free text (a log line, an error from a library) with every credential we can recognise hidden: URL user
-    info, ``name=value`` pairs with a credential-looking name, ``Authorization: ...`` values."""
+    """Free text (a log line, an error from a library, a server's answer) with every credential we can
+    recognise hidden: URL user info, ``name=value`` pairs with a credential-looking name, ``Authorization:
+    ...`` values, and ``Basic``/``Bearer`` tokens wherever they stand (a server echoing our header)."""
     text = _USERINFO.sub(lambda m: m.group("scheme"), text)
+    text = _SCHEME_TOKEN.sub(lambda m: f"{m.group('scheme')} {REDACTED}", text)
     text = _AUTH_HEADER.sub(lambda m: m.group("name") + REDACTED, text)
     return _PAIR.sub(
         lambda m: f"{m.group('name')}={REDACTED}" if is_credential_param(m.group("name")) else m.group(0), text

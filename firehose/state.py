@@ -31,7 +31,8 @@ from firehose.reconcile import Finding, Verdict
 SCHEMA_VERSION = 3
 """2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``
 (hashes of the body sent, to find the lead an in-doubt request made), ``replays.claimed_by`` (the run) and
-``replays.claimed_at`` (when the lead was last claimed: its request went out after that)."""
+``replays.claimed_at`` (when the lead was last claimed: its request went out after that) and
+``replays.request_sha256`` (the request's hash, indexed: one lead, one post, whichever event carries it)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,15 +82,18 @@ CREATE TABLE IF NOT EXISTS replays (
     updated_at TEXT NOT NULL,
     identity TEXT,
     claimed_by TEXT,
-    claimed_at TEXT
+    claimed_at TEXT,
+    request_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
 """
+_INDEXES = "CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);"
+"""Indexes on columns a migration may have just added: made after the migrations."""
 
 
 _MIGRATIONS = {
     1: (("findings", "detail"),),
-    2: (("replays", "identity"), ("replays", "claimed_by"), ("replays", "claimed_at")),
+    2: (("replays", "identity"), ("replays", "claimed_by"), ("replays", "claimed_at"), ("replays", "request_sha256")),
 }
 """The columns (all ``TEXT``) that take a database from schema N to N+1. A table the old schema did not have
 at all was just made whole by ``_SCHEMA``, so a column already there is left alone."""
@@ -123,7 +127,12 @@ class StateDB:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"state database {path}: cannot create its folder ({exc.strerror})") from exc
-        self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+        if path.is_dir():
+            raise ConfigError(f"state database {path} is a folder; name a file (e.g. {path / 'state.sqlite'})")
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {path} cannot be opened: {exc}") from exc
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -140,6 +149,7 @@ class StateDB:
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
+            self._db.executescript(_INDEXES)
         except (sqlite3.Error, ConfigError) as exc:
             self._db.close()
             if isinstance(exc, ConfigError):
@@ -306,6 +316,12 @@ def refusal(entry: LedgerEntry | None, *, force: bool, retry_unknown: bool) -> s
     return None
 
 
+def same_lead(twin: LedgerEntry) -> str:
+    """Why a lead is not sent when another event with the same request was."""
+    state = "sent" if twin.status == "sent" else "sent without an answer"
+    return f"the same request as event {twin.event_id}, {state} ({twin.target}); --force sends again"
+
+
 class ReplayLedger:
     """The replay ledger in the state database: per source event, its attempts and final status.
 
@@ -319,7 +335,7 @@ class ReplayLedger:
 
     _COLUMNS = (
         "event_id, lead_id, flow_id, target, status, attempts, http_status, original_outcome, new_outcome, "
-        "new_lead_id, reason, updated_at, identity, claimed_by, claimed_at"
+        "new_lead_id, reason, updated_at, identity, claimed_by, claimed_at, request_sha256"
     )
 
     def __init__(self, state: StateDB) -> None:
@@ -353,6 +369,19 @@ class ReplayLedger:
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
 
+    def same_request(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """Another event's row whose request is this one's (same hash) and that was sent or may have been: the
+        same lead. A replay's own new source event is such an event; so is a lead its vendor sent twice."""
+        wanted = (entry.identity or {}).get("request")
+        if not wanted:
+            return None
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM replays WHERE request_sha256 = ? AND event_id != ? "
+            "AND status IN ('sent', 'unknown', ?) ORDER BY status = 'sent' DESC LIMIT 1",
+            (wanted, entry.event_id, SENDING),
+        ).fetchone()
+        return None if row is None else self._entry(row)
+
     def made_by_replay(self) -> Callable[[str], bool]:
         """``replayed_as(lead) is not None`` for any thread: each thread that asks gets a read-only connection of
         its own (SQLite connections stay in the thread that made them)."""
@@ -383,6 +412,9 @@ class ReplayLedger:
             why = None
             if current is not None and current.claimed_by != entry.claimed_by:
                 why = refusal(current, force=force, retry_unknown=retry_unknown)
+            twin = None if (why or force) else self.same_request(entry)
+            if twin is not None:
+                why = same_lead(twin)
             if why is None:
                 self._upsert([entry])
             self._db.execute("COMMIT")
@@ -424,13 +456,16 @@ class ReplayLedger:
                 encode(dict(e.identity)).decode() if e.identity else None,
                 e.claimed_by,
                 now if e.status == SENDING else _iso(e.claimed_at),
+                (e.identity or {}).get("request"),
             )
             for e in entries
         ]
         # A row written ``sending`` records when it was claimed; the rows after it keep that time.
-        updates = ", ".join(f"{name} = excluded.{name}" for name in self._COLUMNS.split(", ")[1:-1])
+        updates = ", ".join(
+            f"{name} = excluded.{name}" for name in self._COLUMNS.split(", ")[1:] if name != "claimed_at"
+        )
         self._db.executemany(
-            f"INSERT INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             f"ON CONFLICT (event_id) DO UPDATE SET {updates}, "
             "claimed_at = COALESCE(excluded.claimed_at, replays.claimed_at)",
             rows,

@@ -42,3 +42,16 @@ def test_free_text_and_log_lines_are_cleaned() -> None:
     record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: %s "%s"', ("GET", line), None)
     RedactingFilter().filter(record)
     assert "pw@" not in record.getMessage() and "k1" not in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["auth[token]", "credentials[api_key]", "X-Amz-Signature", "AWSAccessKeyId", "access_key_id", "passphrase",
+     "jwt", "bearer", "api_key\x00"],
+)  # fmt: skip
+def test_credential_params_in_other_shapes_are_recognised(name: str) -> None:
+    assert is_credential_param(name)
+
+
+def test_a_token_echoed_without_its_header_name_is_hidden() -> None:
+    assert redact_text("refused Basic QVBJOlRPUFNFQ1JFVA== for /x") == "refused Basic *** for /x"

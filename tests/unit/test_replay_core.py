@@ -298,3 +298,48 @@ def test_a_sender_refuses_timeouts_that_cannot_work(timeout: float) -> None:
 
     with pytest.raises(UsageError, match="--timeout"):
         Sender(timeout_seconds=timeout)
+
+
+def test_a_request_is_its_method_path_query_and_body_not_its_host() -> None:
+    from firehose.replay import identity
+
+    a = identity("POST", "http://127.0.0.1:9/flows/f/sources/s/submit?x=1", "json", '{"a": 1}')
+    assert a == identity("POST", "https://app.leadconduit.com/flows/f/sources/s/submit?x=1", "json", '{"a": 1}')
+    assert a["request"] != identity("POST", "http://h/flows/f/sources/s/submit?x=2", "json", '{"a": 1}')["request"]
+    assert a["request"] != identity("GET", "http://h/flows/f/sources/s/submit?x=1", "json", '{"a": 1}')["request"]
+    assert a["fields"] == identity("POST", "http://h/flows/f/sources/s/submit?x=1", "json", '{"a":1}')["fields"]
+    assert "fields" not in identity("GET", "http://h/flows/f/sources/s/submit", None, ""), "an empty GET has none"
+
+
+class _Events:
+    """A stand-in for the LeadConduit client: the settler's decision only (the functional tests ask the sandbox)."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def iter_events(self, query: Any) -> Any:
+        return iter(self.events)
+
+
+def test_the_settler_never_takes_an_empty_request_for_a_lead_and_prefers_leads_made_after_the_claim() -> None:
+    from datetime import UTC, datetime
+
+    from firehose.replay import Doubt, Settler, identity
+
+    url = "http://127.0.0.1:9/flows/f/sources/s/submit"
+    claimed = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # in the past: the grace is over
+    at = int(claimed.timestamp())
+
+    def event(seconds: int, lead: str, uri: str, body: str = "") -> dict[str, Any]:
+        return {"id": f"{seconds:08x}{lead}", "type": "source", "vars": {"lead": {"id": f"{seconds:08x}{lead}"}},
+                "request": {"method": "GET", "uri": uri, "headers": {}, "body": body}}  # fmt: skip
+
+    empty = Doubt("e1", url, claimed, identity("GET", url, None, ""))
+    someone_else = Settler(_Events([event(at + 1, "a" * 16, url)]), url, grace_seconds=0)  # type: ignore[arg-type]
+    assert someone_else.settle(empty).status == "unknown"
+    with_fields = Doubt("e2", url + "?email=x%40y", claimed, identity("GET", url + "?email=x%40y", None, ""))
+    before, after = event(at - 30, "b" * 16, url + "?email=x%40y"), event(at + 2, "c" * 16, url + "?email=x%40y")
+    settled = Settler(_Events([before, after]), url, grace_seconds=0).settle(with_fields)  # type: ignore[arg-type]
+    assert settled.status == "sent" and settled.new_lead_id == after["vars"]["lead"]["id"]
+    nothing = Settler(_Events([]), url, grace_seconds=0).settle(with_fields)  # type: ignore[arg-type]
+    assert nothing.status == "failed" and "not received" in nothing.reason

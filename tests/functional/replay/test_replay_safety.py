@@ -439,3 +439,157 @@ def test_kill_9_at_any_moment_then_any_number_of_reruns_posts_each_lead_at_most_
         never = {e["id"] for e in events if e["request"]["body"].encode() not in bodies}
         assert never <= in_doubt, "every lead not received is listed as in doubt"
         assert len(in_doubt) <= 4 * 3, "at most --concurrency leads in doubt per kill"
+
+
+# -- found by a hostile review: each a test first -----------------------------------------------------------
+def test_machines_sharing_a_ledger_never_repost_the_leads_each_others_replays_made(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Machine A's replays make new source events that match the same selection (no --end: up to now). B and C,
+    with ledgers of their own but one in the store, know them for replays by their request."""
+    wanted = failed_sources(box)
+    ledger = f"file://{tmp_path / 'ledger'}"
+    args = ["--from-api", "--start", "2026-11-14", "--outcome", "error,failure", "--target", box.url, "--yes"]
+    for machine in ("a", "b", "c"):
+        result = replay({**env, "FIREHOSE_STATE": str(tmp_path / f"{machine}.sqlite")}, *args, "--ledger", ledger)
+        assert result.exit_code == ExitCode.OK, result.stderr
+    assert len(received(box)) == len(wanted), "each lead once, the replays' own leads never"
+    each_once(box, wanted)
+    # One machine with a ledger of its own (the store's not given): it sends the originals (its ledger has never
+    # seen them) and then never the new events those replays made, run after run.
+    for _ in range(3):
+        alone = replay(env, *args, "--format", "ndjson")
+        assert alone.exit_code == ExitCode.OK, alone.stderr
+    assert len(received(box)) == 2 * len(wanted)
+
+
+def test_a_claim_in_flight_is_never_settled_or_retaken_by_another_machine_whatever_the_flags(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    wanted = failed_sources(box)
+    ledger = f"file://{tmp_path / 'ledger'}"
+    common = ["--from-api", *WINDOW, "--outcome", "error,failure", "--target", box.url, "--yes", "--ledger", ledger,
+              "--timeout", "2", "--max-attempts", "1"]  # fmt: skip
+    box.sandbox.faults.latency_ms = 900  # each of A's requests is in flight for about a second
+    slow = run({**env, "FIREHOSE_STATE": str(tmp_path / "a.sqlite")}, *common, "--rate", "3/s", "--concurrency", "8")
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "ledger").glob("*/000001.claim.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    eager = replay(
+        {**env, "FIREHOSE_STATE": str(tmp_path / "b.sqlite")}, *common, "--settle-after", "0s", "--retry-unknown",
+        "--format", "ndjson",
+    )  # fmt: skip
+    slow.communicate(timeout=120)
+    assert eager.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), eager.stderr
+    assert "being sent right now by run" in eager.stdout, "B met A's claims in flight and left them alone"
+    each_once(box, wanted)
+    assert len(received(box)) == len(wanted)
+
+
+def test_a_lead_whose_answer_was_lost_is_settled_and_its_new_event_is_never_replayed(
+    box: RunningSandbox, env: dict[str, str]
+) -> None:
+    """A gateway in front of LeadConduit that forwards every submit and answers 502: every lead is taken and
+    every answer lost. Reruns settle each one through /events and never post the replays' own new events."""
+    import httpx
+
+    def gateway(captured: Captured) -> tuple[int, dict[str, str], bytes]:
+        answer = httpx.request(captured.method, box.url + captured.path, headers=captured.headers,
+                               content=captured.body, timeout=30)  # fmt: skip
+        if captured.path.startswith("/flows/"):
+            return 502, {}, b"bad gateway"
+        return answer.status_code, {"Content-Type": answer.headers.get("Content-Type", "")}, answer.content
+
+    wanted = failed_sources(box)
+    with CaptureServer(answer=gateway) as front:
+        through = {**env, "LEADCONDUIT_URL": front.url}
+        args = ["--from-api", "--start", "2026-11-14", "--outcome", "error,failure", "--yes", "--format", "ndjson"]
+        first = replay(through, *args)
+        assert first.exit_code == ExitCode.DIFFERENCES and len(received(box)) == len(wanted)
+        for _ in range(3):
+            again = replay(through, *args, "--settle-after", "0s")
+            assert again.exit_code == ExitCode.OK, again.stderr
+        assert len(received(box)) == len(wanted), "no rerun posted a lead again, nor a replay's own lead"
+        each_once(box, wanted)
+
+
+def test_the_targets_own_words_never_carry_a_credential_or_the_lead_into_files(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    [event] = failed_sources(box)[:1]
+    email = event["vars"]["lead"].get("email") or "nobody@example.org"
+    event = hostile(event, uri=event["request"]["uri"] + f"?email={email}")
+
+    def echo(captured: Captured) -> tuple[int, dict[str, str], bytes]:
+        said = f"refused {captured.headers.get('Authorization')} for {captured.path}"
+        return 400, {"Content-Type": "text/plain"}, said.encode()
+
+    with CaptureServer(answer=echo) as target:
+        result = replay({**env, "SOURCE_KEY": "TOPSECRET-SOURCE-KEY"}, "--ids", str(ids_file(tmp_path, [event])),
+                        "--target", target.url, "--yes", "--source-api-key-env", "SOURCE_KEY",
+                        "--report", str(tmp_path / "r.json"), "--format", "ndjson")  # fmt: skip
+        assert target.requests and result.exit_code == ExitCode.DIFFERENCES
+    import base64
+
+    token = base64.b64encode(b"API:TOPSECRET-SOURCE-KEY").decode()
+    files = [tmp_path / "r.json", tmp_path / "replay-dead-letter.ndjson", Path(env["FIREHOSE_STATE"])]
+    for text in (result.stdout, result.stderr, *(f.read_text(errors="replace") for f in files)):
+        assert token not in text and "TOPSECRET" not in text
+    assert email not in result.stdout and email not in (tmp_path / "r.json").read_text()
+
+
+def test_a_password_in_a_stored_uri_with_no_host_is_never_printed(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    [event] = failed_sources(box)[:1]
+    event = hostile(event, uri="https://vendor:HUNTER2-PASSWORD@:443/flows/x/sources/y/submit")
+    ids = ids_file(tmp_path, [event])
+    for extra in (["--dry-run"], ["--yes", "--report", str(tmp_path / "r.json")]):
+        result = replay(env, "--ids", str(ids), *extra)
+        assert "HUNTER2" not in result.output and "names host" in result.output
+    assert "HUNTER2" not in (tmp_path / "r.json").read_text() + (tmp_path / "replay-dead-letter.ndjson").read_text()
+
+
+def test_a_line_of_ids_that_cannot_be_read_fails_alone(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    [good] = failed_sources(box)[:1]
+    ids = tmp_path / "ids.ndjson"
+    ids.write_text('{"event_id": "\\ud800"\n' + json.dumps({"event": good}) + "\n[1, 2]\n")
+    result = replay(env, "--ids", str(ids), "--target", box.url, "--yes")
+    assert result.exit_code == ExitCode.ARCHIVE and "1 sent" in result.stderr
+    assert "--ids line 1" in result.stderr and "--ids line 3" in result.stderr
+    assert len(received(box)) == 1
+
+
+def test_a_target_that_trickles_its_answer_is_cut_at_the_timeout_and_left_in_doubt(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                conn.sendall(b" ")
+                time.sleep(0.3)
+        conn.close()
+
+    import contextlib
+
+    threading.Thread(target=trickle, daemon=True).start()
+    [event] = failed_sources(box)[:1]
+    started = time.monotonic()
+    result = replay(env, "--ids", str(ids_file(tmp_path, [event])), "--target", f"http://127.0.0.1:{listener.getsockname()[1]}",
+                    "--yes", "--timeout", "1", "--format", "ndjson")  # fmt: skip
+    listener.close()
+    assert time.monotonic() - started < 10, "one deadline for the whole answer, not per read"
+    [row] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["status"] == "unknown" and "no whole answer within --timeout 1 s" in row["reason"]
