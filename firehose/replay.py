@@ -244,6 +244,7 @@ def prepare(
     source_key: Secret | None = None,
     *,
     keep_query_credentials: bool = False,
+    known_identity: Mapping[str, str] | None = None,
 ) -> Prepared:
     """Rebuild a source event's request: its method, stored body byte for byte (unless edited), Content-Type
     and query string; hop-by-hop and credential headers dropped, credential query parameters dropped (unless
@@ -252,10 +253,13 @@ def prepare(
 
     Raises ``DataError`` naming the event for a request that must not or cannot be sent: a host nobody named,
     a method or header HTTP cannot carry (a CR/LF would inject a header of its own), an edit the body cannot
-    take. Nothing is claimed or sent for such an event."""
+    take. Nothing is claimed or sent for such an event.
+
+    ``known_identity``: the request's ``identity``, computed by the plan for the same options (it parses the
+    body: not done twice per lead)."""
     view = EventView(event)
     try:
-        return _prepare(event, view, target, edits, source_key, keep_query_credentials)
+        return _prepare(event, view, target, edits, source_key, keep_query_credentials, known_identity)
     except DataError as exc:
         raise DataError(f"event {view.id}: {exc}") from None
 
@@ -267,6 +271,7 @@ def _prepare(
     edits: Edits,
     source_key: Secret | None,
     keep_query_credentials: bool,
+    known_identity: Mapping[str, str] | None = None,
 ) -> Prepared:
     stored = StoredRequest.of(event)
     if not _TOKEN.match(stored.method):
@@ -303,6 +308,12 @@ def _prepare(
     flow = view.get("vars", "flow", "id")
     source = view.get("vars", "source", "id")
     kind = payload.kind_of(content_type)
+    body_fields: dict[str, str] | None = {}
+    if kind and (known_identity is None or "redir_url" in body.lower()):
+        try:  # parsed once, for the identity and the redir_url check
+            body_fields = payload.fields(kind, body)
+        except DataError:
+            body_fields = None
     return Prepared(
         view.id,
         view.lead_id,
@@ -314,8 +325,8 @@ def _prepare(
         url,
         tuple(headers),
         body,
-        identity(stored.method, url, kind, body),
-        _carries_redirect(url, kind, body),
+        dict(known_identity) if known_identity else identity(stored.method, url, kind, body, body_fields=body_fields),
+        _carries_redirect(url, body_fields or {}),
     )
 
 
@@ -349,7 +360,9 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
 
 
-def identity(method: str, url: str, kind: str | None, body: str) -> dict[str, str]:
+def identity(
+    method: str, url: str, kind: str | None, body: str, *, body_fields: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """What makes a request *this lead*, as hashes (the ledger keeps no lead data):
 
     - ``request``: the method, the path and query (not the host: LeadConduit records its own) and the body's
@@ -357,26 +370,28 @@ def identity(method: str, url: str, kind: str | None, body: str) -> dict[str, st
       ``request`` hash as the replay: that is how a later run knows it for a replay, on any machine.
     - ``fields``: the fields the inbound reads (body and query merged, the query winning), for a settler
       that meets the body re-encoded. Absent when the request carries no field at all (an empty GET): such a
-      request cannot be told from another, and is never settled as sent by matching it."""
+      request cannot be told from another, and is never settled as sent by matching it.
+
+    ``body_fields``: the body's fields when the caller has them already (None: the body does not parse)."""
     split = urlsplit(url)
     found = {"request": hashlib.sha256(f"{method} {split.path}?{split.query}\n{body}".encode()).hexdigest()}
-    try:
-        fields = {**(payload.fields(kind, body) if kind else {}), **payload.query_fields(split.query)}
-    except DataError:
-        fields = payload.query_fields(split.query)
+    if body_fields is None and kind:
+        try:
+            body_fields = payload.fields(kind, body)
+        except DataError:
+            body_fields = None
+    fields = {**(body_fields or {}), **payload.query_fields(split.query)} if split.query else dict(body_fields or {})
     if fields:
         found["fields"] = hashlib.sha256(encode(dict(sorted(fields.items())))).hexdigest()
     return found
 
 
-def _carries_redirect(url: str, kind: str | None, body: str) -> bool:
-    names = {name.lower() for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-    if "redir_url" in names:
-        return True
-    try:
-        return kind is not None and "redir_url" in {name.lower() for name in payload.fields(kind, body)}
-    except DataError:
-        return False
+def _carries_redirect(url: str, body_fields: Mapping[str, str]) -> bool:
+    if "redir_url" in url.lower():
+        names = {name.lower() for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+        if "redir_url" in names:
+            return True
+    return any(name.lower() == "redir_url" for name in body_fields)
 
 
 def redacted_event(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -739,9 +754,14 @@ class ReplayOptions:
     """Keep query values (lead data in a GET submit) in the ledger's and the report's URLs."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    def prepare(self, event: Mapping[str, Any]) -> Prepared:
+    def prepare(self, event: Mapping[str, Any], known_identity: Mapping[str, str] | None = None) -> Prepared:
         return prepare(
-            event, self.target, self.edits, self.source_key, keep_query_credentials=self.keep_query_credentials
+            event,
+            self.target,
+            self.edits,
+            self.source_key,
+            keep_query_credentials=self.keep_query_credentials,
+            known_identity=known_identity,
         )
 
 
@@ -779,15 +799,16 @@ class Plan:
     """Selected, but past ``max_count``: left for a later run."""
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for _, event in self.entries():
+        for _, event, _ in self.entries():
             yield event
 
-    def entries(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(attempts made by earlier runs, event) for each event to send."""
+    def entries(self) -> Iterator[tuple[int, dict[str, Any], dict[str, str] | None]]:
+        """(attempts made by earlier runs, event, its request's identity if the plan computed it) for each event
+        to send."""
         self.spool.seek(0)
         for line in self.spool:
             item = decode(line, where="the replay spool")
-            yield int(item["attempts"]), item["event"]
+            yield int(item["attempts"]), item["event"], item.get("identity")
 
     def close(self) -> None:
         self.spool.close()
@@ -834,29 +855,35 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
         if origin is not None:
             result.skipped.append(_row(event, "skipped", reason=f"this lead was made by the replay of event {origin}"))
             continue
-        entry = ledger.get(view.id)
+        entry, twin, known = _lookup(event, ledger, options)
         reason = refusal(entry, force=options.force, retry_unknown=options.retry_unknown)
-        if reason is None and not options.force:
-            reason = _twin(event, ledger, options)
+        if reason is None and twin is not None and not options.force:
+            reason = same_lead(twin)
         if reason:
-            result.skipped.append(_row(event, "skipped", reason=reason, entry=entry))
+            # A lead still in doubt is reported as such (and the run exits 1) until something settles it.
+            doubt = entry is not None and entry.status in ("unknown", SENDING) and reason.startswith("sent before")
+            result.skipped.append(_row(event, "unknown" if doubt else "skipped", reason=reason, entry=entry))
             continue
         if options.max_count is not None and result.count >= options.max_count:
             result.left_over += 1  # counted, not listed: a later run takes them
             continue
-        result.spool.write(encode_line({"attempts": entry.attempts if entry else 0, "event": dict(event)}))
+        spooled = {"attempts": entry.attempts if entry else 0, "event": dict(event), "identity": known}
+        result.spool.write(encode_line(spooled))
         result.count += 1
 
 
-def _twin(event: Mapping[str, Any], ledger: ReplayLedger, options: ReplayOptions) -> str | None:
-    """Why not, when another event with the very request this one would send was sent (or may have been): a
-    replay's own new source event, or a lead its vendor sent twice. One lead, one post."""
+def _lookup(
+    event: Mapping[str, Any], ledger: ReplayLedger, options: ReplayOptions
+) -> tuple[LedgerEntry | None, LedgerEntry | None, dict[str, str] | None]:
+    """The event's own ledger row; another event's row for the very request this one would send (sent, or
+    may have been: a replay's own new source event, or a lead its vendor sent twice; one lead, one post); and
+    that request's identity, for ``send``."""
     try:
         prepared = options.prepare(event)
     except DataError:  # send() fails it with the reason, before any claim
-        return None
-    twin = ledger.same_request(_entry(prepared, SENDING, 0, options))
-    return same_lead(twin) if twin else None
+        return ledger.get(EventView(event).id), None, None
+    own, twin = ledger.lookup(_entry(prepared, SENDING, 0, options))
+    return own, twin, dict(prepared.identity)
 
 
 def _row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEntry | None = None) -> Result:
@@ -1077,9 +1104,9 @@ def send(
 
     with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="replay") as pool:
         try:
-            for earlier, event in to_send.entries():
+            for earlier, event, known in to_send.entries():
                 try:
-                    prepared = options.prepare(event)
+                    prepared = options.prepare(event, known)
                 except DataError as exc:  # refused before any claim: nothing to release
                     result = _row(event, "failed", reason=str(exc))
                     dead_letter(result, event)

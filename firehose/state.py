@@ -369,18 +369,20 @@ class ReplayLedger:
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def same_request(self, entry: LedgerEntry) -> LedgerEntry | None:
-        """Another event's row whose request is this one's (same hash) and that was sent or may have been: the
-        same lead. A replay's own new source event is such an event; so is a lead its vendor sent twice."""
-        wanted = (entry.identity or {}).get("request")
-        if not wanted:
-            return None
-        row = self._db.execute(
+    def lookup(self, entry: LedgerEntry) -> tuple[LedgerEntry | None, LedgerEntry | None]:
+        """``(this event's row, another event's row with the same request that was sent or may have been)``,
+        in one query. The second is the same lead: a replay's own new source event carries the request it was
+        made by, and a lead its vendor sent twice carries it twice."""
+        wanted = (entry.identity or {}).get("request") or ""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ? UNION ALL SELECT * FROM ("
             f"SELECT {self._COLUMNS} FROM replays WHERE request_sha256 = ? AND event_id != ? "
-            "AND status IN ('sent', 'unknown', ?) ORDER BY status = 'sent' DESC LIMIT 1",
-            (wanted, entry.event_id, SENDING),
-        ).fetchone()
-        return None if row is None else self._entry(row)
+            "AND status IN ('sent', 'unknown', ?) ORDER BY status = 'sent' DESC LIMIT 1)",
+            (entry.event_id, wanted, entry.event_id, SENDING),
+        ).fetchall()
+        own = next((self._entry(row) for row in rows if row[0] == entry.event_id), None)
+        twin = next((self._entry(row) for row in rows if row[0] != entry.event_id), None)
+        return own, twin
 
     def made_by_replay(self) -> Callable[[str], bool]:
         """``replayed_as(lead) is not None`` for any thread: each thread that asks gets a read-only connection of
@@ -398,31 +400,42 @@ class ReplayLedger:
     def claim(
         self, entry: LedgerEntry, finals: Sequence[LedgerEntry] = (), *, force: bool, retry_unknown: bool
     ) -> str | None:
-        """Claim a lead for sending (``entry``, status ``sending``), writing ``finals`` in the same transaction.
+        """Claim a lead for sending (``entry``, status ``sending``), after writing ``finals`` (the answers that
+        came in since, of other leads).
 
-        Returns None when claimed, else why not (another run sent it, or has it in doubt, since this run
-        planned). The read and the write are one transaction under SQLite's write lock."""
+        Returns None when claimed, else why not (another run sent it or has it in doubt since this run planned,
+        or another event with the same request was sent). The claim is one conditional statement, which SQLite
+        runs atomically under its write lock, across processes: it writes the row only if no row forbids it.
+        (One statement, not a read then a write: each call gives up Python's lock to the sending threads, and
+        this runs once per lead.)"""
+        blocked = ["(event_id = ? AND claimed_by IS NOT ?"]
+        if not force:
+            statuses = "'sent', 'unknown', ?" if not retry_unknown else "'sent'"
+            blocked[0] += f" AND status IN ({statuses}))"
+            blocked.append("(request_sha256 = ? AND event_id != ? AND status IN ('sent', 'unknown', ?))")
+        else:
+            blocked[0] += " AND 0)"
+        params: list[Any] = [entry.event_id, entry.claimed_by]
+        if not force:
+            params += [SENDING] if not retry_unknown else []
+            params += [(entry.identity or {}).get("request") or "", entry.event_id, SENDING]
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._upsert(finals)
-            row = self._db.execute(
-                f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ?", (entry.event_id,)
-            ).fetchone()
-            current = None if row is None else self._entry(row)
-            why = None
-            if current is not None and current.claimed_by != entry.claimed_by:
-                why = refusal(current, force=force, retry_unknown=retry_unknown)
-            twin = None if (why or force) else self.same_request(entry)
-            if twin is not None:
-                why = same_lead(twin)
-            if why is None:
-                self._upsert([entry])
-            self._db.execute("COMMIT")
+            if finals:
+                self._upsert(finals)
+            cursor = self._db.execute(
+                f"INSERT INTO replays ({self._COLUMNS}) SELECT {','.join('?' * 16)} "
+                f"WHERE NOT EXISTS (SELECT 1 FROM replays WHERE {' OR '.join(blocked)}) {self._ON_CONFLICT}",
+                [*self._rows([entry])[0], *params],
+            )
+            if cursor.rowcount == 1:
+                return None
+            current, twin = self.lookup(entry)  # refused: say why (rare, so read only now)
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
-        return None if why is None else f"claimed by another run meanwhile: {why}"
+        why = refusal(current, force=force, retry_unknown=retry_unknown) if current is not None else None
+        if why is None and twin is not None:
+            why = same_lead(twin)
+        return f"claimed by another run meanwhile: {why or 'refused by the ledger'}"
 
     def write(self, entries: Sequence[LedgerEntry]) -> None:
         """Write several entries in one transaction."""
@@ -437,9 +450,9 @@ class ReplayLedger:
                 self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
 
-    def _upsert(self, entries: Sequence[LedgerEntry]) -> None:
+    def _rows(self, entries: Sequence[LedgerEntry]) -> list[tuple[Any, ...]]:
         now = _iso(datetime.now(UTC))
-        rows = [
+        return [
             (
                 e.event_id,
                 e.lead_id,
@@ -460,16 +473,20 @@ class ReplayLedger:
             )
             for e in entries
         ]
-        # A row written ``sending`` records when it was claimed; the rows after it keep that time.
-        updates = ", ".join(
-            f"{name} = excluded.{name}" for name in self._COLUMNS.split(", ")[1:] if name != "claimed_at"
-        )
-        self._db.executemany(
-            f"INSERT INTO replays ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            f"ON CONFLICT (event_id) DO UPDATE SET {updates}, "
-            "claimed_at = COALESCE(excluded.claimed_at, replays.claimed_at)",
-            rows,
-        )
+
+    # A row written ``sending`` records when it was claimed; the rows after it keep that time.
+    _ON_CONFLICT = (
+        "ON CONFLICT (event_id) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS.split(", ")[1:] if name != "claimed_at")
+        + ", claimed_at = COALESCE(excluded.claimed_at, replays.claimed_at)"
+    )
+
+    def _upsert(self, entries: Sequence[LedgerEntry]) -> None:
+        if entries:
+            self._db.executemany(
+                f"INSERT INTO replays ({self._COLUMNS}) VALUES ({','.join('?' * 16)}) {self._ON_CONFLICT}",
+                self._rows(entries),
+            )
 
 
 class RunLock:

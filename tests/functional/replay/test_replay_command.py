@@ -261,7 +261,8 @@ def test_no_answer_after_sending_is_unknown_and_not_retried_unless_asked(
         assert [r["status"] for r in rows] == ["unknown", "unknown"] and server.requests == 2, first.output
         assert all(r["attempts"] == 1 for r in rows)
         again = replay(env, *args)
-        assert server.requests == 2 and "2 skipped" in again.stderr, "unknown is not sent again by default"
+        assert server.requests == 2 and "0 sent, 0 failed, 2 unknown" in again.stderr, "not sent again by default"
+        assert again.exit_code == ExitCode.DIFFERENCES, "leads in doubt keep the run from being clean"
         retried = replay(env, *args, "--retry-unknown", "--max-attempts", "2")
         assert server.requests == 6 and retried.exit_code == ExitCode.DIFFERENCES
     finally:
@@ -301,7 +302,7 @@ def test_kill_9_mid_run_then_the_rerun_posts_every_remaining_lead_exactly_once(
     box.sandbox.faults.latency_ms = 0
     rerun = replay(env, "--from-api", *WINDOW, "--target", box.url, "--yes", "--format", "ndjson")
     rows = [json.loads(line) for line in rerun.stdout.splitlines()]
-    unknown = {r["event_id"] for r in rows if r["status"] == "skipped" and "in flight" in (r["reason"] or "")}
+    unknown = {r["event_id"] for r in rows if r["status"] == "unknown" and "in flight" in (r["reason"] or "")}
     bodies = Counter(body_of(s) for s in received(box))
     assert max(bodies.values()) == 1, "no lead posted twice"
     by_event = {e["id"]: e["request"]["body"].encode() for e in wanted}

@@ -194,7 +194,8 @@ def test_a_lead_in_doubt_that_never_reached_leadconduit_is_settled_as_not_receiv
         )
     ids = ids_file(tmp_path, [event])
     waiting = replay(env, "--ids", str(ids), "--yes", "--format", "ndjson")
-    assert received(box) == [] and json.loads(waiting.stdout)["status"] == "skipped"
+    assert received(box) == [] and json.loads(waiting.stdout)["status"] == "unknown"
+    assert waiting.exit_code == ExitCode.DIFFERENCES
     assert "too soon to be sure" in waiting.stderr or "too soon" in json.loads(waiting.stdout)["reason"]
     settled = replay(env, "--ids", str(ids), "--yes", "--format", "ndjson", "--settle-after", "0s")
     assert "not received" in settled.stderr
@@ -216,7 +217,7 @@ def test_a_gateway_error_after_the_target_took_the_lead_is_unknown_and_not_poste
         assert [r["status"] for r in rows] == ["unknown"] * 12 and len(gateway.requests) == 12
         assert all(f"HTTP {status}" in r["reason"] and r["attempts"] == 1 for r in rows)
         again = replay(env, *args)
-        assert len(gateway.requests) == 12 and "12 skipped" in again.stderr
+        assert len(gateway.requests) == 12 and "12 unknown" in again.stderr and again.exit_code == ExitCode.DIFFERENCES
 
 
 def test_503_is_retried_and_a_refused_connection_is_released_for_a_rerun(
@@ -435,7 +436,7 @@ def test_kill_9_at_any_moment_then_any_number_of_reruns_posts_each_lead_at_most_
         bodies = Counter(c.body for c in flow.requests)
         assert max(bodies.values()) == 1, "no lead posted twice"
         rows = [json.loads(line) for line in final.stdout.splitlines()]
-        in_doubt = {r["event_id"] for r in rows if r["status"] == "skipped" and "without an answer" in r["reason"]}
+        in_doubt = {r["event_id"] for r in rows if r["status"] == "unknown" and "without an answer" in r["reason"]}
         never = {e["id"] for e in events if e["request"]["body"].encode() not in bodies}
         assert never <= in_doubt, "every lead not received is listed as in doubt"
         assert len(in_doubt) <= 4 * 3, "at most --concurrency leads in doubt per kill"
