@@ -541,14 +541,14 @@ class Sender:
         status = response.status
         if status in self.RETRY_STATUSES:
             retry_after[0] = parse_retry_after(response.getheader("Retry-After"))
+        content_type = response.getheader("Content-Type", "")
+        if 200 <= status < 300:  # the common case first, with nothing to quote
+            return Delivery("answered", attempts, status, content, content_type), None
         # The target's own words, credentials taken out (an echo of our Authorization header, a URL with a key).
-        text = redact_text(content.decode("utf-8", "replace").strip().replace("\n", " "))
+        text = redact_text(content[:400].decode("utf-8", "replace").strip().replace("\n", " "))
         said = f"HTTP {status}" + (f": {text[:200]}" if text else "")
         location = response.getheader("Location")
         shown_location = redact_url(urljoin(url, location)) if location else None
-        content_type = response.getheader("Content-Type", "")
-        if 200 <= status < 300:
-            return Delivery("answered", attempts, status, content, content_type), location
         if 300 <= status < 400:
             where = f" to {shown_location}" if shown_location else " with no Location"
             reason = f"HTTP {status}: redirected{where}; the lead was not taken there"

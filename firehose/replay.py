@@ -851,11 +851,10 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
         if view.id in seen:  # the same event from two destinations, or listed twice
             continue
         seen.add(view.id)
-        origin = ledger.replayed_as(view.lead_id) if view.lead_id else None
+        entry, twin, origin, known = _lookup(event, ledger, options)
         if origin is not None:
             result.skipped.append(_row(event, "skipped", reason=f"this lead was made by the replay of event {origin}"))
             continue
-        entry, twin, known = _lookup(event, ledger, options)
         reason = refusal(entry, force=options.force, retry_unknown=options.retry_unknown)
         if reason is None and twin is not None and not options.force:
             reason = same_lead(twin)
@@ -874,16 +873,18 @@ def _fill(result: Plan, events: Iterable[Mapping[str, Any]], ledger: ReplayLedge
 
 def _lookup(
     event: Mapping[str, Any], ledger: ReplayLedger, options: ReplayOptions
-) -> tuple[LedgerEntry | None, LedgerEntry | None, dict[str, str] | None]:
+) -> tuple[LedgerEntry | None, LedgerEntry | None, str | None, dict[str, str] | None]:
     """The event's own ledger row; another event's row for the very request this one would send (sent, or
-    may have been: a replay's own new source event, or a lead its vendor sent twice; one lead, one post); and
-    that request's identity, for ``send``."""
+    may have been: a replay's own new source event, or a lead its vendor sent twice; one lead, one post); the
+    event whose replay made this event's lead; and this request's identity, for ``send``."""
+    view = EventView(event)
     try:
         prepared = options.prepare(event)
     except DataError:  # send() fails it with the reason, before any claim
-        return ledger.get(EventView(event).id), None, None
-    own, twin = ledger.lookup(_entry(prepared, SENDING, 0, options))
-    return own, twin, dict(prepared.identity)
+        origin = ledger.replayed_as(view.lead_id) if view.lead_id else None
+        return ledger.get(view.id), None, origin, None
+    own, twin, origin = ledger.lookup(_entry(prepared, SENDING, 0, options))
+    return own, twin, origin, dict(prepared.identity)
 
 
 def _row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEntry | None = None) -> Result:

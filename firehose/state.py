@@ -369,20 +369,22 @@ class ReplayLedger:
         row = self._db.execute("SELECT event_id FROM replays WHERE new_lead_id = ?", (lead_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def lookup(self, entry: LedgerEntry) -> tuple[LedgerEntry | None, LedgerEntry | None]:
-        """``(this event's row, another event's row with the same request that was sent or may have been)``,
-        in one query. The second is the same lead: a replay's own new source event carries the request it was
-        made by, and a lead its vendor sent twice carries it twice."""
+    def lookup(self, entry: LedgerEntry) -> tuple[LedgerEntry | None, LedgerEntry | None, str | None]:
+        """In one query: this event's row; another event's row with the same request that was sent or may have
+        been (the same lead: a replay's own new source event carries the request it was made by, and a lead
+        its vendor sent twice carries it twice); and the event whose replay made this event's lead, if any."""
         wanted = (entry.identity or {}).get("request") or ""
         rows = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ? UNION ALL SELECT * FROM ("
-            f"SELECT {self._COLUMNS} FROM replays WHERE request_sha256 = ? AND event_id != ? "
-            "AND status IN ('sent', 'unknown', ?) ORDER BY status = 'sent' DESC LIMIT 1)",
-            (entry.event_id, wanted, entry.event_id, SENDING),
+            f"SELECT 0, {self._COLUMNS} FROM replays WHERE event_id = ? "
+            f"UNION ALL SELECT * FROM (SELECT 1, {self._COLUMNS} FROM replays WHERE request_sha256 = ? "
+            "AND event_id != ? AND status IN ('sent', 'unknown', ?) ORDER BY status = 'sent' DESC LIMIT 1) "
+            f"UNION ALL SELECT * FROM (SELECT 2, {self._COLUMNS} FROM replays WHERE new_lead_id = ? LIMIT 1)",
+            (entry.event_id, wanted, entry.event_id, SENDING, entry.lead_id or ""),
         ).fetchall()
-        own = next((self._entry(row) for row in rows if row[0] == entry.event_id), None)
-        twin = next((self._entry(row) for row in rows if row[0] != entry.event_id), None)
-        return own, twin
+        found: dict[int, Sequence[Any]] = {row[0]: row[1:] for row in reversed(rows)}
+        own = self._entry(found[0]) if 0 in found else None
+        twin = self._entry(found[1]) if 1 in found else None
+        return own, twin, (str(found[2][0]) if 2 in found else None)
 
     def made_by_replay(self) -> Callable[[str], bool]:
         """``replayed_as(lead) is not None`` for any thread: each thread that asks gets a read-only connection of
@@ -419,17 +421,21 @@ class ReplayLedger:
         if not force:
             params += [SENDING] if not retry_unknown else []
             params += [(entry.identity or {}).get("request") or "", entry.event_id, SENDING]
+        # One statement, run by SQLite as one transaction: the answers' rows (unconditional) and this lead's
+        # claim (only if nothing forbids it). A statement is also one hand-over of Python's lock to the sending
+        # threads, which made three (begin, write, commit) cost more than the write itself.
+        rows = [*finals, entry]
+        values = ",".join([f"({','.join('?' * 16)})"] * len(rows))
         try:
-            if finals:
-                self._upsert(finals)
             cursor = self._db.execute(
-                f"INSERT INTO replays ({self._COLUMNS}) SELECT {','.join('?' * 16)} "
-                f"WHERE NOT EXISTS (SELECT 1 FROM replays WHERE {' OR '.join(blocked)}) {self._ON_CONFLICT}",
-                [*self._rows([entry])[0], *params],
+                f"INSERT INTO replays ({self._COLUMNS}) SELECT * FROM (VALUES {values}) "
+                f"WHERE column5 != '{SENDING}' OR NOT EXISTS (SELECT 1 FROM replays WHERE {' OR '.join(blocked)}) "
+                f"{self._ON_CONFLICT}",
+                [value for row in self._rows(rows) for value in row] + params,
             )
-            if cursor.rowcount == 1:
+            if cursor.rowcount == len(rows):
                 return None
-            current, twin = self.lookup(entry)  # refused: say why (rare, so read only now)
+            current, twin, _ = self.lookup(entry)  # refused: say why (rare, so read only now)
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
         why = refusal(current, force=force, retry_unknown=retry_unknown) if current is not None else None
