@@ -1132,7 +1132,13 @@ REPLAY_FIELDS = (
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True, help="Requests in flight.")
 @click.option("--rate", help="At most this many requests per second, evenly spaced, e.g. 50/s or 600/m.")
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for an answer.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds for each attempt to send and get its whole answer.",
+)
 @click.option("--retry-unknown", is_flag=True, help="Also retry (and re-send) requests that got no answer.")
 @click.option(
     "--settle-after",

@@ -34,7 +34,7 @@ from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-from firehose.claims import StoreLedger
+from firehose.claims import StoredClaim, StoreLedger
 from firehose.codec import decode, encode, encode_line, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
@@ -1149,14 +1149,7 @@ def _deliver(
     request = prepared.identity["request"]
     sender.pace()
     try:
-        number, last, why = shared.claim(
-            prepared.event_id,
-            target=prepared.shown_url(include_pii=options.include_pii),
-            identity=prepared.identity,
-            force=options.force,
-            retry_unknown=options.retry_unknown,
-            in_flight_seconds=sender.longest_seconds(),
-        )
+        number, last, why = _claim_shared(shared, prepared, options, sender)
         busy = last is not None and last.in_flight(datetime.now(UTC))
         if number is None and last is not None and last.status is None and settler is not None and not busy:
             number, why = _settle_shared(shared, last, prepared, settler, options, sender)
@@ -1183,7 +1176,12 @@ def _deliver(
 
 
 def _settle_shared(
-    shared: StoreLedger, last: Any, prepared: Prepared, settler: Settler, options: ReplayOptions, sender: Sender
+    shared: StoreLedger,
+    last: StoredClaim,
+    prepared: Prepared,
+    settler: Settler,
+    options: ReplayOptions,
+    sender: Sender,
 ) -> tuple[int | None, str | None]:
     """A claim in the shared ledger without a result whose machine is done with it (died, or gave up): settle it
     through LeadConduit; when it was not received, record that and claim the next attempt."""
@@ -1202,7 +1200,14 @@ def _settle_shared(
         return None, "another run settled it at the same moment"
     if outcome.status == "sent":
         return None, outcome.reason
-    number, _, why = shared.claim(
+    number, _, why = _claim_shared(shared, prepared, options, sender)
+    return number, why
+
+
+def _claim_shared(
+    shared: StoreLedger, prepared: Prepared, options: ReplayOptions, sender: Sender
+) -> tuple[int | None, StoredClaim | None, str | None]:
+    return shared.claim(
         prepared.event_id,
         target=prepared.shown_url(include_pii=options.include_pii),
         identity=prepared.identity,
@@ -1210,7 +1215,6 @@ def _settle_shared(
         retry_unknown=options.retry_unknown,
         in_flight_seconds=sender.longest_seconds(),
     )
-    return number, why
 
 
 def _entry(
