@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from firehose.archive import Store
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, ordered_map
 from firehose.codec import decode, encode_line, encode_pretty
-from firehose.errors import ArchiveError, ArchiveNotFound, DataError, UsageError
+from firehose.errors import ArchiveError, ArchiveNotFound, DataError, FirehoseError, UsageError
 from firehose.event import Destination
 from firehose.ids import seconds_of
 from firehose.reconcile import Verdict
@@ -329,9 +330,12 @@ def verify_pack(
     stores: dict[str, Store] = {}
     try:
         with (pack / "manifest.ndjson").open("rb") as source:
-            lines = (decode(raw, where="manifest.ndjson") for raw in source)
+            lines = (_manifest_line(number, raw) for number, raw in enumerate(source, start=1))
 
-            def check(line: dict[str, Any]) -> dict[str, Any] | None:
+            def check(line: dict[str, Any] | str) -> dict[str, Any] | None:
+                if isinstance(line, str):  # a line that is not a manifest entry: reported, never skipped
+                    return {"destination": None, "key": None, "url": None, "event_id": None,
+                            "status": "invalid", "reason": line}  # fmt: skip
                 return _check_line(line, stores, open_store)
 
             for problem in ordered_map(check, lines, workers=workers, ahead=workers * 4):
@@ -344,6 +348,27 @@ def verify_pack(
     return result
 
 
+def _manifest_line(number: int, raw: bytes) -> dict[str, Any] | str:
+    """A manifest line as a dict with what verify needs, or why it is not one (``manifest.ndjson line N: ...``)."""
+    where = f"manifest.ndjson line {number}"
+    try:
+        line = decode(raw, where=where)
+    except DataError as exc:
+        return str(exc)
+    if not isinstance(line, dict):
+        return f"{where}: not a JSON object"
+    for name in ("destination", "key", "sha256"):
+        if not isinstance(line.get(name), str) or not line[name]:
+            return f"{where}: no {name}"
+    if "error" not in line and not re.fullmatch(r"[0-9a-f]{64}", line["sha256"]):
+        return f"{where}: sha256 is not a SHA-256 digest"
+    try:
+        Destination.from_url(line["destination"], line.get("credential_id"))
+    except FirehoseError as exc:
+        return f"{where}: {exc}"
+    return line
+
+
 def _check_line(
     line: dict[str, Any], stores: dict[str, Store], open_store: Callable[[Destination], Store]
 ) -> dict[str, Any] | None:
@@ -352,7 +377,12 @@ def _check_line(
     if base not in stores:  # a race here opens one store too many at worst; both are closed
         stores[base] = open_store(destination)
     store = stores[base]
-    where = {"destination": line["destination"], "key": line["key"], "event_id": line.get("event_id")}
+    where = {
+        "destination": line["destination"],
+        "key": line["key"],
+        "url": f"{base}/{line['key']}",  # the key is whole: the destination's prefix is in it already
+        "event_id": line.get("event_id"),
+    }
     if "error" in line:
         return {**where, "status": "unreadable when the pack was made", "reason": line["error"]}
     try:

@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -293,3 +294,59 @@ def test_the_report_renders_the_calendar_in_a_real_browser(pack: Path, tmp_path:
     assert width >= 1000 and height >= 800
     # Repaired days are amber, complete ones green: a calendar square is 14 x 14 pixels.
     assert painted[amber] + painted[green] >= 5 * 14 * 14 - 50, painted
+
+
+def test_verify_as_json_from_a_real_process_and_urls_named_once(
+    pack: Path, locked: tuple[RunningSandbox, dict[str, str]], tmp_path: Path
+) -> None:
+    """Unbuffered (as under many schedulers), the JSON answer once ended in a traceback; and a gone object's URL
+    repeated its prefix."""
+    _, env = locked
+    command = [sys.executable, "-m", "firehose", "audit", "verify", str(pack), "--format", "json"]
+    clean = subprocess.run(command, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True)
+    answer = json.loads(clean.stdout)  # (an earlier test of the module deleted and changed two objects)
+    assert clean.returncode == (ExitCode.OK if answer["ok"] else ExitCode.DIFFERENCES), clean.stderr
+    assert answer["schema"] == "firehose.audit-verify/1" and "Traceback" not in clean.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(pack, copy)
+    lines = [json.loads(line) for line in (copy / "manifest.ndjson").read_text().splitlines()]
+    azure = next(line for line in lines if line["destination"].startswith("az://"))
+    container = azure["destination"].split("/")[2]
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient.from_connection_string(AZURE_CONNECTION_STRING).get_blob_client(
+        container, azure["key"]
+    ).delete_blob()
+    found = run(env, "audit", "verify", str(copy))
+    assert found.exit_code == ExitCode.DIFFERENCES
+    assert f"gone: az://{container}/{azure['key']} (event {azure['event_id']})" in found.stdout
+
+
+def test_verify_reports_manifest_lines_that_are_not_entries_and_goes_on(
+    pack: Path, locked: tuple[RunningSandbox, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = locked
+    copy = tmp_path / "odd"
+    shutil.copytree(pack, copy)
+    manifest = copy / "manifest.ndjson"
+    good = manifest.read_text()
+    manifest.write_text("{}\n" + good + '{"destination": "s3://x", "key": "k", "sha256": "nothex"}\nnot json\n')
+    import hashlib
+
+    sums = copy / "SHA256SUMS"
+    sums.write_text(
+        "".join(
+            f"{hashlib.sha256(manifest.read_bytes()).hexdigest()}  manifest.ndjson\n" if "manifest.ndjson" in line
+            else line + "\n"
+            for line in sums.read_text().splitlines()
+        )
+    )  # fmt: skip
+    result = run(env, "audit", "verify", str(copy), "--format", "json")
+    assert result.exit_code == ExitCode.DIFFERENCES
+    report = json.loads(result.stdout)
+    invalid = [item["reason"] for item in report["changed"] if item["status"] == "invalid"]
+    total = len(good.splitlines())
+    assert invalid[0] == "manifest.ndjson line 1: no destination"
+    assert f"manifest.ndjson line {total + 2}: sha256 is not a SHA-256 digest" in invalid
+    assert any(reason.startswith(f"manifest.ndjson line {total + 3}") for reason in invalid)
+    assert report["objects"] == total + 3 and len(invalid) == 3, "every line checked, the good ones too"
