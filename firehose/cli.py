@@ -1713,9 +1713,7 @@ def audit_verify(
         for problem in result.pack_problems:
             click.echo(f"pack: {problem}")
         for item in result.changed:
-            click.echo(
-                f"{item['status']}: {item['url']} (event {item['event_id']}): {item['reason']}"
-            )
+            click.echo(f"{item['status']}: {item['url']} (event {item['event_id']}): {item['reason']}")
     click.echo(
         f"firehose audit verify: signature {'valid' if result.signature_ok else 'INVALID'} (key SHA-256 "
         f"{result.key_sha256[:16]}…), {len(result.pack_problems)} pack problems, {result.objects} objects "
