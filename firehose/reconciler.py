@@ -165,6 +165,8 @@ class Reconciler:
                     and record.end == end
                     and record.finished_at is not None
                     and (record.finished_at - record.end >= options.recheck)
+                    # A repair since (by any run) changed the archive these findings describe: look again.
+                    and not self.state.repaired_since(start, record.finished_at)
                 )
                 if options.dry_run or options.full or record is None or not settled:
                     findings, requests = self._window(start, end)

@@ -11,6 +11,8 @@ Tables:
 - ``windows``: the windows a run has finished, with their counts and request counts (JSON).
 - ``findings``: every non-``match`` finding of finished windows (matches are only counted).
 - ``replays``: the replay ledger, one row per source event ever replayed (``ReplayLedger``).
+- ``repairs``: every object a ``--repair`` ever wrote, append-only: evidence, which a later run never replaces
+  (a later ``--full`` run finds those objects present and would otherwise forget they were repaired).
 """
 
 from __future__ import annotations
@@ -86,9 +88,24 @@ CREATE TABLE IF NOT EXISTS replays (
     request_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS replays_new_lead ON replays (new_lead_id);
+CREATE TABLE IF NOT EXISTS repairs (
+    event_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    repaired_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, destination)
+);
+CREATE INDEX IF NOT EXISTS repairs_window ON repairs (window_start, repaired_at);
 """
-_INDEXES = "CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);"
-"""Indexes on columns a migration may have just added: made after the migrations."""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);
+INSERT OR IGNORE INTO repairs
+    SELECT event_id, destination, key, window_start, run_id, window_start FROM findings WHERE verdict = 'repaired';
+"""
+"""After the migrations: indexes on columns a migration may have just added, and the repair record filled
+from the findings of databases made before it existed (idempotent: the first record of a repair stands)."""
 
 
 _MIGRATIONS = {
@@ -209,6 +226,14 @@ class StateDB:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM findings WHERE run_id = ? AND window_start = ?", (run_id, _iso(window.start)))
             self._db.executemany("INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany(  # the record of repairs only grows: the first word on an object stands
+                "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (f.event_id, f.destination, f.key, _iso(window.start), run_id, _iso(datetime.now(UTC)))
+                    for f in findings
+                    if f.verdict == Verdict.REPAIRED
+                ],
+            )
             self._db.execute(
                 "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -251,21 +276,27 @@ class StateDB:
             )
 
     def repaired(self, start: datetime, end: datetime) -> Counter[tuple[str, str]]:
-        """Objects any run's ``--repair`` wrote for windows in ``[start, end]``, per (day, destination), each
-        (event, destination) once however many runs saw it."""
+        """Objects any run's ``--repair`` ever wrote for events made in ``[start, end]``, per (day, destination),
+        from the append-only record of repairs."""
         rows = self._db.execute(
-            "SELECT DISTINCT event_id, destination, window_start FROM findings WHERE verdict = ? "
-            "AND window_start >= ? AND window_start <= ?",
-            (Verdict.REPAIRED.value, _iso(start - timedelta(days=1)), _iso(end)),
+            "SELECT event_id, destination FROM repairs WHERE window_start >= ? AND window_start <= ?",
+            (_iso(start - timedelta(days=1)), _iso(end)),
         )
         counts: Counter[tuple[str, str]] = Counter()
-        seen: set[tuple[str, str]] = set()
-        for event_id, destination, _ in rows:
+        for event_id, destination in rows:
             made = datetime.fromtimestamp(int(event_id[:8], 16), tz=UTC)
-            if start <= made <= end and (event_id, destination) not in seen:
-                seen.add((event_id, destination))
+            if start <= made <= end:
                 counts[(f"{made:%Y-%m-%d}", destination)] += 1
         return counts
+
+    def repaired_since(self, window_start: datetime, moment: datetime) -> bool:
+        """Whether a repair wrote an object of this window after ``moment``: findings stored before it no longer
+        tell the archive as it is."""
+        found = self._db.execute(
+            "SELECT 1 FROM repairs WHERE window_start = ? AND repaired_at > ? LIMIT 1",
+            (_iso(window_start), _iso(moment)),
+        ).fetchone()
+        return found is not None
 
     def finish(self, run_id: int) -> None:
         self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(datetime.now(UTC)), run_id))

@@ -312,3 +312,32 @@ def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_report(
     for name in ("counts", "by_destination", "by_day", "findings"):
         assert first[name] == second[name], name
     assert resumed.exit_code == whole.exit_code
+
+
+def test_after_a_repair_the_plain_nightly_run_reports_no_stale_gap_and_audits_keep_every_repair(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    """One state database, as a nightly job keeps it: find, repair, find again (the windows are old enough to be
+    reused, and must not be reused with findings from before the repair), then a --full repair finds nothing to
+    do, and the audit still counts every repair."""
+    expected = dropped(box)
+    assert expected
+    found = reconcile(env)
+    assert found.exit_code == ExitCode.DIFFERENCES and f"missing {len(expected)}," in found.stderr, found.stderr
+    repaired = reconcile(env, "--repair")
+    assert repaired.exit_code == ExitCode.OK, repaired.stderr
+    after = reconcile(env, "--report", str(tmp_path / "after.json"))
+    assert after.exit_code == ExitCode.OK, after.stderr
+    assert json.loads((tmp_path / "after.json").read_text())["counts"].get("missing", 0) == 0
+
+    def audit_repaired(name: str) -> int:
+        out = tmp_path / name
+        made = CliRunner().invoke(cli, ["audit", *WINDOW, "--out", str(out)], env=env, catch_exceptions=False)
+        assert made.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), made.stderr
+        rows = json.loads((out / "coverage.json").read_text())["coverage"]
+        return sum(int(row["repaired"]) for row in rows)
+
+    assert audit_repaired("pack1") == len(expected)
+    full = reconcile(env, "--repair", "--full")
+    assert full.exit_code == ExitCode.OK and '"repaired"' not in full.stdout
+    assert audit_repaired("pack2") == len(expected), "the record of repairs is never replaced by a later run"
