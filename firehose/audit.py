@@ -24,9 +24,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,9 +177,45 @@ def write_pack(
     progress: Callable[[str], None] = lambda _: None,
 ) -> PackResult:
     """Write the pack into ``out`` (created; refused if it holds files already), sign it, and return the
-    summary."""
+    summary.
+
+    The pack is built in a hidden folder beside ``out`` and renamed to ``out`` once signed: a pack is whole or
+    absent, and a run that fails part-way (a store error while hashing, a full disk, a kill) leaves nothing a
+    rerun would refuse or an auditor could take for a pack."""
     require_new_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        result = _write_pack(building, start=start, end=end, outcome=outcome, repaired_before=repaired_before,
+                             findings=findings, open_store=open_store, destinations=destinations,
+                             required_days=required_days, verify=verify, signing_key=signing_key, workers=workers,
+                             progress=progress)  # fmt: skip
+        require_new_folder(out)  # still new: nobody made a pack there meanwhile
+        if out.exists():
+            out.rmdir()
+        building.rename(out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return replace(result, out=out)
+
+
+def _write_pack(
+    out: Path,
+    *,
+    start: datetime,
+    end: datetime,
+    outcome: Outcome,
+    repaired_before: Counter[tuple[str, str]],
+    findings: list[dict[str, Any]],
+    open_store: Callable[[Destination], Store],
+    destinations: list[Destination],
+    required_days: int | None,
+    verify: str,
+    signing_key: Path,
+    workers: int = 8,
+    progress: Callable[[str], None] = lambda _: None,
+) -> PackResult:
     started = datetime.now(UTC)
     coverage = coverage_rows(outcome, repaired_before)
     _write_csv(out / "coverage.csv", COVERAGE_FIELDS, coverage)

@@ -392,10 +392,15 @@ class Reconciler:
             try:
                 wrote = store.write(finding.key, body, if_absent=True)
                 stored = store.read(finding.key)
+                same = stored == body or canonical(decode(stored)) == canonical(event)
             except ArchiveError as exc:
                 repaired.append(_with(finding, Verdict.ERROR, f"repair failed: {exc}"))
                 continue
-            if canonical(decode(stored)) == canonical(event):
+            except DataError:  # what is there does not parse: an object cut short, never taken for the event
+                why = f"the object does not read back as written ({len(stored)} bytes)"
+                repaired.append(_with(finding, Verdict.ERROR, why))
+                continue
+            if same:
                 reason = "written and read back" if wrote else "already there when repair looked again"
                 repaired.append(_with(finding, Verdict.REPAIRED, reason))
             else:

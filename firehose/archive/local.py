@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +46,16 @@ class LocalStore:
         self.requests.add("list")
         if not self.root.is_dir():
             raise ArchiveNotFound(f"{self.url}: directory does not exist")
-        for count, key in enumerate(self._walk(self.root, "", prefix, start_after, end_at), start=1):
-            yield self._info(key, self.root / key)
+        count = 0
+        for key in self._walk(self.root, "", prefix, start_after, end_at):
+            try:
+                info = self._info(key, self.root / key)
+            except FileNotFoundError:  # gone between the folder read and now (another writer's partial file)
+                continue
+            except OSError as exc:
+                raise ArchiveError(f"{self.url}/{key}: {exc.strerror}") from exc
+            yield info
+            count += 1
             if limit is not None and count >= limit:
                 return
 
@@ -69,7 +78,7 @@ class LocalStore:
                 if end_at is not None and key > end_at:
                     return
                 yield from self._walk(Path(entry.path), key, prefix, start_after, end_at)
-            elif key.startswith(prefix) and not key.endswith(".tmp"):
+            elif key.startswith(prefix) and not key.endswith((".tmp", ".partial")):  # files being written
                 if start_after is not None and key <= start_after:
                     continue
                 if end_at is not None and key > end_at:
@@ -108,9 +117,18 @@ class LocalStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if if_absent:
-                # Exclusive create: refused if the file exists, even against a concurrent writer.
-                with path.open("xb") as handle:
-                    handle.write(data)
+                # Whole or absent, and never over another: the bytes go to a file of our own first, then a hard
+                # link makes them the key in one step, refused if the key exists (even against a concurrent
+                # writer). Writing the key directly left a truncated or empty object when the disk was full.
+                partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+                try:
+                    with partial.open("xb") as handle:
+                        handle.write(data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    os.link(partial, path)
+                finally:
+                    partial.unlink(missing_ok=True)
             else:
                 tmp = path.with_name(path.name + ".tmp")
                 tmp.write_bytes(data)
