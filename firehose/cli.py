@@ -645,9 +645,21 @@ def archive_ls(
     note = f"; {listing.verification} verification files skipped" if listing.verification else ""
     if listing.other:
         note += f"; {listing.other} keys outside the layout" + ("" if show_all else " not listed (--all shows them)")
+    note += _elsewhere_hint(listing, url)
     click.echo(
         f"firehose archive ls: {listing.events} events in {url}{note} ({time.monotonic() - started:.1f} s)", err=True
     )
+
+
+def _elsewhere_hint(listing: Any, url: str) -> str:
+    """A window lists the leads right under the URL's prefix; say where the events it passed over are (and,
+    when it found none at all, where events are)."""
+    if not listing.events and not listing.elsewhere:
+        listing.look_elsewhere()
+    if not listing.elsewhere:
+        return ""
+    where = ", ".join(f"{url.rstrip('/')}/{prefix.rstrip('/')}" for prefix in listing.elsewhere_prefixes)
+    return f"; events are under deeper prefixes, which the window does not select: list {where}"
 
 
 @archive.command("cat")
@@ -709,6 +721,7 @@ def archive_cat(
                 # A key may be given whole, or relative to the URL's prefix.
                 keys.append(target if target.startswith(where.prefix) else folder(where.prefix) + target)
         selected: Any = keys
+        listing = None
         if start or end:
             listing = ArchiveListing(
                 store, where.prefix, start_seconds=start_seconds, end_seconds=end_seconds, workers=workers
@@ -727,6 +740,9 @@ def archive_cat(
         out.flush()
     finally:
         store.close()
+    hint = _elsewhere_hint(listing, url) if listing is not None else ""
+    if hint:
+        click.echo(f"firehose archive cat: {hint.lstrip('; ')}", err=True)
     if problems:
         click.echo(f"firehose archive cat: {problems} objects could not be read", err=True)
         ctx.exit(int(ExitCode.ARCHIVE))

@@ -277,8 +277,14 @@ class ArchiveListing:
         self.start_seconds, self.end_seconds = start_seconds, end_seconds
         self.workers, self.include_other = workers, include_other
         self.events = self.verification = self.other = 0
+        self.elsewhere = 0
+        """With a window: events of other prefixes than the URL's (below it), which a window does not select."""
+        self.elsewhere_prefixes: list[str] = []
+        """A few of those prefixes, for a hint ("the keys are under events/auto/")."""
 
     def __iter__(self) -> Iterator[ArchivedEvent | ObjectInfo]:
+        windowed = self.start_seconds is not None or self.end_seconds is not None
+        folder = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
         for info in list_window(
             self.store,
             self.prefix,
@@ -287,6 +293,8 @@ class ArchiveListing:
             workers=self.workers,
         ):
             event = as_event(info)
+            if event is not None and windowed and not self._selected(event, folder):
+                continue
             if event is not None:
                 self.events += 1
                 yield event
@@ -296,6 +304,33 @@ class ArchiveListing:
                 self.other += 1
                 if self.include_other:
                     yield info
+
+    def look_elsewhere(self, keys: int = 2000) -> None:
+        """After a window found nothing: look at the first ``keys`` keys under the prefix for events in deeper
+        folders, to say where they are (``elsewhere_prefixes``)."""
+        folder = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
+        for info in self.store.list(self.prefix, limit=keys):
+            event = as_event(info)
+            if event is not None:
+                at = event.key.lower().rfind(event.lead_id.lower())
+                if event.key[:at] != folder:
+                    self.elsewhere += 1
+                    if len(self.elsewhere_prefixes) < 5 and event.key[:at] not in self.elsewhere_prefixes:
+                        self.elsewhere_prefixes.append(event.key[:at])
+
+    def _selected(self, event: ArchivedEvent, folder: str) -> bool:
+        """A window selects the leads made in it whose folder is the URL's prefix itself: a key that only sorts
+        into the listed range (``events/...`` at a bucket's root) is not one of them, only counted for a hint."""
+        at = event.key.lower().rfind(event.lead_id.lower())
+        if event.key[:at] != folder:
+            self.elsewhere += 1
+            if len(self.elsewhere_prefixes) < 5 and event.key[:at] not in self.elsewhere_prefixes:
+                self.elsewhere_prefixes.append(event.key[:at])
+            return False
+        made = seconds_of(event.lead_id)
+        if self.start_seconds is not None and made < self.start_seconds:
+            return False
+        return self.end_seconds is None or made <= self.end_seconds
 
 
 def find_event_keys(

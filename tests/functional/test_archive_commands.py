@@ -378,3 +378,23 @@ def test_a_malformed_connection_string_is_a_config_error_that_does_not_echo_it(e
     assert result.exit_code == ExitCode.CONFIG
     assert "az://c: the Azure connection string or account URL is malformed" in result.stderr
     assert "sup3r" not in result.output and "sup3r" not in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["s3", "file"])
+def test_a_window_at_the_bucket_root_selects_no_deeper_keys_and_says_where_they_are(
+    box: RunningSandbox, env: dict[str, str], scheme: str
+) -> None:
+    """`--start` alone at the root once listed every object from the window's start on, whatever its lead."""
+    day = UNTIL.replace(day=UNTIL.day - 1).strftime("%Y-%m-%d")
+    for window in (["--start", day], ["--start", day, "--end", day]):
+        for command in ("ls", "cat"):
+            result = invoke(env, "archive", command, url_for(box, scheme, ""), *window, *credential_args(box, scheme))
+            assert result.exit_code == 0, result.stderr
+            printed = result.stdout.splitlines()
+            assert printed == [] if command == "cat" else len(printed) == 1, printed[:3]  # ls: its header only
+            assert "deeper prefixes" in result.stderr and "/events/" in result.stderr, result.stderr
+    at_prefix = invoke(env, "archive", "ls", url_for(box, scheme, "events/auto"), "--start", day, "--format",
+                       "ndjson", *credential_args(box, scheme))  # fmt: skip
+    rows = [json.loads(line) for line in at_prefix.stdout.splitlines()]
+    first = int(UNTIL.timestamp()) - DAY
+    assert rows and all(seconds_of(row["lead_id"]) >= first for row in rows)
