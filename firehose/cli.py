@@ -847,21 +847,15 @@ def _archive_override(archive_url: str | None, credential_id: str | None) -> Any
 
 
 def _duration(value: str, flag: str) -> timedelta:
-    """``15m``, ``2h``, ``7d`` or a number of minutes."""
-    text = value.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-    try:
-        if text and text[-1] in units:
-            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        return timedelta(minutes=float(text))
-    except ValueError as exc:
-        raise UsageError(f"{flag} {value!r} is not a duration such as 15m, 2h or 7d") from exc
+    from firehose.duration import parse_duration
+
+    return parse_duration(value, flag)
 
 
 @cli.command()
 @click.option("--start", help="Events created at or after this time (default: 90 days ago, all the API holds).")
 @click.option("--end", help="Events created at or before this time (default: now minus --lag).")
-@click.option("--lag", default="15m", show_default=True, help="Leave recent events alone: the firehose retries late.")
+@click.option("--lag", default="15min", show_default=True, help="Leave recent events alone: the firehose retries late.")
 @click.option(
     "--verify",
     default="presence",
@@ -1178,7 +1172,7 @@ REPLAY_FIELDS = (
 @click.option("--retry-unknown", is_flag=True, help="Also retry (and re-send) requests that got no answer.")
 @click.option(
     "--settle-after",
-    default="5m",
+    default="5min",
     show_default=True,
     help="A lead in doubt that LeadConduit shows no lead for after this long is settled as not received.",
 )
@@ -1519,7 +1513,7 @@ def replay(
 @click.option("--start", help="First day of the period (ISO 8601; UTC).")
 @click.option("--end", help="Last day of the period (a bare date means the whole day).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="A new folder for the pack.")
-@click.option("--require-retention", help="Judge retention settings against this, e.g. 7y, 18m, 400d.")
+@click.option("--require-retention", help="Judge retention settings against this, e.g. 7y, 18mo, 400d.")
 @click.option(
     "--signing-key",
     type=click.Path(dir_okay=False),

@@ -17,23 +17,19 @@ A setting the endpoint does not report, or the credentials may not read, is UNKN
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from firehose.archive.base import LifecycleRule, RetentionSettings
-from firehose.errors import UsageError
+from firehose.duration import days_of
 
 PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
-_UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
 
 
 def parse_retention(text: str) -> int:
-    """``7y``, ``18m``, ``90d``, ``2y6m``: the number of days (a year is 365 days, a month 30)."""
-    parts = re.findall(r"(\d+)\s*([dwmy])", text.strip().lower())
-    if not parts or re.sub(r"(\d+)\s*([dwmy])", "", text.strip().lower()).strip():
-        raise UsageError(f"--require-retention {text!r}: write a duration such as 7y, 18m or 90d")
-    return sum(int(number) * _UNITS[unit] for number, unit in parts)
+    """``7y``, ``18mo``, ``90d``, ``2y6mo``: the number of days (a year is 365 days, a month 30), in the one
+    duration grammar of every flag (``duration``)."""
+    return days_of(text, "--require-retention")
 
 
 def days_text(days: int) -> str:

@@ -16,7 +16,7 @@ def verdicts(settings: RetentionSettings, prefix: str = "events/auto") -> dict[s
 
 
 def test_durations() -> None:
-    assert parse_retention("7y") == 2555 and parse_retention("90d") == 90 and parse_retention("2y6m") == 910
+    assert parse_retention("7y") == 2555 and parse_retention("90d") == 90 and parse_retention("2y6mo") == 910
     with pytest.raises(UsageError, match="--require-retention 'seven'"):
         parse_retention("seven")
 
