@@ -28,7 +28,8 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,12 +185,93 @@ def write_pack(
     rerun would refuse or an auditor could take for a pack."""
     require_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with _whole_or_absent(out) as building:
+        started = datetime.now(UTC)
+        coverage = coverage_rows(outcome, repaired_before)
+        _write_csv(building / "coverage.csv", COVERAGE_FIELDS, coverage)
+        (building / "coverage.json").write_bytes(encode_pretty({"schema": SCHEMA, "coverage": coverage}))
+        with (building / "findings.ndjson").open("wb") as sink:
+            for item in findings:
+                sink.write(encode_line(item))
+
+        objects = size = failures = 0
+        retention: list[dict[str, Any]] = []
+        checks: list[Check] = []
+        with (building / "manifest.ndjson").open("wb") as sink:
+            for destination in destinations:
+                progress(f"hashing {destination.url()}")
+                store = open_store(destination)
+                try:
+                    for line in manifest_lines(store, destination, start, end, workers=workers):
+                        sink.write(encode_line(line))
+                        objects += 1
+                        size += int(line.get("size") or 0)
+                        failures += "error" in line
+                    settings = store.retention()
+                finally:
+                    store.close()
+                found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
+                checks.extend(found)
+                retention.append(
+                    {
+                        "destination": destination.url(),
+                        "settings": {
+                            name: value
+                            for name, value in settings.__dict__.items()
+                            if name not in ("notes", "lifecycle")
+                        }
+                        | {
+                            "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
+                            if settings.lifecycle is not None
+                            else None,
+                            "notes": dict(settings.notes),
+                        },
+                        "verdict": overall(found) if required_days else None,
+                        "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
+                    }
+                )
+        (building / "retention.json").write_bytes(
+            encode_pretty({"schema": SCHEMA, "require_retention": _required(required_days), "destinations": retention})
+        )
+        totals: Counter[str] = Counter()
+        for row in coverage:
+            totals.update({k: v for k, v in row.items() if isinstance(v, int)})
+        summary: dict[str, Any] = {
+            "schema": SCHEMA,
+            "firehose": __version__,
+            "created_at": _iso(started),
+            "window": {"start": _iso(start), "end": _iso(end)},
+            "verify": verify,
+            "require_retention": _required(required_days),
+            "coverage": dict(totals),
+            "coverage_verdict": "FAIL" if totals["missing"] or totals["differing"] else "PASS",
+            "retention_verdict": overall(checks) if required_days else None,
+            "manifest": {"objects": objects, "bytes": size, "unreadable": failures},
+            "destinations": [d.url() for d in destinations],
+        }
+        key, created = signing.load_or_create_key(signing_key)
+        public = signing.public_pem(key)
+        summary["signing_key_sha256"] = signing.fingerprint(public)
+        (building / "summary.json").write_bytes(encode_pretty(summary))
+        (building / "report.html").write_text(render_report(summary, coverage, retention), encoding="utf-8")
+        (building / PUBLIC_KEY).write_bytes(public)
+        sums = "".join(
+            f"{_sha256_file(path)}  {path.name}\n"
+            for path in sorted(building.iterdir())
+            if path.name not in (SUMS, SIGNATURE)
+        ).encode()
+        (building / SUMS).write_bytes(sums)
+        (building / SIGNATURE).write_text(signing.sign(key, sums) + "\n")
+    return PackResult(out, summary, signing_key if created else None)
+
+
+@contextmanager
+def _whole_or_absent(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to build in, renamed to ``out`` when the block ends well and removed when
+    it does not."""
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        result = _write_pack(building, start=start, end=end, outcome=outcome, repaired_before=repaired_before,
-                             findings=findings, open_store=open_store, destinations=destinations,
-                             required_days=required_days, verify=verify, signing_key=signing_key, workers=workers,
-                             progress=progress)  # fmt: skip
+        yield building
         require_new_folder(out)  # still new: nobody made a pack there meanwhile
         if out.exists():
             out.rmdir()
@@ -197,98 +279,6 @@ def write_pack(
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    return replace(result, out=out)
-
-
-def _write_pack(
-    out: Path,
-    *,
-    start: datetime,
-    end: datetime,
-    outcome: Outcome,
-    repaired_before: Counter[tuple[str, str]],
-    findings: list[dict[str, Any]],
-    open_store: Callable[[Destination], Store],
-    destinations: list[Destination],
-    required_days: int | None,
-    verify: str,
-    signing_key: Path,
-    workers: int = 8,
-    progress: Callable[[str], None] = lambda _: None,
-) -> PackResult:
-    started = datetime.now(UTC)
-    coverage = coverage_rows(outcome, repaired_before)
-    _write_csv(out / "coverage.csv", COVERAGE_FIELDS, coverage)
-    (out / "coverage.json").write_bytes(encode_pretty({"schema": SCHEMA, "coverage": coverage}))
-    with (out / "findings.ndjson").open("wb") as sink:
-        for item in findings:
-            sink.write(encode_line(item))
-
-    objects = size = failures = 0
-    retention: list[dict[str, Any]] = []
-    checks: list[Check] = []
-    with (out / "manifest.ndjson").open("wb") as sink:
-        for destination in destinations:
-            progress(f"hashing {destination.url()}")
-            store = open_store(destination)
-            try:
-                for line in manifest_lines(store, destination, start, end, workers=workers):
-                    sink.write(encode_line(line))
-                    objects += 1
-                    size += int(line.get("size") or 0)
-                    failures += "error" in line
-                settings = store.retention()
-            finally:
-                store.close()
-            found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
-            checks.extend(found)
-            retention.append(
-                {
-                    "destination": destination.url(),
-                    "settings": {
-                        name: value for name, value in settings.__dict__.items() if name not in ("notes", "lifecycle")
-                    }
-                    | {
-                        "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
-                        if settings.lifecycle is not None
-                        else None,
-                        "notes": dict(settings.notes),
-                    },
-                    "verdict": overall(found) if required_days else None,
-                    "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
-                }
-            )
-    (out / "retention.json").write_bytes(
-        encode_pretty({"schema": SCHEMA, "require_retention": _required(required_days), "destinations": retention})
-    )
-    totals: Counter[str] = Counter()
-    for row in coverage:
-        totals.update({k: v for k, v in row.items() if isinstance(v, int)})
-    summary: dict[str, Any] = {
-        "schema": SCHEMA,
-        "firehose": __version__,
-        "created_at": _iso(started),
-        "window": {"start": _iso(start), "end": _iso(end)},
-        "verify": verify,
-        "require_retention": _required(required_days),
-        "coverage": dict(totals),
-        "coverage_verdict": "FAIL" if totals["missing"] or totals["differing"] else "PASS",
-        "retention_verdict": overall(checks) if required_days else None,
-        "manifest": {"objects": objects, "bytes": size, "unreadable": failures},
-        "destinations": [d.url() for d in destinations],
-    }
-    key, created = signing.load_or_create_key(signing_key)
-    public = signing.public_pem(key)
-    summary["signing_key_sha256"] = signing.fingerprint(public)
-    (out / "summary.json").write_bytes(encode_pretty(summary))
-    (out / "report.html").write_text(render_report(summary, coverage, retention), encoding="utf-8")
-    (out / PUBLIC_KEY).write_bytes(public)
-    sums = "".join(
-        f"{_sha256_file(path)}  {path.name}\n" for path in sorted(out.iterdir()) if path.name not in (SUMS, SIGNATURE)
-    ).encode()
-    (out / SUMS).write_bytes(sums)
-    (out / SIGNATURE).write_text(signing.sign(key, sums) + "\n")
-    return PackResult(out, summary, signing_key if created else None)
 
 
 def _required(days: int | None) -> str | None:
