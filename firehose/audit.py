@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from typing import Any
 
 from firehose import __version__, signing
 from firehose.archive import Store
-from firehose.archive.layout import ArchivedEvent
+from firehose.archive.layout import ArchivedEvent, parse_key
 from firehose.archive.listing import ArchiveListing, ordered_map
 from firehose.codec import decode, encode_line, encode_pretty
 from firehose.errors import ArchiveError, ArchiveNotFound, DataError, FirehoseError, UsageError
@@ -105,10 +106,18 @@ def coverage_rows(outcome: Outcome, repaired_before: Counter[tuple[str, str]]) -
 
 
 def manifest_lines(
-    store: Store, destination: Destination, start: datetime, end: datetime, *, workers: int = 8
+    store: Store,
+    destination: Destination,
+    start: datetime,
+    end: datetime,
+    *,
+    workers: int = 8,
+    older_leads: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """One manifest line per archived event object of ``destination`` made in ``[start, end]`` (leads listed
-    from an hour before), each read and hashed. A read that fails is a line with ``error``, never skipped."""
+    from an hour before, and the keys ``older_leads``: the period's events of leads made before that, which
+    coverage found archived), each read and hashed. A read that fails is a line with ``error``, never
+    skipped."""
     listing = ArchiveListing(
         store,
         destination.prefix,
@@ -117,18 +126,23 @@ def manifest_lines(
         workers=workers,
     )
     first, last = int(start.timestamp()), int(end.timestamp())
-    wanted = (row for row in listing if isinstance(row, ArchivedEvent) and first <= seconds_of(row.event_id) <= last)
+    listed = (row for row in listing if isinstance(row, ArchivedEvent) and first <= seconds_of(row.event_id) <= last)
+    wanted = itertools.chain(
+        ((row.key, row.event_id, row.lead_id) for row in listed),
+        (_ids_of(key) for key in older_leads),
+    )
 
-    def read(row: ArchivedEvent) -> dict[str, Any]:
+    def read(row: tuple[str, str, str]) -> dict[str, Any]:
+        key, event_id, lead_id = row
         line: dict[str, Any] = {
             "destination": destination.url(),
             "credential_id": destination.credential_id,
-            "key": row.key,
-            "event_id": row.event_id,
-            "lead_id": row.lead_id,
+            "key": key,
+            "event_id": event_id,
+            "lead_id": lead_id,
         }
         try:
-            body, info = store.fetch(row.key)
+            body, info = store.fetch(key)
         except ArchiveError as exc:
             return {**line, "error": str(exc)}
         return {
@@ -142,6 +156,11 @@ def manifest_lines(
         }
 
     yield from ordered_map(read, wanted, workers=workers, ahead=workers * 4)
+
+
+def _ids_of(key: str) -> tuple[str, str, str]:
+    lead_id, event_id = parse_key(key) or ("", "")
+    return key, event_id, lead_id
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -176,6 +195,7 @@ def write_pack(
     signing_key: Path,
     workers: int = 8,
     progress: Callable[[str], None] = lambda _: None,
+    older_leads: Mapping[str, Sequence[str]] | None = None,
 ) -> PackResult:
     """Write the pack into ``out`` (created; refused if it holds files already), sign it, and return the
     summary.
@@ -202,7 +222,8 @@ def write_pack(
                 progress(f"hashing {destination.url()}")
                 store = open_store(destination)
                 try:
-                    for line in manifest_lines(store, destination, start, end, workers=workers):
+                    extra = (older_leads or {}).get(destination.url(), ())
+                    for line in manifest_lines(store, destination, start, end, workers=workers, older_leads=extra):
                         sink.write(encode_line(line))
                         objects += 1
                         size += int(line.get("size") or 0)
@@ -246,7 +267,14 @@ def write_pack(
             "coverage": dict(totals),
             "coverage_verdict": "FAIL" if totals["missing"] or totals["differing"] else "PASS",
             "retention_verdict": overall(checks) if required_days else None,
-            "manifest": {"objects": objects, "bytes": size, "unreadable": failures},
+            # Every object coverage counts as archived is in the manifest: the pack says both, and verify checks.
+            "manifest": {
+                "objects": objects,
+                "bytes": size,
+                "unreadable": failures,
+                "archived_in_coverage": totals["archived"],
+                "complete": objects == totals["archived"],
+            },
             "destinations": [d.url() for d in destinations],
         }
         key, created = signing.load_or_create_key(signing_key)
@@ -355,6 +383,9 @@ def verify_pack(
             result.pack_problems.append(f"{path.name}: in the pack but not in {SUMS}")
     if any(p.startswith("manifest.ndjson") for p in result.pack_problems):
         return result  # a manifest that is not the signed one proves nothing about the archive
+    claimed = _manifest_claims(pack)
+    if claimed is not None:
+        result.pack_problems.append(claimed)
     stores: dict[str, Store] = {}
     try:
         with (pack / "manifest.ndjson").open("rb") as source:
@@ -374,6 +405,23 @@ def verify_pack(
         for store in stores.values():
             store.close()
     return result
+
+
+def _manifest_claims(pack: Path) -> str | None:
+    """Whether summary.json says the manifest holds every object coverage counts as archived, and holds as many
+    lines as it says; why not, if not."""
+    try:
+        manifest = decode((pack / "summary.json").read_bytes(), where="summary.json").get("manifest") or {}
+        with (pack / "manifest.ndjson").open("rb") as source:
+            lines = sum(1 for _ in source)
+    except (OSError, DataError, AttributeError) as exc:
+        return f"summary.json: cannot be read ({exc})"
+    if manifest.get("objects") != lines:
+        return f"summary.json: says {manifest.get('objects')} manifest objects, manifest.ndjson holds {lines}"
+    archived = manifest.get("archived_in_coverage")
+    if archived is not None and archived != lines:
+        return f"manifest.ndjson: {lines} objects, but coverage counts {archived} archived (an incomplete manifest)"
+    return None
 
 
 def _manifest_line(number: int, raw: bytes) -> dict[str, Any] | str:

@@ -1643,6 +1643,7 @@ def audit(
         signing_key=Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem"),
         workers=workers,
         progress=lambda text: click.echo(f"firehose audit: {text}", err=True),
+        older_leads=outcome.older_leads,
     )
     summary = result.summary
     size = sum(path.stat().st_size for path in out.iterdir())

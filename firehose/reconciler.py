@@ -59,6 +59,10 @@ PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
 """What presence needs from each event: where it should be, and when the API forgets it."""
 
 
+PRESENT = frozenset({Verdict.MATCH, Verdict.DIFFER, Verdict.REPAIRED})
+"""Verdicts of an object that is in the archive (what coverage counts as archived, with archive-only ones)."""
+
+
 @dataclass(frozen=True)
 class ReconcileOptions:
     start: datetime
@@ -126,6 +130,10 @@ class Outcome:
     """With ``dry_run``: the findings, kept here instead of in the state database."""
     windows: list[datetime] = field(default_factory=list)
     """The starts of this run's windows: its findings are those stored for them."""
+    older_leads: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    """Keys, per destination URL, of the archived objects of the run's events whose lead was made before the run
+    (and its lead look-back) began: feedback days after a lead. A listing by lead misses them; an audit's
+    manifest lists them from here. Only for windows this run examined."""
 
 
 class Reconciler:
@@ -172,6 +180,10 @@ class Reconciler:
                     findings, requests = self._window(start, end)
                     outcome.destinations.update({d.url(): d for d in self._cursors})
                     record = WindowRecord(start, end, _tally(findings), requests)
+                    floor = int((options.start - options.lead_lookback).timestamp())
+                    for f in findings:
+                        if f.verdict in PRESENT and f.lead_id and seconds_of(f.lead_id) < floor:
+                            outcome.older_leads[f.destination].append(f.key)
                     kept = [f for f in findings if f.verdict in KEPT]  # matches are counted, not kept one by one
                     if options.dry_run:
                         outcome.planned.extend(kept)

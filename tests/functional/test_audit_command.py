@@ -125,6 +125,9 @@ def test_the_pack_holds_coverage_manifest_retention_summary_report_and_signature
     assert sample["sha256"] == hashlib.sha256(body).hexdigest() and sample["version_id"] == info.version_id
     assert sample["retention_mode"] == "COMPLIANCE" and sample["retain_until"] > "2030"
     assert summary["manifest"]["objects"] == len(lines) > 0
+    # Every object coverage counts as archived is in it: the period's feedback on older leads too.
+    assert summary["manifest"]["archived_in_coverage"] == summary["coverage"]["archived"] == len(lines)
+    assert summary["manifest"]["complete"] is True
 
     retention = {d["destination"]: d for d in json.loads((pack / "retention.json").read_text())["destinations"]}
     s3_checks = {
@@ -350,3 +353,40 @@ def test_verify_reports_manifest_lines_that_are_not_entries_and_goes_on(
     assert f"manifest.ndjson line {total + 2}: sha256 is not a SHA-256 digest" in invalid
     assert any(reason.startswith(f"manifest.ndjson line {total + 3}") for reason in invalid)
     assert report["objects"] == total + 3 and len(invalid) == 3, "every line checked, the good ones too"
+
+
+def test_the_manifest_holds_the_periods_feedback_on_older_leads_and_verify_sees_one_deleted(
+    tmp_path: Path,
+) -> None:
+    """Coverage counts every archived event of the period, feedback days after a lead made before it included;
+    the manifest once left those out, so deleting one went unseen by `audit verify`."""
+    targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
+    box, server = start_sandbox(targets, seed=23, leads=120, days=10)
+    try:
+        assert box.sandbox.stream.wait(120)
+        config = tmp_path / "firehose.toml"
+        config.write_text(
+            f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\n'
+            'access_key_id = "test"\nsecret_access_key = "test"\n[credentials.default.azure]\n'
+            'connection_string_env = "TEST_AZURE"\n'
+        )
+        env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": box.url, "FIREHOSE_CONFIG": str(config),
+               "TEST_AZURE": AZURE_CONNECTION_STRING, "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}  # fmt: skip
+        first, last = (UNTIL - timedelta(days=5)), (UNTIL - timedelta(days=1))
+        out = tmp_path / "pack"
+        made = run(env, "audit", "--start", f"{first:%Y-%m-%d}", "--end", f"{last:%Y-%m-%d}", "--out", str(out))
+        assert made.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), made.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        lines = [json.loads(line) for line in (out / "manifest.ndjson").read_text().splitlines()]
+        assert summary["manifest"]["complete"] is True
+        assert summary["manifest"]["archived_in_coverage"] == summary["coverage"]["archived"] == len(lines)
+        start = int(first.timestamp())
+        older = [line for line in lines if int(line["lead_id"][:8], 16) < start - 3600]
+        assert older, "feedback in the period on leads made before it"
+        gone = next(line for line in older if line["destination"].startswith("s3://"))
+        s3().delete_object(Bucket=gone["destination"].split("/")[2], Key=gone["key"])
+        checked = run(env, "audit", "verify", str(out), "--format", "json")
+        assert checked.exit_code == ExitCode.DIFFERENCES
+        assert [item["key"] for item in json.loads(checked.stdout)["changed"]] == [gone["key"]]
+    finally:
+        stop_sandbox(server, box)
