@@ -143,6 +143,7 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._timeout = timeout_seconds
         self._client = httpx.Client(
             auth=httpx.BasicAuth(*auth) if auth else None,
             timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
@@ -173,8 +174,21 @@ class HttpClient:
 
     def _get_once(self, url: str, params: QueryParams) -> bytes:
         shown = f"GET {redact_url(url)}"
+        # httpx's timeouts bound each read; a server that trickles a byte at a time would hold the request for
+        # ever. The body is read in chunks against one deadline for the whole answer (headers still only have
+        # the per-read timeout).
+        deadline = time.monotonic() + self._timeout
         try:
-            response = self._client.get(url, params=list(params))
+            with self._client.stream("GET", url, params=list(params)) as response:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        reason = f"no whole answer within {self._timeout:g} s (timeout_seconds)"
+                        raise _RetryableTransport(
+                            ApiUnreachable(f"LeadConduit is too slow: {shown}: {reason}", url=redact_url(url))
+                        )
+                content = b"".join(chunks)
         except httpx.TransportError as exc:
             reason = _describe_transport_error(exc)
             raise _RetryableTransport(
@@ -182,7 +196,7 @@ class HttpClient:
             ) from exc
         status = response.status_code
         if 200 <= status < 300:
-            return response.content
+            return content
         if status in (401, 403):
             raise AuthError(
                 f"LeadConduit refused the API key (HTTP {status}) for {shown}; "
@@ -191,7 +205,7 @@ class HttpClient:
                 url=redact_url(url),
             )
         error = ApiStatusError(
-            f"{shown} answered HTTP {status}{_server_says(response)}", status=status, url=redact_url(url)
+            f"{shown} answered HTTP {status}{_server_says(content)}", status=status, url=redact_url(url)
         )
         if status in self.retry.retry_statuses:
             raise _RetryableStatus(error, parse_retry_after(response.headers.get("Retry-After")))
@@ -233,9 +247,9 @@ class HttpClient:
             ) from None
 
 
-def _server_says(response: httpx.Response) -> str:
-    """The server's own error text, shortened, for the message (``: {"error": "..."}``)."""
-    text = response.text.strip().replace("\n", " ")
+def _server_says(content: bytes) -> str:
+    """The server's own error text, shortened and without credentials, for the message (``: {"error": ...}``)."""
+    text = redact_text(content[:400].decode("utf-8", "replace").strip().replace("\n", " "))
     if not text:
         return ""
     return f": {text[:200]}"

@@ -234,3 +234,42 @@ def test_iteration_is_lazy_one_page_at_a_time(sandbox: RunningSandbox) -> None:
         assert sandbox.sandbox.requests - before == 1, "only the first page was fetched"
         assert first["id"] == sandbox.all_ids()[0]
         stream.close()  # type: ignore[attr-defined]  # a generator, typed as the Iterator it returns
+
+
+def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(cli_env: dict[str, str]) -> None:
+    """A byte every 0.3 s never trips a per-read timeout; one deadline for the whole answer does."""
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n[")
+            try:
+                while not stop.is_set():
+                    conn.sendall(b" ")
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    env = {**cli_env, "LEADCONDUIT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}",
+           "FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS": "1"}  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = run(env, "--max-attempts", "1")
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 10, "cut at the deadline, not when the server finishes"
+    assert result.exit_code == ExitCode.API and "no whole answer within 1 s" in result.stderr, result.stderr
