@@ -1310,6 +1310,12 @@ def replay(
         include_pii=include_pii,
     )
     grace = _duration(settle_after, "--settle-after").total_seconds()
+    target_label = (
+        redact_url(target_url)
+        if target_url
+        else f"LeadConduit at {redact_url(settings.api.url)}"
+        + (f", flow {to_flow} source {to_source}" if to_flow else ", each event's own flow and source")
+    )
     limiter = replaying.RateLimiter(per_second) if (per_second := _rate(rate)) else None
     # Every value is checked before anything is read or claimed: a bad one never leaves a lead in doubt.
     sender = Sender(
@@ -1389,6 +1395,7 @@ def replay(
 
         if dry_run:
             differs = 0
+            planned: list[dict[str, Any]] = []
             for event in plan.events():
                 try:
                     prepared = options.prepare(event)
@@ -1399,6 +1406,9 @@ def replay(
                 diff = replaying.request_diff(prepared, include_pii=include_pii, edits=options.edits)
                 differs += bool(diff["differs"])
                 targets[diff["url"]["to"].split("?")[0]] += 1
+                if report_file:  # the plan is the dry run's report: one small row per lead, no body
+                    planned.append({name: diff[name] for name in ("event_id", "lead_id", "flow_id", "differs")}
+                                   | {"status": "would send", "url": diff["url"]["to"]})  # fmt: skip
                 if fmt == "text":
                     out.write(("\n".join(replaying.diff_lines(diff)) + "\n").encode())
                 else:
@@ -1413,6 +1423,25 @@ def replay(
             )
             for row in plan.skipped[:20]:
                 click.echo(f"  skipped {row.event_id}: {row.reason}", err=True)
+            if report_file:
+                skipped = [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in plan.skipped]
+                Path(report_file).write_bytes(
+                    encode_pretty(
+                        {
+                            "schema": "firehose.replay/1",
+                            "dry_run": True,
+                            "target": target_label,
+                            "would_send": plan.count,
+                            "differ": differs,
+                            "skipped": len(plan.skipped),
+                            "left_over": plan.left_over,
+                            "to": dict(targets.most_common()),
+                            "problems": [{"where": w, "reason": r} for w, r in problems.items],
+                            "results": planned + skipped,
+                        }
+                    )
+                )
+                click.echo(f"  the plan is in {report_file}", err=True)
             ctx.exit(int(ExitCode.ARCHIVE if problems.items else ExitCode.OK))
 
         if plan.count > confirm_over and not yes:
@@ -1471,9 +1500,7 @@ def replay(
             encode_pretty(
                 {
                     "schema": "firehose.replay/1",
-                    "target": redact_url(target_url)
-                    if target_url
-                    else (f"flow {to_flow} source {to_source}" if to_flow else "original URI"),
+                    "target": target_label,
                     "counts": dict(summary.statuses),
                     "pairs": dict(summary.pairs),
                     "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},

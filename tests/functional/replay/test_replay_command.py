@@ -309,3 +309,14 @@ def test_kill_9_mid_run_then_the_rerun_posts_every_remaining_lead_exactly_once(
     missing = [event_id for event_id, body in by_event.items() if body not in bodies]
     assert set(missing) <= unknown, "every lead not received is one the ledger says may have been"
     assert len(unknown) <= 2, "at most the requests in flight (--concurrency 2) are in doubt"
+
+
+def test_a_dry_run_with_report_writes_the_plan(box: RunningSandbox, env: dict[str, str], tmp_path: Path) -> None:
+    wanted = failed_sources(box)
+    report = tmp_path / "plan.json"
+    result = replay(env, "--from-api", *WINDOW, "--outcome", "error,failure", "--dry-run", "--report", str(report))
+    assert result.exit_code == ExitCode.OK and received(box) == []
+    plan = json.loads(report.read_text())
+    assert plan["dry_run"] is True and plan["would_send"] == len(wanted) and plan["target"].startswith("LeadConduit")
+    assert sorted(r["event_id"] for r in plan["results"]) == sorted(e["id"] for e in wanted)
+    assert all(r["status"] == "would send" and r["url"].startswith(box.url) for r in plan["results"])
