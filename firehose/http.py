@@ -337,14 +337,6 @@ class _Deadlines:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Highest(random.Random):
-    def random(self) -> float:
-        return 1.0
-
-
-_HIGHEST = _Highest()
-
-
 class Sender:
     """Sends prepared requests to any URL, for replay: no auth of its own, one keep-alive connection per sending
     thread and host; redirects are followed only when asked, to the same origin, for 307/308 (which keep the
@@ -404,10 +396,8 @@ class Sender:
         """The longest one ``deliver`` can take: every attempt timing out, with the longest waits between. A
         request claimed longer ago than this is no longer in flight, whatever became of it."""
         policy = self.retry
-        waits = sum(
-            max(policy.wait_seconds(n, None, _HIGHEST), policy.retry_after_max_seconds)
-            for n in range(1, policy.max_attempts)
-        )
+        # Each wait is at most the longer of the backoff cap and the Retry-After cap.
+        waits = max(policy.backoff_max_seconds, policy.retry_after_max_seconds) * (policy.max_attempts - 1)
         hops = self.MAX_REDIRECTS + 1 if self.follow_redirects else 1
         return (self._timeout * 2 + 2 * _Deadlines.TICK_SECONDS + 1) * policy.max_attempts * hops + waits
 

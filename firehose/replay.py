@@ -155,8 +155,7 @@ class Target:
     @property
     def named(self) -> str:
         """The origin (``scheme://host:port``) every request of this replay goes to."""
-        parts = urlsplit(self.url or self.base_url)
-        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
+        return _origin(self.url or self.base_url)
 
     def resolve(self, original_uri: str) -> str:
         """The URL to send to, for a stored URI; ``DataError`` when the URI names a host nobody named."""
@@ -356,6 +355,7 @@ def _param_name(pair: str) -> str:
 
 
 def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, lower-cased, without user info."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
 

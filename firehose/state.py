@@ -17,6 +17,9 @@ Tables:
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
 import sqlite3
 import threading
 from collections import Counter
@@ -538,10 +541,6 @@ class RunLock:
         self._handle: Any = None
 
     def __enter__(self) -> RunLock:
-        import fcntl
-        import os
-        import socket
-
         try:
             handle = self.path.open("a+")
         except OSError as exc:

@@ -40,6 +40,16 @@ S3_CREDENTIAL = S3Credential(
 AZURE_CREDENTIAL = AzureCredential(connection_string=Secret(AZURE_CONNECTION_STRING))
 
 
+def stack_config(path: Path) -> Path:
+    """A firehose.toml mapping every credential to the local stack: S3 with its development keys, Azure through
+    the connection string in ``$TEST_AZURE`` (unset: only a command that uses Azure fails)."""
+    path.write_text(
+        f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\naccess_key_id = "test"\n'
+        'secret_access_key = "test"\n[credentials.default.azure]\nconnection_string_env = "TEST_AZURE"\n'
+    )
+    return path
+
+
 @dataclass
 class RunningSandbox:
     """A sandbox served on a free loopback port, with helpers to talk to it."""

@@ -284,7 +284,7 @@ class ArchiveListing:
 
     def __iter__(self) -> Iterator[ArchivedEvent | ObjectInfo]:
         windowed = self.start_seconds is not None or self.end_seconds is not None
-        folder = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
+        folder = self._folder()
         for info in list_window(
             self.store,
             self.prefix,
@@ -305,27 +305,32 @@ class ArchiveListing:
                 if self.include_other:
                     yield info
 
+    def _folder(self) -> str:
+        return self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
+
+    def _under(self, event: ArchivedEvent, folder: str) -> bool:
+        """Whether the event's lead sits right under ``folder``; if not, it is counted (and its folder noted)."""
+        at = event.key.lower().rfind(event.lead_id.lower())
+        if event.key[:at] == folder:
+            return True
+        self.elsewhere += 1
+        if len(self.elsewhere_prefixes) < 5 and event.key[:at] not in self.elsewhere_prefixes:
+            self.elsewhere_prefixes.append(event.key[:at])
+        return False
+
     def look_elsewhere(self, keys: int = 2000) -> None:
         """After a window found nothing: look at the first ``keys`` keys under the prefix for events in deeper
         folders, to say where they are (``elsewhere_prefixes``)."""
-        folder = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
+        folder = self._folder()
         for info in self.store.list(self.prefix, limit=keys):
             event = as_event(info)
             if event is not None:
-                at = event.key.lower().rfind(event.lead_id.lower())
-                if event.key[:at] != folder:
-                    self.elsewhere += 1
-                    if len(self.elsewhere_prefixes) < 5 and event.key[:at] not in self.elsewhere_prefixes:
-                        self.elsewhere_prefixes.append(event.key[:at])
+                self._under(event, folder)
 
     def _selected(self, event: ArchivedEvent, folder: str) -> bool:
         """A window selects the leads made in it whose folder is the URL's prefix itself: a key that only sorts
         into the listed range (``events/...`` at a bucket's root) is not one of them, only counted for a hint."""
-        at = event.key.lower().rfind(event.lead_id.lower())
-        if event.key[:at] != folder:
-            self.elsewhere += 1
-            if len(self.elsewhere_prefixes) < 5 and event.key[:at] not in self.elsewhere_prefixes:
-                self.elsewhere_prefixes.append(event.key[:at])
+        if not self._under(event, folder):
             return False
         made = seconds_of(event.lead_id)
         if self.start_seconds is not None and made < self.start_seconds:

@@ -33,6 +33,7 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
+    stack_config,
     start_sandbox,
     stop_sandbox,
 )
@@ -66,11 +67,7 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSa
     running, server = start_sandbox(targets, seed=23, leads=40, days=6, drop_rate=0.05, bucket=bucket)
     assert running.sandbox.stream.wait(120)
     work = tmp_path_factory.mktemp("audit")
-    config = work / "firehose.toml"
-    config.write_text(
-        f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\naccess_key_id = "test"\n'
-        'secret_access_key = "test"\n[credentials.default.azure]\nconnection_string_env = "TEST_AZURE"\n'
-    )
+    config = stack_config(work / "firehose.toml")
     env = {
         "LEADCONDUIT_API_KEY": API_KEY,
         "LEADCONDUIT_URL": running.url,
@@ -364,12 +361,7 @@ def test_the_manifest_holds_the_periods_feedback_on_older_leads_and_verify_sees_
     box, server = start_sandbox(targets, seed=23, leads=120, days=10)
     try:
         assert box.sandbox.stream.wait(120)
-        config = tmp_path / "firehose.toml"
-        config.write_text(
-            f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\n'
-            'access_key_id = "test"\nsecret_access_key = "test"\n[credentials.default.azure]\n'
-            'connection_string_env = "TEST_AZURE"\n'
-        )
+        config = stack_config(tmp_path / "firehose.toml")
         env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": box.url, "FIREHOSE_CONFIG": str(config),
                "TEST_AZURE": AZURE_CONNECTION_STRING, "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}  # fmt: skip
         first, last = (UNTIL - timedelta(days=5)), (UNTIL - timedelta(days=1))

@@ -22,6 +22,7 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
+    stack_config,
     start_sandbox,
     stop_sandbox,
 )
@@ -41,11 +42,7 @@ def box() -> Iterator[RunningSandbox]:
 
 @pytest.fixture()
 def env(tmp_path: Path, box: RunningSandbox) -> dict[str, str]:
-    config = tmp_path / "firehose.toml"
-    config.write_text(
-        f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\naccess_key_id = "test"\n'
-        'secret_access_key = "test"\n[credentials.default.azure]\nconnection_string_env = "TEST_AZURE"\n'
-    )
+    config = stack_config(tmp_path / "firehose.toml")
     return {
         "LEADCONDUIT_API_KEY": API_KEY,
         "LEADCONDUIT_URL": box.url,

@@ -19,7 +19,15 @@ import pytest
 
 from firehose.archive import StoreUrl, open_store
 from firehose.errors import ExitCode
-from tests.conftest import API_KEY, S3_CREDENTIAL, S3_ENDPOINT, UNTIL, RunningSandbox, start_sandbox, stop_sandbox
+from tests.conftest import (
+    API_KEY,
+    S3_CREDENTIAL,
+    UNTIL,
+    RunningSandbox,
+    stack_config,
+    start_sandbox,
+    stop_sandbox,
+)
 from tests.functional.replay.support import WINDOW, body_of, failed_sources, received, replay
 
 
@@ -169,11 +177,7 @@ def test_from_an_s3_archive(stack: None, tmp_path: Path) -> None:
     running, server = start_sandbox(StoreTargets(s3=CREDENTIAL, create_buckets=True), seed=9, leads=30, days=3)
     try:
         assert running.sandbox.stream.wait(60)
-        config = tmp_path / "f.toml"
-        config.write_text(
-            f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\n'
-            'access_key_id = "test"\nsecret_access_key = "test"\n'
-        )
+        config = stack_config(tmp_path / "f.toml")
         env = {"FIREHOSE_CONFIG": str(config), "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}
         archived = [
             e

@@ -24,7 +24,7 @@ from firehose.archive import open_store
 from firehose.errors import ExitCode
 from firehose.replay import ReplayOptions, Target, prepare
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, StateDB
-from tests.conftest import API_KEY, S3_CREDENTIAL, S3_ENDPOINT, UNTIL, RunningSandbox
+from tests.conftest import API_KEY, S3_CREDENTIAL, UNTIL, RunningSandbox, stack_config
 from tests.functional.replay.capture import Captured, CaptureServer
 from tests.functional.replay.support import WINDOW, body_of, failed_sources, received, replay
 
@@ -132,11 +132,7 @@ def test_two_machines_sharing_one_ledger_in_a_store_deliver_each_lead_once(
         store = open_store(f"s3://{bucket}", s3=S3_CREDENTIAL)
         store.create()
         store.close()
-        config = tmp_path / "f.toml"
-        config.write_text(
-            f'[credentials.default.aws]\nendpoint_url = "{S3_ENDPOINT}"\nregion = "us-east-1"\n'
-            'access_key_id = "test"\nsecret_access_key = "test"\n'
-        )
+        config = stack_config(tmp_path / "f.toml")
         extra = {"FIREHOSE_CONFIG": str(config)}
         ledger = f"s3://{bucket}/replays"
     args = ["--from-api", *WINDOW, "--target", box.url, "--yes", "--format", "ndjson", "--ledger", ledger]
