@@ -1,4 +1,5 @@
-"""The HTTP edge: the only module that uses httpx and tenacity.
+"""The HTTP edge: the only module that uses httpx and tenacity, and the plain ``http.client`` transport that replay
+(``Sender``) and the archive backends' lean reads (``ObjectGetter``) share (``KeepAlivePool``).
 
 ``HttpClient`` sends requests to one base URL with Basic auth, retries what is safe to retry, and turns every
 httpx error and unusable status into a ``FirehoseError``. The retry policy is data (``RetryPolicy``); the sleep
@@ -17,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
@@ -30,6 +32,7 @@ from firehose import __version__
 from firehose.errors import (
     ApiStatusError,
     ApiUnreachable,
+    ArchiveError,
     AuthError,
     FirehoseError,
     RetriesExhausted,
@@ -337,6 +340,52 @@ class _Deadlines:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+class KeepAlivePool:
+    """``http.client`` connections kept open between requests: one per thread and origin, so threads never
+    share one and need no lock to use it. A connection the server closed while it sat idle is replaced before
+    use. ``deadlines`` shuts down the socket of an exchange that outlives its deadline."""
+
+    def __init__(self, timeout_seconds: float, *, tls: ssl.SSLContext | None = None) -> None:
+        self.timeout = timeout_seconds
+        self.deadlines = _Deadlines()
+        self._local = threading.local()
+        self._open: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._tls = tls
+        # A pool dropped without close() (a store nobody closed) still closes its sockets.
+        weakref.finalize(self, _close_all, self._open)
+
+    def connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        """This thread's connection to the origin, reused while the server keeps it open."""
+        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = self._local.__dict__.setdefault(
+            "pool", {}
+        )
+        connection = pool.get((scheme, host, port))
+        if connection is not None and connection.sock is not None and _closed_by_peer(connection.sock):
+            connection.close()  # the server closed it while idle: open a new one rather than send into it
+        if connection is None:
+            if scheme == "https":
+                if self._tls is None:
+                    self._tls = ssl.create_default_context()
+                connection = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            pool[(scheme, host, port)] = connection
+            with self._lock:
+                self._open.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._open)
+
+
+def _close_all(connections: list[http.client.HTTPConnection]) -> None:
+    for connection in connections:
+        connection.close()
+    connections.clear()
+
+
 class Sender:
     """Sends prepared requests to any URL, for replay: no auth of its own, one keep-alive connection per sending
     thread and host; redirects are followed only when asked, to the same origin, for 307/308 (which keep the
@@ -381,11 +430,8 @@ class Sender:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._timeout = timeout_seconds
-        self._local = threading.local()
-        self._open: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
-        self._deadlines = _Deadlines()
+        self._pool = KeepAlivePool(timeout_seconds)
+        self._deadlines = self._pool.deadlines
 
     def pace(self) -> None:
         """Wait for the next start the rate limit allows (for a caller that must act right before sending:
@@ -402,30 +448,7 @@ class Sender:
         return (self._timeout * 2 + 2 * _Deadlines.TICK_SECONDS + 1) * policy.max_attempts * hops + waits
 
     def close(self) -> None:
-        with self._lock:
-            for connection in self._open:
-                connection.close()
-            self._open.clear()
-
-    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-        """This thread's connection to the host, reused while the server keeps it open."""
-        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = self._local.__dict__.setdefault(
-            "pool", {}
-        )
-        connection = pool.get((scheme, host, port))
-        if connection is not None and connection.sock is not None and _closed_by_peer(connection.sock):
-            connection.close()  # the server closed it while idle: open a new one rather than post into it
-        if connection is None:
-            if scheme == "https":
-                if self._tls is None:
-                    self._tls = ssl.create_default_context()
-                connection = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._tls)
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            pool[(scheme, host, port)] = connection
-            with self._lock:
-                self._open.append(connection)
-        return connection
+        self._pool.close()
 
     def __enter__(self) -> Sender:
         return self
@@ -508,7 +531,7 @@ class Sender:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Delivery("unreachable", attempts, reason=f"not an http(s) URL: {redact_url(url)}"), None
-        connection = self._connection(parts.scheme, parts.hostname, parts.port)
+        connection = self._pool.connection(parts.scheme, parts.hostname, parts.port)
         if wait:
             self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
         if connection.sock is None:
@@ -561,6 +584,110 @@ class Sender:
             reason = f"{said} after the request was sent: the target may have taken the lead"
             return Delivery("unknown", attempts, status, content, content_type, reason), None
         return Delivery("answered", attempts, status, content, content_type, said), None
+
+
+STORE_RETRY = RetryPolicy(max_attempts=5, backoff_base_seconds=0.25, backoff_max_seconds=10.0)
+"""Object reads: a throttled or failing store is asked again 4 times over about 4 to 8 s (S3 asks clients to
+back off on SlowDown), after which the read is an ``error`` finding naming the key, never skipped."""
+STORE_TIMEOUT_SECONDS = 60.0
+"""How long an object read waits for its answer to start (plus time in proportion to its size)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a store answered to one GET: its status, headers (case-insensitive) and whole body."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+class ObjectGetter:
+    """GETs of stored objects for the archive backends' lean read path: ``http.client`` over keep-alive
+    connections, one per thread (``KeepAlivePool``), no SDK pipeline in between.
+
+    The backend signs (``headers`` is called again for every attempt, since signatures hold the time) and reads
+    the answer; this class only moves bytes. It retries, per ``retry`` (the project's one policy), a connection
+    that fails or breaks mid-answer and the statuses that mean "try again" (429, 500, 502, 503, 504, waiting at
+    least ``Retry-After``); a GET is safe to repeat. Every other status is an answer for the backend, 404
+    included. Each attempt has one deadline: ``timeout_seconds`` for the answer to start, plus a second per
+    ``MIN_BYTES_PER_SECOND`` of its declared length, so a trickling server cannot hold a read for ever.
+    """
+
+    MIN_BYTES_PER_SECOND = 1_000_000
+
+    def __init__(
+        self,
+        origin: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"not an http(s) endpoint: {redact_url(origin)}")
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self.retry = retry or STORE_RETRY
+        self._pool = KeepAlivePool(STORE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds, tls=tls)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def get(self, target: str, headers: Callable[[], Sequence[tuple[str, str]]], *, where: str) -> Answer:
+        """GET ``target`` (path and query, already encoded); the last answer, whatever its status. Raises
+        ``ArchiveError`` naming ``where`` when no whole answer came in any attempt."""
+        policy = self.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            answer, failure = self._once(target, headers())
+            if answer is not None and answer.status not in policy.retry_statuses:
+                return answer
+            if attempt == policy.max_attempts:
+                break
+            retry_after = parse_retry_after(answer.headers.get("Retry-After")) if answer is not None else None
+            seconds = policy.wait_seconds(attempt, retry_after, self._rng)
+            said = f"HTTP {answer.status}" if answer is not None else failure
+            log.warning("%s: %s; retry %d of %d in %.1f s", where, said, attempt, policy.max_attempts - 1, seconds)
+            self._sleep(seconds)
+        if answer is not None:
+            return answer
+        tries = f" (gave up after {policy.max_attempts} attempts)" if policy.max_attempts > 1 else ""
+        raise ArchiveError(f"{where}: {failure}{tries}")
+
+    def _once(self, target: str, headers: Sequence[tuple[str, str]]) -> tuple[Answer | None, str]:
+        pool = self._pool
+        connection = pool.connection(self._scheme, self._host, self._port)
+        try:
+            if connection.sock is None:
+                connection.connect()
+            connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                connection.putheader(name, value)
+        except OSError as exc:
+            connection.close()
+            return None, f"cannot reach the store: {_describe_socket_error(exc)}"
+        assert connection.sock is not None
+        token = pool.deadlines.arm(connection.sock, pool.timeout)
+        try:
+            connection.endheaders()
+            response = connection.getresponse()
+            if response.length:  # a large object gets time in proportion to its size
+                pool.deadlines.disarm(token)
+                token = pool.deadlines.arm(connection.sock, pool.timeout + response.length / self.MIN_BYTES_PER_SECOND)
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            late = pool.deadlines.disarm(token)
+            connection.close()
+            why = f"no whole answer within its deadline ({pool.timeout:g} s)" if late else _describe_socket_error(exc)
+            return None, why
+        pool.deadlines.disarm(token)
+        if response.will_close:
+            connection.close()
+        return Answer(response.status, response.msg, body), ""
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
