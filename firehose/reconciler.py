@@ -29,6 +29,7 @@ from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
+from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import parse_key
 from firehose.archive.listing import lead_objects, list_window, ordered_map, read_many
 from firehose.codec import canonical, decode, encode, records
@@ -75,7 +76,7 @@ class ReconcileOptions:
     """Events come after their lead; leads made this long before a window are listed with it."""
     archive: Destination | None = None
     """``--archive URL``: check here instead of each event's own destinations."""
-    workers: int = 8
+    workers: int = IN_FLIGHT
     full: bool = False
     """Re-examine every window, even those an earlier run finished."""
     dry_run: bool = False

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 from firehose import payload
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
+from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
 from firehose.claims import StoredClaim, StoreLedger
@@ -669,7 +670,9 @@ def from_ids(
 class Sources:
     """Where a replay's events come from: the API (``api``, or None), and archives (``(store, prefix)`` pairs)."""
 
-    def __init__(self, api: LeadConduit | None, archives: Sequence[tuple[Store, str]], *, workers: int = 8) -> None:
+    def __init__(
+        self, api: LeadConduit | None, archives: Sequence[tuple[Store, str]], *, workers: int = IN_FLIGHT
+    ) -> None:
         self.api, self.archives, self.workers = api, archives, workers
 
     def fetch(self, event_id: str, problems: Problems) -> dict[str, Any] | None:

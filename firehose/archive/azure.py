@@ -257,12 +257,12 @@ def _lean_reads(client: ContainerClient, credential: AzureCredential) -> LeanRea
 def _info_of(key: str, answer: Answer) -> ObjectInfo:
     """What a GET's headers tell about the blob (as the SDK's download properties would)."""
     headers = answer.headers
-    modified = headers.get("Last-Modified")
+    modified = headers.get("last-modified")
     until = headers.get("x-ms-immutability-policy-until-date")
     return ObjectInfo(
         key=key,
         size=len(answer.body),
-        etag=str(headers.get("ETag", "")).strip('"'),
+        etag=str(headers.get("etag", "")).strip('"'),
         last_modified=parsedate_to_datetime(modified) if modified else datetime(1970, 1, 1, tzinfo=UTC),
         version_id=headers.get("x-ms-version-id"),
         retention_mode=headers.get("x-ms-immutability-policy-mode"),

@@ -100,7 +100,7 @@ def lead_bounds(prefix: str, start_seconds: int | None, end_seconds: int | None)
     ``start_after`` is exclusive and ``end_at`` inclusive; None means unbounded on that side.
     """
     base = folder(prefix)
-    start_after = base + lowest_id_at(start_seconds) if start_seconds is not None else None
+    start_after = base + _below(start_seconds) if start_seconds is not None else None
     end_at = base + highest_id_at(end_seconds) + "/" + KEY_END if end_seconds is not None else None
     return start_after, end_at
 
@@ -108,11 +108,19 @@ def lead_bounds(prefix: str, start_seconds: int | None, end_seconds: int | None)
 def lead_bounds_upper(prefix: str, start_seconds: int | None, end_seconds: int | None) -> tuple[str | None, str | None]:
     """``lead_bounds`` for keys whose ids are spelt in upper case (the prefix kept as it is)."""
     base = folder(prefix)
-    start_after = base + lowest_id_at(start_seconds).upper() if start_seconds is not None else None
+    start_after = base + _below(start_seconds).upper() if start_seconds is not None else None
     end_at = base + highest_id_at(end_seconds).upper() + "/" + KEY_END if end_seconds is not None else None
     return start_after, end_at
 
 
+def _below(seconds: int) -> str:
+    """A key part that sorts after every lead id made before ``seconds`` and before every one made at or after it,
+    and is not itself an id: the smallest id of the second, its last digit cut. (The id itself would do for S3,
+    but SeaweedFS takes a ``StartAfter`` that names a folder as "after that whole folder", so the lead whose id
+    is exactly the second's smallest would be skipped.)"""
+    return lowest_id_at(seconds)[:-1]
+
+
 def boundary(prefix: str, seconds: int) -> str:
     """A key bound between the leads made before ``seconds`` and those made at or after it."""
-    return folder(prefix) + lowest_id_at(seconds)
+    return folder(prefix) + _below(seconds)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from firehose.archive.base import ObjectInfo, Store
+from firehose.archive.base import IN_FLIGHT, ObjectInfo, Store
 from firehose.archive.layout import (
     KEY_END,
     KEY_PATTERN,
@@ -158,7 +158,7 @@ def list_window(
     *,
     start_seconds: int | None,
     end_seconds: int | None,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
@@ -228,7 +228,7 @@ def list_range(
     end_at: str | None = None,
     start_seconds: int | None = None,
     end_seconds: int | None = None,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
@@ -312,7 +312,7 @@ class ArchiveListing:
         *,
         start_seconds: int | None = None,
         end_seconds: int | None = None,
-        workers: int = 8,
+        workers: int = IN_FLIGHT,
         include_other: bool = False,
     ) -> None:
         self.store, self.prefix = store, prefix
@@ -398,7 +398,7 @@ def lead_objects(store: Store, prefix: str, lead_id: str, *, wanted: Iterable[st
 
 
 def find_event_keys(
-    store: Store, prefix: str, event_id: str, *, lead_id: str | None = None, workers: int = 8
+    store: Store, prefix: str, event_id: str, *, lead_id: str | None = None, workers: int = IN_FLIGHT
 ) -> list[str]:
     """Keys that hold ``event_id`` under ``prefix``, every spelling (``.json`` or not, gzip, upper-case ids).
 
@@ -420,7 +420,9 @@ def find_event_keys(
     return []
 
 
-def read_many(store: Store, keys: Iterable[str], *, workers: int = 8) -> Iterator[tuple[str, bytes | ArchiveError]]:
+def read_many(
+    store: Store, keys: Iterable[str], *, workers: int = IN_FLIGHT
+) -> Iterator[tuple[str, bytes | ArchiveError]]:
     """``(key, stored bytes)`` for each key, in the order given, read in parallel; a failed read is yielded as
     its error rather than raised, so one broken object does not stop the rest."""
 

@@ -175,8 +175,9 @@ def _contents(chunk: bytes, decode: Callable[[bytes], str]) -> ObjectInfo:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def make_client(credential: S3Credential, *, max_pool_connections: int = 16) -> S3Client:
-    """A boto3 S3 client; path-style addressing when an endpoint is given (S3-compatible servers)."""
+def make_client(credential: S3Credential, *, max_pool_connections: int = 256) -> S3Client:
+    """A boto3 S3 client; path-style addressing when an endpoint is given (S3-compatible servers). Its pool keeps
+    a connection for every listing thread ``--workers`` may run (a smaller pool drops and reopens them)."""
     session = boto3.session.Session(profile_name=credential.profile) if credential.profile else boto3.session.Session()
     config = botocore.config.Config(
         max_pool_connections=max_pool_connections,
@@ -535,11 +536,11 @@ def _info_of(key: str, answer: Answer) -> ObjectInfo:
     headers = answer.headers
     version = headers.get("x-amz-version-id")
     until = headers.get("x-amz-object-lock-retain-until-date")
-    modified = headers.get("Last-Modified")
+    modified = headers.get("last-modified")
     return ObjectInfo(
         key=key,
         size=len(answer.body),
-        etag=str(headers.get("ETag", "")).strip('"'),
+        etag=str(headers.get("etag", "")).strip('"'),
         last_modified=parsedate_to_datetime(modified) if modified else _EPOCH,
         version_id=version if version and version != "null" else None,
         retention_mode=headers.get("x-amz-object-lock-mode"),

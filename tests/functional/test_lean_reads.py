@@ -168,3 +168,74 @@ def test_a_refused_connection_is_retried_then_named() -> None:
     with pytest.raises(ArchiveError, match=r"s3://bucket/k.json: cannot reach the store: connection refused \(gave up"):
         store.read("k.json")
     store.close()
+
+
+def raw_server(answer: bytes) -> tuple[str, threading.Event, list[int]]:
+    """A server that reads one request per connection and writes ``answer`` as given, then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop, served = threading.Event(), [0]
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                served[0] += 1
+                connection.sendall(answer)
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", stop, served
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\n"
+        + BODY[:5]
+        + b"\r\n"
+        + f"{len(BODY) - 5:x}".encode()
+        + b"\r\n"
+        + BODY[5:]
+        + b"\r\n0\r\nX-Trailer: t\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY,
+        b"HTTP/1.0 200 OK\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY,
+    ],
+    ids=["chunked", "until-close", "http-1.0"],
+)
+def test_every_way_a_body_may_be_delimited_is_read_whole(answer: bytes) -> None:
+    url, stop, _ = raw_server(answer)
+    store = s3_store(url)
+    try:
+        assert store.read("k.json") == BODY
+        assert store.read("k.json") == BODY, "a closed connection is opened again for the next read"
+    finally:
+        stop.set()
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + BODY, "the server closed the connection mid-answer"),
+        (b"garbage\r\n\r\n", "the answer is not HTTP"),
+        (b"", "the server closed the connection"),
+    ],
+    ids=["cut-short", "not-http", "nothing"],
+)
+def test_a_store_that_lies_or_hangs_up_is_retried_then_an_error(answer: bytes, said: str) -> None:
+    url, stop, served = raw_server(answer)
+    store = s3_store(url)
+    try:
+        with pytest.raises(ArchiveError, match=rf"s3://bucket/k\.json: {said} \(gave up after 3 attempts\)"):
+            store.read("k.json")
+    finally:
+        stop.set()
+        store.close()
+    assert served[0] == FAST.max_attempts

@@ -257,3 +257,24 @@ def test_unknown_scheme_lists_the_supported_ones() -> None:
 def test_store_urls(url: str, parsed: tuple[str, str, str]) -> None:
     where = StoreUrl.parse(url)
     assert (where.scheme, where.bucket, where.prefix) == parsed
+
+
+def test_a_window_lists_the_lead_whose_id_is_its_first_seconds_smallest(store: Store) -> None:
+    """SeaweedFS takes a StartAfter that names a folder as "after all of it": a window starting at the very
+    second of a lead whose id is that second's smallest (random part all zero) once lost that lead."""
+    from firehose.archive.listing import list_window
+    from firehose.ids import lowest_id_at, make_id
+
+    second = 1_790_000_000
+    keys = [
+        f"e/{lowest_id_at(second)}/{make_id(second, 0, 1)}.json",
+        f"e/{make_id(second, 5, 5)}/{make_id(second + 1, 5, 5)}.json",
+        f"e/{make_id(second - 1, 9, 9)}/{make_id(second, 9, 9)}.json",  # the lead is older: not in the window
+    ]
+    for key in keys:
+        store.write(key, b"{}")
+    for workers in (1, 8):
+        listed = [
+            i.key for i in list_window(store, "e", start_seconds=second, end_seconds=second + 10, workers=workers)
+        ]
+        assert listed == keys[:2]
