@@ -61,15 +61,18 @@ MAX_PAIRS = 1000
 MAX_INDEX = 10_000
 """The largest list index honoured; JavaScript would allocate up to 2**32 - 2."""
 
-JS_SPACE = "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+JS_SPACE = (
+    "\t\n\x0b\x0c\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + ("\u2028\u2029\u202f\u205f\u3000\ufeff")
+)
 """What JavaScript's ``trim()`` and ``\\s`` take for white space (Python's ``strip()`` differs)."""
 _JS_BLANK = re.compile(f"[{JS_SPACE}]*")
 
 OBJECT_BUILTINS = frozenset(
-    (
-        "constructor __defineGetter__ __defineSetter__ hasOwnProperty __lookupGetter__ __lookupSetter__ "
-        "isPrototypeOf propertyIsEnumerable toString valueOf __proto__ toLocaleString"
-    ).split()
+    {
+        *("constructor", "__defineGetter__", "__defineSetter__", "hasOwnProperty", "__lookupGetter__"),
+        *("__lookupSetter__", "isPrototypeOf", "propertyIsEnumerable", "toString", "valueOf", "__proto__"),
+        "toLocaleString",
+    }
 )
 """The names every JavaScript object answers to without having them: where the module's result depends on
 them, it is not replicated (see the module docstring)."""
@@ -319,8 +322,11 @@ def normalize_trustedform(fields: Any, ping: bool = False) -> None:
 
 def _is_array_like_object(value: Any) -> bool:
     length = value.get("length") if isinstance(value, dict) else None
-    return isinstance(length, int | float) and not isinstance(length, bool) and float(length).is_integer() and (
-        0 <= length <= 2**53 - 1
+    return (
+        isinstance(length, int | float)
+        and not isinstance(length, bool)
+        and float(length).is_integer()
+        and (0 <= length <= 2**53 - 1)
     )
 
 
@@ -362,9 +368,12 @@ def merge_query(fields: Any, query: Mapping[str, Any]) -> None:
 # -- Bodies -----------------------------------------------------------------------------------------------
 
 _LATIN1 = frozenset(
-    "iso-8859-1 iso8859-1 iso_8859-1 iso_8859-1:1987 latin1 latin-1 l1 cp819 ibm819 iso-ir-100 csisolatin1 8859 "
-    "iso8859_1 latin".split()
+    {
+        *("iso-8859-1", "iso8859-1", "iso_8859-1", "iso_8859-1:1987", "latin1", "latin-1", "l1", "cp819"),
+        *("ibm819", "iso-ir-100", "csisolatin1", "8859", "iso8859_1", "latin"),
+    }
 )
+"""The charset names ``decode_body`` reads as Latin-1 (tests/node/parse.js has the same list)."""
 _CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)"?', re.I)
 
 
@@ -780,14 +789,14 @@ class _SaxStrict:
         self.text = text
         self.handler = handler
 
-    def run(self) -> None:  # noqa: C901 - one state machine, kept as sax writes it
+    def run(self) -> None:  # one state machine, kept in the shape sax writes it
         h = self.handler
         s = self.text
         state = "BEGIN"
         text = ""
         saw_root = closed_root = False
         tags: list[str] = []
-        tag_name = attrib_name = attrib_value = quote = entity = sgml = doctype_text = comment = cdata = ""
+        tag_name = attrib_name = attrib_value = quote = entity = sgml = comment = cdata = ""
         doctype: str | bool = ""
         attributes: list[tuple[str, str]] = []
         proc_body = ""
@@ -1162,9 +1171,7 @@ def parse_body(mime_type: str, text: str) -> Any:
         raise InboundError(400, f"Body does not contain XML or XML is unparseable -- Error: {exc}.") from None
 
 
-def parse_request(
-    method: str, uri: str, headers: Mapping[str, str], body: str | None, *, ping: bool = False
-) -> Any:
+def parse_request(method: str, uri: str, headers: Mapping[str, str], body: str | None, *, ping: bool = False) -> Any:
     """What ``inbound.request(req)`` returns for this request (its fields, usually an object), or InboundError
     with the status and reason the module answers. ``uri`` is the path and query (or a whole URL); ``body`` the
     body's text (``decode_body``), None when there is none; header names in any case."""
@@ -1190,9 +1197,7 @@ def parse_request(
         raise InboundError(415, "Content-Type header is required")
     mime_type = select_mime_type(content_type)
     if mime_type not in SUPPORTED:
-        raise InboundError(
-            406, f"MIME type in Content-Type header is not supported. Use only {', '.join(SUPPORTED)}."
-        )
+        raise InboundError(406, f"MIME type in Content-Type header is not supported. Use only {', '.join(SUPPORTED)}.")
     text = js_trim(body) if body is not None else ""
     if not text:
         return query
