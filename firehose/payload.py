@@ -48,8 +48,9 @@ def kind_of(content_type: str | None) -> str | None:
     return XML if chosen in inbound.XML_TYPES else None
 
 
-def parse(kind: str | None, body: str) -> Any:
-    """The body's parse as LeadConduit reads it (before the query is merged), ``{}`` for a blank body.
+def parse(kind: str | None, body: str, *, rename: bool = True) -> Any:
+    """The body's parse as LeadConduit reads it (before the query is merged), ``{}`` for a blank body;
+    ``rename=False``: before the TrustedForm fields are renamed.
 
     Raises ``DataError`` with LeadConduit's reason when it would refuse the body."""
     text = inbound.js_trim(body)
@@ -59,7 +60,8 @@ def parse(kind: str | None, body: str) -> Any:
         parsed = inbound.parse_body(_MIME[kind], text)
     except inbound.InboundError as exc:
         raise DataError(f"LeadConduit cannot read the {kind.upper()} body: {exc.reason}") from None
-    inbound.normalize_trustedform(parsed)
+    if rename:
+        inbound.normalize_trustedform(parsed)
     return inbound.plain(parsed)
 
 
@@ -159,7 +161,7 @@ def edit_request(
         raise DataError("LeadConduit does not read the stored request as fields (its body is not an object)")
     in_query_only = method.upper() != "POST" or not inbound.js_trim(body)
     query_names = set(inbound.parse_query(f"?{query}"))
-    body_keys = set(parse(kind, body)) if not in_query_only else set()
+    body_keys = set(parse(kind, body, rename=False)) if not in_query_only else set()
     unsets = list(unsets)
     for name in [n for n, _ in sets] + unsets:
         if name == "trustedform_cert_url":  # a cert URL under its other name would win over the edit
@@ -255,8 +257,8 @@ def edit(kind: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: S
         return body
     if kind is None:
         raise DataError("the body's Content-Type is neither JSON, form nor XML, so it cannot be edited")
-    if kind == FORM:
-        return edit_form(body, [(n, _text(v)) for n, v in sets], unsets, names=_body_name)
+    if kind == FORM:  # LeadConduit trims the body: what ends the last pair now would end a middle one
+        return edit_form(inbound.js_trim(body), [(n, _text(v)) for n, v in sets], unsets, names=_body_name)
     if kind == JSON:
         value = parse(JSON, body)
         if not isinstance(value, dict):
