@@ -25,14 +25,59 @@ import click
 from firehose import __version__
 from firehose.config import API_USERNAME, Settings, config_path, load_settings
 from firehose.errors import ConfigError, DataError, ExitCode, FirehoseError, UsageError
-from firehose.secret import redact_url
+from firehose.secret import redact_text, redact_url
 
 log = logging.getLogger("firehose")
 
 
+class FirehoseCommand(click.Command):
+    """A command whose options refuse an empty value: ``--start ''`` or ``--state ''`` was silently taken for the
+    flag left out (a default database, the whole API window), never what was meant."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        _refuse_empty_values(ctx)
+        return rest
+
+
+def _refuse_empty_values(ctx: click.Context) -> None:
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value == "" or (isinstance(value, tuple) and "" in value):
+            raise click.BadParameter("an empty value; leave the option out or give one", ctx=ctx, param=param)
+
+
+def _failing_context(exc: BaseException, default: click.Context | None) -> click.Context | None:
+    """The innermost click context an exception passed through: the command that failed (``archive ls``), which
+    neither a firehose error nor some of click's own parser errors (a missing option value) carry."""
+    found = default
+    trace = exc.__traceback__
+    while trace is not None:
+        for name in ("ctx", "sub_ctx"):
+            value = trace.tb_frame.f_locals.get(name)
+            if isinstance(value, click.Context):
+                found = value
+        trace = trace.tb_next
+    return found
+
+
+def _one_line(text: str) -> str:
+    """A message on one line, whatever a library put in it."""
+    return " ".join(text.split())
+
+
 class FirehoseGroup(click.Group):
     """Turns every ``FirehoseError`` into one line on stderr and its exit code; Ctrl-C into 130; the option
-    parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2."""
+    parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2; anything
+    else (a bug) into one line and exit 70, never a traceback (``-v`` shows it)."""
+
+    command_class = FirehoseCommand
+    group_class = type  # subgroups (archive, audit) are FirehoseGroups too: the same empty-value rule
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        _refuse_empty_values(ctx)
+        return rest
 
     def main(  # type: ignore[override]  # click's overloads; the behaviour is the same
         self, args: Sequence[str] | None = None, prog_name: str | None = None, standalone_mode: bool = True,
@@ -42,20 +87,25 @@ class FirehoseGroup(click.Group):
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare `firehose` or a bare group: its help, exit 0
-            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `firehose` or a bare group: name the commands
+            group = exc.ctx.command if exc.ctx else self
+            names = ", ".join(sorted(group.commands)) if isinstance(group, click.Group) else ""
+            where = exc.ctx.command_path if exc.ctx else "firehose"
+            click.echo(f"firehose: error: give a command: {names} (see {where} --help)", err=True)
             code = ExitCode.USAGE
         except click.UsageError as exc:
-            command = exc.ctx.command_path if exc.ctx else "firehose"
-            message = " ".join(exc.format_message().split())
-            click.echo(f"firehose: error: {message} (see {command} --help)", err=True)
+            failed = _failing_context(exc, exc.ctx)
+            command = failed.command_path if failed else "firehose"
+            click.echo(f"firehose: error: {_one_line(exc.format_message())} (see {command} --help)", err=True)
             code = ExitCode.USAGE
         except click.ClickException as exc:
-            click.echo(f"firehose: error: {' '.join(exc.format_message().split())}", err=True)
+            click.echo(f"firehose: error: {_one_line(exc.format_message())}", err=True)
             code = exc.exit_code
         except click.Abort:
             click.echo("firehose: interrupted", err=True)
             code = ExitCode.INTERRUPTED
+        except Exception as exc:  # a bug before any command ran (while parsing): one line, not a traceback
+            code = _internal_error(exc)
         try:  # what is still buffered goes out now, where a failure can be told, not at exit
             if not sys.stdout.closed:
                 sys.stdout.flush()
@@ -73,8 +123,12 @@ class FirehoseGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a bad flag or value: name the command's --help, as click's own errors do
+            failed = _failing_context(exc, ctx) or ctx
+            click.echo(f"firehose: error: {_one_line(str(exc))} (see {failed.command_path} --help)", err=True)
+            ctx.exit(int(exc.exit_code))
         except FirehoseError as exc:
-            click.echo(f"firehose: error: {exc}", err=True)
+            click.echo(f"firehose: error: {_one_line(str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as a program killed by SIGPIPE would (141), never
@@ -91,6 +145,26 @@ class FirehoseGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("firehose: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own ways out (ctx.exit is a RuntimeError): main() reports them
+        except Exception as exc:
+            ctx.exit(_internal_error(exc))
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug, not a bad input: one line naming the exception, never a traceback on stderr (``-v`` adds it, for a
+    bug report). The text goes through the credential filter like every log line."""
+    detail = redact_text(_one_line(str(exc)))[:300]
+    click.echo(
+        f"firehose: error: internal error (a bug in firehose; -v shows where): {type(exc).__name__}"
+        + (f": {detail}" if detail else ""),
+        err=True,
+    )
+    if log.isEnabledFor(logging.INFO):
+        import traceback
+
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    return int(ExitCode.INTERNAL)
 
 
 if TYPE_CHECKING:
