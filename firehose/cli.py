@@ -773,7 +773,7 @@ def archive_cat(
     from firehose.archive.layout import ArchivedEvent, folder
     from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
     from firehose.codec import encode_line, encode_pretty, records
-    from firehose.errors import ArchiveNotFound, DataError
+    from firehose.errors import ArchiveError, DataError
     from firehose.ids import is_object_id
 
     if not targets and not (start or end):
@@ -808,7 +808,7 @@ def archive_cat(
                     raise body
                 for record in records(body, where=f"{store.url}/{key}"):
                     out.write(encode_pretty(record) if pretty else encode_line(record))
-            except (DataError, ArchiveNotFound) as exc:
+            except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
                 click.echo(f"firehose: error: {exc}", err=True)
                 problems += 1
         out.flush()

@@ -28,7 +28,10 @@ class StoreUrl:
 
     @classmethod
     def parse(cls, url: str) -> StoreUrl:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # an invalid IPv6 literal (s3://[): one usage error, not a traceback
+            raise UsageError(f"archive URL {url!r} is not a URL: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
             supported = ", ".join(f"{s}://" for s in SCHEMES)
@@ -36,7 +39,16 @@ class StoreUrl:
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
                 raise UsageError(f"archive URL {url!r}: file URLs take an absolute path (file:///dir)")
-            return cls(scheme, unquote(parts.path).rstrip("/") or "/", "")
+            path = unquote(parts.path)
+            # file:rel/path and file:// (no path at all) are refused, not read against the working folder or
+            # as "/": an empty path once walked the whole disk. The root folder itself is no archive either.
+            if not path.startswith("/"):
+                raise UsageError(f"archive URL {url!r}: file URLs take an absolute path (file:///dir)")
+            if not path.strip("/"):
+                raise UsageError(f"archive URL {url!r} names the root folder /: name the archive's folder")
+            if "\0" in path:
+                raise UsageError(f"archive URL {url!r} holds a NUL character")
+            return cls(scheme, path.rstrip("/"), "")
         if not parts.netloc:
             raise UsageError(f"archive URL {url!r} names no bucket or container")
         return cls(scheme, parts.netloc, unquote(parts.path).lstrip("/"))

@@ -102,7 +102,7 @@ def test_a_missing_key_names_the_variable_the_config_names(tmp_path: Path) -> No
     config = tmp_path / "c.toml"
     config.write_text('[leadconduit]\napi_key_env = "X_KEY"\n')
     settings = load_settings(config_file=config, env={"LEADCONDUIT_API_KEY": "other"})
-    with pytest.raises(ConfigError, match="X_KEY .*is not set") as raised:
+    with pytest.raises(ConfigError, match=r"X_KEY .*is not set") as raised:
         settings.api.require_key()
     assert "LEADCONDUIT_API_KEY" not in str(raised.value)
 

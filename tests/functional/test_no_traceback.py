@@ -1,0 +1,99 @@
+"""Issue 11, items 14 and 15: inputs, outputs and servers that once ended in a traceback, a wrong exit code or a
+silent acceptance. Each test names the item it covers; each failing run is one line, ``firehose: error: ...``,
+with the README's exit code."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from firehose.errors import ExitCode
+from firehose.event import EventView
+from tests.conftest import API_KEY, UNTIL, RunningSandbox
+from tests.functional.clirun import environ, invoke
+
+LEAD = "6ae13b5aa55055783f30ae4b"
+EVENT = "6ae13b5aa55055783f30ae4c"
+
+
+def event_file(root: Path, lead: str = LEAD, event: str = EVENT, body: bytes | None = None) -> Path:
+    path = root / lead / f"{event}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body if body is not None else f'{{"id":"{event}"}}'.encode())
+    return path
+
+
+# -- item 14: file: URLs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["file:", "file://", "file:///", "file:rel/path", "s3://[", "az://[::1", "s3://"])
+def test_a_store_url_that_names_no_folder_or_is_no_url_is_a_usage_error(url: str) -> None:
+    # file:// once walked the whole disk from /, and file:rel/path and s3://[ ended in tracebacks.
+    run = invoke(["archive", "ls", url], environ())
+    assert run.code == ExitCode.USAGE and repr(url) in run.only_line(), run.stderr
+
+
+def test_symbolic_links_that_loop_dangle_or_lead_out_are_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    event_file(root)
+    (root / "loop").symlink_to(root)
+    (root / "self").symlink_to("self")
+    (root / "out").symlink_to("/etc")
+    (root / LEAD / "passwd.json").symlink_to("/etc/passwd")
+    (root / "dangling").symlink_to("/nonexistent")
+    run = invoke(["archive", "ls", root.as_uri(), "--all", "--format", "ndjson"], environ())
+    assert run.code == ExitCode.OK, run.stderr
+    assert [line for line in run.stdout.splitlines() if '"key"' in line] == [
+        line for line in run.stdout.splitlines() if f"{LEAD}/{EVENT}.json" in line
+    ]
+    assert "Traceback" not in run.stderr
+    for name in ("loop", "self", "out", f"{LEAD}/passwd.json", "dangling"):
+        assert f"{root.as_uri()}/{name}: a symbolic link that" in run.stderr, name
+
+
+# -- item 15: archive cat goes on after a refused key ----------------------------------------------------------
+def test_archive_cat_reports_a_refused_key_and_prints_the_keys_after_it(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    event_file(root)
+    (root / LEAD / "passwd.json").symlink_to("/etc/passwd")
+    run = invoke(
+        [
+            "archive",
+            "cat",
+            root.as_uri(),
+            "../../etc/passwd",
+            "/etc/passwd",
+            f"{LEAD}/passwd.json",
+            f"{LEAD}/{EVENT}.json",
+        ],
+        environ(),
+    )
+    assert run.code == ExitCode.ARCHIVE, run.stderr
+    assert run.stdout == f'{{"id":"{EVENT}"}}\n'
+    errors = [line for line in run.stderr.splitlines() if line.startswith("firehose: error:")]
+    assert len(errors) == 3 and "'../../etc/passwd' leaves the store" in errors[0], errors
+    assert "'/etc/passwd' leaves the store" in errors[1] and "symbolic link leads out of the store" in errors[2]
+    assert "root:" not in run.stdout
+
+
+def test_a_file_repair_never_writes_through_a_link_out_of_the_store(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    # One day's events; the folder of one of their leads is a link to a folder outside the store.
+    day = UNTIL - timedelta(days=3)
+    events = [e for e in sandbox.sandbox_events() if day <= EventView(e).created < day + timedelta(days=1)]
+    lead = next(EventView(e).lead_id for e in events if EventView(e).lead_id and e.get("firehose"))
+    root, outside = tmp_path / "store", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / str(lead)).symlink_to(outside)
+    window = ["--start", f"{day:%Y-%m-%d}", "--end", f"{day:%Y-%m-%d}"]
+    run = invoke(
+        ["reconcile", "--repair", "--archive", root.as_uri(), *window, "--format", "ndjson"],
+        environ(LEADCONDUIT_API_KEY=API_KEY, LEADCONDUIT_URL=sandbox.url, FIREHOSE_STATE=str(tmp_path / "s.db")),
+    )
+    assert list(outside.iterdir()) == [], "nothing written outside the store"
+    assert run.code == ExitCode.ARCHIVE, run.stderr
+    refused = [line for line in run.stdout.splitlines() if f"{lead}/" in line]
+    assert refused and all('"error"' in line and "leads out of the store" in line for line in refused), refused
+    assert any('"repaired"' in line for line in run.stdout.splitlines()), "the other leads are repaired"
+    assert os.listdir(root) != [str(lead)]
