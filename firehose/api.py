@@ -32,9 +32,11 @@ Rule = dict[str, Any]
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, milliseconds only when there are some: what ``date-time`` means."""
     moment = moment.astimezone(UTC)
+    # The year by hand: strftime's %Y does not pad years before 1000 on Linux (year 1 came out as "1-01-01").
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
     if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{moment.microsecond // 1000:03d}Z"
+    return f"{text}Z"
 
 
 def _field_rule(field: str, values: Sequence[str]) -> Rule:

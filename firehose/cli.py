@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import signal
 import sys
@@ -193,20 +194,53 @@ class WritableFile(_StrParam):
         return str(value)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: click's ``FloatRange`` lets ``nan`` through (every comparison
+    with it is false) and, without a maximum, ``inf`` and ``1e400``; a NaN backoff crashed the retry loop."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FIRST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_MOMENT = datetime.fromtimestamp(0xFFFFFFFF, tz=UTC)
+"""The times an event id can hold (8 hex digits of Unix seconds): every event, lead and window lies between."""
+
+
 def parse_time(value: str, flag: str, *, end_of_day: bool = False) -> datetime:
     """An ISO 8601 date or date-time; a naive one is taken as UTC. A bare date is that day's first moment, or
-    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive)."""
+    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive). Refused outside the
+    times an event id can hold (1970 to 2106): ``--start 0001-01-01`` was sent to the API as ``1-01-01``, and
+    ``--end 9999-12-31`` overflowed the year in the windows' arithmetic."""
     text = value.strip()
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             if end_of_day:
-                return datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                moment = datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
+            else:
+                moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     except ValueError as exc:
         raise UsageError(f"{flag} {value!r} is not an ISO 8601 date or date-time (2026-11-01T00:00:00Z)") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # a zone offset can push 9999-12-31T23:00-05:00 or 0001-01-01+05:00 past a year
+    except (ValueError, OverflowError):
+        raise UsageError(f"{flag} {value!r} is outside the times an event id can hold (1970 to 2106)") from None
+    if end_of_day and len(text) == 10 and moment.date() == LAST_MOMENT.date():
+        moment = LAST_MOMENT  # a bare --end of the last day: up to the last second an id can hold
+    if moment < FIRST_MOMENT:
+        raise UsageError(f"{flag} {value!r} is before 1970-01-01, the first time an event id can hold")
+    if moment > LAST_MOMENT:
+        raise UsageError(
+            f"{flag} {value!r} is after {LAST_MOMENT:%Y-%m-%dT%H:%M:%SZ}, the last time an event id can hold"
+        )
+    return moment
 
 
 class _StdoutWriter(io.BufferedWriter):
@@ -306,13 +340,13 @@ def _log_to_stderr(level: int) -> None:
 @click.option("-o", "--output", type=WritableFile(), help="Write NDJSON here instead of stdout.")
 @click.option(
     "--max-attempts",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100),
     help="Attempts per request before giving up (default 6; 429/5xx/lost connections are retried).",
 )
 @click.option(
     "--backoff-max",
     "backoff_max_seconds",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0, 3600),
     help="Longest wait between attempts, seconds (default 30).",
 )
 @click.pass_context
@@ -416,11 +450,11 @@ def events(
     help="Bucket and container name in the flows' firehose settings.",
 )
 @click.option(
-    "--leads", type=click.IntRange(min=0), default=200, show_default=True, help="Leads to generate at start-up."
+    "--leads", type=click.IntRange(0, 1_000_000), default=200, show_default=True, help="Leads to generate at start-up."
 )
 @click.option(
     "--days",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(0.001, 36_500),
     default=30.0,
     show_default=True,
     help="Days the generated leads spread over, ending at --until.",
@@ -442,28 +476,28 @@ def events(
 @click.option("--create-buckets", is_flag=True, help="Create missing buckets and containers at start.")
 @click.option(
     "--drop-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of firehose writes lost on purpose, so reconcile has gaps to find.",
 )
 @click.option(
     "--rate-429",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of API answers that are 429 with Retry-After.",
 )
 @click.option(
     "--rate-5xx",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of API answers that are 500/502/503/504.",
 )
 @click.option(
     "--latency-ms",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0, 600_000),
     default=0.0,
     show_default=True,
     help="Delay added to every API answer.",
@@ -905,7 +939,10 @@ def _depth(verify: str) -> tuple[str, float]:
     mode, _, percent = verify.partition(":")
     if mode == "sample" and not percent.replace(".", "", 1).isdigit():
         raise UsageError(f"--verify {verify!r}: give the share to read, e.g. sample:5")
-    return mode, float(percent or 0)
+    share = float(percent or 0)
+    if mode == "sample" and not 0 < share <= 100:  # sample:150 was read as "everything", sample:0 as "nothing"
+        raise UsageError(f"--verify {verify!r}: the share is a percentage above 0 and at most 100")
+    return mode, share
 
 
 def _archive_override(archive_url: str | None, credential_id: str | None) -> Any:
@@ -1174,9 +1211,15 @@ def _rate(value: str | None) -> float | None:
         rate = float(number) / (divisor or 1.0)
     except ValueError:
         raise UsageError(f"--rate {value!r}: give requests per second, e.g. 50/s or 600/m") from None
-    if rate <= 0:
-        raise UsageError(f"--rate {value!r} must be above zero")
+    if not math.isfinite(rate) or rate <= 0:  # inf/s, nan: no spacing at all, or a comparison always false
+        raise UsageError(f"--rate {value!r} must be a number above zero, e.g. 50/s")
+    if not RATE_SLOWEST <= rate <= RATE_FASTEST:  # 1e-300/s: a sleep too long for the clock
+        raise UsageError(f"--rate {value!r} must be from 1/h to {RATE_FASTEST:,.0f}/s")
     return rate
+
+
+RATE_SLOWEST, RATE_FASTEST = 1 / 3600, 100_000.0
+"""``--rate`` bounds: slower than one an hour is no replay, and faster than this no sender here reaches."""
 
 
 def _assignments(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -1238,7 +1281,7 @@ REPLAY_FIELDS = (
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
 @click.option(
     "--timeout",
-    type=float,
+    type=FiniteFloat(0, 3600, min_open=True),
     default=30.0,
     show_default=True,
     help="Seconds for each attempt to send and get its whole answer.",

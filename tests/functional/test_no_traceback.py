@@ -97,3 +97,63 @@ def test_a_file_repair_never_writes_through_a_link_out_of_the_store(sandbox: Run
     assert refused and all('"error"' in line and "leads out of the store" in line for line in refused), refused
     assert any('"repaired"' in line for line in run.stdout.splitlines()), "the other leads are repaired"
     assert os.listdir(root) != [str(lead)]
+
+
+# -- items 14 and 15: numbers and dates ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "--rate", "inf/s", "--dry-run"],
+        ["replay", "--rate", "nan", "--dry-run"],
+        ["replay", "--rate", "1e400", "--dry-run"],
+        ["replay", "--rate", "1e-300/s", "--dry-run"],
+        ["replay", "--timeout", "nan", "--dry-run"],
+        ["replay", "--timeout", "inf", "--dry-run"],
+        ["replay", "--settle-after", "99999999999d", "--dry-run"],
+        ["replay", "--concurrency", str(10**9), "--dry-run"],
+        ["events", "--backoff-max", "nan"],
+        ["events", "--backoff-max", "inf"],
+        ["events", "--max-attempts", str(10**9)],
+        ["archive", "ls", "file:///tmp", "--workers", str(10**9)],
+        ["reconcile", "--expiring-within", "99999999999d"],
+        ["reconcile", "--lag", "inf"],
+        ["reconcile", "--verify", "sample:150"],
+        ["reconcile", "--verify", "sample:0"],
+        ["reconcile", "--verify", "sample:nan"],
+        ["audit", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--verify", "sample:100.5"],
+        ["audit", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--require-retention", "inf"],
+        ["sandbox", "--days", "inf"],
+        ["sandbox", "--days", "nan"],
+        ["sandbox", "--drop-rate", "nan"],
+        ["sandbox", "--latency-ms", "inf"],
+        ["sandbox", "--leads", str(10**9)],
+        ["events", "--start", "10000-01-01"],
+        ["events", "--start", "0001-01-01"],
+        ["events", "--end", "9999-12-31T23:59:59"],
+        ["events", "--start", "9999-12-31T23:00:00-05:00"],
+        ["archive", "ls", "file:///tmp", "--start", "0001-01-01", "--end", "0002-01-01"],
+        ["archive", "ls", "file:///tmp", "--end", "9999-12-31"],
+        ["reconcile", "--end", "9999-12-31"],
+        ["reconcile", "--start", "0001-01-01", "--end", "0001-01-02"],
+        ["replay", "--start", "1969-12-31T23:59:59Z", "--dry-run"],
+        ["audit", "--start", "0001-01-01", "--end", "9999-12-31", "--out", "p"],
+        ["sandbox", "--until", "2200-01-01"],
+    ],
+    ids=" ".join,
+)
+def test_nan_inf_huge_and_impossible_values_are_usage_errors_before_any_work(args: list[str], tmp_path: Path) -> None:
+    # LEADCONDUIT_URL is a closed port: a value that slipped through would show as exit 4, not 2.
+    env = environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL="http://127.0.0.1:9", FIREHOSE_STATE=str(tmp_path / "s"))
+    run = invoke(args, env)
+    assert run.code == ExitCode.USAGE, run.stderr
+    line = run.only_line()
+    assert args[-1 if args[-1] != "--dry-run" else -2] in line or "--" in line, line
+
+
+def test_the_api_gets_four_digit_years() -> None:
+    from datetime import UTC, datetime
+
+    from firehose.api import format_time
+
+    assert format_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+    assert format_time(datetime(999, 12, 31, 23, 59, 59, 5000, tzinfo=UTC)) == "0999-12-31T23:59:59.005Z"
