@@ -157,3 +157,42 @@ def test_the_api_gets_four_digit_years() -> None:
 
     assert format_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
     assert format_time(datetime(999, 12, 31, 23, 59, 59, 5000, tzinfo=UTC)) == "0999-12-31T23:59:59.005Z"
+
+
+# -- items 14 and 15: servers that misbehave --------------------------------------------------------------------
+def test_a_server_trickling_its_headers_is_cut_at_the_deadline() -> None:
+    import time
+
+    from tests.functional.servers import serving, trickle_headers
+
+    with serving(trickle_headers) as url:
+        env = environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url, FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS="1")
+        started = time.monotonic()
+        run = invoke(["events", "--max-attempts", "1"], env)
+    assert time.monotonic() - started < 5, "cut at the deadline, not when the server finishes its headers"
+    assert run.code == ExitCode.API and "no whole answer within 1 s" in run.only_line(), run.stderr
+
+
+@pytest.mark.parametrize(
+    ("server", "code", "says"),
+    [
+        ("gzip_junk", ExitCode.ARCHIVE, "does not decode as its Content-Encoding says"),
+        ("deep_json", ExitCode.ARCHIVE, "not valid JSON"),
+        ("junk", ExitCode.API, "cannot reach LeadConduit"),
+    ],
+)
+def test_an_answer_that_cannot_be_read_is_one_line(server: str, code: int, says: str) -> None:
+    from tests.functional import servers
+
+    made = getattr(servers, server)
+    handler = made() if server in ("gzip_junk", "deep_json") else made
+    with servers.serving(handler) as url:
+        run = invoke(["events", "--max-attempts", "1"], environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url))
+    assert run.code == code and says in run.only_line(), run.stderr
+
+
+def test_a_url_flag_without_a_host_is_a_usage_error_not_six_attempts() -> None:
+    run = invoke(["events", "--url", "http://"], environ(LEADCONDUIT_API_KEY="k"))
+    assert run.code == ExitCode.USAGE and "--url 'http://' names no host" in run.only_line()
+    run = invoke(["locate", EVENT, "--url", "http://[::1"], environ(LEADCONDUIT_API_KEY="k"))
+    assert run.code == ExitCode.USAGE and "is not a URL" in run.only_line()
