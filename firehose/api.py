@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from firehose.codec import encode
+from firehose.codec import encode, preview
 from firehose.errors import ApiError, ApiStatusError, DataError, UsageError
 from firehose.http import HttpClient, QueryParams
 from firehose.ids import is_object_id
@@ -132,7 +132,7 @@ class LeadConduit:
             for event in page:
                 raw_id = event.get("id")
                 if not is_object_id(raw_id):
-                    raise DataError(f"GET /events returned an event without a valid id: {str(event)[:120]}")
+                    raise DataError(f"GET /events returned an event without a valid id: {preview(event)}")
                 event_id = str(raw_id).lower()
                 if cursor is not None and event_id <= cursor.lower():
                     continue
@@ -151,7 +151,7 @@ class LeadConduit:
             raise DataError(f"GET /events answered {type(page).__name__}, expected a JSON array of events")
         for event in page:
             if not isinstance(event, dict):
-                raise DataError(f"GET /events returned a non-object item: {str(event)[:120]}")
+                raise DataError(f"GET /events returned a non-object item: {preview(event)}")
         return page
 
     def get_event(self, event_id: str) -> Event:

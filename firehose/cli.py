@@ -67,6 +67,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+RECURSION_LIMIT = 4000
+"""Python frames allowed: enough to walk the deepest JSON orjson reads (1,024 levels) from deep in a command."""
+
+
 class FirehoseGroup(click.Group):
     """Turns every ``FirehoseError`` into one line on stderr and its exit code; Ctrl-C into 130; the option
     parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2; anything
@@ -84,6 +88,10 @@ class FirehoseGroup(click.Group):
         self, args: Sequence[str] | None = None, prog_name: str | None = None, standalone_mode: bool = True,
         **kwargs: Any,
     ) -> Any:  # fmt: skip
+        # JSON may nest 1,024 levels (orjson's limit) and events are data from outside: Python's default of 1,000
+        # frames made any walk of a legal document (repr, ==, the diff of a body) fail. 4,000 leaves room for the
+        # stack below; deeper input (XML has no limit) is refused where it is read.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         try:

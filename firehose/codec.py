@@ -22,23 +22,84 @@ def decode(data: bytes | str, *, where: str = "input") -> Any:
 
 def encode(value: Any) -> bytes:
     """Compact JSON bytes, keys in their given order."""
-    return orjson.dumps(value)
+    return _dumps(value, 0)
 
 
 def encode_line(value: Any) -> bytes:
     """One NDJSON line: compact JSON followed by a newline."""
-    return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    return _dumps(value, orjson.OPT_APPEND_NEWLINE)
 
 
 def encode_pretty(value: Any) -> bytes:
     """Indented JSON with sorted keys, for people to read."""
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    return _dumps(value, orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 def canonical(value: Any) -> bytes:
     """A stable byte form (sorted keys, compact): documents equal as JSON give equal bytes, whatever their key
     order and whitespace."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return _dumps(value, orjson.OPT_SORT_KEYS)
+
+
+def preview(value: Any, limit: int = 120) -> str:
+    """The start of a value as JSON, for a message (``str()`` of a list nested 1,000 deep recursed too far)."""
+    try:
+        return encode(value)[:limit].decode("utf-8", "replace")
+    except TypeError:  # not JSON at all (a caller's own object)
+        return type(value).__name__
+
+
+def _dumps(value: Any, option: int) -> bytes:
+    """orjson's bytes; for a document nested deeper than orjson writes (255 levels, though it reads 1,024), the
+    same JSON from ``_dumps_deep``. An event LeadConduit served or a firehose stored is never refused for
+    being deep: it is printed, compared and repaired like any other."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError as exc:
+        if "recursion" not in str(exc).lower():
+            raise
+    text = _dumps_deep(value, sort_keys=bool(option & orjson.OPT_SORT_KEYS), indent=bool(option & orjson.OPT_INDENT_2))
+    return text + b"\n" if option & orjson.OPT_APPEND_NEWLINE else text
+
+
+def _dumps_deep(value: Any, *, sort_keys: bool, indent: bool) -> bytes:
+    """JSON by an explicit stack instead of recursion, so depth costs memory, not stack. Slower than orjson by
+    far; used only past orjson's depth. Leaves (strings, numbers, ...) are orjson's own, so the bytes are
+    orjson's (``OPT_INDENT_2``'s layout when ``indent``)."""
+    parts: list[bytes] = []
+    todo: list[tuple[bool, Any, int]] = [(False, value, 0)]  # (literal bytes?, value or bytes, depth)
+    colon = b": " if indent else b":"
+
+    def gap(depth: int) -> bytes:
+        return b"\n" + b"  " * depth if indent else b""
+
+    while todo:
+        literal, item, depth = todo.pop()
+        if literal:
+            parts.append(item)
+        elif isinstance(item, dict):
+            if not item:
+                parts.append(b"{}")
+                continue
+            keys = sorted(item) if sort_keys else list(item)
+            todo.append((True, gap(depth) + b"}", 0))
+            for index in range(len(keys) - 1, -1, -1):
+                key = keys[index]
+                if not isinstance(key, str):
+                    raise TypeError(f"a JSON object key must be a string, got {type(key).__name__}")
+                todo.append((False, item[key], depth + 1))
+                todo.append((True, (b"{" if index == 0 else b",") + gap(depth + 1) + orjson.dumps(key) + colon, 0))
+        elif isinstance(item, list | tuple):
+            if not item:
+                parts.append(b"[]")
+                continue
+            todo.append((True, gap(depth) + b"]", 0))
+            for index in range(len(item) - 1, -1, -1):
+                todo.append((False, item[index], depth + 1))
+                todo.append((True, (b"[" if index == 0 else b",") + gap(depth + 1), 0))
+        else:
+            parts.append(orjson.dumps(item))
+    return b"".join(parts)
 
 
 GZIP_MAGIC = b"\x1f\x8b"

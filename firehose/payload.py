@@ -45,11 +45,14 @@ def fields(kind: str | None, body: str) -> dict[str, str]:
         return {}
     if kind == FORM:
         return _form_fields(parse_qsl(body, keep_blank_values=True))
-    if kind == JSON:
-        value = decode(body, where="the JSON body")
-        return dict(_flatten(value, ""))
-    root = _xml_root(body)
-    return dict(_xml_flatten(root, ""))
+    try:
+        if kind == JSON:
+            value = decode(body, where="the JSON body")
+            return dict(_flatten(value, ""))
+        root = _xml_root(body)
+        return dict(_xml_flatten(root, ""))
+    except RecursionError:  # XML has no depth limit (JSON's is 1,024): a hostile body, not a crash
+        raise DataError(f"the {kind.upper()} body is nested too deeply to read") from None
 
 
 def query_fields(query: str) -> dict[str, str]:
@@ -108,6 +111,13 @@ def edit(kind: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: S
     that does not parse, or one firehose cannot edit (an opaque content type)."""
     if not sets and not unsets:
         return body
+    try:
+        return _edit(kind, body, sets, unsets)
+    except RecursionError:  # ElementTree writes a tree back by recursion
+        raise DataError(f"the {(kind or 'opaque').upper()} body is nested too deeply to edit") from None
+
+
+def _edit(kind: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]) -> str:
     if kind is None:
         raise DataError("the body's Content-Type is neither JSON, form nor XML, so it cannot be edited")
     if kind == FORM:

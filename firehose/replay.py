@@ -34,7 +34,8 @@ from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-from firehose.claims import StoredClaim, StoreLedger
+from firehose.claims import StoredClaim, StoreLedger, in_flight_seconds
+from firehose.claims import claimed_at as claim_time
 from firehose.codec import decode, encode, encode_line, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
@@ -1186,11 +1187,9 @@ def _settle_shared(
     """A claim in the shared ledger without a result whose machine is done with it (died, or gave up): settle it
     through LeadConduit; when it was not received, record that and claim the next attempt."""
     claim = last.claim
-    try:
-        claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
-    except ValueError:
+    claimed_at, in_flight = claim_time(claim), in_flight_seconds(claim)
+    if claimed_at is None or in_flight is None:
         return None, "claimed with no result, and the claim cannot be read"
-    in_flight = float(claim.get("in_flight_seconds") or 0)
     doubt = Doubt(str(claim.get("event_id", "")), str(claim.get("target", "")), claimed_at, claim.get("identity") or {})
     outcome = settler.settle(replace(doubt, in_flight_seconds=in_flight))
     if outcome.status == "unknown":

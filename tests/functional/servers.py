@@ -10,26 +10,38 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-Handler = Callable[[socket.socket, threading.Event], None]
+Handler = Callable[[socket.socket, bytes, threading.Event], None]
+"""Answers one connection: the socket, the request it sent (its head at least), a flag set when the server stops."""
 
 
 def answer(status: str, body: bytes, *, headers: str = "Content-Type: application/json\r\n") -> Handler:
-    def handle(conn: socket.socket, stop: threading.Event) -> None:
+    def handle(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
         head = f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         conn.sendall(head.encode() + body)
 
     return handle
 
 
-def junk(conn: socket.socket, stop: threading.Event) -> None:
+def events_page(body: bytes) -> Handler:
+    """``GET /events`` answering ``body`` as its first page (no ``after_id``) and ``[]`` after it; any other
+    request (``GET /events/{id}``) gets ``body`` too."""
+
+    def handle(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        line = request.split(b"\r\n", 1)[0]
+        answer("200 OK", b"[]" if b"after_id=" in line else body)(conn, request, stop)
+
+    return handle
+
+
+def junk(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
     conn.sendall(b"\x00\xffthis is not HTTP\r\n\r\n")
 
 
-def hang(conn: socket.socket, stop: threading.Event) -> None:
+def hang(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
     stop.wait(30)
 
 
-def trickle_headers(conn: socket.socket, stop: threading.Event) -> None:
+def trickle_headers(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
     """The status line and headers one byte every 0.2 s: no single read ever waits long."""
     for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 10_000:
         if stop.is_set():
@@ -38,7 +50,7 @@ def trickle_headers(conn: socket.socket, stop: threading.Event) -> None:
         time.sleep(0.2)
 
 
-def trickle_body(conn: socket.socket, stop: threading.Event) -> None:
+def trickle_body(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[")
     while not stop.is_set():
         conn.sendall(b" ")
@@ -64,8 +76,8 @@ def serving(handler: Handler) -> Iterator[str]:
     def serve(conn: socket.socket) -> None:
         try:
             conn.settimeout(5)
-            conn.recv(65536)  # the request: its contents do not matter here
-            handler(conn, stop)
+            request = conn.recv(65536)
+            handler(conn, request, stop)
         except OSError:
             pass
         finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from firehose.codec import encode
 from firehose.errors import ExitCode
 from firehose.event import EventView
 from tests.conftest import API_KEY, UNTIL, RunningSandbox
@@ -196,3 +197,124 @@ def test_a_url_flag_without_a_host_is_a_usage_error_not_six_attempts() -> None:
     assert run.code == ExitCode.USAGE and "--url 'http://' names no host" in run.only_line()
     run = invoke(["locate", EVENT, "--url", "http://[::1"], environ(LEADCONDUIT_API_KEY="k"))
     assert run.code == ExitCode.USAGE and "is not a URL" in run.only_line()
+
+
+# -- item 14: JSON nested hundreds or thousands of levels deep -------------------------------------------------
+def nested(levels: int, leaf: object = "x") -> object:
+    value: object = leaf
+    for _ in range(levels):
+        value = {"k": [value]}
+    return value
+
+
+def deep_event(event_id: str = EVENT, lead_id: str = LEAD, levels: int = 400, **extra: object) -> dict[str, object]:
+    """An event whose ``vars.deep`` nests 2 x ``levels`` deep: past what orjson writes (255), within what it
+    reads (1,024)."""
+    return {"id": event_id, "type": "source", "vars": {"lead": {"id": lead_id}, "deep": nested(levels)}, **extra}
+
+
+def test_events_and_locate_print_an_event_nested_800_deep() -> None:
+    import orjson
+
+    from tests.functional.servers import events_page, serving
+
+    event = deep_event()
+    with serving(events_page(encode([event]))) as url:
+        run = invoke(["events", "--max-attempts", "1"], environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url))
+    assert run.code == ExitCode.OK, run.stderr
+    assert orjson.loads(run.stdout) == event
+    with serving(events_page(encode(event))) as url:
+        run = invoke(["locate", EVENT, "--format", "json"], environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url))
+    assert run.code == ExitCode.OK and "Traceback" not in run.stderr, run.stderr
+
+
+def test_archive_cat_prints_a_deep_object_and_reports_one_too_deep_to_read(tmp_path: Path) -> None:
+    import orjson
+
+    root = tmp_path / "store"
+    event_file(root, body=encode(deep_event()))
+    other = "6ae13b5aa55055783f30ae4d"
+    event_file(root, event=other, body=b'{"id":"x","v":' + b"[" * 2000 + b"]" * 2000 + b"}")
+    run = invoke(
+        ["archive", "cat", root.as_uri(), f"{LEAD}/{EVENT}.json", f"{LEAD}/{other}.json", "--pretty"], environ()
+    )
+    assert run.code == ExitCode.ARCHIVE, run.stderr
+    assert orjson.loads(run.stdout) == deep_event()
+    assert f"{LEAD}/{other}.json: not valid JSON" in run.error_line() and "Traceback" not in run.stderr
+
+
+def test_reconcile_content_compares_deep_objects_and_names_one_that_does_not_parse(tmp_path: Path) -> None:
+    import orjson
+
+    from tests.functional.servers import events_page, serving
+
+    lead, first, second = "6920f1a0aaaaaaaaaaaaaaaa", "6920f1a1bbbbbbbbbbbbbbbb", "6920f1a2cccccccccccccccc"
+    firehose = {"enabled": True, "bucket": "b", "prefix": ""}
+    api = [deep_event(first, lead, firehose=firehose), deep_event(second, lead, firehose=firehose)]
+    root = tmp_path / "store"
+    event_file(root, lead, first, encode(deep_event(first, lead, levels=300, firehose=firehose)))
+    event_file(root, lead, second, b"[" * 1500 + b"]" * 1500)
+    day = "2025-11-21"  # 0x6920f1a0 is 2025-11-21T23:xx UTC
+    with serving(events_page(encode(api))) as url:
+        run = invoke(
+            [
+                "reconcile",
+                "--verify",
+                "content",
+                "--archive",
+                root.as_uri(),
+                "--start",
+                day,
+                "--end",
+                day,
+                "--format",
+                "ndjson",
+                "--include-pii",
+                "--report",
+                str(tmp_path / "r.json"),
+            ],
+            environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url, FIREHOSE_STATE=str(tmp_path / "s.db")),
+        )
+    assert run.code == ExitCode.ARCHIVE and "Traceback" not in run.stderr, run.stderr
+    rows = {row["event_id"]: row for row in map(orjson.loads, run.stdout.splitlines())}
+    assert rows[first]["verdict"] == "differ" and rows[first]["fields"] == "vars"
+    assert rows[second]["verdict"] == "error" and "not valid JSON" in rows[second]["reason"]
+    assert orjson.loads((tmp_path / "r.json").read_bytes())["counts"] == {"differ": 1, "error": 1}
+
+
+# -- item 14: an expires_at without a time zone ------------------------------------------------------------
+def test_an_expiry_without_a_zone_is_taken_as_utc(tmp_path: Path) -> None:
+    import orjson
+
+    from tests.functional.servers import events_page, serving
+
+    lead = "6920f1a0aaaaaaaaaaaaaaaa"
+    firehose = {"enabled": True, "bucket": "b", "prefix": ""}
+    events = [
+        {"id": "6920f1a1bbbbbbbbbbbbbbbb", "vars": {"lead": {"id": lead}}, "firehose": firehose,
+         "expires_at": "2026-02-19T23:00:00"},
+        {"id": "6920f1a2cccccccccccccccc", "vars": {"lead": {"id": lead}}, "firehose": firehose,
+         "expires_at": "9999-12-31T23:59:59-05:00"},
+        {"id": "6920f1a3dddddddddddddddd", "vars": {"lead": {"id": lead}}, "firehose": firehose,
+         "expires_at": "2026-02-19T23:00:00Z"},
+    ]  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    with serving(events_page(encode(events))) as url:
+        run = invoke(
+            [
+                "reconcile",
+                "--archive",
+                (tmp_path / "empty").as_uri(),
+                "--start",
+                "2025-11-21",
+                "--end",
+                "2025-11-21",
+                "--format",
+                "ndjson",
+            ],
+            environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL=url, FIREHOSE_STATE=str(tmp_path / "s.db")),
+        )
+    assert run.code == ExitCode.DIFFERENCES and "Traceback" not in run.stderr, run.stderr
+    expiry = {row["event_id"]: row["expires_at"] for row in map(orjson.loads, run.stdout.splitlines())}
+    assert expiry["6920f1a1bbbbbbbbbbbbbbbb"] == expiry["6920f1a3dddddddddddddddd"] == "2026-02-19T23:00:00Z"
+    assert expiry["6920f1a2cccccccccccccccc"] is None, "an expiry that cannot be told in UTC is unknown"

@@ -1,0 +1,83 @@
+"""Issue 11, item 14: values from outside (events, archived objects, shared claims, stored bodies) that once
+crashed a walker: JSON deeper than orjson writes, XML deeper than Python's stack, times without a zone, NaN."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from firehose.claims import StoredClaim, claimed_at, in_flight_seconds
+from firehose.codec import _dumps_deep, canonical, decode, encode, encode_pretty, preview
+from firehose.errors import DataError
+from firehose.payload import JSON, XML, edit, fields
+from firehose.reconcile import parse_expiry
+from firehose.rules import RuleError, evaluate_all
+
+
+def _value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 4 or roll < 0.3:
+        return rng.choice([0, -7, 2.5, 1e300, "", 'q"\u00e9\n', None, True, False, 2**63 - 1])
+    if roll < 0.65:
+        return {f"{rng.choice('bcaé')}{i}": _value(rng, depth + 1) for i in range(rng.randint(0, 4))}
+    return [_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def test_the_deep_encoder_writes_orjsons_bytes() -> None:
+    rng = random.Random(11)
+    for _ in range(2000):
+        value = _value(rng)
+        for option, sort_keys, indent in (
+            (0, False, False),
+            (orjson.OPT_SORT_KEYS, True, False),
+            (orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, True, True),
+        ):
+            assert _dumps_deep(value, sort_keys=sort_keys, indent=indent) == orjson.dumps(value, option=option)
+
+
+def test_json_as_deep_as_orjson_reads_is_written_back_the_same() -> None:
+    text = b'{"a":' * 600 + b'[1,{"z":2,"b":3}]' + b"}" * 600  # past orjson's 255 for writing
+    value = decode(text)
+    assert encode(value) == text
+    assert decode(canonical(value)) == value and decode(encode_pretty(value)) == value
+    assert preview(value, 20) == '{"a":{"a":{"a":{"a":'
+    with pytest.raises(DataError, match="where: not valid JSON"):
+        decode(b"[" * 1025 + b"]" * 1025, where="where")
+
+
+def test_bodies_nested_past_the_stack_are_data_errors() -> None:
+    deep_xml = "<a>" * 50_000 + "x" + "</a>" * 50_000
+    with pytest.raises(DataError, match="XML body is nested too deeply"):
+        fields(XML, deep_xml)
+    with pytest.raises(DataError, match="nested too deeply"):
+        edit(XML, deep_xml, [("a", "1")], [])
+    assert fields(JSON, '{"a":' * 400 + "1" + "}" * 400) == {".".join(["a"] * 400): "1"}
+
+
+def test_rules_nested_past_the_stack_are_rule_errors() -> None:
+    rule: dict[str, Any] = {"lhv": "type", "op": "is equal to", "rhv": "source"}
+    for _ in range(5000):
+        rule = {"op": "and", "rules": [rule]}
+    with pytest.raises(RuleError, match="nested too deeply"):
+        evaluate_all([rule], {"type": "source"})
+
+
+def test_times_without_a_zone_are_utc_and_impossible_ones_unknown() -> None:
+    assert parse_expiry("2026-02-19T23:00:00") == datetime(2026, 2, 19, 23, tzinfo=UTC)
+    assert parse_expiry("2026-02-19T23:00:00+02:00") == datetime(2026, 2, 19, 21, tzinfo=UTC)
+    assert parse_expiry("9999-12-31T23:59:59-05:00") is None
+    assert parse_expiry("0001-01-01T00:00:00+05:00") is None
+    assert claimed_at({"claimed_at": "2026-02-19T23:00:00"}) == datetime(2026, 2, 19, 23, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "abc", [1], {"a": 1}, 1e400])
+def test_a_claim_whose_time_in_flight_cannot_be_read_is_taken_as_in_flight(seconds: object) -> None:
+    claim = {"claimed_at": "2000-01-01T00:00:00", "in_flight_seconds": seconds}
+    assert in_flight_seconds(claim) is None
+    assert StoredClaim(1, claim, None).in_flight(datetime.now(UTC)), "assume the worst: never sent twice"
+    naive = StoredClaim(1, {"claimed_at": "2000-01-01T00:00:00", "in_flight_seconds": 60}, None)
+    assert not naive.in_flight(datetime.now(UTC))
