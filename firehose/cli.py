@@ -1055,7 +1055,7 @@ def reconcile(
     from firehose.reconcile import GAPS, Verdict, at_risk, by_expiry
     from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
     from firehose.report import RowWriter
-    from firehose.state import StateDB
+    from firehose.state import RunLock, StateDB
 
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
@@ -1085,11 +1085,15 @@ def reconcile(
     api = settings.api
     key = api.require_key()
     policy = RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds)
+    database = state_path(state_file, os.environ)
     with (
+        # One reconcile (or audit) at a time per state database, refused at once naming who holds it; a dry run
+        # writes no windows and takes no lock.
+        contextlib.nullcontext() if dry_run else RunLock(database, "reconcile", "firehose reconcile"),
         HttpClient(
             api.url, auth=(API_USERNAME, key.reveal()), timeout_seconds=api.timeout_seconds, retry=policy
         ) as http,
-        StateDB(state_path(state_file, os.environ)) as state,
+        StateDB(database) as state,
     ):
 
         def progress(done: int, total: int, day: datetime) -> None:
@@ -1723,7 +1727,7 @@ def audit(
     from firehose.http import HttpClient, RetryPolicy
     from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
     from firehose.retention import parse_retention
-    from firehose.state import StateDB
+    from firehose.state import RunLock, StateDB
 
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
@@ -1752,14 +1756,16 @@ def audit(
     api = settings.api
     key = api.require_key()
     started = time.monotonic()
+    database = state_path(state_file, os.environ)
     with (
+        RunLock(database, "reconcile", "firehose audit"),  # its coverage is a reconcile run, in the same tables
         HttpClient(
             api.url,
             auth=(API_USERNAME, key.reveal()),
             timeout_seconds=api.timeout_seconds,
             retry=RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds),
         ) as http,
-        StateDB(state_path(state_file, os.environ)) as state,
+        StateDB(database) as state,
     ):
         click.echo("firehose audit: checking coverage against the API", err=True)
         outcome = Reconciler(LeadConduit(http), open_for, state, options).run()

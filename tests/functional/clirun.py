@@ -5,8 +5,12 @@ documented exit code, no traceback, no secret."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import click
 from click.testing import CliRunner
@@ -63,3 +67,33 @@ def environ(**extra: str) -> dict[str, str | None]:
         name: None for name in os.environ if name.startswith(("FIREHOSE_", "LEADCONDUIT_"))
     }
     return {**cleared, "FIREHOSE_CONFIG": "", **extra}
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """Environment for a real ``python -m firehose`` process: the test's own, firehose's settings cleared, and
+    PYTHONPATH on the code this test imported (so a worktree's tests run the worktree's code)."""
+    import firehose
+
+    root = str(Path(firehose.__file__).resolve().parents[1])
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FIREHOSE_", "LEADCONDUIT_"))}
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**base, "PYTHONPATH": path, "FIREHOSE_CONFIG": "", **extra}
+
+
+def spawn(args: list[str], env: Mapping[str, str], cwd: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    """``firehose ARGS`` as a real process (started, not waited for)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "firehose", *args],
+        env=dict(env),
+        cwd=cwd,
+        stdout=kwargs.pop("stdout", subprocess.PIPE),
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def run_process(args: list[str], env: Mapping[str, str], cwd: Path, timeout: float = 60, **kwargs: Any) -> Run:
+    process = spawn(args, env, cwd, **kwargs)
+    out, err = process.communicate(timeout=timeout)
+    return Run(process.returncode, out or "", err)

@@ -318,3 +318,63 @@ def test_an_expiry_without_a_zone_is_taken_as_utc(tmp_path: Path) -> None:
     expiry = {row["event_id"]: row["expires_at"] for row in map(orjson.loads, run.stdout.splitlines())}
     assert expiry["6920f1a1bbbbbbbbbbbbbbbb"] == expiry["6920f1a3dddddddddddddddd"] == "2026-02-19T23:00:00Z"
     assert expiry["6920f1a2cccccccccccccccc"] is None, "an expiry that cannot be told in UTC is unknown"
+
+
+# -- item 14: two runs on one state database ------------------------------------------------------------------
+def test_processes_opening_a_fresh_state_database_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.functional.clirun import process_env
+
+    path = tmp_path / "fresh.sqlite"
+    script = tmp_path / "open.py"
+    start = time.time() + 1.5  # every process imported and waiting, then all open the file in the same instant
+    script.write_text(
+        "import time\nfrom pathlib import Path\nfrom firehose.state import StateDB\n"
+        f"time.sleep(max(0, {start} - time.time()))\nStateDB(Path({str(path)!r})).run('f', {{}})\n"
+    )
+    starts = [subprocess.Popen([sys.executable, str(script)], env=process_env(), stderr=subprocess.PIPE, text=True)
+              for _ in range(8)]  # fmt: skip
+    results = [(p.communicate(timeout=60)[1], p.returncode) for p in starts]
+    assert all(code == 0 for _, code in results), results
+
+
+def test_two_reconciles_started_at_once_on_a_fresh_state_file(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    from tests.functional.clirun import process_env, spawn
+
+    root = tmp_path / "store"
+    root.mkdir()
+    day = f"{UNTIL - timedelta(days=2):%Y-%m-%d}"
+    env = process_env(LEADCONDUIT_API_KEY=API_KEY, LEADCONDUIT_URL=sandbox.url,
+                      FIREHOSE_STATE=str(tmp_path / "state.sqlite"))  # fmt: skip
+    args = ["reconcile", "--archive", root.as_uri(), "--start", day, "--end", day, "--format", "ndjson"]
+    runs = [spawn(args, env, tmp_path) for _ in range(3)]
+    done = [(p.wait(timeout=120), *p.communicate()) for p in runs]
+    codes = sorted(code for code, _, _ in done)
+    assert codes[0] == ExitCode.DIFFERENCES and set(codes) <= {ExitCode.DIFFERENCES, ExitCode.CONFIG}, done
+    for code, _, err in done:
+        assert "Traceback" not in err and "UNIQUE" not in err and "locked" not in err, err
+        if code == ExitCode.CONFIG:
+            (line,) = err.strip().splitlines()
+            assert line.startswith("firehose: error: state database") and "another reconcile is using it" in line
+            assert "pid " in line and "(firehose reconcile)" in line, line
+
+
+def test_a_reconcile_or_audit_while_another_runs_is_refused_naming_it(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    from firehose.state import RunLock
+
+    database = tmp_path / "state.sqlite"
+    env = environ(LEADCONDUIT_API_KEY=API_KEY, LEADCONDUIT_URL=sandbox.url, FIREHOSE_STATE=str(database))
+    day = f"{UNTIL - timedelta(days=2):%Y-%m-%d}"
+    with RunLock(database, "reconcile", "firehose audit"):
+        busy = invoke(["reconcile", "--start", day, "--end", day], env)
+        audit = invoke(["audit", "--start", day, "--end", day, "--out", str(tmp_path / "pack")], env)
+        dry = invoke(["reconcile", "--start", day, "--end", day, "--dry-run", "--archive", tmp_path.as_uri()], env)
+    for run in (busy, audit):
+        assert run.code == ExitCode.CONFIG, run.stderr
+        line = run.only_line()
+        assert f"another reconcile is using it (pid {os.getpid()} (firehose audit)" in line, line
+    assert dry.code in (ExitCode.OK, ExitCode.DIFFERENCES), dry.stderr
+    assert not (tmp_path / "pack").exists()

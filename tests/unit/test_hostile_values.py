@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -81,3 +82,25 @@ def test_a_claim_whose_time_in_flight_cannot_be_read_is_taken_as_in_flight(secon
     assert StoredClaim(1, claim, None).in_flight(datetime.now(UTC)), "assume the worst: never sent twice"
     naive = StoredClaim(1, {"claimed_at": "2000-01-01T00:00:00", "in_flight_seconds": 60}, None)
     assert not naive.in_flight(datetime.now(UTC))
+
+
+def test_two_runs_registering_the_same_arguments_at_once_share_one_run(tmp_path: Path) -> None:
+    # Issue 11, item 14: the second of two runs starting together found no run row (the first had not committed
+    # it yet), inserted one too, and failed with "UNIQUE constraint failed: runs.fingerprint".
+    import sqlite3
+    import threading
+
+    from firehose.state import StateDB
+
+    path = tmp_path / "state.sqlite"
+    with StateDB(path) as second:
+        first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        first.execute("BEGIN IMMEDIATE")  # the first run has inserted its row and not yet committed
+        first.execute("INSERT INTO runs (fingerprint, arguments, started_at) VALUES ('f', '{}', 'now')")
+        committing = threading.Timer(0.3, lambda: first.execute("COMMIT"))
+        committing.start()
+        run_id = second.run("f", {})
+        committing.join()
+        first.close()
+    with StateDB(path) as third:
+        assert third.run("f", {}) == run_id
