@@ -814,7 +814,7 @@ def archive_cat(
     """
     from firehose.archive.layout import ArchivedEvent, folder
     from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-    from firehose.codec import encode_line, encode_pretty, records
+    from firehose.codec import encode_line, encode_pretty, iter_records
     from firehose.errors import ArchiveError, DataError
     from firehose.ids import is_object_id
 
@@ -848,7 +848,7 @@ def archive_cat(
             try:
                 if isinstance(body, Exception):
                     raise body
-                for record in records(body, where=f"{store.url}/{key}"):
+                for record in iter_records(body, where=f"{store.url}/{key}"):  # one at a time: memory
                     out.write(encode_pretty(record) if pretty else encode_line(record))
             except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
                 click.echo(f"firehose: error: {exc}", err=True)

@@ -378,3 +378,28 @@ def test_a_reconcile_or_audit_while_another_runs_is_refused_naming_it(sandbox: R
         assert f"another reconcile is using it (pid {os.getpid()} (firehose audit)" in line, line
     assert dry.code in (ExitCode.OK, ExitCode.DIFFERENCES), dry.stderr
     assert not (tmp_path / "pack").exists()
+
+
+# -- item 15: memory to print a big archived object ------------------------------------------------------------
+def test_printing_a_big_ndjson_object_takes_about_its_size_in_memory(tmp_path: Path) -> None:
+    """An 80 MB NDJSON object: archive cat peaked at 4.6 times its size (its lines copied, every record held);
+    a line at a time from one buffer, about once its size plus the interpreter."""
+    import subprocess
+    import sys
+
+    from tests.functional.clirun import process_env
+
+    line = b'{"id":"' + EVENT.encode() + b'","vars":{"x":"' + b"a" * 900 + b'"}}\n'
+    size = 80 * 2**20
+    event_file(tmp_path / "store", body=line * (size // len(line)))
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+    )
+    args = ["archive", "cat", (tmp_path / "store").as_uri(), f"{LEAD}/{EVENT}.json"]
+    out = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "firehose", *args], env=process_env(),
+                         capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    code, peak = map(int, out.split())
+    assert code == 0
+    assert peak < 1.6 * size, f"peak RSS {peak / 2**20:.0f} MiB for an {size / 2**20:.0f} MiB object"
