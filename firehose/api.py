@@ -65,7 +65,7 @@ class EventQuery:
         for name in ("after_id", "before_id"):
             value = getattr(self, name)
             if value is not None and not is_object_id(value):
-                raise UsageError(f"{name} {value!r} is not a 24-hex-digit event id")
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is not a 24-hex-digit event id")
         for event_type in self.types:
             if event_type not in EVENT_TYPES:
                 raise UsageError(f"unknown event type {event_type!r}; known: {', '.join(EVENT_TYPES)}")

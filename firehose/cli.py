@@ -510,7 +510,7 @@ def events(
     show_default=True,
     help="Delay added to every API answer.",
 )
-@click.option("--port-file", type=click.Path(dir_okay=False), help="Write the listening port here once ready.")
+@click.option("--port-file", type=WritableFile(), help="Write the listening port here once ready.")
 def sandbox(
     host: str,
     port: int,
@@ -622,11 +622,11 @@ def _storage_settings(ctx: click.Context, params: dict[str, Any]) -> Settings:
     return _settings(ctx, **{name: params.get(name) for name in ("endpoint_url", "region", "profile", "account_url")})
 
 
-def _open_url(url: str, settings: Settings, credential_id: str | None) -> tuple[Any, Any]:
+def _open_url(url: str, settings: Settings, credential_id: str | None, name: str = "URL") -> tuple[Any, Any]:
     """The store a URL names and the parsed URL, with the credential mapped for ``credential_id``."""
     from firehose.archive import StoreUrl, open_store
 
-    where = StoreUrl.parse(url)
+    where = StoreUrl.parse(url, name)
     if where.scheme == "s3":
         return open_store(where, s3=settings.credentials.s3(credential_id)), where
     if where.scheme == "az":
@@ -820,6 +820,8 @@ def archive_cat(
 
     if not targets and not (start or end):
         raise UsageError("give KEYs or EVENT_IDs, or --start/--end for a window")
+    if lead_id is not None and not is_object_id(lead_id):
+        raise UsageError(f"--lead-id {lead_id!r} is not a 24-hex-digit lead id")
     start_seconds, end_seconds = _window(start, end)
     settings = _storage_settings(ctx, storage)
     store, where = _open_url(url, settings, credential_id)
@@ -960,7 +962,7 @@ def _archive_override(archive_url: str | None, credential_id: str | None) -> Any
     from firehose.archive import StoreUrl
     from firehose.event import Destination
 
-    target = StoreUrl.parse(archive_url)
+    target = StoreUrl.parse(archive_url, "--archive")
     service = {"s3": "aws", "az": "azure"}.get(target.scheme, "file")
     return Destination(service, target.bucket, target.prefix, credential_id)
 
@@ -1061,7 +1063,8 @@ def reconcile(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
     )
     now = datetime.now(UTC)
-    finish = parse_time(end, "--end", end_of_day=True) if end else now - _duration(lag, "--lag")
+    lag_time = _duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
+    finish = parse_time(end, "--end", end_of_day=True) if end else now - lag_time
     begin = parse_time(start, "--start") if start else now - timedelta(days=90)
     mode, percent = _depth(verify)
     override = _archive_override(archive_url, credential_id)
@@ -1412,6 +1415,10 @@ def replay(
         return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
     rules = _rules(rules_json)
+    if ledger_url:  # checked in a dry run too, which does not use it: a bad value is never ignored
+        from firehose.archive import StoreUrl
+
+        StoreUrl.parse(ledger_url, "--ledger")
     selection = replaying.Selection(
         start=parse_time(start, "--start") if start else None,
         end=parse_time(end, "--end", end_of_day=True) if end else None,
@@ -1477,13 +1484,16 @@ def replay(
             api_client = LeadConduit(http)
         stores = []
         for from_url in from_urls:
-            store, where = _open_url(from_url, settings, credential_id)
+            store, where = _open_url(from_url, settings, credential_id, "--from")
             stack.callback(store.close)
             stores.append((store, where))
 
         ids = None
         if ids_file:
-            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open())
+            # Bytes that are not UTF-8 become U+FFFD: that line is reported as no id, the others go on.
+            if ids_file == "-" and isinstance(sys.stdin, io.TextIOWrapper):
+                sys.stdin.reconfigure(errors="replace")
+            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open(errors="replace"))
         archives = [(store, where.prefix) for store, where in stores]
         source = replaying.Sources(api_client if use_api or ids else None, archives, workers=workers)
         selected = source.select(selection, problems, ids=ids)
@@ -1495,7 +1505,7 @@ def replay(
         ledger = ReplayLedger(state)
         shared = None
         if ledger_url and not dry_run:
-            ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id)
+            ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id, "--ledger")
             stack.callback(ledger_store.close)
             if ledger_where.scheme == "file":
                 ledger_store.create()  # a folder of our own; a bucket or container is never made by firehose
@@ -1737,7 +1747,8 @@ def audit(
     required = parse_retention(require_retention) if require_retention else None
     mode, percent = _depth(depth)
     out = Path(out_dir)
-    auditing.require_new_folder(out)  # before the long coverage run, not after it
+    key_file = Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem")
+    auditing.check_outputs(out, key_file)  # before the long coverage run, not after it
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
     )
@@ -1798,7 +1809,7 @@ def audit(
         destinations=destinations,
         required_days=required,
         verify=depth,
-        signing_key=Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem"),
+        signing_key=key_file,
         workers=workers,
         progress=lambda text: click.echo(f"firehose audit: {text}", err=True),
         older_leads=outcome.older_leads,
@@ -1856,11 +1867,17 @@ def audit_verify(
     from firehose.codec import encode_pretty
 
     settings = _storage_settings(ctx, storage)
+    trusted = None
+    if public_key:
+        from firehose.signing import fingerprint
+
+        trusted = Path(public_key).read_bytes()
+        try:
+            fingerprint(trusted)  # the key the user trusts must be one, before any object is read
+        except DataError:
+            raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
     result = auditing.verify_pack(
-        Path(pack),
-        _destination_opener(settings, credential_id),
-        trusted_key=Path(public_key).read_bytes() if public_key else None,
-        workers=workers,
+        Path(pack), _destination_opener(settings, credential_id), trusted_key=trusted, workers=workers
     )
     if fmt == "json":
         out = binary_stdout()

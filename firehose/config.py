@@ -268,6 +268,7 @@ def load_settings(
     data = _read_toml(config_file) if config_file else {}
     _check_names(data, config_file)
     lc = _section(data, "leadconduit", config_file)
+    _check_file_values(lc, config_file)
 
     url, where, flag = _pick(
         overrides,
@@ -294,16 +295,35 @@ def load_settings(
     api = ApiSettings(
         url=url.rstrip("/"),
         api_key=Secret(key) if key else None,
-        timeout_seconds=number("timeout_seconds", "FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS", 60.0, float, 0.1, 3600),
-        max_attempts=number("max_attempts", "FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS", 6, int, 1, 100),
+        timeout_seconds=number(
+            "timeout_seconds", "FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS", 60.0, *NUMBERS["timeout_seconds"]
+        ),
+        max_attempts=number("max_attempts", "FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS", 6, *NUMBERS["max_attempts"]),
         backoff_max_seconds=number(
-            "backoff_max_seconds", "FIREHOSE_LEADCONDUIT_BACKOFF_MAX_SECONDS", 30.0, float, 0.0, 3600
+            "backoff_max_seconds", "FIREHOSE_LEADCONDUIT_BACKOFF_MAX_SECONDS", 30.0, *NUMBERS["backoff_max_seconds"]
         ),
         key_env=key_env,
     )
     credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
     return Settings(api=api, credentials=credentials, config_file=config_file)
 
+
+def _check_file_values(lc: Mapping[str, Any], path: Path | None) -> None:
+    """Every value the file gives, checked even when a flag or variable overrides it: a file that is wrong
+    is wrong for the next run that relies on it, so it is named now."""
+    if "url" in lc:
+        check_api_url(str(lc["url"]), f"url in [leadconduit] of {path}")
+    for key, (kind, low, high) in NUMBERS.items():
+        if key in lc:
+            _number(lc[key], f"{key} in [leadconduit] of {path}", kind, minimum=low, maximum=high)
+
+
+NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
+    "timeout_seconds": (float, 0.1, 3600),
+    "max_attempts": (int, 1, 100),
+    "backoff_max_seconds": (float, 0.0, 3600),
+}
+"""The ``[leadconduit]`` numbers: their type and bounds."""
 
 FLAGS = {"max_attempts": "--max-attempts", "backoff_max_seconds": "--backoff-max"}
 """The flags that override the ``[leadconduit]`` numbers, named when a value given there is refused."""

@@ -40,7 +40,7 @@ from firehose.codec import decode, encode, encode_line, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
 from firehose.http import Delivery, Sender
-from firehose.ids import seconds_of
+from firehose.ids import is_object_id, seconds_of
 from firehose.rules import RuleError, evaluate_all
 from firehose.secret import REDACTED, Secret, is_credential, is_credential_param, redact_url
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal, same_lead
@@ -599,7 +599,8 @@ class Problems:
     items: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, where: str, reason: str) -> None:
-        self.items.append((where, reason))
+        # An error that names the object already (``s3://b/k: not valid JSON``) is not prefixed with it twice.
+        self.items.append((where, reason.removeprefix(f"{where}: ")))
 
 
 def from_api(api: LeadConduit, selection: Selection) -> Iterator[dict[str, Any]]:
@@ -651,10 +652,19 @@ def from_ids(
                 continue
             event = row.get("event") if isinstance(row.get("event"), dict) else None
             event_id = str(row.get("event_id") or row.get("id") or "")
+            if event is not None and not is_object_id(event.get("id")):
+                problems.add(f"--ids line {number}", "its event has no valid id")
+                continue
             if event is None and event_id:
+                if not is_object_id(event_id):  # never looked up: an archive listing reads its time from it
+                    problems.add(f"--ids line {number}", f"{event_id[:40]!r} is not an event id")
+                    continue
                 event = fetch(event_id)
         else:
             event_id = text
+            if not is_object_id(event_id):
+                problems.add(f"--ids line {number}", f"{event_id[:40]!r} is not an event id")
+                continue
             event = fetch(event_id)
         if event is None:
             problems.add(f"--ids line {number}", f"event {event_id or '?'} was not found")

@@ -36,6 +36,15 @@ class Run:
         assert len(lines) == 1, self.stderr
         return lines[0]
 
+    def failure_line(self) -> str:
+        """As ``error_line``, the error being the last line; what comes before it is firehose's own progress or
+        summary (``firehose audit: checking coverage ...``), never anything else."""
+        line = self.error_line()
+        lines = self.stderr.strip().splitlines()
+        assert lines[-1] == line, self.stderr
+        assert all(other.startswith(("firehose", "  ")) for other in lines), self.stderr
+        return line
+
     def only_line(self) -> str:
         """As ``error_line``, and nothing else on stderr at all."""
         line = self.error_line()
