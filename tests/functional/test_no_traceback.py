@@ -403,3 +403,37 @@ def test_printing_a_big_ndjson_object_takes_about_its_size_in_memory(tmp_path: P
     code, peak = map(int, out.split())
     assert code == 0
     assert peak < 1.6 * size, f"peak RSS {peak / 2**20:.0f} MiB for an {size / 2**20:.0f} MiB object"
+
+
+# -- item 14: the sandbox command, whatever a client sends -------------------------------------------------------
+def test_the_sandbox_answers_hostile_requests_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from tests.functional.clirun import process_env, spawn
+
+    port_file = tmp_path / "port"
+    env = process_env(LEADCONDUIT_API_KEY=API_KEY)
+    server = spawn(["sandbox", "--port", "0", "--leads", "3", "--days", "1", "--port-file", str(port_file)], env,
+                   tmp_path)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        flow = "/flows/5fd4371e940df5a34a3888b2/sources/5fd4371e940df5a34a3888b3/submit"
+        deep = "<a>" * 30_000 + "</a>" * 30_000
+        for request in (
+            f"POST {flow} HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+            f"POST {flow} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            f"POST {flow} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {len(deep)}\r\n\r\n{deep}",
+            "GET /events?limit=abc HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(request.encode())
+                answer = conn.recv(200)
+            assert answer.startswith((b"HTTP/1.1 4", b"HTTP/1.1 5")), answer
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "Traceback" not in err, err
