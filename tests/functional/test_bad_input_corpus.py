@@ -27,6 +27,7 @@ import pytest
 from firehose.cli import cli
 from firehose.codec import encode
 from firehose.errors import ExitCode
+from tests.conftest import S3_ENDPOINT
 from tests.functional import servers
 from tests.functional.clirun import Run, command_paths, environ, invoke, process_env, spawn
 
@@ -81,6 +82,8 @@ GROUPS_ONLY = {("archive",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors)."""
 
 USES_API = {("events",), ("locate",), ("reconcile",), ("replay",), ("audit",)}
+STORE_COMMANDS = {("archive", "ls"), ("reconcile",)}
+"""Commands run against stores that fail (one lister, one checker: every command opens stores the same way)."""
 READS_OBJECTS = {("archive", "cat"), ("reconcile",), ("replay",)}
 NO_CONFIG = {("sandbox",)}
 """The sandbox is a server of its own: it reads no config file."""
@@ -123,6 +126,8 @@ class Case:
     prepare: Callable[[World], None] | None = None
     no_requests: bool = False
     """An output that is wrong: refused before any request reaches the API."""
+    store: str | None = None
+    """Another store URL in place of the good directory store (an S3 bucket, an Azure container)."""
     report: bool = False
     """The command's documented report names the fault (a reconcile finding, a replay problem line), not an
     error line."""
@@ -292,6 +297,26 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
             for junk, content in (("random bytes", bytes(range(256)) * 8), ("3000 deep", b"[" * 3000 + b"]" * 3000)):
                 cases.append(Case(f"pack: {name} {junk}", ["{root}/broken-pack"], frozenset({ExitCode.DIFFERENCES}),
                                   prepare=_broken_pack(name, content), report=True, says=name))  # fmt: skip
+    if path in STORE_COMMANDS:  # stores that cannot be reached or signed in to
+        s3, az = "s3://corpus-no-bucket", "az://corpus-no-container"
+        endpoint = ["--endpoint-url", S3_ENDPOINT, "--region", "us-east-1"]
+        report = path == ("reconcile",)  # a destination it cannot check: its events are error findings
+        for name, store, args, env, code in (
+            ("s3: endpoint refused", s3, ["--endpoint-url", servers.closed_port()], {}, ARCHIVE),
+            ("s3: endpoint not a URL", s3, ["--endpoint-url", "http://[::1"], {}, CONFIG),
+            ("s3: bad region", s3, [*endpoint[:2], "--region", "no region!"], {}, CONFIG),
+            ("s3: unknown profile", s3, [*endpoint, "--profile", "corpus-nobody"], {}, CONFIG),
+            ("s3: wrong keys", s3, endpoint, {"AWS_SECRET_ACCESS_KEY": "wrong"}, ARCHIVE),
+            ("s3: no bucket", s3, endpoint, {}, ARCHIVE),
+            ("az: no credential", az, [], {}, CONFIG),
+            ("az: junk connection string", az, [], {"FIREHOSE_AZURE_CONNECTION_STRING": "junk"}, CONFIG),
+        ):
+            aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_CONFIG_FILE": "/nonexistent"}
+            if report:  # reconcile checks every destination: one it cannot use is its events' error, exit 5
+                code = ARCHIVE
+            says = store.split("//")[1] if code == ARCHIVE else None
+            cases.append(Case(name, args, frozenset({code}), env={**aws, **env}, store=store, report=report,
+                              says=says))  # fmt: skip
     if path in READS_OBJECTS:
         for name, body in (
             ("junk", b"\x00\xff junk"),
@@ -388,6 +413,8 @@ def _run(world: World, path: tuple[str, ...], case: Case) -> Run:
     if case.prepare is not None:
         case.prepare(world)
         base = [arg.replace((world.root / "store").as_uri(), (world.root / "broken").as_uri()) for arg in base]
+    if case.store is not None:
+        base = [case.store if arg == (world.root / "store").as_uri() else arg for arg in base]
     args = world.fill(case.args)
     if args[:1] == ["--config"] and args[1].startswith("@config:"):
         name = args[1].removeprefix("@config:")
