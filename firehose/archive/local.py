@@ -161,6 +161,9 @@ class LocalStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # FileExistsError too (a file or a looping link where a folder goes): not "absent"
+            raise ArchiveError(f"{self.url}/{key}: cannot make its folder ({exc.strerror})") from exc
+        try:
             if if_absent:
                 # Whole or absent, and never over another: the bytes go to a file of our own first, then a hard
                 # link makes them the key in one step, refused if the key exists (even against a concurrent

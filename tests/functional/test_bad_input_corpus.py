@@ -33,6 +33,7 @@ from tests.functional.clirun import Run, command_paths, environ, invoke, process
 
 SECRET = "corpus-api-key-5d1e0c93be7a4f21"
 """The API key every run is given; it must never show in any output."""
+pytestmark = pytest.mark.usefixtures("stack")  # the S3 cases talk to the local SeaweedFS
 LEAD, EVENT = "6920f1a0aaaaaaaaaaaaaaaa", "6920f1a1bbbbbbbbbbbbbbbb"
 DAY = "2025-11-21"  # 0x6920f1a0 seconds is 2025-11-21T23:xx UTC
 KEY = f"{LEAD}/{EVENT}.json"

@@ -3,6 +3,7 @@ crashed a walker: JSON deeper than orjson writes, XML deeper than Python's stack
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,3 +105,19 @@ def test_two_runs_registering_the_same_arguments_at_once_share_one_run(tmp_path:
         first.close()
     with StateDB(path) as third:
         assert third.run("f", {}) == run_id
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a/../../x", "a\x00b", "x" * 300 + ".json", "loop/x.json"])
+def test_a_directory_store_refuses_or_fails_a_bad_key_as_an_archive_error(tmp_path: Path, key: str) -> None:
+    # Issue 11, item 15: refused keys are archive errors (exit 5); an OSError that escaped (a loop, a name too
+    # long) reached the CLI as "cannot write ...", exit 3, and a NUL was a ValueError.
+    from firehose.archive.local import LocalStore
+    from firehose.errors import ArchiveError
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    store = LocalStore(tmp_path)
+    for operation in (store.read, lambda k: store.write(k, b"{}")):
+        with pytest.raises(ArchiveError):
+            operation(key)
+    with contextlib.suppress(ArchiveError):  # unreachable through a loop: not there, or an error
+        assert store.head(key) is None
