@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from firehose.archive.base import AzureCredential, S3Credential
 from firehose.errors import ConfigError, UsageError
-from firehose.secret import Secret
+from firehose.secret import Secret, redact_url
 
 DEFAULT_CONFIG_FILE = "firehose.toml"
 DEFAULT_LEADCONDUIT_URL = "https://app.leadconduit.com"
@@ -225,17 +225,18 @@ def check_api_url(url: str, where: str, *, flag: bool = False) -> str:
     file it came from). ``http://`` (no host) was tried six times as "cannot reach", exit 4, and an invalid
     IPv6 literal (``http://[::1``) crashed the HTTP client."""
     error = UsageError if flag else ConfigError
+    shown = redact_url(url)  # a user:password@ in it is never shown
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # parsing the port is what raises for a bad one
     except ValueError as exc:
-        raise error(f"{where} {url!r} is not a URL: {exc}") from None
+        raise error(f"{where} {shown!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
-        raise error(f"{where} {url!r} must start with http:// or https://")
+        raise error(f"{where} {shown!r} must start with http:// or https://")
     if not parts.hostname:
-        raise error(f"{where} {url!r} names no host (e.g. https://app.leadconduit.com)")
+        raise error(f"{where} {shown!r} names no host (e.g. https://app.leadconduit.com)")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise error(f"{where} {url!r} holds spaces or control characters")
+        raise error(f"{where} {shown!r} holds spaces or control characters")
     return url
 
 

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from firehose.archive.base import AzureCredential, ObjectInfo, S3Credential, Store
 from firehose.errors import UsageError
+from firehose.secret import redact_url
 
 SCHEMES = ("s3", "az", "file")
 """The URL schemes a store can be opened with."""
@@ -29,30 +30,31 @@ class StoreUrl:
     @classmethod
     def parse(cls, url: str, name: str = "archive URL") -> StoreUrl:
         """``url`` parsed; a ``UsageError`` naming ``name`` (the flag or argument it came from) when it is no
-        store URL."""
+        store URL. The URL is shown without user info or credential query values (an Azure SAS)."""
+        shown = redact_url(url)
         try:
             parts = urlsplit(url)
         except ValueError as exc:  # an invalid IPv6 literal (s3://[): one usage error, not a traceback
-            raise UsageError(f"{name} {url!r} is not a URL: {exc}") from None
+            raise UsageError(f"{name} {shown!r} is not a URL: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
             supported = ", ".join(f"{s}://" for s in SCHEMES)
-            raise UsageError(f"{name} {url!r} is not supported: use one of {supported}")
+            raise UsageError(f"{name} {shown!r} is not supported: use one of {supported}")
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
-                raise UsageError(f"{name} {url!r}: file URLs take an absolute path (file:///dir)")
+                raise UsageError(f"{name} {shown!r}: file URLs take an absolute path (file:///dir)")
             path = unquote(parts.path)
             # file:rel/path and file:// (no path at all) are refused, not read against the working folder or
             # as "/": an empty path once walked the whole disk. The root folder itself is no archive either.
             if not path.startswith("/"):
-                raise UsageError(f"{name} {url!r}: file URLs take an absolute path (file:///dir)")
+                raise UsageError(f"{name} {shown!r}: file URLs take an absolute path (file:///dir)")
             if not path.strip("/"):
-                raise UsageError(f"{name} {url!r} names the root folder /: name the archive's folder")
+                raise UsageError(f"{name} {shown!r} names the root folder /: name the archive's folder")
             if "\0" in path:
-                raise UsageError(f"{name} {url!r} holds a NUL character")
+                raise UsageError(f"{name} {shown!r} holds a NUL character")
             return cls(scheme, path.rstrip("/"), "")
         if not parts.netloc:
-            raise UsageError(f"{name} {url!r} names no bucket or container")
+            raise UsageError(f"{name} {shown!r} names no bucket or container")
         return cls(scheme, parts.netloc, unquote(parts.path).lstrip("/"))
 
 

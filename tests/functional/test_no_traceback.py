@@ -437,3 +437,14 @@ def test_the_sandbox_answers_hostile_requests_without_a_traceback(tmp_path: Path
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+def test_a_url_refused_is_shown_without_its_credentials() -> None:
+    for args in (
+        ["events", "--url", "http://user:pa55word@[::1"],
+        ["archive", "ls", "az://[c?sv=1&sig=pa55word"],
+        ["archive", "ls", "gopher://user:pa55word@x/"],
+        ["reconcile", "--archive", "s3://user:pa55word@["],
+    ):
+        run = invoke(args, environ(LEADCONDUIT_API_KEY="k"))
+        assert run.code == ExitCode.USAGE and "pa55word" not in run.only_line(), run.stderr
