@@ -3,7 +3,9 @@ here until it has a line in ``BASE``), against each bad input of a table that ap
 flags and values, bad config files, unreachable and misbehaving servers, broken archived objects. Each run must
 end with one line on stderr starting ``firehose: error:`` (``archive cat`` reports one such line per object it
 could not print, its documented format), the README's exit code for that kind of fault, no traceback and no
-secret anywhere. Outputs are checked before anything is read: a bad output path fails with no request made.
+secret anywhere; where a command goes on past a fault, its documented report names it instead (a reconcile
+finding, a replay problem line, an ``audit verify`` pack problem). Outputs are checked before anything is read:
+a bad output path or state database fails with no request made.
 
 Runs are in this process (click's runner), a few milliseconds each; what only a real process shows (a closed
 stdout pipe, /dev/full as stdout) runs as processes. Servers answer fast or are cut at a 0.5 s timeout."""
@@ -111,6 +113,7 @@ class World:
             "{new_pack}": str(self.root / f"pack-{next(self.packs)}"),
             "{sink}": self.sink,
             "{root}": str(self.root),
+            "{closed}": servers.closed_port(),  # found when the case runs: a port free now, not at collection
         }
         return [names.get(arg, arg.replace("{root}", str(self.root))) for arg in args]
 
@@ -242,7 +245,7 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
     if path in USES_API:
         cases += [
             Case("api key env unset", ["--config", "@config:key env"], frozenset({CONFIG}), says="FIREHOSE_CORPUS_KEY"),
-            Case("server: closed port", [], frozenset({API}), env={"LEADCONDUIT_URL": servers.closed_port()}),
+            Case("server: closed port", [], frozenset({API}), env={"LEADCONDUIT_URL": "{closed}"}),
             Case("server: junk", [], frozenset({API}), env={"LEADCONDUIT_URL": "@server:junk"}),
             Case("server: hangs", [], frozenset({API}), env={"LEADCONDUIT_URL": "@server:hang"}),
             Case("server: trickles headers", [], frozenset({API}), env={"LEADCONDUIT_URL": "@server:trickle_headers"}),
@@ -303,7 +306,7 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
         endpoint = ["--endpoint-url", S3_ENDPOINT, "--region", "us-east-1"]
         report = path == ("reconcile",)  # a destination it cannot check: its events are error findings
         for name, store, args, env, code in (
-            ("s3: endpoint refused", s3, ["--endpoint-url", servers.closed_port()], {}, ARCHIVE),
+            ("s3: endpoint refused", s3, ["--endpoint-url", "{closed}"], {}, ARCHIVE),
             ("s3: endpoint not a URL", s3, ["--endpoint-url", "http://[::1"], {}, CONFIG),
             ("s3: bad region", s3, [*endpoint[:2], "--region", "no region!"], {}, CONFIG),
             ("s3: unknown profile", s3, [*endpoint, "--profile", "corpus-nobody"], {}, CONFIG),
@@ -436,11 +439,12 @@ def _run(world: World, path: tuple[str, ...], case: Case) -> Run:
         FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS="1",
         FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS="0.5",
     )
-    target = case.env.get("LEADCONDUIT_URL", "")
+    case_env = dict(zip(case.env, world.fill(list(case.env.values())), strict=True))
+    target = case_env.get("LEADCONDUIT_URL", "")
     if target.startswith("@server:"):
         with servers.serving(SERVERS[target.removeprefix("@server:")]()) as url:
-            return invoke([*command, *kept, *extra], {**env, **case.env, "LEADCONDUIT_URL": url})
-    return invoke([*command, *kept, *extra], {**env, **case.env})
+            return invoke([*command, *kept, *extra], {**env, **case_env, "LEADCONDUIT_URL": url})
+    return invoke([*command, *kept, *extra], {**env, **case_env})
 
 
 def _without(base: list[str], flags: set[str]) -> list[str]:
