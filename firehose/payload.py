@@ -144,23 +144,23 @@ class EditedRequest:
 def edit_request(
     method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
 ) -> EditedRequest:
-    """
-        try:
-            return _edit_request(method, query, content_type, body, sets, unsets)
-        except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
-            raise DataError("the body is nested too deeply to edit") from None
+    """The body and query string that make LeadConduit read the original request's fields plus the edits.
+
+    A field that is a key of the query string is edited there (the inbound merges the query over the body, the
+    query winning, and never nests a query key); so is every field of a GET submit or of a blank body, which
+    LeadConduit reads from the query only. Everything else is edited in the body. ``--unset`` removes the field
+    from both. The result is parsed as LeadConduit would parse it; an edit whose result is not the original's
+    parse plus the edit raises ``DataError``, as does a request LeadConduit refuses. An edit that changes no
+    field returns the stored body and query as they were."""
+    try:
+        return _edit_request(method, query, content_type, body, sets, unsets)
+    except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
+        raise DataError("the body is nested too deeply to edit") from None
 
 
-    def _edit_request(
-        method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
-    ) -> EditedRequest:The body and query string that make LeadConduit read the original request's fields plus the edits.
-
-        A field that is a key of the query string is edited there (the inbound merges the query over the body, the
-        query winning, and never nests a query key); so is every field of a GET submit or of a blank body, which
-        LeadConduit reads from the query only. Everything else is edited in the body. ``--unset`` removes the field
-        from both. The result is parsed as LeadConduit would parse it; an edit whose result is not the original's
-        parse plus the edit raises ``DataError``, as does a request LeadConduit refuses. An edit that changes no
-        field returns the stored body and query as they were."""
+def _edit_request(
+    method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
+) -> EditedRequest:
     for name, _ in [*sets, *((n, None) for n in unsets)]:
         if name.lower() in _TRUSTEDFORM_ALIASES:
             raise DataError(f"LeadConduit renames or drops {name!r} as it reads it: edit trustedform_cert_url instead")
