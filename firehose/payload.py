@@ -18,17 +18,21 @@ result as LeadConduit would and refuses an edit whose result is not the original
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, quote_plus
 from xml.sax.saxutils import escape, quoteattr
 
 from firehose import inbound
 from firehose.codec import encode
 from firehose.errors import DataError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 JSON, FORM, XML = "json", "form", "xml"
 _MIME = {JSON: inbound.JSON, FORM: inbound.FORM, XML: "application/xml"}
@@ -65,15 +69,27 @@ def parse(kind: str | None, body: str, *, rename: bool = True) -> Any:
     return inbound.plain(parsed)
 
 
+def _refuses_deep_nesting(function: Callable[P, R]) -> Callable[P, R]:
+    """A body nested past what the parsers and walkers reach (XML has no depth limit) is refused as data, never a
+    crash: a hostile archive must not stop a replay."""
+
+    @functools.wraps(function)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except RecursionError:
+            raise DataError("the body is nested too deeply to read or edit") from None
+
+    return guarded
+
+
+@_refuses_deep_nesting
 def fields(kind: str | None, body: str) -> dict[str, str]:
     """The body's fields as ``{dotted path: value as text}``, in body order; ``{}`` for an empty body. Lists are
     numbered (``state[1]``), an XML element's text beside its attributes is ``_``.
 
     Raises ``DataError`` when LeadConduit would refuse the body."""
-    try:
-        return dict(_flatten(parse(kind, body), ""))
-    except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
-        raise DataError(f"the {(kind or 'opaque').upper()} body is nested too deeply to read") from None
+    return dict(_flatten(parse(kind, body), ""))
 
 
 def query_fields(query: str) -> dict[str, str]:
@@ -141,6 +157,7 @@ class EditedRequest:
     query: str
 
 
+@_refuses_deep_nesting
 def edit_request(
     method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
 ) -> EditedRequest:
@@ -152,15 +169,6 @@ def edit_request(
     from both. The result is parsed as LeadConduit would parse it; an edit whose result is not the original's
     parse plus the edit raises ``DataError``, as does a request LeadConduit refuses. An edit that changes no
     field returns the stored body and query as they were."""
-    try:
-        return _edit_request(method, query, content_type, body, sets, unsets)
-    except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
-        raise DataError("the body is nested too deeply to edit") from None
-
-
-def _edit_request(
-    method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
-) -> EditedRequest:
     for name, _ in [*sets, *((n, None) for n in unsets)]:
         if name.lower() in _TRUSTEDFORM_ALIASES:
             raise DataError(f"LeadConduit renames or drops {name!r} as it reads it: edit trustedform_cert_url instead")
@@ -260,6 +268,7 @@ def _unset_path(document: dict[str, Any], path: list[str], shape: str) -> None:
 # -- Editing one body --------------------------------------------------------------------------------------
 
 
+@_refuses_deep_nesting
 def edit(kind: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]) -> str:
     """``body`` with each ``(field, value)`` of ``sets`` set and each field of ``unsets`` removed.
 

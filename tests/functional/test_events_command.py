@@ -212,7 +212,7 @@ def test_url_from_config_file(sandbox: RunningSandbox, cli_env, tmp_path: Path) 
     ("args", "message"),
     [
         (["--start", "yesterday"], "--start 'yesterday' is not an ISO 8601"),
-        (["--after-id", "xyz"], "after_id 'xyz' is not a 24-hex-digit event id"),
+        (["--after-id", "xyz"], "--after-id 'xyz' is not a 24-hex-digit event id"),
         (["--type", "lead"], "unknown event type 'lead'"),
         (["--rules", "{}"], "--rules must be a JSON array"),
         (["--rules", "[oops"], "--rules: not valid JSON"),

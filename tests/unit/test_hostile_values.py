@@ -53,7 +53,7 @@ def test_json_as_deep_as_orjson_reads_is_written_back_the_same() -> None:
 
 def test_bodies_nested_past_the_stack_are_data_errors() -> None:
     deep_xml = "<a>" * 50_000 + "x" + "</a>" * 50_000
-    with pytest.raises(DataError, match="XML body is nested too deeply"):
+    with pytest.raises(DataError, match="body is nested too deeply"):
         fields(XML, deep_xml)
     with pytest.raises(DataError, match="nested too deeply"):
         edit(XML, deep_xml, [("a", "1")], [])
