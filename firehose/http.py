@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -458,10 +458,15 @@ def _http_client_connection(
 
 
 class KeepAlivePool(Generic[ConnectionT]):
-    """Connections kept open between requests: one per thread and origin, so threads never share one and need no
-    lock to use it. A connection the server closed while it sat idle is replaced before use. ``deadlines`` shuts
-    down the socket of an exchange that outlives its deadline. ``make`` opens a connection (``http.client``'s,
-    or ``Wire`` for object reads)."""
+    """Connections kept open between requests, lent out one request at a time (``with pool.connection(...)``):
+    a thread takes an idle one to the same origin, or a new one, and gives it back after its answer, so any number
+    of short-lived thread pools share the same few sockets. A connection the server closed while it sat idle is
+    dropped before use; more than ``max_idle`` idle ones per origin are closed. ``deadlines`` shuts down the socket
+    of an exchange that outlives its deadline. ``make`` opens a connection (``http.client``'s, or ``Wire`` for
+    object reads).
+
+    (Connections were once kept per thread: every read through a new thread pool left its threads' sockets open
+    until the store was closed, and a long content run piled up thousands, past what ``select`` can watch.)"""
 
     def __init__(
         self,
@@ -469,35 +474,64 @@ class KeepAlivePool(Generic[ConnectionT]):
         make: Callable[[str, str, int | None, float, ssl.SSLContext | None], ConnectionT],
         *,
         tls: ssl.SSLContext | None = None,
+        max_idle: int = 256,
     ) -> None:
         self.timeout = timeout_seconds
         self.deadlines = _Deadlines()
         self._make = make
-        self._local = threading.local()
+        self._idle: dict[tuple[str, str, int | None], list[ConnectionT]] = {}
         self._open: list[ConnectionT] = []
         self._lock = threading.Lock()
         self._tls = tls
+        self._max_idle = max_idle
         # A pool dropped without close() (a store nobody closed) still closes its sockets.
         weakref.finalize(self, _close_all, self._open)
 
-    def connection(self, scheme: str, host: str, port: int | None) -> ConnectionT:
-        """This thread's connection to the origin, reused while the server keeps it open."""
-        pool: dict[tuple[str, str, int | None], ConnectionT] = self._local.__dict__.setdefault("pool", {})
-        connection = pool.get((scheme, host, port))
-        if connection is not None and connection.sock is not None and _closed_by_peer(connection.sock):
-            connection.close()  # the server closed it while idle: open a new one rather than send into it
-        if connection is None:
+    @contextlib.contextmanager
+    def connection(self, scheme: str, host: str, port: int | None) -> Iterator[ConnectionT]:
+        """A connection to the origin for one exchange, given back (or closed, if the exchange closed it) after."""
+        origin = (scheme, host, port)
+        connection = self._take(origin)
+        try:
+            yield connection
+        finally:
+            self._give_back(origin, connection)
+
+    def _take(self, origin: tuple[str, str, int | None]) -> ConnectionT:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            while idle:
+                connection = idle.pop()  # the most recently used: the likeliest to be still open
+                if connection.sock is not None and not _closed_by_peer(connection.sock):
+                    return connection
+                connection.close()  # the server closed it while idle: never send into it
+                self._open.remove(connection)
+            scheme, host, port = origin
             if scheme == "https" and self._tls is None:
                 self._tls = ssl.create_default_context()
             connection = self._make(scheme, host, port, self.timeout, self._tls)
-            pool[(scheme, host, port)] = connection
-            with self._lock:
-                self._open.append(connection)
-        return connection
+            self._open.append(connection)
+            return connection
+
+    def _give_back(self, origin: tuple[str, str, int | None], connection: ConnectionT) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if connection.sock is None or len(idle) >= self._max_idle:
+                connection.close()
+                if connection in self._open:
+                    self._open.remove(connection)
+            else:
+                idle.append(connection)
+
+    def open_connections(self) -> int:
+        """Connections open now, lent out or idle (for tests and reports)."""
+        with self._lock:
+            return sum(1 for connection in self._open if connection.sock is not None)
 
     def close(self) -> None:
         with self._lock:
             _close_all(self._open)
+            self._idle.clear()
 
 
 def _close_all(connections: list[Any]) -> None:
@@ -739,7 +773,21 @@ class Sender:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Delivery("unreachable", attempts, reason=f"not an http(s) URL: {redact_url(url)}"), None
-        connection = self._pool.connection(parts.scheme, parts.hostname, parts.port)
+        with self._pool.connection(parts.scheme, parts.hostname, parts.port) as connection:
+            return self._send_on(connection, method, parts, headers, body, attempts, retry_after, wait, url)
+
+    def _send_on(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        parts: Any,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        attempts: int,
+        retry_after: list[float | None],
+        wait: bool,
+        url: str,
+    ) -> tuple[Delivery, str | None]:
         if wait:
             self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
         if connection.sock is None:
@@ -875,15 +923,15 @@ class ObjectGetter:
                 raise ValueError("a CR or LF in the request target")
         except (ValueError, UnicodeEncodeError) as exc:  # nothing sent: the request cannot be spoken
             return None, f"not sent: HTTP cannot carry this request ({exc})"
-        wire = self._pool.connection(self._scheme, self._host, self._port)
-        reused = wire.sock is not None
-        answer, why, unanswered = self._exchange(wire, request)
-        if answer is None and reused and unanswered:
-            # A kept-alive connection the server closed as the request went out (servers close idle ones on their
-            # own clock): nothing was answered, so the request is sent again on a new connection, at once and
-            # without counting it as a failed attempt, as HTTP clients do (RFC 9112 §9.3.1).
-            answer, why, _ = self._exchange(wire, request)
-        return answer, why
+        with self._pool.connection(self._scheme, self._host, self._port) as wire:
+            reused = wire.sock is not None
+            answer, why, unanswered = self._exchange(wire, request)
+            if answer is None and reused and unanswered:
+                # A kept-alive connection the server closed as the request went out (servers close idle ones on
+                # their own clock): nothing was answered, so the request is sent again on a new connection, at
+                # once and without counting it as a failed attempt, as HTTP clients do (RFC 9112 §9.3.1).
+                answer, why, _ = self._exchange(wire, request)
+            return answer, why
 
     def _exchange(self, wire: Wire, request: bytes) -> tuple[Answer | None, str, bool]:
         """One request on ``wire``: the answer, or why none came and whether not a byte of one came."""
@@ -922,8 +970,12 @@ class ObjectGetter:
 
 def _closed_by_peer(sock: socket.socket) -> bool:
     """Whether an idle keep-alive socket has something to read: the server's close (or stray bytes), either way
-    not a connection to send a lead into."""
+    not a connection to send a lead into. ``poll``, not ``select``: select cannot watch a descriptor past 1023."""
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True

@@ -4,6 +4,7 @@ server on loopback that answers what each test scripts."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -239,3 +240,29 @@ def test_a_store_that_lies_or_hangs_up_is_retried_then_an_error(answer: bytes, s
         stop.set()
         store.close()
     assert served[0] == FAST.max_attempts
+
+
+@pytest.mark.usefixtures("stack")
+@pytest.mark.parametrize("scheme", ["s3", "az"])
+def test_reads_through_many_thread_pools_share_a_bounded_number_of_connections(scheme: str) -> None:
+    """Found by the property test as ``select()`` refusing a descriptor over 1023: connections were kept per
+    thread, and each read_many (each window of a content run) reads through new threads, so a long run piled up
+    thousands of sockets. Connections are lent per request and given back, so thread pools share them."""
+    import uuid
+
+    from firehose.archive.listing import read_many
+    from tests.conftest import AZURE_CREDENTIAL, S3_CREDENTIAL
+
+    store = open_store(StoreUrl(scheme, f"fd-{uuid.uuid4().hex[:10]}", ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL)
+    store.create()
+    keys = [f"fd-test/{number}.json" for number in range(8)]
+    for key in keys:
+        store.write(key, b"{}")
+    try:
+        assert [body for _, body in read_many(store, keys, workers=8)] == [b"{}"] * 8
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            list(read_many(store, keys, workers=8))
+        assert len(os.listdir("/proc/self/fd")) - before < 8, "connections of finished reads stay open"
+    finally:
+        store.close()
