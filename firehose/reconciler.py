@@ -158,11 +158,14 @@ class Reconciler:
         self._stores: dict[tuple[str, str, str | None], Store] = {}
         self._cursors: dict[Destination, ListingCursor] = {}
         self._event_stream: Iterator[dict[str, Any]] | None = None
+        self._run_id = 0
+        self._window_start = options.start
         self._event_ahead: dict[str, Any] | None = None
 
     def run(self) -> Outcome:
         options = self.options
         run_id = self.state.run(options.fingerprint(), {k: str(v) for k, v in asdict(options).items()})
+        self._run_id = run_id
         outcome = Outcome(run_id)
         done = {record.start: record for record in self.state.finished_windows(run_id)}
         windows = list(options.windows())
@@ -219,6 +222,7 @@ class Reconciler:
     # -- one window -------------------------------------------------------------------------------------
     def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, dict[str, int]]]:
         options = self.options
+        self._window_start = start
         full = (options.verify != "presence" or options.repair) and not options.dry_run
         events: dict[str, dict[str, Any]] = {}
         expected: dict[Destination, list[Expected]] = defaultdict(list)
@@ -287,8 +291,11 @@ class Reconciler:
             listed = self._listing(store, destination, items, start, end)
             found = list(classify_presence(items, listed))
             expected_ids = {item.event_id.lower() for item in items}
+            # A window holds the seconds from its start to before its end; the run's last keeps its end second
+            # (as _events_until): an object made at midnight is the next day's archive-only, never both days'.
+            last = end if end >= options.end else end - timedelta(seconds=1)
             found.extend(
-                archive_only(listed.values(), expected_ids, destination=destination.url(), start=start, end=end)
+                archive_only(listed.values(), expected_ids, destination=destination.url(), start=start, end=last)
             )
             if options.dry_run:
                 # The plan: what content checks would read and what repair would write, nothing done.
@@ -348,7 +355,11 @@ class Reconciler:
                 ahead=LISTING_AHEAD,
             )
             cursor = self._cursors[destination] = ListingCursor(stream)
-        listed = dict(cursor.advance(until_seconds=int(end.timestamp()), keep_from_seconds=earliest))
+        listed = dict(
+            cursor.advance(
+                until_seconds=int(end.timestamp()), keep_from_seconds=earliest, window_seconds=int(start.timestamp())
+            )
+        )
         # Feedback days after its lead: list the lead's folder (every spelling of its events at once).
         older: dict[str, list[str]] = defaultdict(list)
         for item in items:
@@ -410,6 +421,10 @@ class Reconciler:
             body = encode(event)
             try:
                 wrote = store.write(finding.key, body, if_absent=True)
+                if wrote:
+                    self.state.record_repair(
+                        finding.event_id, finding.destination, finding.key, self._window_start, self._run_id
+                    )
                 stored = store.read(finding.key)
                 same = stored == body or canonical(decode(stored)) == canonical(event)
             except ArchiveError as exc:
@@ -438,16 +453,23 @@ class ListingCursor:
     def __init__(self, stream: Iterator[ObjectInfo]) -> None:
         self._stream = stream
         self._ahead: ObjectInfo | None = None
-        self._held: dict[str, tuple[int, ObjectInfo]] = {}
+        self._held: dict[str, tuple[int, ObjectInfo, str]] = {}
+        """key -> (its lead's second, the object, its event id)"""
         self._failed: ArchiveError | None = None
 
-    def advance(self, *, until_seconds: int, keep_from_seconds: int) -> dict[str, ObjectInfo]:
-        """The listed objects of leads made in ``[keep_from_seconds, until_seconds]`` (foreign keys skipped).
+    def advance(self, *, until_seconds: int, keep_from_seconds: int, window_seconds: int) -> dict[str, ObjectInfo]:
+        """The listed objects of leads made in ``[keep_from_seconds, until_seconds]`` (foreign keys skipped), and
+        those of older leads listed earlier whose event is made at or after ``window_seconds`` (feedback on an old
+        lead, which this window's archive-only check must see, as an audit's manifest does).
 
         A listing that failed fails every later window too: its keys are unknown, not absent."""
         if self._failed is not None:
             raise self._failed
-        self._held = {key: held for key, held in self._held.items() if held[0] >= keep_from_seconds}
+        self._held = {
+            key: held
+            for key, held in self._held.items()
+            if held[0] >= keep_from_seconds or seconds_of(held[2]) >= window_seconds
+        }
         while True:
             try:
                 info = self._ahead if self._ahead is not None else next(self._stream, None)
@@ -465,8 +487,8 @@ class ListingCursor:
                 self._ahead = info
                 break
             if made >= keep_from_seconds:
-                self._held[info.key] = (made, info)
-        return {key: info for key, (_, info) in self._held.items()}
+                self._held[info.key] = (made, info, ids[1])
+        return {key: info for key, (_, info, _) in self._held.items()}
 
     def close(self) -> None:
         close = getattr(self._stream, "close", None)

@@ -292,6 +292,18 @@ class StateDB:
             self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
 
+    def record_repair(self, event_id: str, destination: str, key: str, window_start: datetime, run_id: int) -> None:
+        """Record one object a repair wrote, at once, in its own transaction: a run killed before its window is
+        saved must not leave an object that no record holds (the window's save records it again, ignored)."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
+                    (event_id, destination, key, _iso(window_start), run_id, _iso(datetime.now(UTC))),
+                )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+
     def findings(self, run_id: int, windows: Iterable[datetime] | None = None) -> Iterator[Finding]:
         """The stored non-match findings of a run (of the given windows only, if any), soonest expiry first
         (unknown expiry first of all)."""
