@@ -11,7 +11,8 @@ LeadConduit:
 - time moves on (the state database's clock and the sandbox's: windows become settled, events expire);
 - firehose runs: reconcile (presence or content, with or without ``--repair``, ``--full``, from either day,
   up to the data's end or to now), in process through the library or the CLI; the CLI in a child process that
-  is SIGKILLed at a chosen request (and a delay after it), then the same command again; ``audit`` (a pack);
+  is SIGKILLed at a chosen request (to the API, or to a store: before it or after its answer), then the same
+  command again; ``audit`` (a pack);
   ``audit verify`` of the latest pack.
 
 After each step that runs firehose, these hold:
@@ -49,6 +50,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -82,10 +84,12 @@ from tests.conftest import (
     API_KEY,
     AZURE_CONNECTION_STRING,
     AZURE_CREDENTIAL,
+    AZURE_PORT,
     S3_CREDENTIAL,
     S3_ENDPOINT,
     stack_config,
 )
+from tests.functional.store_proxy import StoreProxy
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -171,7 +175,7 @@ def content_verdict(body: bytes, event: dict[str, Any]) -> str:
     if body[:2] == b"\x1f\x8b":
         try:
             body = gzip.decompress(body)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):
             return "error"
     try:
         document = json.loads(body)
@@ -314,7 +318,7 @@ def _id(event: dict[str, Any]) -> str:
     return str(event["id"])
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Pair:
     """One (event, destination) the firehose should have written, as it wrote it."""
 
@@ -324,6 +328,12 @@ class Pair:
     event_id: str
     body: bytes
     event: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"<pair {self.number}: {self.dest.url}/{self.lead}/{self.event_id}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # what hypothesis prints in a failing sequence
 
     def key(self, spelling: str = "json") -> str:
         lead, event = (self.lead.upper(), self.event_id.upper()) if spelling == "upper" else (self.lead, self.event_id)
@@ -392,6 +402,13 @@ class World:
         ]
         self.pairs = [Pair(n, p.dest, p.lead, p.event_id, p.body, p.event) for n, p in enumerate(self.pairs)]
         self.dests = sorted({p.dest for p in self.pairs}, key=lambda d: d.url)
+        self.named = {
+            (p.dest, DAY1 + timedelta(days=(seconds(p.event_id) - int(DAY1.timestamp())) // 86_400)) for p in self.pairs
+        }
+        """(destination, day) where the day's events name the destination."""
+        self.http = HttpClient(self.url, auth=("API", API_KEY))
+        self.reader = httpx.Client(base_url=self.url, auth=("API", API_KEY), timeout=30)
+        """One client for the library runs (each new one loads the system's CA certificates: 50 ms)."""
         self.kept: dict[tuple[str, str], str] = {}
         """(scheme, key) -> etag of the baseline objects as last written, so a reset rewrites only what changed."""
         self.config = stack_config(root / "firehose.toml")
@@ -402,8 +419,17 @@ class World:
             "TEST_AZURE": AZURE_CONNECTION_STRING,
             "HOME": str(root),
         }
-        self._trigger: Callable[[], None] | None = None
+        self._trigger: Callable[[str], bool] | None = None
         self._trigger_lock = threading.Lock()
+        self.proxy = StoreProxy(S3_ENDPOINT, f"http://127.0.0.1:{AZURE_PORT}")
+        self.proxy.hook = self._stored
+        proxied = root / "proxied.toml"
+        proxied.write_text(stack_config(root / "direct.toml").read_text().replace(S3_ENDPOINT, self.proxy.url))
+        self.child_env = self.env | {
+            "FIREHOSE_CONFIG": str(proxied),
+            "TEST_AZURE": AZURE_CONNECTION_STRING.replace(f"http://127.0.0.1:{AZURE_PORT}", self.proxy.url),
+        }
+        """What the killed child runs with: its stores are reached through the proxy, which stops it."""
         self.zygote = subprocess.Popen(
             [sys.executable, "-m", "tests.functional.cli_zygote"],
             cwd=ROOT,
@@ -414,6 +440,9 @@ class World:
         )
 
     def close(self) -> None:
+        self.proxy.close()
+        self.http.close()
+        self.reader.close()
         if self.zygote.stdin:
             self.zygote.stdin.close()
         self.zygote.wait(30)
@@ -466,68 +495,59 @@ class World:
         after = None
         while True:
             params: dict[str, Any] = {"sort": "asc", "limit": 1000, **({"after_id": after} if after else {})}
-            page = httpx.get(f"{self.url}/events", params=params, auth=("API", API_KEY), timeout=30).json()
+            page = self.reader.get("/events", params=params).json()
             if not page:
                 return events
             events.extend(page)
             after = page[-1]["id"]
 
-    # the kill -9 trigger: the n-th LeadConduit request of an armed run fires it
+    # the kill -9 step: a child process stopped at an exact request
     def _fault(self) -> tuple[int, dict[str, str]] | None:
         with self._trigger_lock:
             trigger = self._trigger
         if trigger is not None:
-            trigger()
+            trigger("api")
         return self._plain_fault()
 
-    @contextmanager
-    def armed(self, at_request: int, fire: Callable[[], None]) -> Iterator[None]:
-        count = itertools.count(1)
-
-        def trigger() -> None:
-            if next(count) == at_request:
-                fire()
-
+    def _stored(self, moment: str) -> bool:
         with self._trigger_lock:
-            self._trigger = trigger
-        try:
-            yield
-        finally:
-            with self._trigger_lock:
-                self._trigger = None
+            trigger = self._trigger
+        return trigger is not None and trigger(moment)
 
     def run_killed(
-        self, argv: list[str], env: dict[str, str], clock: datetime, *, at_request: int, delay: float, log: Path
+        self, argv: list[str], env: dict[str, str], clock: datetime, *, at: tuple[str, int], log: Path
     ) -> int | None:
-        """Run the CLI in a child of the warm process; SIGKILL it ``delay`` seconds after its ``at_request``-th
-        LeadConduit request arrives. Returns its exit code, or None when it was killed."""
+        """Run the CLI in a child of the warm process, and SIGKILL it at ``at``: ``("api", n)`` when its n-th
+        LeadConduit request arrives, ``("before", n)`` when its n-th storage request arrives (it never reaches
+        the store), ``("after", n)`` when the n-th storage answer came back (done, but not seen by the child).
+        Returns its exit code, or None when it was killed."""
         assert self.zygote.stdin and self.zygote.stdout
         request = {"argv": argv, "env": env, "clock": clock.isoformat(), "stderr": str(log)}
         self.zygote.stdin.write(json.dumps(request) + "\n")
         self.zygote.stdin.flush()
         pid = int(self.zygote.stdout.readline())
         handle = os.pidfd_open(pid)  # the zygote reaps it only when told: this pid stays this child's
-        timers: list[threading.Timer] = []
+        kind, number = at
+        counts: Counter[str] = Counter()
 
-        def kill() -> None:
+        def trigger(moment: str) -> bool:
+            with self._trigger_lock:
+                counts[moment] += 1
+                if moment != kind or counts[moment] != number:
+                    return counts["killed"] > 0
+                counts["killed"] += 1
             with suppress(ProcessLookupError):
                 signal.pidfd_send_signal(handle, signal.SIGKILL)
-
-        def fire() -> None:
-            if delay <= 0:
-                kill()
-            else:
-                timers.append(threading.Timer(delay, kill))
-                timers[-1].start()
+            return True
 
         try:
-            with self.armed(at_request, fire):
-                ready, _, _ = select.select([handle], [], [], 120)
-                assert ready, f"the CLI child {pid} did not end in 120 s: {log.read_text()[-2000:]}"
+            with self._trigger_lock:
+                self._trigger = trigger
+            ready, _, _ = select.select([handle], [], [], 120)
+            assert ready, f"the CLI child {pid} did not end in 120 s: {log.read_text()[-2000:]}"
         finally:
-            for timer in timers:
-                timer.cancel()
-                timer.join()
+            with self._trigger_lock:
+                self._trigger = None
             os.close(handle)
             self.zygote.stdin.write("reap\n")
             self.zygote.stdin.flush()
@@ -556,16 +576,31 @@ class Pack:
     """(scheme, key) -> SHA-256 at the time the pack was made."""
 
 
-SPELLINGS = tuple(os.environ.get("FIREHOSE_PROPERTY_SPELLINGS", "bare,gz,upper").split(","))
-"""Other spellings of a key the layout tolerates (``FIREHOSE_PROPERTY_SPELLINGS`` narrows them, to look past a
-known defect while it is being fixed)."""
+AVOID = set(filter(None, os.environ.get("FIREHOSE_PROPERTY_AVOID", "").split(",")))
+"""Inputs that trigger a known defect, left out to look past it while it is being fixed (the test's docstring
+lists the tags). Empty by default: the test looks everywhere."""
+SPELLINGS = tuple(s for s in ("bare", "gz", "upper") if s not in AVOID)
+"""Spellings of a key the layout tolerates, besides ``<lead>/<event>.json``."""
+EDGES = () if "day-edges" in AVOID else (0, 86_399)
+"""Archive-only objects at a day's first and last second, where windows meet."""
 CORRUPTIONS = ("tamper", "reformat", "empty", "junk_gzip", "cut")
-ADVANCES = (timedelta(minutes=15), timedelta(hours=6), timedelta(days=1), timedelta(days=3), timedelta(days=40))
+ADVANCES = (timedelta(minutes=15), timedelta(hours=6), timedelta(days=1), timedelta(days=3)) + (
+    () if "uncounted" in AVOID else (timedelta(days=40),)
+)
+"""Steps of time; 40 days, twice, reach the events' expiry (90 days)."""
+
+
+HEAVY = 2
+"""Audits, and killed runs, per example at most: each costs most of a second (a pack hashes every object and
+asks each store for its retention settings; a child process makes its own clients), and a third adds little."""
 
 
 def machine(world: World) -> type[RuleBasedStateMachine]:
     pairs = st.sampled_from(world.pairs)
     dests = st.sampled_from(world.dests)
+    places = st.tuples(dests, st.sampled_from((DAY1, DAY2)))
+    if "uncounted" in AVOID:  # only where the day's events name the destination
+        places = places.filter(lambda place: place in world.named)
 
     class Archive(RuleBasedStateMachine):
         """The archive, the API and firehose's state database, with the test's own account of each."""
@@ -590,6 +625,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             self.pack: Pack | None = None
             self.extras = itertools.count(1)
             self.api_cache: tuple[datetime, list[dict[str, Any]]] | None = None
+            self.heavy: Counter[str] = Counter()
 
         def teardown(self) -> None:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -658,14 +694,14 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             self.placed[pair.number] = pair.key(spelling)
 
         @rule(
-            dest=dests,
-            day=st.sampled_from((DAY1, DAY2)),
-            spot=st.one_of(st.sampled_from((0, 86_399)), st.integers(1, 86_398)),
-            lead_before=st.sampled_from((0, 1800, 7200)),
+            place=places,
+            spot=st.one_of(st.sampled_from(EDGES), st.integers(1, 86_398)) if EDGES else st.integers(1, 86_398),
+            lead_before=st.sampled_from((0, 1800) if "uncounted" in AVOID else (0, 1800, 7200)),
             spelling=st.sampled_from(("json", *SPELLINGS)),
         )
-        def archive_only(self, dest: Dest, day: datetime, spot: int, lead_before: int, spelling: str) -> None:
+        def archive_only(self, place: tuple[Dest, datetime], spot: int, lead_before: int, spelling: str) -> None:
             """An object of an event the API never reported."""
+            dest, day = place
             number = next(self.extras)
             made = int(day.timestamp()) + spot
             lead, event_id = f"{made - lead_before:08x}ee{number:014x}", f"{made:08x}ff{number:014x}"
@@ -834,11 +870,8 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             now, clock = self._clock()
             options = self._options(verify, repair, full, start, end)
             if via == "library":
-                with (
-                    HttpClient(world.url, auth=("API", API_KEY)) as http,
-                    StateDB(self.state, clock=clock) as state,
-                ):
-                    outcome = Reconciler(LeadConduit(http), world.open_for, state, options).run()
+                with StateDB(self.state, clock=clock) as state:
+                    outcome = Reconciler(LeadConduit(world.http), world.open_for, state, options).run()
                 got = {day: tidy(counts) for day, counts in self._by_day(outcome.by_day_destination).items()}
             else:
                 report = self.work / f"report-{self.step}.json"
@@ -912,29 +945,26 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
         def repair(self, verify: str, full: bool, from_day: int, to_now: bool, via: str) -> None:
             self._reconcile(verify, True, full, from_day, to_now, via)
 
+        @precondition(lambda self: self.heavy["kill_9"] < HEAVY)
         @rule(
             verify=st.sampled_from(("presence", "content")),
-            repair=st.booleans(),
-            at_request=st.sampled_from((1, 2)),
-            delay=st.sampled_from((0.0, 0.005, 0.03, 0.1)),
+            repair=st.just(False) if "kill-repair" in AVOID else st.booleans(),
+            at=st.one_of(
+                st.tuples(st.just("api"), st.integers(1, 2)),
+                st.tuples(st.sampled_from(("before", "after")), st.integers(1, 30)),
+            ),
         )
-        def kill_9(self, verify: str, repair: bool, at_request: int, delay: float) -> None:
+        def kill_9(self, verify: str, repair: bool, at: tuple[str, int]) -> None:
             """The CLI in a child process, SIGKILLed part-way; then the same command again, to its end."""
+            self.heavy["kill_9"] += 1
             start, end = self._range(0, False)
             fp = (verify, repair)
             windows, references, fresh = self._plan(verify, repair, False, start, end)
             allowed = {k: v for w in windows if w.start in fresh for k, v in references[w.start].to_repair.items()}
             now, _ = self._clock()
             args = ["reconcile", "--start", start.isoformat(), "--end", end.isoformat(), "--verify", verify]
-            args += ["--state", str(self.state), "--format", "ndjson", "--workers", "2"] + ["--repair"] * repair
-            code = world.run_killed(
-                args,
-                world.env | {"FIREHOSE_STATE": str(self.state)},
-                now,
-                at_request=at_request,
-                delay=delay,
-                log=self.work / f"killed-{self.step}.log",
-            )
+            args += ["--state", str(self.state), "--format", "ndjson", "--workers", "1"] + ["--repair"] * repair
+            code = world.run_killed(args, world.child_env, now, at=at, log=self.work / f"killed-{self.step}.log")
             assert code in (None, 0, 1, 5), (self.work / f"killed-{self.step}.log").read_text()[-3000:]
             saved = self._saved_at(self._options(verify, repair, False, start, end), now)
             for window in windows:
@@ -963,9 +993,11 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
                 if datetime.fromisoformat(finished) >= now
             }
 
+        @precondition(lambda self: self.heavy["audit"] < HEAVY)
         @rule()
         def audit(self) -> None:
             """An evidence pack of both days: its coverage, its manifest, and the repairs it counts."""
+            self.heavy["audit"] += 1
             start, end = DAY1, DAY2 + timedelta(hours=23, minutes=59, seconds=59, milliseconds=999)
             windows, references, fresh = self._plan("presence", False, True, start, end)
             expected = self._expected(windows, references, fresh, ("presence", False))
