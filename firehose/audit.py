@@ -37,6 +37,7 @@ from typing import Any
 
 from firehose import __version__, signing
 from firehose.archive import Store
+from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import ArchivedEvent, parse_key
 from firehose.archive.listing import ArchiveListing, ordered_map
 from firehose.codec import decode, encode_line, encode_pretty
@@ -111,7 +112,7 @@ def manifest_lines(
     start: datetime,
     end: datetime,
     *,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     older_leads: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """One manifest line per archived event object of ``destination`` made in ``[start, end]`` (leads listed
@@ -193,7 +194,7 @@ def write_pack(
     required_days: int | None,
     verify: str,
     signing_key: Path,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     progress: Callable[[str], None] = lambda _: None,
     older_leads: Mapping[str, Sequence[str]] | None = None,
 ) -> PackResult:
@@ -349,7 +350,7 @@ def verify_pack(
     open_store: Callable[[Destination], Store],
     *,
     trusted_key: bytes | None = None,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
 ) -> Verification:
     """Check a pack: its signature (against ``trusted_key`` when given, else the pack's own key), each file's
     SHA-256 against ``SHA256SUMS``, and each manifest line against the archive now."""

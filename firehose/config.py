@@ -124,6 +124,9 @@ class Settings:
     api: ApiSettings
     credentials: CredentialMap = field(default_factory=CredentialMap)
     config_file: Path | None = None
+    sdk_reads: bool = False
+    """``FIREHOSE_SDK_READS=1``: read objects through boto3 and the Azure SDK, not the lean read path (a way back,
+    should a store not take the lean path's requests)."""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -253,7 +256,8 @@ def load_settings(
         ),
     )
     credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
-    return Settings(api=api, credentials=credentials, config_file=config_file)
+    sdk_reads = env.get("FIREHOSE_SDK_READS", "") == "1"
+    return Settings(api=api, credentials=credentials, config_file=config_file, sdk_reads=sdk_reads)
 
 
 def _value(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str, problems: list[str]) -> str | None:

@@ -1,4 +1,5 @@
-"""The HTTP edge: the only module that uses httpx and tenacity.
+"""The HTTP edge: the only module that uses httpx and tenacity, and the plain ``http.client`` transport that replay
+(``Sender``) and the archive backends' lean reads (``ObjectGetter``) share (``KeepAlivePool``).
 
 ``HttpClient`` sends requests to one base URL with Basic auth, retries what is safe to retry, and turns every
 httpx error and unusable status into a ``FirehoseError``. The retry policy is data (``RetryPolicy``); the sleep
@@ -17,10 +18,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -30,6 +32,7 @@ from firehose import __version__
 from firehose.errors import (
     ApiStatusError,
     ApiUnreachable,
+    ArchiveError,
     AuthError,
     FirehoseError,
     RetriesExhausted,
@@ -337,6 +340,160 @@ class _Deadlines:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Connection(Protocol):
+    sock: Any
+
+    def close(self) -> None: ...
+
+
+ConnectionT = TypeVar("ConnectionT", bound=_Connection)
+
+
+def _http_client_connection(
+    scheme: str, host: str, port: int | None, timeout: float, tls: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    if scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+class KeepAlivePool(Generic[ConnectionT]):
+    """Connections kept open between requests: one per thread and origin, so threads never share one and need no
+    lock to use it. A connection the server closed while it sat idle is replaced before use. ``deadlines`` shuts
+    down the socket of an exchange that outlives its deadline. ``make`` opens a connection (``http.client``'s,
+    or ``Wire`` for object reads)."""
+
+    def __init__(
+        self,
+        timeout_seconds: float,
+        make: Callable[[str, str, int | None, float, ssl.SSLContext | None], ConnectionT],
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.timeout = timeout_seconds
+        self.deadlines = _Deadlines()
+        self._make = make
+        self._local = threading.local()
+        self._open: list[ConnectionT] = []
+        self._lock = threading.Lock()
+        self._tls = tls
+        # A pool dropped without close() (a store nobody closed) still closes its sockets.
+        weakref.finalize(self, _close_all, self._open)
+
+    def connection(self, scheme: str, host: str, port: int | None) -> ConnectionT:
+        """This thread's connection to the origin, reused while the server keeps it open."""
+        pool: dict[tuple[str, str, int | None], ConnectionT] = self._local.__dict__.setdefault("pool", {})
+        connection = pool.get((scheme, host, port))
+        if connection is not None and connection.sock is not None and _closed_by_peer(connection.sock):
+            connection.close()  # the server closed it while idle: open a new one rather than send into it
+        if connection is None:
+            if scheme == "https" and self._tls is None:
+                self._tls = ssl.create_default_context()
+            connection = self._make(scheme, host, port, self.timeout, self._tls)
+            pool[(scheme, host, port)] = connection
+            with self._lock:
+                self._open.append(connection)
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._open)
+
+
+def _close_all(connections: list[Any]) -> None:
+    for connection in connections:
+        connection.close()
+    connections.clear()
+
+
+class Wire:
+    """One keep-alive HTTP/1.1 connection for GETs of stored objects, spoken by hand. ``http.client`` parses
+    every answer's head with the ``email`` package, about 100 µs of CPU per object, as much as the rest of a read;
+    here a head is a few ``readline`` calls. It reads what object stores send: a ``Content-Length`` body, a
+    chunked one, or one that runs to the connection's close."""
+
+    MAX_HEAD_LINES = 200
+    MAX_LINE = 65536
+
+    def __init__(self, scheme: str, host: str, port: int | None, timeout: float, tls: ssl.SSLContext | None) -> None:
+        self._address = (host, port or (443 if scheme == "https" else 80))
+        self._timeout = timeout
+        self._tls = tls if scheme == "https" else None
+        self._host = host
+        self.sock: socket.socket | None = None
+        self._reader: Any = None
+
+    def connect(self) -> None:
+        sock = socket.create_connection(self._address, timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+        self.sock, self._reader = sock, sock.makefile("rb")
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = self._reader = None
+
+    def send(self, head: bytes) -> None:
+        assert self.sock is not None
+        self.sock.sendall(head)
+
+    def head(self) -> tuple[int, dict[str, str]]:
+        """The answer's status and headers (lower-case names)."""
+        reader = self._reader
+        status_line = reader.readline(self.MAX_LINE)
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise http.client.BadStatusLine(status_line[:80].decode("latin-1") or "the connection closed")
+        headers: dict[str, str] = {}
+        for _ in range(self.MAX_HEAD_LINES):
+            line = reader.readline(self.MAX_LINE)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise http.client.IncompleteRead(b"")
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise http.client.LineTooLong("answer head")
+        if parts[0] == b"HTTP/1.0":
+            headers.setdefault("connection", "close")
+        return int(parts[1]), headers
+
+    def body(self, status: int, headers: dict[str, str]) -> tuple[bytes, bool]:
+        """The answer's body, and whether the server closes the connection after it."""
+        closing = headers.get("connection", "").lower() == "close"
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            return self._chunked(), closing
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            body = self._reader.read(length)
+            if len(body) < length:
+                raise http.client.IncompleteRead(body, length - len(body))
+            return body, closing
+        if status in (204, 304) or 100 <= status < 200:
+            return b"", closing
+        return self._reader.read(), True  # delimited by the close
+
+    def _chunked(self) -> bytes:
+        reader, chunks = self._reader, list[bytes]()
+        while True:
+            size_line = reader.readline(self.MAX_LINE)
+            size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                while reader.readline(self.MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunk = reader.read(size)
+            if len(chunk) < size:
+                raise http.client.IncompleteRead(chunk, size - len(chunk))
+            chunks.append(chunk)
+            reader.readline(self.MAX_LINE)
+
+
 class Sender:
     """Sends prepared requests to any URL, for replay: no auth of its own, one keep-alive connection per sending
     thread and host; redirects are followed only when asked, to the same origin, for 307/308 (which keep the
@@ -381,11 +538,8 @@ class Sender:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._timeout = timeout_seconds
-        self._local = threading.local()
-        self._open: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
-        self._deadlines = _Deadlines()
+        self._pool = KeepAlivePool(timeout_seconds, _http_client_connection)
+        self._deadlines = self._pool.deadlines
 
     def pace(self) -> None:
         """Wait for the next start the rate limit allows (for a caller that must act right before sending:
@@ -402,30 +556,7 @@ class Sender:
         return (self._timeout * 2 + 2 * _Deadlines.TICK_SECONDS + 1) * policy.max_attempts * hops + waits
 
     def close(self) -> None:
-        with self._lock:
-            for connection in self._open:
-                connection.close()
-            self._open.clear()
-
-    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-        """This thread's connection to the host, reused while the server keeps it open."""
-        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = self._local.__dict__.setdefault(
-            "pool", {}
-        )
-        connection = pool.get((scheme, host, port))
-        if connection is not None and connection.sock is not None and _closed_by_peer(connection.sock):
-            connection.close()  # the server closed it while idle: open a new one rather than post into it
-        if connection is None:
-            if scheme == "https":
-                if self._tls is None:
-                    self._tls = ssl.create_default_context()
-                connection = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._tls)
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            pool[(scheme, host, port)] = connection
-            with self._lock:
-                self._open.append(connection)
-        return connection
+        self._pool.close()
 
     def __enter__(self) -> Sender:
         return self
@@ -508,7 +639,7 @@ class Sender:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Delivery("unreachable", attempts, reason=f"not an http(s) URL: {redact_url(url)}"), None
-        connection = self._connection(parts.scheme, parts.hostname, parts.port)
+        connection = self._pool.connection(parts.scheme, parts.hostname, parts.port)
         if wait:
             self._before_attempt()  # paced here, next to the socket: nothing slow between the slot and the send
         if connection.sock is None:
@@ -563,6 +694,132 @@ class Sender:
         return Delivery("answered", attempts, status, content, content_type, said), None
 
 
+STORE_RETRY = RetryPolicy(max_attempts=5, backoff_base_seconds=0.25, backoff_max_seconds=10.0)
+"""Object reads: a throttled or failing store is asked again 4 times over about 4 to 8 s (S3 asks clients to
+back off on SlowDown), after which the read is an ``error`` finding naming the key, never skipped."""
+STORE_TIMEOUT_SECONDS = 60.0
+"""How long an object read waits for its answer to start (plus time in proportion to its size)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a store answered to one GET: its status, headers (names in lower case) and whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ObjectGetter:
+    """GETs of stored objects for the archive backends' lean read path: ``http.client`` over keep-alive
+    connections, one per thread (``KeepAlivePool``), no SDK pipeline in between.
+
+    The backend signs (``headers`` is called again for every attempt, since signatures hold the time) and reads
+    the answer; this class only moves bytes. It retries, per ``retry`` (the project's one policy), a connection
+    that fails or breaks mid-answer and the statuses that mean "try again" (429, 500, 502, 503, 504, waiting at
+    least ``Retry-After``); a GET is safe to repeat. Every other status is an answer for the backend, 404
+    included. Each attempt has one deadline: ``timeout_seconds`` for the answer to start, plus a second per
+    ``MIN_BYTES_PER_SECOND`` of its declared length, so a trickling server cannot hold a read for ever.
+    """
+
+    MIN_BYTES_PER_SECOND = 1_000_000
+
+    def __init__(
+        self,
+        origin: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"not an http(s) endpoint: {redact_url(origin)}")
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self.retry = retry or STORE_RETRY
+        timeout = STORE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
+        self._pool = KeepAlivePool(timeout, Wire, tls=tls)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def get(self, target: str, headers: Callable[[], Sequence[tuple[str, str]]], *, where: str) -> Answer:
+        """GET ``target`` (path and query, already encoded); the last answer, whatever its status. Raises
+        ``ArchiveError`` naming ``where`` when no whole answer came in any attempt."""
+        policy = self.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            answer, failure = self._once(target, headers())
+            if answer is not None and answer.status not in policy.retry_statuses:
+                return answer
+            if attempt == policy.max_attempts:
+                break
+            retry_after = parse_retry_after(answer.headers.get("retry-after")) if answer is not None else None
+            seconds = policy.wait_seconds(attempt, retry_after, self._rng)
+            said = f"HTTP {answer.status}" if answer is not None else failure
+            log.warning("%s: %s; retry %d of %d in %.1f s", where, said, attempt, policy.max_attempts - 1, seconds)
+            self._sleep(seconds)
+        if answer is not None:
+            return answer
+        tries = f" (gave up after {policy.max_attempts} attempts)" if policy.max_attempts > 1 else ""
+        raise ArchiveError(f"{where}: {failure}{tries}")
+
+    def _once(self, target: str, headers: Sequence[tuple[str, str]]) -> tuple[Answer | None, str]:
+        try:
+            lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+            request = f"GET {target} HTTP/1.1\r\n{lines}User-Agent: {USER_AGENT}\r\n\r\n".encode("latin-1")
+            if "\n" in target or "\r" in target:
+                raise ValueError("a CR or LF in the request target")
+        except (ValueError, UnicodeEncodeError) as exc:  # nothing sent: the request cannot be spoken
+            return None, f"not sent: HTTP cannot carry this request ({exc})"
+        wire = self._pool.connection(self._scheme, self._host, self._port)
+        reused = wire.sock is not None
+        answer, why, unanswered = self._exchange(wire, request)
+        if answer is None and reused and unanswered:
+            # A kept-alive connection the server closed as the request went out (servers close idle ones on their
+            # own clock): nothing was answered, so the request is sent again on a new connection, at once and
+            # without counting it as a failed attempt, as HTTP clients do (RFC 9112 §9.3.1).
+            answer, why, _ = self._exchange(wire, request)
+        return answer, why
+
+    def _exchange(self, wire: Wire, request: bytes) -> tuple[Answer | None, str, bool]:
+        """One request on ``wire``: the answer, or why none came and whether not a byte of one came."""
+        pool = self._pool
+        try:
+            if wire.sock is None:
+                wire.connect()
+        except OSError as exc:
+            wire.close()
+            return None, f"cannot reach the store: {_describe_socket_error(exc)}", False
+        assert wire.sock is not None
+        token = pool.deadlines.arm(wire.sock, pool.timeout)
+        started = False
+        try:
+            wire.send(request)
+            status, fields = wire.head()
+            started = True
+            length = fields.get("content-length", "")
+            if length.isdigit() and int(length) > self.MIN_BYTES_PER_SECOND:  # time in proportion to the size
+                pool.deadlines.disarm(token)
+                token = pool.deadlines.arm(wire.sock, pool.timeout + int(length) / self.MIN_BYTES_PER_SECOND)
+            body, closing = wire.body(status, fields)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            late = pool.deadlines.disarm(token)
+            wire.close()
+            why = f"no whole answer within its deadline ({pool.timeout:g} s)" if late else _describe_socket_error(exc)
+            closed = isinstance(exc, (ConnectionResetError, BrokenPipeError)) or (
+                isinstance(exc, http.client.BadStatusLine) and why == "the server closed the connection"
+            )
+            return None, why, not started and not late and closed
+        pool.deadlines.disarm(token)
+        if closing:
+            wire.close()
+        return Answer(status, fields, body), "", False
+
+
 def _closed_by_peer(sock: socket.socket) -> bool:
     """Whether an idle keep-alive socket has something to read: the server's close (or stray bytes), either way
     not a connection to send a lead into."""
@@ -582,6 +839,9 @@ def _describe_socket_error(exc: BaseException) -> str:
         return "timed out waiting for an answer"
     if isinstance(exc, http.client.IncompleteRead):
         return "the server closed the connection mid-answer"
+    if isinstance(exc, http.client.BadStatusLine):
+        line = str(getattr(exc, "line", ""))
+        return "the server closed the connection" if not line or "closed" in line else "the answer is not HTTP"
     if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
         return "the server closed the connection"
     if isinstance(exc, ssl.SSLError):

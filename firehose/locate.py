@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firehose.archive import ObjectInfo, Store
+from firehose.archive.listing import lead_objects
 from firehose.errors import ArchiveError, ConfigError, DataError, ExitCode
 from firehose.event import Destination, EventView
 
@@ -58,9 +59,9 @@ def locate(
     """Check each destination of ``event`` (all of them, disabled ones reported as such).
 
     ``open_store`` gives the store for a destination (its bucket, with the credential its ``credential_id``
-    maps to). ``destinations`` replaces the event's own (``--archive URL``). A key without ``.json`` is
-    tolerated. A store that fails, or a credential that is not mapped, is reported on its row; the other
-    destinations are still checked.
+    maps to). ``destinations`` replaces the event's own (``--archive URL``). Any spelling of the key is
+    tolerated (no ``.json``, gzip, upper-case ids). A store that fails, or a credential that is not mapped, is
+    reported on its row; the other destinations are still checked.
     """
     view = EventView(event)
     lead_id = view.lead_id
@@ -76,7 +77,8 @@ def locate(
         try:
             store = open_store(destination)
             try:
-                found = store.head(key) or store.head(key.removesuffix(".json"))
+                spellings = lead_objects(store, destination.prefix, lead_id, wanted=[view.id]).get(view.id.lower())
+                found = next((i for i in spellings if i.key == key), spellings[0]) if spellings else None
             finally:
                 store.close()
         except (ArchiveError, ConfigError) as exc:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from firehose.archive.base import ObjectInfo
-from firehose.archive.layout import parse_key
+from firehose.archive.layout import identity, preferred
 from firehose.codec import canonical
 from firehose.event import Destination, EventView
 
@@ -111,43 +111,54 @@ def _finding(verdict: Verdict, item: Expected, key: str | None = None, **extra: 
     )
 
 
+def by_identity(listed: Iterable[ObjectInfo]) -> dict[tuple[str, str, str], list[str]]:
+    """The listed keys of the firehose layout by ``layout.identity`` (folder, lead id, event id): every spelling
+    of one event (``.json`` or not, gzip, upper-case ids) under one identity."""
+    keys: dict[tuple[str, str, str], list[str]] = {}
+    for info in listed:
+        found = identity(info.key)
+        if found is not None:
+            keys.setdefault(found, []).append(info.key)
+    return keys
+
+
 def classify_presence(expected: Iterable[Expected], listed: Mapping[str, ObjectInfo]) -> Iterator[Finding]:
     """``match`` or ``missing`` for each expected object, from a listing alone (the nightly default).
 
-    A listed key without ``.json`` counts as the object (the layout's extension is not certain, facts.md §1.2).
+    An event is matched by its identity, not its key's spelling: a key without ``.json``, gzip-compressed or
+    with upper-case ids is the object (facts.md §1.2 leaves the layout's spelling open). Each event is
+    classified once per destination, however often the API returned it or the store holds it.
     """
+    spellings = by_identity(listed.values())
+    seen: set[tuple[str, tuple[str, str, str] | None]] = set()
     for item in expected:
-        bare = item.key.removesuffix(".json")
-        if item.key in listed:
-            yield _finding(Verdict.MATCH, item)
-        elif bare in listed:
-            yield _finding(Verdict.MATCH, item, key=bare)
+        wanted = identity(item.key)
+        if (item.destination.url(), wanted) in seen:
+            continue
+        seen.add((item.destination.url(), wanted))
+        keys = spellings.get(wanted) if wanted is not None else None
+        if keys:
+            yield _finding(Verdict.MATCH, item, key=preferred(keys, item.key))
         else:
             yield _finding(Verdict.MISSING, item)
 
 
 def archive_only(
-    listed: Iterable[ObjectInfo], expected_keys: set[str], *, destination: str, start: datetime, end: datetime
+    listed: Iterable[ObjectInfo], expected_ids: set[str], *, destination: str, start: datetime, end: datetime
 ) -> Iterator[Finding]:
-    """Listed events created inside ``[start, end]`` that the API did not return.
+    """Listed events created inside ``[start, end]`` that the API did not return, one finding per event.
 
-    Only keys of the firehose layout count, judged by their event id's time; a key the API expected (with or
-    without ``.json``) is not archive-only.
+    Only keys of the firehose layout count, judged by their event id's time; an event the API returned
+    (``expected_ids``, lower case) is never archive-only, whatever its key's spelling.
     """
-    for info in listed:
-        ids = parse_key(info.key)
-        if ids is None:
-            continue
-        lead_id, event_id = ids
+    for (_, lead_id, event_id), keys in by_identity(listed).items():
         made = datetime.fromtimestamp(int(event_id[:8], 16), tz=start.tzinfo)
-        if not start <= made <= end:
-            continue
-        if info.key in expected_keys or f"{info.key}.json" in expected_keys:
+        if not start <= made <= end or event_id in expected_ids:
             continue
         yield Finding(
             Verdict.ARCHIVE_ONLY,
             event_id,
-            info.key,
+            min(keys),
             destination,
             lead_id,
             reason="in the archive, not returned by the API (expired from it, or never reported)",

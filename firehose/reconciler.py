@@ -7,7 +7,7 @@ Per window (a day by default):
 1. page ``/events`` for the window, asking only for the fields presence needs (``include``) unless content is
    read or repairs may be written;
 2. per destination, list the leads made from ``lead_lookback`` before the window to its end (one key range,
-   ``archive.listing``), and HEAD the few events whose lead is older (feedback days after its lead);
+   ``archive.listing``), and list the folders of the few leads that are older (feedback days after its lead);
 3. classify (``reconcile``): presence from the listing; content for every object (``content``) or a fixed
    sample (``sample:P``); archive-only from the listing;
 4. ``repair``: write each missing event as the API returns it, if absent, then read it back and compare;
@@ -29,8 +29,9 @@ from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
+from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import parse_key
-from firehose.archive.listing import list_window, ordered_map, read_many
+from firehose.archive.listing import lead_objects, list_window, ordered_map, read_many
 from firehose.codec import canonical, decode, encode, records
 from firehose.errors import ArchiveError, ConfigError, DataError, UsageError
 from firehose.event import Destination
@@ -75,7 +76,7 @@ class ReconcileOptions:
     """Events come after their lead; leads made this long before a window are listed with it."""
     archive: Destination | None = None
     """``--archive URL``: check here instead of each event's own destinations."""
-    workers: int = 8
+    workers: int = IN_FLIGHT
     full: bool = False
     """Re-examine every window, even those an earlier run finished."""
     dry_run: bool = False
@@ -285,9 +286,9 @@ class Reconciler:
             before = store.requests.snapshot()
             listed = self._listing(store, destination, items, start, end)
             found = list(classify_presence(items, listed))
-            expected_keys = {item.key for item in items}
+            expected_ids = {item.event_id.lower() for item in items}
             found.extend(
-                archive_only(listed.values(), expected_keys, destination=destination.url(), start=start, end=end)
+                archive_only(listed.values(), expected_ids, destination=destination.url(), start=start, end=end)
             )
             if options.dry_run:
                 # The plan: what content checks would read and what repair would write, nothing done.
@@ -332,7 +333,7 @@ class Reconciler:
         self, store: Store, destination: Destination, items: list[Expected], start: datetime, end: datetime
     ) -> dict[str, ObjectInfo]:
         """The window's objects: the leads made from ``lead_lookback`` before the window to its end, taken from
-        the destination's one listing of the whole run, and a HEAD for each event whose lead is older."""
+        the destination's one listing of the whole run, and a listing of the folder of each older lead."""
         earliest = int((start - self.options.lead_lookback).timestamp())
         cursor = self._cursors.get(destination)
         if cursor is None:
@@ -346,20 +347,24 @@ class Reconciler:
             )
             cursor = self._cursors[destination] = ListingCursor(stream)
         listed = dict(cursor.advance(until_seconds=int(end.timestamp()), keep_from_seconds=earliest))
-        older = [item.key for item in items if seconds_of(item.lead_id) < earliest and item.key not in listed]
+        # Feedback days after its lead: list the lead's folder (every spelling of its events at once).
+        older: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            if seconds_of(item.lead_id) < earliest:
+                older[item.lead_id].append(item.event_id)
 
-        def head(key: str) -> ObjectInfo | None:
-            return store.head(key) or store.head(key.removesuffix(".json"))
+        def lead(lead_id: str) -> dict[str, list[ObjectInfo]]:
+            return lead_objects(store, destination.prefix, lead_id, wanted=older[lead_id])
 
-        for info in ordered_map(head, older, workers=self.options.workers, ahead=self.options.workers * 4):
-            if info is not None:
-                listed[info.key] = info
+        for objects in ordered_map(lead, sorted(older), workers=self.options.workers, ahead=self.options.workers * 4):
+            for infos in objects.values():
+                listed.update((info.key, info) for info in infos)
         return listed
 
     def _content(
         self, store: Store, found: list[Finding], items: list[Expected], events: dict[str, dict[str, Any]]
     ) -> list[Finding]:
-        by_key = {item.key: item for item in items}
+        by_id = {item.event_id: item for item in items}
         chosen = [
             f
             for f in found
@@ -370,7 +375,7 @@ class Reconciler:
         results: dict[str, Finding] = {}
         for key, body in read_many(store, list(wanted), workers=self.options.workers):
             finding = wanted[key]
-            item = by_key.get(key) or by_key[f"{key}.json"]
+            item = by_id[finding.event_id]
             try:
                 if isinstance(body, Exception):
                     raise body

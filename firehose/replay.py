@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 from firehose import payload
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import Store
+from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
 from firehose.claims import StoredClaim, StoreLedger
@@ -289,6 +290,8 @@ def _prepare(
             body, url = _edited(body, url, stored.method, content_type, edits)
         except DataError as exc:
             raise DataError(f"cannot apply the edits: {exc}") from None
+    if body != stored.body:  # an edited body its charset cannot carry is refused now, not when sending
+        payload.body_bytes(body, content_type, strict=True)
     headers = [(name, value) for name, value in stored.headers if not _dropped(name)]
     headers = [(name, value) for name, value in headers if name.lower() != "accept"]
     for name, value in headers:
@@ -330,24 +333,17 @@ def _prepare(
 
 
 def _edited(body: str, url: str, method: str, content_type: str | None, edits: Edits) -> tuple[str, str]:
-    kind = payload.kind_of(content_type)
+    # LeadConduit merges the query string over the body (the query winning): payload edits each field where
+    # LeadConduit reads it, and checks that LeadConduit would read the original's fields plus the edits.
     split = urlsplit(url)
-    query_names = set(payload.query_fields(split.query))
-    sets = edits.all_sets()
-    # The inbound merges the query string into the body, the query winning: edit a field where it is.
-    in_query = [(n, v) for n, v in sets if n in query_names]
-    unset_query = [n for n in edits.unsets if n in query_names]
-    if in_query or unset_query:
-        url = urlunsplit(split._replace(query=payload.edit_form(split.query, in_query, unset_query)))
-    if body.strip() or method != "GET":
-        edited = payload.edit(kind, body, [(n, v) for n, v in sets if n not in query_names], edits.unsets)
-        # An edit that changes no field (is_test already true) keeps the stored bytes.
-        if payload.fields(kind, edited) != payload.fields(kind, body):
-            body = edited
-    elif sets:  # a GET submit carries its fields in the query string only
-        split = urlsplit(url)
-        url = urlunsplit(split._replace(query=payload.edit_form(split.query, sets, [])))
-    return body, url
+    edited = payload.edit_request(method, split.query, content_type, body, edits.all_sets(), edits.unsets)
+    if edited.query != split.query:
+        url = urlunsplit(split._replace(query=edited.query))
+    return edited.body, url
+
+
+def _body_bytes(prepared: Prepared) -> bytes:
+    return payload.body_bytes(prepared.body, prepared.original.header("Content-Type"))
 
 
 def _param_name(pair: str) -> str:
@@ -458,7 +454,7 @@ def request_diff(prepared: Prepared, *, include_pii: bool = False, edits: Edits 
     body: dict[str, Any] = {
         "content_type": original.header("Content-Type"),
         "identical": original.body == prepared.body,
-        "bytes": len(prepared.body.encode()),
+        "bytes": len(_body_bytes(prepared)),
         "fields": [],
     }
     if not body["identical"]:
@@ -669,7 +665,9 @@ def from_ids(
 class Sources:
     """Where a replay's events come from: the API (``api``, or None), and archives (``(store, prefix)`` pairs)."""
 
-    def __init__(self, api: LeadConduit | None, archives: Sequence[tuple[Store, str]], *, workers: int = 8) -> None:
+    def __init__(
+        self, api: LeadConduit | None, archives: Sequence[tuple[Store, str]], *, workers: int = IN_FLIGHT
+    ) -> None:
         self.api, self.archives, self.workers = api, archives, workers
 
     def fetch(self, event_id: str, problems: Problems) -> dict[str, Any] | None:
@@ -1145,7 +1143,12 @@ def _deliver(
     With a shared ledger the rate limit is waited for *before* the claim, so a claim is never older than its
     request by more than a store write: the ``in_flight_seconds`` it promises other machines holds."""
     if shared is None:
-        return sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode())
+        return sender.deliver(
+            prepared.method,
+            prepared.url,
+            prepared.headers,
+            _body_bytes(prepared),
+        )
     request = prepared.identity["request"]
     sender.pace()
     try:
@@ -1157,7 +1160,13 @@ def _deliver(
         return Delivery("unsent", 0, reason=f"not sent: the shared ledger could not be used ({exc})")
     if number is None:
         return _Skip(why or "claimed by another run")
-    delivery = sender.deliver(prepared.method, prepared.url, prepared.headers, prepared.body.encode(), paced=True)
+    delivery = sender.deliver(
+        prepared.method,
+        prepared.url,
+        prepared.headers,
+        _body_bytes(prepared),
+        paced=True,
+    )
     result = _result(prepared, delivery, 0, options)
     outcome = {
         "status": result.status,

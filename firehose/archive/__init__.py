@@ -48,20 +48,22 @@ def open_store(
     s3: S3Credential | None = None,
     azure: AzureCredential | None = None,
     page_size: int | None = None,
+    sdk_reads: bool = False,
 ) -> Store:
     """Open the bucket, container or directory a URL names, with the credential for its service.
 
     ``page_size`` changes how many keys one listing request asks for (tests use small pages to cross pages).
+    ``sdk_reads`` reads objects through boto3 or the Azure SDK instead of the lean read path.
     """
     where = url if isinstance(url, StoreUrl) else StoreUrl.parse(url)
     if where.scheme == "s3":
         from firehose.archive.s3 import S3Store
 
-        return S3Store(where.bucket, s3 or S3Credential(), page_size=page_size or 1000)
+        return S3Store(where.bucket, s3 or S3Credential(), page_size=page_size or 1000, sdk_reads=sdk_reads)
     if where.scheme == "az":
         from firehose.archive.azure import AzureStore
 
-        return AzureStore(where.bucket, azure or AzureCredential(), page_size=page_size or 5000)
+        return AzureStore(where.bucket, azure or AzureCredential(), page_size=page_size or 5000, sdk_reads=sdk_reads)
     from firehose.archive.local import LocalStore
 
     return LocalStore(Path(where.bucket), page_size=page_size or 1000)

@@ -91,6 +91,10 @@ class AzureCredential:
     sas_token: Secret | None = None
 
 
+IN_FLIGHT = 32
+"""Requests in flight to one store by default (``--workers``): a real store takes 10-50 ms a request, so
+throughput comes from many at once, not from CPU."""
+
 PageFetch = Callable[[str | None, int], tuple[list[ObjectInfo], str | None]]
 """One listing request: ``(continuation token or None for the first page, keys wanted)`` to a page and the
 next token (None after the last page). The first request starts after (or, for Azure, at) ``start_after``."""

@@ -1,7 +1,8 @@
 """The firehose's key layout, read tolerantly: ``<prefix>/<lead id>/<event id>.json`` (facts.md §1.2).
 
 Keys are parsed, not constructed from assumptions: the prefix may be empty or end in ``/``, the ``.json`` may
-be missing, a ``.gz`` may follow, ids may be upper case. LeadConduit's verification files
+be missing, a ``.gz`` may follow, ids may be upper case. One event is one object whatever its key's spelling:
+callers compare ``parse_key`` identities, never keys. LeadConduit's verification files
 (``leadconduit_verification_*.txt``, ``leadconduit-events/test.txt``) are recognised and skipped.
 
 Because a lead id starts with 8 hex digits of Unix seconds, keys under a prefix sort by the lead's creation
@@ -48,6 +49,34 @@ def parse_key(key: str) -> tuple[str, str] | None:
     return match.group(1).lower(), match.group(2).lower()
 
 
+def identity(key: str) -> tuple[str, str, str] | None:
+    """What makes a key one event's object, whatever its spelling: ``(folder, lead id, event id)``, ids lower
+    case, the folder (the key up to the lead id) as written; None for any other key."""
+    match = KEY_PATTERN.search(key)
+    if match is None:
+        return None
+    return key[: match.start(1)], match.group(1).lower(), match.group(2).lower()
+
+
+def lead_segment(key: str) -> str | None:
+    """The lead id of a firehose key exactly as spelt in it (case kept); None for any other key."""
+    match = KEY_PATTERN.search(key)
+    return match.group(1) if match else None
+
+
+def upper_case_lead(key: str) -> bool:
+    """Whether a key's lead id is spelt in upper case (``6AE1...``): such keys sort apart from lower-case ones
+    (``A`` < ``a``), so a listing of a window has to look for them in a range of their own."""
+    lead = lead_segment(key)
+    return lead is not None and lead != lead.lower() and lead == lead.upper()
+
+
+def preferred(keys: list[str], wanted: str) -> str:
+    """The one key that stands for an event stored under several spellings: the one expected (``wanted``), else
+    the first in key order. One event is one object, however many spellings of it a store holds."""
+    return wanted if wanted in keys else min(keys)
+
+
 def is_verification(key: str) -> bool:
     """A file LeadConduit writes to test a destination, not an event."""
     return VERIFICATION_PATTERN.search(key) is not None
@@ -71,11 +100,27 @@ def lead_bounds(prefix: str, start_seconds: int | None, end_seconds: int | None)
     ``start_after`` is exclusive and ``end_at`` inclusive; None means unbounded on that side.
     """
     base = folder(prefix)
-    start_after = base + lowest_id_at(start_seconds) if start_seconds is not None else None
+    start_after = base + _below(start_seconds) if start_seconds is not None else None
     end_at = base + highest_id_at(end_seconds) + "/" + KEY_END if end_seconds is not None else None
     return start_after, end_at
 
 
+def lead_bounds_upper(prefix: str, start_seconds: int | None, end_seconds: int | None) -> tuple[str | None, str | None]:
+    """``lead_bounds`` for keys whose ids are spelt in upper case (the prefix kept as it is)."""
+    base = folder(prefix)
+    start_after = base + _below(start_seconds).upper() if start_seconds is not None else None
+    end_at = base + highest_id_at(end_seconds).upper() + "/" + KEY_END if end_seconds is not None else None
+    return start_after, end_at
+
+
+def _below(seconds: int) -> str:
+    """A key part that sorts after every lead id made before ``seconds`` and before every one made at or after it,
+    and is not itself an id: the smallest id of the second, its last digit cut. (The id itself would do for S3,
+    but SeaweedFS takes a ``StartAfter`` that names a folder as "after that whole folder", so the lead whose id
+    is exactly the second's smallest would be skipped.)"""
+    return lowest_id_at(seconds)[:-1]
+
+
 def boundary(prefix: str, seconds: int) -> str:
     """A key bound between the leads made before ``seconds`` and those made at or after it."""
-    return folder(prefix) + lowest_id_at(seconds)
+    return folder(prefix) + _below(seconds)

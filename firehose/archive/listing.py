@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from firehose.archive.base import ObjectInfo, Store
+from firehose.archive.base import IN_FLIGHT, ObjectInfo, Store
 from firehose.archive.layout import (
     KEY_END,
     KEY_PATTERN,
@@ -34,7 +34,10 @@ from firehose.archive.layout import (
     folder,
     is_verification,
     lead_bounds,
+    lead_bounds_upper,
+    lead_segment,
     parse_key,
+    upper_case_lead,
 )
 from firehose.errors import ArchiveError
 from firehose.ids import seconds_of
@@ -155,7 +158,7 @@ def list_window(
     *,
     start_seconds: int | None,
     end_seconds: int | None,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
@@ -164,10 +167,11 @@ def list_window(
     ``ahead`` caps the slices listed but not yet consumed (default ``2 * workers``): a consumer slower than the
     store (reconcile, paced by ``/events``) sets it low, so memory holds a few pages, not the whole listing."""
     start_after, end_at = lead_bounds(prefix, start_seconds, end_seconds)
-    listing_prefix = folder(prefix) if start_seconds is not None or end_seconds is not None else prefix
-    return list_range(
+    if start_seconds is None and end_seconds is None:
+        return list_range(store, prefix, workers=workers, ahead=ahead, clock=clock)  # every key, every spelling
+    lower = list_range(
         store,
-        listing_prefix,
+        folder(prefix),
         start_after=start_after,
         end_at=end_at,
         start_seconds=start_seconds,
@@ -176,6 +180,44 @@ def list_window(
         ahead=ahead,
         clock=clock,
     )
+    upper_after, upper_end = lead_bounds_upper(prefix, start_seconds, end_seconds)
+    upper = store.list(folder(prefix), start_after=upper_after, end_at=upper_end)
+    return _by_lead_time(lower, upper, start_seconds, end_seconds)
+
+
+def _by_lead_time(
+    lower: Iterator[ObjectInfo], upper: Iterator[ObjectInfo], start_seconds: int | None, end_seconds: int | None
+) -> Iterator[ObjectInfo]:
+    """The window's keys with lower-case ids and those spelt in upper case, merged in lead-time order.
+
+    Upper-case ids sort apart (``6AE1`` < ``6ae1``), so they are listed as a range of their own (one request
+    when there are none) and taken only from there; among themselves they sort by time too, so one pass merges.
+    """
+
+    def upper_case(items: Iterator[ObjectInfo]) -> Iterator[tuple[int, ObjectInfo]]:
+        for info in items:
+            lead = lead_segment(info.key)
+            if lead is None or not upper_case_lead(info.key):
+                continue
+            made = seconds_of(lead)
+            if (start_seconds is None or made >= start_seconds) and (end_seconds is None or made <= end_seconds):
+                yield made, info
+
+    extra = upper_case(upper)
+    pending = next(extra, None)
+    for info in lower:
+        lead = lead_segment(info.key)
+        if lead is not None:
+            if upper_case_lead(info.key):
+                continue  # taken from the upper-case range, in its time order
+            made = seconds_of(lead)
+            while pending is not None and pending[0] < made:
+                yield pending[1]
+                pending = next(extra, None)
+        yield info
+    while pending is not None:
+        yield pending[1]
+        pending = next(extra, None)
 
 
 def list_range(
@@ -186,7 +228,7 @@ def list_range(
     end_at: str | None = None,
     start_seconds: int | None = None,
     end_seconds: int | None = None,
-    workers: int = 8,
+    workers: int = IN_FLIGHT,
     ahead: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Iterator[ObjectInfo]:
@@ -270,7 +312,7 @@ class ArchiveListing:
         *,
         start_seconds: int | None = None,
         end_seconds: int | None = None,
-        workers: int = 8,
+        workers: int = IN_FLIGHT,
         include_other: bool = False,
     ) -> None:
         self.store, self.prefix = store, prefix
@@ -338,17 +380,34 @@ class ArchiveListing:
         return self.end_seconds is None or made <= self.end_seconds
 
 
-def find_event_keys(
-    store: Store, prefix: str, event_id: str, *, lead_id: str | None = None, workers: int = 8
-) -> list[str]:
-    """Keys that hold ``event_id`` under ``prefix``.
+def lead_objects(store: Store, prefix: str, lead_id: str, *, wanted: Iterable[str] = ()) -> dict[str, list[ObjectInfo]]:
+    """The objects of one lead's folder, by event id (lower case), every spelling of each: one listing of the
+    folder, then one of its upper-case spelling (if the id has letters) unless every ``wanted`` event id was
+    already found. Cheaper than a HEAD per spelling."""
+    found: dict[str, list[ObjectInfo]] = {}
+    spellings = dict.fromkeys((lead_id.lower(), lead_id.upper()))  # one entry for an all-digit id
+    missing = {event_id.lower() for event_id in wanted}
+    for number, spelling in enumerate(spellings):
+        if number and missing and missing <= found.keys():
+            break
+        for info in store.list(folder(prefix) + spelling + "/"):
+            ids = parse_key(info.key)
+            if ids is not None and ids[0] == lead_id.lower():
+                found.setdefault(ids[1], []).append(info)
+    return found
 
-    With the lead id, two HEADs (with and without ``.json``). Without it, the leads made up to an hour, then a
-    day, then 90 days before the event are listed (a lead precedes its events; feedback and retries come later).
+
+def find_event_keys(
+    store: Store, prefix: str, event_id: str, *, lead_id: str | None = None, workers: int = IN_FLIGHT
+) -> list[str]:
+    """Keys that hold ``event_id`` under ``prefix``, every spelling (``.json`` or not, gzip, upper-case ids).
+
+    With the lead id, its folder is listed. Without it, the leads made up to an hour, then a day, then 90 days
+    before the event are listed (a lead precedes its events; feedback and retries come later).
     """
     if lead_id is not None:
-        base = folder(prefix) + f"{lead_id}/{event_id}"
-        return [key for key in (base + ".json", base) if store.head(key) is not None]
+        objects = lead_objects(store, prefix, lead_id, wanted=[event_id])
+        return [info.key for info in objects.get(event_id.lower(), [])]
     made = seconds_of(event_id)
     for lookback in (3600, 86_400, 90 * 86_400):
         found = [
@@ -361,7 +420,9 @@ def find_event_keys(
     return []
 
 
-def read_many(store: Store, keys: Iterable[str], *, workers: int = 8) -> Iterator[tuple[str, bytes | ArchiveError]]:
+def read_many(
+    store: Store, keys: Iterable[str], *, workers: int = IN_FLIGHT
+) -> Iterator[tuple[str, bytes | ArchiveError]]:
     """``(key, stored bytes)`` for each key, in the order given, read in parallel; a failed read is yielded as
     its error rather than raised, so one broken object does not stop the rest."""
 

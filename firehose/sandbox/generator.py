@@ -370,7 +370,8 @@ def _base_event(
 
 
 def _recipient_outcome(rng: random.Random, step: Step, fields: dict[str, Any]) -> tuple[str, str]:
-    if step.key == "suppressionlist" and fields.get("phone_1", "").endswith("0000"):
+    phone = fields.get("phone_1")  # a submitted field may be a list or an object (repeated or nested keys)
+    if step.key == "suppressionlist" and isinstance(phone, str) and phone.endswith("0000"):
         return "failure", "Phone is on the suppression list"
     roll = rng.random()
     if roll < 0.72:

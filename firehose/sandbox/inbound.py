@@ -1,127 +1,66 @@
-"""How the sandbox parses a submit request, after LeadConduit's standard inbound module (facts.md §3.1).
+"""How the sandbox reads a submit request and answers it, as LeadConduit's standard inbound module does.
 
+The parse itself is ``firehose.inbound``, a port of the module (npm ``leadconduit-default``, ``lib/inbound.js``)
+that ``tests/functional/test_inbound_parity.py`` checks against the package run under Node. In short:
+
+- GET and POST only (405 with ``Allow: GET, POST``); ``Accept`` negotiated by ``mimeparse`` (406 when nothing
+  matches; none or ``*/*`` is JSON).
+- Query fields are read as ``URLSearchParams`` gives them (a repeated key is a list; dotted keys stay flat) and
+  merged over the body's with lodash ``_.merge`` (the query wins). A ``redir_url`` that is not an http(s) URL is
+  400. GET submits, and POSTs without a body, carry the query fields only.
 - POST bodies in ``application/x-www-form-urlencoded``, ``application/json``, ``application/xml`` or
-  ``text/xml``; a body with no Content-Type is 415, another Content-Type is 406, a body that does not parse
-  is 400 (text/plain).
-- Query-string fields are merged over the body fields (the query wins).
-- Form keys in dot notation become nested objects; the XML root element (``<lead>``) is dropped.
-- ``xxTrustedFormCertUrl`` (any case) is renamed ``trustedform_cert_url``.
-- The answer follows ``Accept``: JSON for none, ``*/*`` or JSON, XML for XML, else 406.
+  ``text/xml`` (matched by ``mimeparse``, so ``application/json; charset=utf-8`` is JSON); no Content-Type is 415,
+  another one 406; a body that does not parse is 400 (text/plain). The body's bytes are read by the Content-Type's
+  charset (ISO-8859-1 or UTF-8).
+- JSON that does not parse is parsed again without its raw CR, LF and tab characters (vendors send line breaks
+  inside strings). Form keys in dot notation nest (``a.b=1``), ``a.0=x`` makes a list, a repeated key is a list.
+  XML drops its root element and merges attributes into the fields; repeated elements are lists.
+- ``xxTrustedFormCertUrl`` (any case) is renamed ``trustedform_cert_url``; ``xxTrustedFormPingUrl`` and
+  ``trustedform_ping_url`` are dropped.
+- The answer follows ``Accept``: XML for the XML types, JSON otherwise.
+
+Where the sandbox must differ: the module can return something other than an object (a JSON array, ``null``, the
+text of an XML root with no children). What LeadConduit then does with it is not public; the sandbox, which must
+make a lead of fields, answers 400.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from firehose.codec import decode, encode
-from firehose.errors import DataError
+from firehose import inbound
+from firehose.codec import encode
+from firehose.inbound import XML_TYPES, InboundError
 
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
-XML_TYPES = ("application/xml", "text/xml")
-
-
-class InboundError(Exception):
-    """A request the inbound module refuses; carries the HTTP status and a plain-text reason."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
+__all__ = ["InboundError", "read_submit", "render_response", "response_type"]
 
 
 def response_type(accept: str | None) -> str:
-    """The media type to answer in, or InboundError(406)."""
-    if not accept or not accept.strip():
-        return JSON
-    for item in accept.split(","):
-        wanted = media_type(item)
-        if wanted in ("*/*", "application/*", JSON):
-            return JSON
-        if wanted in XML_TYPES:
-            return wanted
-        if wanted == "text/*":
-            return "text/xml"
-    raise InboundError(406, f"Not Acceptable: cannot answer in {accept}")
+    """The media type to answer in (one of the four the module supports), or InboundError(406)."""
+    chosen = inbound.select_mime_type(accept)
+    if not chosen:
+        raise InboundError(406, "Not capable of generating content according to the Accept header")
+    return chosen
 
 
-def _unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[parts[-1]] = value
-    return result
+def read_submit(method: str, uri: str, headers: Mapping[str, str], body: bytes | None) -> dict[str, Any]:
+    """The lead fields of a submit request as LeadConduit reads them, or InboundError with its status.
 
-
-def _xml_value(element: ElementTree.Element) -> Any:
-    children = list(element)
-    if not children:
-        return element.text or ""
-    return {child.tag: _xml_value(child) for child in children}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def parse_fields(*, content_type: str | None, body: bytes, query: str) -> dict[str, Any]:
-    """The lead fields of a submit request (body merged with query), or InboundError."""
-    fields: dict[str, Any] = {}
-    if body:
-        kind = media_type(content_type)
-        if not kind:
-            raise InboundError(415, "Unsupported Media Type: a body was sent without a Content-Type")
-        if kind == JSON:
-            try:
-                parsed = decode(body, where="request body")
-            except DataError as exc:
-                raise InboundError(400, f"Bad Request: {exc}") from exc
-            if not isinstance(parsed, dict):
-                raise InboundError(400, "Bad Request: the JSON body must be an object")
-            fields = parsed
-        elif kind == FORM:
-            try:
-                fields = _unflatten(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise InboundError(400, f"Bad Request: cannot parse form body ({exc})") from exc
-        elif kind in XML_TYPES:
-            try:
-                root = ElementTree.fromstring(body)
-            except ElementTree.ParseError as exc:
-                raise InboundError(400, f"Bad Request: cannot parse XML body ({exc})") from exc
-            value = _xml_value(root)
-            fields = value if isinstance(value, dict) else {}
-        else:
-            raise InboundError(406, f"Not Acceptable: unsupported Content-Type {kind}")
-    if query:
-        fields = _merge(fields, _unflatten(parse_qsl(query, keep_blank_values=True)))
-    for key in list(fields):
-        if key.lower() == "xxtrustedformcerturl":
-            fields["trustedform_cert_url"] = fields.pop(key)
+    ``uri``: the request target (path and query); ``body``: the bytes sent, None when no body was sent."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    text = None if body is None else inbound.decode_body(body, content_type)
+    fields = inbound.plain(inbound.parse_request(method, uri, headers, text))
+    if not isinstance(fields, dict):
+        kind = "null" if fields is None else type(fields).__name__
+        raise InboundError(400, f"Bad Request: the request's fields are not an object (the body parses as {kind})")
     return fields
 
 
 def render_response(body: dict[str, Any], kind: str) -> bytes:
-    """The submit answer in JSON or as LeadConduit's ``<result>`` XML."""
+    """The submit answer in JSON or as LeadConduit's ``<result>`` XML (a form ``Accept`` gets JSON, as in
+    the module's ``buildBody``)."""
     if kind not in XML_TYPES:
         return encode(body)
     lead_id = escape(str(body.get("lead", {}).get("id", "")))

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from firehose.codec import decode, encode
 from firehose.errors import DataError
 from firehose.ids import is_object_id
+from firehose.inbound import decode_body
 from firehose.rules import RuleError, evaluate_all
 from firehose.sandbox import inbound
 from firehose.sandbox.generator import (
@@ -366,6 +367,10 @@ class Handler(BaseHTTPRequestHandler):
             or "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         )
 
+    def _body_announced(self) -> bool:
+        """A Content-Length (even 0) or chunked encoding: what the inbound module takes for "a body was sent"."""
+        return self.headers.get("Content-Length") is not None or self.headers.get("Transfer-Encoding") == "chunked"
+
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
         if not header.lower().startswith("basic "):
@@ -460,14 +465,17 @@ class Handler(BaseHTTPRequestHandler):
         if method not in ("GET", "POST"):
             if self._has_body():
                 self._body()
-            self._send(405, b"Method Not Allowed", "text/plain", {"Allow": "GET, POST"})
+            self._send(405, f"The {method} method is not allowed".encode(), "text/plain", {"Allow": "GET, POST"})
             return
-        body = self._body() if method == "POST" else b""
+        # Read whatever was sent (so the connection stays usable); the module looks at a POST's body only, and
+        # only when a Content-Length or chunked encoding says there is one.
+        sent = self._body() if self._body_announced() else None
+        body = sent if method == "POST" else None
         try:
             answer_type = inbound.response_type(self.headers.get("Accept"))
-            fields = inbound.parse_fields(content_type=self.headers.get("Content-Type"), body=body, query=query)
+            fields = inbound.read_submit(method, self.path, dict(self.headers.items()), body)
         except inbound.InboundError as exc:
-            self._send(exc.status, exc.reason.encode(), "text/plain")
+            self._send(exc.status, exc.reason.encode(), "text/plain", exc.headers)
             return
         found = self.sandbox.flow_and_source(flow_id, source_id)
         if found is None:
@@ -475,7 +483,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         flow, source = found
         host = self.headers.get("Host") or "127.0.0.1"
-        received = {"method": method, "query": query, "headers": dict(self.headers.items()), "raw_body": body}
+        raw = sent or b""
+        received = {"method": method, "query": query, "headers": dict(self.headers.items()), "raw_body": raw}
         headers = {name: value for name, value in self.headers.items() if name.lower() != "authorization"}
         answer = self.sandbox.submit(
             flow,
@@ -484,7 +493,7 @@ class Handler(BaseHTTPRequestHandler):
             method=method,
             uri=f"http://{host}{self.path}",
             headers=headers,
-            body=body.decode("utf-8", "replace"),
+            body=decode_body(raw, self.headers.get("Content-Type")),
             ip=self.client_address[0],
             received=received,
         )

@@ -19,20 +19,50 @@ from tests.conftest import AZURE_CONNECTION_STRING, AZURE_CREDENTIAL, S3_CREDENT
 SCHEMES = ["s3", "az", "file"]
 
 
-def make_store(scheme: str, tmp_path: Path, *, page_size: int | None = None, create: bool = True) -> Store:
+def make_store(
+    scheme: str, tmp_path: Path, *, page_size: int | None = None, create: bool = True, sdk_reads: bool = False
+) -> Store:
     name = f"contract-{uuid.uuid4().hex[:12]}"
     where = StoreUrl(scheme, str(tmp_path / name) if scheme == "file" else name, "")
-    store = open_store(where, s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, page_size=page_size)
+    store = open_store(where, s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, page_size=page_size, sdk_reads=sdk_reads)
     if create:
         store.create()
     return store
 
 
-@pytest.fixture(params=SCHEMES)
+def sas_store(page_size: int) -> Store:
+    """An Azurite container reached with a container SAS token (read, write, list), as a user may map it."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    name = f"contract-{uuid.uuid4().hex[:12]}"
+    open_store(StoreUrl("az", name, ""), azure=AZURE_CREDENTIAL).create()
+    fields = dict(part.split("=", 1) for part in AZURE_CONNECTION_STRING.split(";") if part)
+    token = generate_container_sas(
+        fields["AccountName"],
+        name,
+        account_key=fields["AccountKey"],
+        permission=ContainerSasPermissions(read=True, write=True, list=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    credential = AzureCredential(account_url=fields["BlobEndpoint"], sas_token=Secret(token))
+    return open_store(StoreUrl("az", name, ""), azure=credential, page_size=page_size)
+
+
+# Every read path: the lean one (S3 signed here, Azure by account key or SAS) and the SDKs' (-sdk).
+READ_PATHS = ["s3", "s3-sdk", "az", "az-sas", "az-sdk", "file"]
+
+
+@pytest.fixture(params=READ_PATHS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param != "file":
         request.getfixturevalue("stack")
-    made = make_store(request.param, tmp_path, page_size=7)
+    if request.param == "az-sas":
+        made = sas_store(page_size=7)
+    else:
+        scheme, _, path = request.param.partition("-")
+        made = make_store(scheme, tmp_path, page_size=7, sdk_reads=path == "sdk")
     yield made
     made.close()
 
@@ -78,6 +108,26 @@ def test_read_returns_stored_bytes_unchanged_even_gzip(store: Store) -> None:
     assert store.read("g/event.json.gz") == packed
 
 
+ODD_KEYS = [
+    "odd/a b.json",
+    "odd/plus+sign.json",
+    "odd/per%25cent.json",
+    "odd/q?x=1#frag.json",
+    "odd/ünï€ødé.json",
+    "odd/semi;colon&amp=.json",
+    "odd/tilde~star*.json",
+]
+
+
+def test_keys_with_any_characters_read_back_on_every_read_path(store: Store) -> None:
+    for key in ODD_KEYS:
+        assert store.write(key, key.encode())
+    assert sorted(info.key for info in store.list("odd/")) == sorted(ODD_KEYS)
+    for key in ODD_KEYS:
+        assert store.read(key) == key.encode(), key
+        assert store.fetch(key)[0] == key.encode(), key
+
+
 def test_head_of_a_missing_key_is_none_and_read_names_it(store: Store) -> None:
     assert store.head("nope/missing.json") is None
     with pytest.raises(ArchiveNotFound, match=r"nope/missing\.json: no such"):
@@ -105,6 +155,8 @@ def test_retention_reports_what_the_store_tells_and_notes_the_rest(store: Store)
     noted = dict(settings.notes)
     if settings.kind == "s3":  # a plain bucket: no versioning, no lock, no lifecycle
         assert (settings.versioning, settings.lock_enabled, settings.lifecycle) == ("Disabled", False, ())
+    elif settings.kind == "az" and settings.lock_enabled is None:  # a container SAS may not read its properties
+        assert "not readable with these credentials" in noted["immutability"]
     elif settings.kind == "az":  # Azurite: no immutability; versioning and lifecycle are account settings
         assert settings.lock_enabled is False and settings.legal_hold is False
         assert "not reported by this endpoint" in noted["versioning"] and "lifecycle" in noted
@@ -205,3 +257,24 @@ def test_unknown_scheme_lists_the_supported_ones() -> None:
 def test_store_urls(url: str, parsed: tuple[str, str, str]) -> None:
     where = StoreUrl.parse(url)
     assert (where.scheme, where.bucket, where.prefix) == parsed
+
+
+def test_a_window_lists_the_lead_whose_id_is_its_first_seconds_smallest(store: Store) -> None:
+    """SeaweedFS takes a StartAfter that names a folder as "after all of it": a window starting at the very
+    second of a lead whose id is that second's smallest (random part all zero) once lost that lead."""
+    from firehose.archive.listing import list_window
+    from firehose.ids import lowest_id_at, make_id
+
+    second = 1_790_000_000
+    keys = [
+        f"e/{lowest_id_at(second)}/{make_id(second, 0, 1)}.json",
+        f"e/{make_id(second, 5, 5)}/{make_id(second + 1, 5, 5)}.json",
+        f"e/{make_id(second - 1, 9, 9)}/{make_id(second, 9, 9)}.json",  # the lead is older: not in the window
+    ]
+    for key in keys:
+        store.write(key, b"{}")
+    for workers in (1, 8):
+        listed = [
+            i.key for i in list_window(store, "e", start_seconds=second, end_seconds=second + 10, workers=workers)
+        ]
+        assert listed == keys[:2]

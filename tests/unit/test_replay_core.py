@@ -55,7 +55,7 @@ XML_BODY = '<?xml version="1.0"?><lead><email>ann@example.com</email><state>TX</
         (
             FORM_BODY,
             "application/x-www-form-urlencoded",
-            {"email": "ann@example.com", "state": "TX", "state[1]": "NM", "zip": "78701"},
+            {"email": "ann@example.com", "state[0]": "TX", "state[1]": "NM", "zip": "78701"},  # a list, as LC reads it
         ),
         (XML_BODY, "text/xml; charset=utf-8", {"email": "ann@example.com", "state": "TX"}),
     ],
