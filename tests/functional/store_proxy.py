@@ -27,7 +27,7 @@ class StoreProxy:
         handler = type("BoundForward", (_Forward,), {"proxy": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
-        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]  # killed clients
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]  # killed clients
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

@@ -29,8 +29,18 @@ After each step that runs firehose, these hold:
 - the audit's coverage equals the reference, its manifest lists every archived object of the period with
   the SHA-256 of its bytes, and ``audit verify`` flags exactly the objects deleted or changed since.
 
-Examples: 25 by default (``FIREHOSE_PROPERTY_EXAMPLES`` for a long run, ``FIREHOSE_PROPERTY_STEPS`` for
-longer sequences); failures are kept in ``.hypothesis/`` and replayed first.
+Examples: 25 of up to 10 steps by default (``FIREHOSE_PROPERTY_EXAMPLES`` for a long run,
+``FIREHOSE_PROPERTY_STEPS`` for longer sequences); failures are kept in ``.hypothesis/`` and replayed first.
+
+``FIREHOSE_PROPERTY_AVOID`` (comma-separated tags) leaves out the inputs of a known defect, to look past it
+while it is being fixed; by default nothing is left out:
+
+- ``gz``, ``upper``, ``bare``: keys spelled ``.json.gz``, with upper-case ids, without ``.json``;
+- ``day-edges``: archive-only objects at a day's first or last second (where two windows meet);
+- ``uncounted``: archived objects that no window's listing holds (an archive-only object whose lead was made
+  over an hour before its window, or in a day whose events do not name its destination, as when they all
+  expired), which the audit's manifest lists but its coverage does not count;
+- ``kill-repair``: killing a run with ``--repair`` (a kill between a repair's write and its window's save).
 """
 
 from __future__ import annotations
@@ -110,7 +120,7 @@ KEPT = ("missing", "differ", "archive_only", "error", "repaired")
 settings.register_profile(
     "firehose-property",
     max_examples=int(os.environ.get("FIREHOSE_PROPERTY_EXAMPLES", "25")),
-    stateful_step_count=int(os.environ.get("FIREHOSE_PROPERTY_STEPS", "20")),
+    stateful_step_count=int(os.environ.get("FIREHOSE_PROPERTY_STEPS", "10")),
     deadline=None,
     database=DirectoryBasedExampleDatabase(str(ROOT / ".hypothesis" / "examples")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -345,7 +355,8 @@ class Pair:
 
 
 class Shared:
-    """A store that a run may close: the world's stores outlive the runs (a boto3 client costs 0.1 s to make)."""
+    """A store that a run may close: the world's stores outlive the runs (a boto3 client costs 0.1 s to make).
+    Their lean-read connections are then only closed when the world recycles them (``World.recycle``)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -377,7 +388,7 @@ class World:
         self.sandbox.fault = self._fault  # type: ignore[method-assign]  # the kill -9 step's trigger
         self._plain_fault = Sandbox.fault.__get__(self.sandbox)
         self.server = make_server(self.sandbox)
-        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]  # killed clients
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]  # killed clients
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -391,10 +402,8 @@ class World:
         self.s3.create_bucket(Bucket=self.bucket)
         self.azure = ContainerClient.from_connection_string(AZURE_CONNECTION_STRING, self.bucket)
         self.azure.create_container()
-        self.stores: dict[str, Store] = {
-            "s3": open_store(StoreUrl("s3", self.bucket, ""), s3=S3_CREDENTIAL),
-            "az": open_store(StoreUrl("az", self.bucket, ""), azure=AZURE_CREDENTIAL),
-        }
+        self.stores: dict[str, Store] = {}
+        self.recycle()
         self.pairs = [
             Pair(0, dest, lead_of(e), e["id"], self.sandbox.store.get(e["id"]) or b"", e)
             for e in self.events
@@ -486,8 +495,20 @@ class World:
         else:
             self.azure.delete_blob(key)
 
+    def recycle(self, most_files: int = 0) -> None:
+        """Close the stores and open new ones when this process holds more than ``most_files`` open files: a
+        store keeps a connection per thread that read through it until it is closed, and runs make new threads."""
+        if len(os.listdir("/proc/self/fd")) <= most_files:
+            return
+        for store in self.stores.values():
+            store.close()
+        self.stores = {
+            "s3": open_store(StoreUrl("s3", self.bucket, ""), s3=S3_CREDENTIAL),
+            "az": open_store(StoreUrl("az", self.bucket, ""), azure=AZURE_CREDENTIAL),
+        }
+
     def open_for(self, destination: Destination) -> Store:
-        return Shared(self.stores[destination.scheme])  # type: ignore[return-value]
+        return Shared(self.stores[destination.scheme])
 
     def api_events(self) -> list[dict[str, Any]]:
         """Every event the API serves now, read through it (ascending, paged)."""
@@ -543,8 +564,9 @@ class World:
         try:
             with self._trigger_lock:
                 self._trigger = trigger
-            ready, _, _ = select.select([handle], [], [], 120)
-            assert ready, f"the CLI child {pid} did not end in 120 s: {log.read_text()[-2000:]}"
+            waiting = select.poll()
+            waiting.register(handle, select.POLLIN)
+            assert waiting.poll(120_000), f"the CLI child {pid} did not end in 120 s: {log.read_text()[-2000:]}"
         finally:
             with self._trigger_lock:
                 self._trigger = None
@@ -629,6 +651,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
 
         def teardown(self) -> None:
             shutil.rmtree(self.work, ignore_errors=True)
+            world.recycle(most_files=400)
 
         # -- the archive -------------------------------------------------------------------------------
         @initialize(dropped=st.sets(pairs, max_size=4))
@@ -797,14 +820,14 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
         def _check_storage(self, allowed: dict[tuple[str, str], bytes]) -> None:
             """Firehose overwrote nothing, deleted nothing, and created only repairs of missing pairs."""
             now = world.listing()
-            for scheme, keys in self.objects.items():
-                for key in keys:
+            for scheme, stored in self.objects.items():
+                for key in stored:
                     assert key in now[scheme], f"firehose deleted {scheme}://{world.bucket}/{key}"
                     assert now[scheme][key] == self.etags[(scheme, key)], (
                         f"firehose overwrote {scheme}://{world.bucket}/{key}"
                     )
-            for scheme, keys in now.items():
-                for key, etag in keys.items():
+            for scheme, tags in now.items():
+                for key, etag in tags.items():
                     if key in self.objects[scheme]:
                         continue
                     assert (scheme, key) in allowed, (
@@ -918,12 +941,12 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             assert kwdefaults is not None
             saved_clock, saved_opener = kwdefaults["clock"], cli_module._destination_opener
             kwdefaults["clock"] = clock
-            cli_module._destination_opener = lambda settings, credential_id: world.open_for  # type: ignore[assignment]
+            cli_module._destination_opener = lambda settings, credential_id: world.open_for
             try:
                 yield
             finally:
                 kwdefaults["clock"] = saved_clock
-                cli_module._destination_opener = saved_opener  # type: ignore[assignment]
+                cli_module._destination_opener = saved_opener
 
         @rule(
             verify=st.sampled_from(("presence", "content")),
