@@ -1123,3 +1123,69 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_reconcile_repair_and_audit_keep_their_invariants_whatever_happens_to_the_archive(world: World) -> None:
     run_state_machine_as_test(machine(world), settings=settings.get_profile("firehose-property"))
+
+
+def _dest(world: World, scheme: str, prefix: str) -> Dest:
+    return next(d for d in world.dests if d.scheme == scheme and d.prefix == prefix)
+
+
+def _kill_repairs_until_it_fails(world: World, first: Any) -> None:
+    """A repair run of one missing object (the late Azure event), killed at its storage request 1, 2, ...: the
+    first kill that lands between the write and the window's save breaks an invariant (found at request 9)."""
+    late = next(p for p in world.pairs if p.dest == _dest(world, "az", "") and "feedbac" in p.event_id)
+    first.teardown()
+    for number in range(1, 31):
+        state: Any = machine(world)()
+        try:
+            state.reset({late})
+            state.kill_9("presence", True, ("before", number))
+        finally:
+            state.teardown()
+
+
+KNOWN: dict[str, tuple[str, Callable[[World], list[Callable[[Any], Any]]]]] = {
+    "archive-only-at-midnight-counted-by-two-windows": (
+        "reconcile.archive_only keeps start <= made <= end for every window, not only the run's last: an "
+        "object made at midnight is archive-only in the day before and in its own",
+        lambda w: [
+            lambda m: m.reset(set()),
+            lambda m: m.archive_only((_dest(w, "az", ""), DAY2), 0, 0, "json"),
+            lambda m: m.reconcile("presence", False, 0, False, "library"),
+        ],
+    ),
+    "archive-only-with-an-old-lead-in-the-manifest-not-in-coverage": (
+        "the manifest lists leads from an hour before the period; coverage only from an hour before each window",
+        lambda w: [
+            lambda m: m.reset(set()),
+            lambda m: m.archive_only((_dest(w, "az", ""), DAY2), 1, 7200, "json"),
+            lambda m: m.audit(),
+        ],
+    ),
+    "archive-only-in-a-day-without-its-destinations-events": (
+        "a window lists only the destinations its own events name; the manifest lists every destination of the period",
+        lambda w: [
+            lambda m: m.reset(set()),
+            lambda m: m.archive_only((_dest(w, "az", "events/home"), DAY1), 1, 0, "json"),
+            lambda m: m.audit(),
+        ],
+    ),
+    "kill-9-between-a-repair-and-its-window-save-loses-the-repair-record": (
+        "repairs are recorded with their window's save: a kill after the write leaves an object no record holds",
+        lambda w: [lambda m: _kill_repairs_until_it_fails(w, m)],
+    ),
+}
+"""Minimal sequences the machine found (shrunk by hypothesis), replayed as they are: each fails until its
+defect is fixed (then the xfail turns into a failure here, and its entry goes)."""
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_a_counterexample_the_machine_found(world: World, name: str) -> None:
+    why, steps = KNOWN[name]
+    state = machine(world)()
+    try:
+        with pytest.raises(AssertionError):
+            for step in steps(world):
+                step(state)
+        pytest.xfail(why)
+    finally:
+        state.teardown()
