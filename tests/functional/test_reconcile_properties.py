@@ -455,6 +455,8 @@ class World:
         if self.zygote.stdin:
             self.zygote.stdin.close()
         self.zygote.wait(30)
+        if self.zygote.stdout:
+            self.zygote.stdout.close()
         self.server.shutdown()
         self.server.server_close()
         self.sandbox.stream.close()
@@ -1189,3 +1191,26 @@ def test_a_counterexample_the_machine_found(world: World, name: str) -> None:
         pytest.xfail(why)
     finally:
         state.teardown()
+
+
+@pytest.mark.xfail(strict=True, reason="each read_many's threads open connections that stay open until close()")
+def test_a_store_read_through_many_times_keeps_a_bounded_number_of_connections(world: World) -> None:
+    """Found by the machine as `select()` refusing a descriptor over 1024: a store keeps a connection per
+    thread that read through it until the store is closed, and each window of a content run reads through new
+    threads, so one long run (90 windows, 32 workers) piles up thousands of sockets."""
+    from firehose.archive.listing import read_many
+
+    keys = [f"fd-test/{number}.json" for number in range(8)]
+    for key in keys:
+        world.write("s3", key, b"{}")
+    store = open_store(StoreUrl("s3", world.bucket, ""), s3=S3_CREDENTIAL)
+    try:
+        list(read_many(store, keys, workers=8))
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(10):
+            list(read_many(store, keys, workers=8))
+        assert len(os.listdir("/proc/self/fd")) - before < 16, "connections of finished reads stay open"
+    finally:
+        store.close()
+        for key in keys:
+            world.delete("s3", key)
