@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from firehose.codec import encode
+from firehose.codec import encode, preview
 from firehose.errors import ApiError, ApiStatusError, DataError, UsageError
 from firehose.http import HttpClient, QueryParams
 from firehose.ids import is_object_id
@@ -32,9 +32,11 @@ Rule = dict[str, Any]
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, milliseconds only when there are some: what ``date-time`` means."""
     moment = moment.astimezone(UTC)
+    # The year by hand: strftime's %Y does not pad years before 1000 on Linux (year 1 came out as "1-01-01").
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
     if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{moment.microsecond // 1000:03d}Z"
+    return f"{text}Z"
 
 
 def _field_rule(field: str, values: Sequence[str]) -> Rule:
@@ -63,7 +65,7 @@ class EventQuery:
         for name in ("after_id", "before_id"):
             value = getattr(self, name)
             if value is not None and not is_object_id(value):
-                raise UsageError(f"{name} {value!r} is not a 24-hex-digit event id")
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is not a 24-hex-digit event id")
         for event_type in self.types:
             if event_type not in EVENT_TYPES:
                 raise UsageError(f"unknown event type {event_type!r}; known: {', '.join(EVENT_TYPES)}")
@@ -130,7 +132,7 @@ class LeadConduit:
             for event in page:
                 raw_id = event.get("id")
                 if not is_object_id(raw_id):
-                    raise DataError(f"GET /events returned an event without a valid id: {str(event)[:120]}")
+                    raise DataError(f"GET /events returned an event without a valid id: {preview(event)}")
                 event_id = str(raw_id).lower()
                 if cursor is not None and event_id <= cursor.lower():
                     continue
@@ -149,7 +151,7 @@ class LeadConduit:
             raise DataError(f"GET /events answered {type(page).__name__}, expected a JSON array of events")
         for event in page:
             if not isinstance(event, dict):
-                raise DataError(f"GET /events returned a non-object item: {str(event)[:120]}")
+                raise DataError(f"GET /events returned a non-object item: {preview(event)}")
         return page
 
     def get_event(self, event_id: str) -> Event:

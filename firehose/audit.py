@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import os
 import re
 import shutil
 import tempfile
@@ -170,8 +171,32 @@ def _iso(moment: datetime | None) -> str | None:
 
 def require_new_folder(out: Path) -> None:
     """A pack goes into a folder of its own: refuse one that holds files already (a pack never overwrites)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; an evidence pack goes into a new folder")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
+
+
+def check_outputs(out: Path, signing_key: Path) -> None:
+    """What the pack will need at its end, checked before the long coverage run (which once ended in a
+    traceback when ``--out``'s folder did not exist): a new folder in a writable one, and a signing key that
+    loads, or a writable place to make one."""
+    require_new_folder(out)
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the folder {parent} is not writable")
+    if signing_key.is_dir():
+        raise UsageError(f"--signing-key {signing_key} is a folder, not a key file")
+    if signing_key.exists():
+        signing.load_or_create_key(signing_key)  # loads it: a file that is no key is refused now, not at the end
+        return
+    folder = signing_key.absolute().parent
+    while not folder.exists():  # the key's folders are made when it is saved: the first existing one must be writable
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--signing-key {signing_key}: cannot make it there ({folder} is not a writable folder)")
 
 
 @dataclass
@@ -357,17 +382,24 @@ def verify_pack(
     result = Verification()
     try:
         sums = (pack / SUMS).read_bytes()
-        signature = (pack / SIGNATURE).read_text()
+        signature = (pack / SIGNATURE).read_bytes().decode("utf-8", "replace")  # edited into junk: no match
         public = (pack / PUBLIC_KEY).read_bytes()
     except OSError as exc:
         raise DataError(f"{pack}: not an audit pack ({exc.strerror}: {Path(str(exc.filename)).name})") from None
-    if trusted_key is not None and signing.fingerprint(trusted_key) != signing.fingerprint(public):
+    try:
+        result.key_sha256 = signing.fingerprint(public)
+    except DataError:  # the pack's own key file edited into something else: a finding like any edit
+        result.key_sha256 = "unreadable"
+        result.pack_problems.append(f"{PUBLIC_KEY}: not a PEM Ed25519 public key")
+    if trusted_key is not None and signing.fingerprint(trusted_key) != result.key_sha256:
         result.pack_problems.append(
-            f"{PUBLIC_KEY}: not the trusted key (pack {signing.fingerprint(public)[:16]}…, "
+            f"{PUBLIC_KEY}: not the trusted key (pack {result.key_sha256[:16]}…, "
             f"trusted {signing.fingerprint(trusted_key)[:16]}…)"
         )
-    result.key_sha256 = signing.fingerprint(public)
-    result.signature_ok = signing.verify(trusted_key or public, sums, signature)
+    try:
+        result.signature_ok = signing.verify(trusted_key or public, sums, signature)
+    except DataError:
+        result.signature_ok = False
     if not result.signature_ok:
         result.pack_problems.append(f"{SIGNATURE}: the signature does not match {SUMS}")
     listed: set[str] = set()
@@ -385,6 +417,9 @@ def verify_pack(
     if any(p.startswith("manifest.ndjson") for p in result.pack_problems):
         return result  # a manifest that is not the signed one proves nothing about the archive
     stores: dict[str, Store] = {}
+    if not (pack / "manifest.ndjson").is_file():
+        result.pack_problems.append("manifest.ndjson: missing from the pack")
+        return result
     try:
         with (pack / "manifest.ndjson").open("rb") as source:
             lines = (_manifest_line(number, raw) for number, raw in enumerate(source, start=1))
@@ -415,6 +450,8 @@ def _manifest_claims(pack: Path, lines: int) -> str | None:
         manifest = decode((pack / "summary.json").read_bytes(), where="summary.json").get("manifest") or {}
     except (OSError, DataError, AttributeError) as exc:
         return f"summary.json: cannot be read ({exc})"
+    if not isinstance(manifest, dict):
+        return "summary.json: holds no manifest counts"
     if manifest.get("objects") != lines:
         return f"summary.json: says {manifest.get('objects')} manifest objects, manifest.ndjson holds {lines}"
     archived = manifest.get("archived_in_coverage")

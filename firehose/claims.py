@@ -20,6 +20,7 @@ lead data is written: ids, hashes, a redacted URL.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -51,12 +52,31 @@ class StoredClaim:
         """Whether the machine that claimed it may still be sending it."""
         if self.result is not None:
             return False
-        try:
-            claimed = datetime.fromisoformat(str(self.claim.get("claimed_at")))
-            seconds = float(self.claim.get("in_flight_seconds") or 0)
-        except (TypeError, ValueError):
+        claimed, seconds = claimed_at(self.claim), in_flight_seconds(self.claim)
+        if claimed is None or seconds is None:
             return True  # a claim we cannot read: assume the worst
         return (now - claimed).total_seconds() < seconds
+
+
+def claimed_at(claim: Mapping[str, Any]) -> datetime | None:
+    """When a claim was made, as an aware time (one written without a zone is UTC: compared with an aware "now"
+    it raised TypeError); None when it cannot be read. Claims come from a shared store, written by any
+    machine, so nothing in them is taken on trust."""
+    try:
+        moment = datetime.fromisoformat(str(claim.get("claimed_at")))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def in_flight_seconds(claim: Mapping[str, Any]) -> float | None:
+    """How long a claim's machine may be sending it; None when unreadable (``nan`` compared as "not in flight",
+    which would have let another machine send the lead again)."""
+    try:
+        seconds = float(claim.get("in_flight_seconds") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class StoreLedger:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import signal
 import sys
@@ -25,37 +26,95 @@ import click
 from firehose import __version__
 from firehose.config import API_USERNAME, Settings, config_path, load_settings
 from firehose.errors import ConfigError, DataError, ExitCode, FirehoseError, UsageError
-from firehose.secret import redact_url
+from firehose.secret import redact_text, redact_url
 
 log = logging.getLogger("firehose")
 
 
+class FirehoseCommand(click.Command):
+    """A command whose options refuse an empty value: ``--start ''`` or ``--state ''`` was silently taken for the
+    flag left out (a default database, the whole API window), never what was meant."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        _refuse_empty_values(ctx)
+        return rest
+
+
+def _refuse_empty_values(ctx: click.Context) -> None:
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value == "" or (isinstance(value, tuple) and "" in value):
+            raise click.BadParameter("an empty value; leave the option out or give one", ctx=ctx, param=param)
+
+
+def _failing_context(exc: BaseException, default: click.Context | None) -> click.Context | None:
+    """The innermost click context an exception passed through: the command that failed (``archive ls``), which
+    neither a firehose error nor some of click's own parser errors (a missing option value) carry."""
+    found = default
+    trace = exc.__traceback__
+    while trace is not None:
+        for name in ("ctx", "sub_ctx"):
+            value = trace.tb_frame.f_locals.get(name)
+            if isinstance(value, click.Context):
+                found = value
+        trace = trace.tb_next
+    return found
+
+
+def _one_line(text: str) -> str:
+    """A message on one line, whatever a library put in it."""
+    return " ".join(text.split())
+
+
+RECURSION_LIMIT = 4000
+"""Python frames allowed: enough to walk the deepest JSON orjson reads (1,024 levels) from deep in a command."""
+
+
 class FirehoseGroup(click.Group):
     """Turns every ``FirehoseError`` into one line on stderr and its exit code; Ctrl-C into 130; the option
-    parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2."""
+    parser's errors into the same one line (``firehose: error: ...``, naming ``--help``), exit 2; anything
+    else (a bug) into one line and exit 70, never a traceback (``-v`` shows it)."""
+
+    command_class = FirehoseCommand
+    group_class = type  # subgroups (archive, audit) are FirehoseGroups too: the same empty-value rule
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        _refuse_empty_values(ctx)
+        return rest
 
     def main(  # type: ignore[override]  # click's overloads; the behaviour is the same
         self, args: Sequence[str] | None = None, prog_name: str | None = None, standalone_mode: bool = True,
         **kwargs: Any,
     ) -> Any:  # fmt: skip
+        # JSON may nest 1,024 levels (orjson's limit) and events are data from outside: Python's default of 1,000
+        # frames made any walk of a legal document (repr, ==, the diff of a body) fail. 4,000 leaves room for the
+        # stack below; deeper input (XML has no limit) is refused where it is read.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare `firehose` or a bare group: its help, exit 0
-            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `firehose` or a bare group: name the commands
+            group = exc.ctx.command if exc.ctx else self
+            names = ", ".join(sorted(group.commands)) if isinstance(group, click.Group) else ""
+            where = exc.ctx.command_path if exc.ctx else "firehose"
+            click.echo(f"firehose: error: give a command: {names} (see {where} --help)", err=True)
             code = ExitCode.USAGE
         except click.UsageError as exc:
-            command = exc.ctx.command_path if exc.ctx else "firehose"
-            message = " ".join(exc.format_message().split())
-            click.echo(f"firehose: error: {message} (see {command} --help)", err=True)
+            failed = _failing_context(exc, exc.ctx)
+            command = failed.command_path if failed else "firehose"
+            click.echo(f"firehose: error: {_one_line(exc.format_message())} (see {command} --help)", err=True)
             code = ExitCode.USAGE
         except click.ClickException as exc:
-            click.echo(f"firehose: error: {' '.join(exc.format_message().split())}", err=True)
+            click.echo(f"firehose: error: {_one_line(exc.format_message())}", err=True)
             code = exc.exit_code
         except click.Abort:
             click.echo("firehose: interrupted", err=True)
             code = ExitCode.INTERRUPTED
+        except Exception as exc:  # a bug before any command ran (while parsing): one line, not a traceback
+            code = _internal_error(exc)
         try:  # what is still buffered goes out now, where a failure can be told, not at exit
             if not sys.stdout.closed:
                 sys.stdout.flush()
@@ -73,8 +132,12 @@ class FirehoseGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # a bad flag or value: name the command's --help, as click's own errors do
+            failed = _failing_context(exc, ctx) or ctx
+            click.echo(f"firehose: error: {_one_line(str(exc))} (see {failed.command_path} --help)", err=True)
+            ctx.exit(int(exc.exit_code))
         except FirehoseError as exc:
-            click.echo(f"firehose: error: {exc}", err=True)
+            click.echo(f"firehose: error: {_one_line(str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as a program killed by SIGPIPE would (141), never
@@ -91,6 +154,26 @@ class FirehoseGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("firehose: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own ways out (ctx.exit is a RuntimeError): main() reports them
+        except Exception as exc:
+            ctx.exit(_internal_error(exc))
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug, not a bad input: one line naming the exception, never a traceback on stderr (``-v`` adds it, for a
+    bug report). The text goes through the credential filter like every log line."""
+    detail = redact_text(_one_line(str(exc)))[:300]
+    click.echo(
+        f"firehose: error: internal error (a bug in firehose; -v shows where): {type(exc).__name__}"
+        + (f": {detail}" if detail else ""),
+        err=True,
+    )
+    if log.isEnabledFor(logging.INFO):
+        import traceback
+
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    return int(ExitCode.INTERNAL)
 
 
 if TYPE_CHECKING:
@@ -119,20 +202,53 @@ class WritableFile(_StrParam):
         return str(value)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: click's ``FloatRange`` lets ``nan`` through (every comparison
+    with it is false) and, without a maximum, ``inf`` and ``1e400``; a NaN backoff crashed the retry loop."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FIRST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_MOMENT = datetime.fromtimestamp(0xFFFFFFFF, tz=UTC)
+"""The times an event id can hold (8 hex digits of Unix seconds): every event, lead and window lies between."""
+
+
 def parse_time(value: str, flag: str, *, end_of_day: bool = False) -> datetime:
     """An ISO 8601 date or date-time; a naive one is taken as UTC. A bare date is that day's first moment, or
-    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive)."""
+    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive). Refused outside the
+    times an event id can hold (1970 to 2106): ``--start 0001-01-01`` was sent to the API as ``1-01-01``, and
+    ``--end 9999-12-31`` overflowed the year in the windows' arithmetic."""
     text = value.strip()
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             if end_of_day:
-                return datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                moment = datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
+            else:
+                moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     except ValueError as exc:
         raise UsageError(f"{flag} {value!r} is not an ISO 8601 date or date-time (2026-11-01T00:00:00Z)") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # a zone offset can push 9999-12-31T23:00-05:00 or 0001-01-01+05:00 past a year
+    except (ValueError, OverflowError):
+        raise UsageError(f"{flag} {value!r} is outside the times an event id can hold (1970 to 2106)") from None
+    if end_of_day and len(text) == 10 and moment.date() == LAST_MOMENT.date():
+        moment = LAST_MOMENT  # a bare --end of the last day: up to the last second an id can hold
+    if moment < FIRST_MOMENT:
+        raise UsageError(f"{flag} {value!r} is before 1970-01-01, the first time an event id can hold")
+    if moment > LAST_MOMENT:
+        raise UsageError(
+            f"{flag} {value!r} is after {LAST_MOMENT:%Y-%m-%dT%H:%M:%SZ}, the last time an event id can hold"
+        )
+    return moment
 
 
 class _StdoutWriter(io.BufferedWriter):
@@ -232,13 +348,13 @@ def _log_to_stderr(level: int) -> None:
 @click.option("-o", "--output", type=WritableFile(), help="Write NDJSON here instead of stdout.")
 @click.option(
     "--max-attempts",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 100),
     help="Attempts per request before giving up (default 6; 429/5xx/lost connections are retried).",
 )
 @click.option(
     "--backoff-max",
     "backoff_max_seconds",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0, 3600),
     help="Longest wait between attempts, seconds (default 30).",
 )
 @click.pass_context
@@ -342,11 +458,11 @@ def events(
     help="Bucket and container name in the flows' firehose settings.",
 )
 @click.option(
-    "--leads", type=click.IntRange(min=0), default=200, show_default=True, help="Leads to generate at start-up."
+    "--leads", type=click.IntRange(0, 1_000_000), default=200, show_default=True, help="Leads to generate at start-up."
 )
 @click.option(
     "--days",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloat(0.001, 36_500),
     default=30.0,
     show_default=True,
     help="Days the generated leads spread over, ending at --until.",
@@ -368,33 +484,33 @@ def events(
 @click.option("--create-buckets", is_flag=True, help="Create missing buckets and containers at start.")
 @click.option(
     "--drop-rate",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of firehose writes lost on purpose, so reconcile has gaps to find.",
 )
 @click.option(
     "--rate-429",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of API answers that are 429 with Retry-After.",
 )
 @click.option(
     "--rate-5xx",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     default=0.0,
     show_default=True,
     help="Share of API answers that are 500/502/503/504.",
 )
 @click.option(
     "--latency-ms",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(0, 600_000),
     default=0.0,
     show_default=True,
     help="Delay added to every API answer.",
 )
-@click.option("--port-file", type=click.Path(dir_okay=False), help="Write the listening port here once ready.")
+@click.option("--port-file", type=WritableFile(), help="Write the listening port here once ready.")
 def sandbox(
     host: str,
     port: int,
@@ -519,11 +635,11 @@ def _open_store(where: Any, settings: Settings, credential_id: str | None) -> An
     return open_store(where)
 
 
-def _open_url(url: str, settings: Settings, credential_id: str | None) -> tuple[Any, Any]:
+def _open_url(url: str, settings: Settings, credential_id: str | None, name: str = "URL") -> tuple[Any, Any]:
     """The store a URL names and the parsed URL, with the credential mapped for ``credential_id``."""
     from firehose.archive import StoreUrl
 
-    where = StoreUrl.parse(url)
+    where = StoreUrl.parse(url, name)
     return _open_store(where, settings, credential_id), where
 
 
@@ -702,12 +818,14 @@ def archive_cat(
     """
     from firehose.archive.layout import ArchivedEvent, folder
     from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-    from firehose.codec import encode_line, encode_pretty, records
-    from firehose.errors import ArchiveNotFound, DataError
+    from firehose.codec import encode_line, encode_pretty, iter_records
+    from firehose.errors import ArchiveError, DataError
     from firehose.ids import is_object_id
 
     if not targets and not (start or end):
         raise UsageError("give KEYs or EVENT_IDs, or --start/--end for a window")
+    if lead_id is not None and not is_object_id(lead_id):
+        raise UsageError(f"--lead-id {lead_id!r} is not a 24-hex-digit lead id")
     start_seconds, end_seconds = _window(start, end)
     settings = _storage_settings(ctx, storage)
     store, where = _open_url(url, settings, credential_id)
@@ -736,9 +854,9 @@ def archive_cat(
             try:
                 if isinstance(body, Exception):
                     raise body
-                for record in records(body, where=f"{store.url}/{key}"):
+                for record in iter_records(body, where=f"{store.url}/{key}"):  # one at a time: memory
                     out.write(encode_pretty(record) if pretty else encode_line(record))
-            except (DataError, ArchiveNotFound) as exc:
+            except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
                 click.echo(f"firehose: error: {exc}", err=True)
                 problems += 1
         out.flush()
@@ -835,7 +953,10 @@ def _depth(verify: str) -> tuple[str, float]:
     mode, _, percent = verify.partition(":")
     if mode == "sample" and not percent.replace(".", "", 1).isdigit():
         raise UsageError(f"--verify {verify!r}: give the share to read, e.g. sample:5")
-    return mode, float(percent or 0)
+    share = float(percent or 0)
+    if mode == "sample" and not 0 < share <= 100:  # sample:150 was read as "everything", sample:0 as "nothing"
+        raise UsageError(f"--verify {verify!r}: the share is a percentage above 0 and at most 100")
+    return mode, share
 
 
 def _archive_override(archive_url: str | None, credential_id: str | None) -> Any:
@@ -845,7 +966,7 @@ def _archive_override(archive_url: str | None, credential_id: str | None) -> Any
     from firehose.archive import StoreUrl
     from firehose.event import Destination
 
-    target = StoreUrl.parse(archive_url)
+    target = StoreUrl.parse(archive_url, "--archive")
     service = {"s3": "aws", "az": "azure"}.get(target.scheme, "file")
     return Destination(service, target.bucket, target.prefix, credential_id)
 
@@ -940,13 +1061,14 @@ def reconcile(
     from firehose.reconcile import GAPS, Verdict, at_risk, by_expiry
     from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
     from firehose.report import RowWriter
-    from firehose.state import StateDB
+    from firehose.state import RunLock, StateDB
 
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
     )
     now = datetime.now(UTC)
-    finish = parse_time(end, "--end", end_of_day=True) if end else now - _duration(lag, "--lag")
+    lag_time = _duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
+    finish = parse_time(end, "--end", end_of_day=True) if end else now - lag_time
     begin = parse_time(start, "--start") if start else now - timedelta(days=90)
     mode, percent = _depth(verify)
     override = _archive_override(archive_url, credential_id)
@@ -970,11 +1092,15 @@ def reconcile(
     api = settings.api
     key = api.require_key()
     policy = RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds)
+    database = state_path(state_file, os.environ)
     with (
+        # One reconcile (or audit) at a time per state database, refused at once naming who holds it; a dry run
+        # writes no windows and takes no lock.
+        contextlib.nullcontext() if dry_run else RunLock(database, "reconcile", "firehose reconcile"),
         HttpClient(
             api.url, auth=(API_USERNAME, key.reveal()), timeout_seconds=api.timeout_seconds, retry=policy
         ) as http,
-        StateDB(state_path(state_file, os.environ)) as state,
+        StateDB(database) as state,
     ):
 
         def progress(done: int, total: int, day: datetime) -> None:
@@ -1104,9 +1230,15 @@ def _rate(value: str | None) -> float | None:
         rate = float(number) / (divisor or 1.0)
     except ValueError:
         raise UsageError(f"--rate {value!r}: give requests per second, e.g. 50/s or 600/m") from None
-    if rate <= 0:
-        raise UsageError(f"--rate {value!r} must be above zero")
+    if not math.isfinite(rate) or rate <= 0:  # inf/s, nan: no spacing at all, or a comparison always false
+        raise UsageError(f"--rate {value!r} must be a number above zero, e.g. 50/s")
+    if not RATE_SLOWEST <= rate <= RATE_FASTEST:  # 1e-300/s: a sleep too long for the clock
+        raise UsageError(f"--rate {value!r} must be from 1/h to {RATE_FASTEST:,.0f}/s")
     return rate
+
+
+RATE_SLOWEST, RATE_FASTEST = 1 / 3600, 100_000.0
+"""``--rate`` bounds: slower than one an hour is no replay, and faster than this no sender here reaches."""
 
 
 def _assignments(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -1168,7 +1300,7 @@ REPLAY_FIELDS = (
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
 @click.option(
     "--timeout",
-    type=float,
+    type=FiniteFloat(0, 3600, min_open=True),
     default=30.0,
     show_default=True,
     help="Seconds for each attempt to send and get its whole answer.",
@@ -1287,6 +1419,10 @@ def replay(
         return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
     rules = _rules(rules_json)
+    if ledger_url:  # checked in a dry run too, which does not use it: a bad value is never ignored
+        from firehose.archive import StoreUrl
+
+        StoreUrl.parse(ledger_url, "--ledger")
     selection = replaying.Selection(
         start=parse_time(start, "--start") if start else None,
         end=parse_time(end, "--end", end_of_day=True) if end else None,
@@ -1352,13 +1488,16 @@ def replay(
             api_client = LeadConduit(http)
         stores = []
         for from_url in from_urls:
-            store, where = _open_url(from_url, settings, credential_id)
+            store, where = _open_url(from_url, settings, credential_id, "--from")
             stack.callback(store.close)
             stores.append((store, where))
 
         ids = None
         if ids_file:
-            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open())
+            # Bytes that are not UTF-8 become U+FFFD: that line is reported as no id, the others go on.
+            if ids_file == "-" and isinstance(sys.stdin, io.TextIOWrapper):
+                sys.stdin.reconfigure(errors="replace")
+            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open(errors="replace"))
         archives = [(store, where.prefix) for store, where in stores]
         source = replaying.Sources(api_client if use_api or ids else None, archives, workers=workers)
         selected = source.select(selection, problems, ids=ids)
@@ -1370,7 +1509,7 @@ def replay(
         ledger = ReplayLedger(state)
         shared = None
         if ledger_url and not dry_run:
-            ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id)
+            ledger_store, ledger_where = _open_url(ledger_url, settings, credential_id, "--ledger")
             stack.callback(ledger_store.close)
             if ledger_where.scheme == "file":
                 ledger_store.create()  # a folder of our own; a bucket or container is never made by firehose
@@ -1602,7 +1741,7 @@ def audit(
     from firehose.http import HttpClient, RetryPolicy
     from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
     from firehose.retention import parse_retention
-    from firehose.state import StateDB
+    from firehose.state import RunLock, StateDB
 
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
@@ -1612,7 +1751,8 @@ def audit(
     required = parse_retention(require_retention) if require_retention else None
     mode, percent = _depth(depth)
     out = Path(out_dir)
-    auditing.require_new_folder(out)  # before the long coverage run, not after it
+    key_file = Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem")
+    auditing.check_outputs(out, key_file)  # before the long coverage run, not after it
     settings = _settings(
         ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
     )
@@ -1631,14 +1771,16 @@ def audit(
     api = settings.api
     key = api.require_key()
     started = time.monotonic()
+    database = state_path(state_file, os.environ)
     with (
+        RunLock(database, "reconcile", "firehose audit"),  # its coverage is a reconcile run, in the same tables
         HttpClient(
             api.url,
             auth=(API_USERNAME, key.reveal()),
             timeout_seconds=api.timeout_seconds,
             retry=RetryPolicy(max_attempts=api.max_attempts, backoff_max_seconds=api.backoff_max_seconds),
         ) as http,
-        StateDB(state_path(state_file, os.environ)) as state,
+        StateDB(database) as state,
     ):
         click.echo("firehose audit: checking coverage against the API", err=True)
         outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
@@ -1671,7 +1813,7 @@ def audit(
         destinations=destinations,
         required_days=required,
         verify=depth,
-        signing_key=Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem"),
+        signing_key=key_file,
         workers=workers,
         progress=lambda text: click.echo(f"firehose audit: {text}", err=True),
         older_leads=outcome.older_leads,
@@ -1729,11 +1871,17 @@ def audit_verify(
     from firehose.codec import encode_pretty
 
     settings = _storage_settings(ctx, storage)
+    trusted = None
+    if public_key:
+        from firehose.signing import fingerprint
+
+        trusted = Path(public_key).read_bytes()
+        try:
+            fingerprint(trusted)  # the key the user trusts must be one, before any object is read
+        except DataError:
+            raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
     result = auditing.verify_pack(
-        Path(pack),
-        _destination_opener(settings, credential_id),
-        trusted_key=Path(public_key).read_bytes() if public_key else None,
-        workers=workers,
+        Path(pack), _destination_opener(settings, credential_id), trusted_key=trusted, workers=workers
     )
     if fmt == "json":
         out = binary_stdout()

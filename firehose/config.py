@@ -17,15 +17,17 @@ environment variable that holds a secret (``api_key_env = "MY_VAR"``) rather tha
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from firehose.archive.base import AzureCredential, S3Credential
-from firehose.errors import ConfigError
-from firehose.secret import Secret
+from firehose.errors import ConfigError, UsageError
+from firehose.secret import Secret, redact_url
 
 DEFAULT_CONFIG_FILE = "firehose.toml"
 DEFAULT_LEADCONDUIT_URL = "https://app.leadconduit.com"
@@ -44,9 +46,16 @@ class ApiSettings:
     max_attempts: int = 6
     """Attempts per request, the first included; 429 and 5xx answers and lost connections are retried."""
     backoff_max_seconds: float = 30.0
+    key_env: str = API_KEY_ENV
+    """The variable the key is read from (``api_key_env`` in the config file names another): the one to name
+    when it is missing."""
 
     def require_key(self) -> Secret:
         if self.api_key is None or not self.api_key.reveal():
+            if self.key_env != API_KEY_ENV:
+                raise ConfigError(
+                    f"no LeadConduit API key: {self.key_env} (named by api_key_env in [leadconduit]) is not set"
+                )
             raise ConfigError(f"no LeadConduit API key: set {API_KEY_ENV} (or api_key_env in [leadconduit])")
         return self.api_key
 
@@ -137,8 +146,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # random bytes, a binary file: tomllib decodes before it parses
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 text (byte {exc.start})") from exc
+    except RecursionError as exc:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from exc
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+
+
+SECTIONS = {
+    "leadconduit": ("url", "api_key_env", "api_key", "timeout_seconds", "max_attempts", "backoff_max_seconds"),
+    "credentials": (),
+}
+"""The config file's sections and, for ``[leadconduit]``, its settings (``[credentials]`` entries are checked
+where they are read). Anything else is refused, naming it: a misspelt ``[leadconduitt]`` or ``timeout = 5``
+was silently ignored, leaving the defaults in force while the file said otherwise."""
+
+
+def _check_names(data: Mapping[str, Any], path: Path | None) -> None:
+    for name in data:
+        if name not in SECTIONS:
+            known = ", ".join(f"[{section}]" for section in SECTIONS)
+            raise ConfigError(f"config file {path}: unknown section or setting {name!r} (known: {known})")
+    lc = data.get("leadconduit")
+    if isinstance(lc, Mapping):
+        for name in lc:
+            if name not in SECTIONS["leadconduit"]:
+                known = ", ".join(SECTIONS["leadconduit"])
+                raise ConfigError(f"config file {path}: unknown setting {name!r} in [leadconduit] (known: {known})")
 
 
 def _section(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[str, Any]:
@@ -148,13 +183,20 @@ def _section(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[s
     return section
 
 
-def _number(value: Any, name: str, kind: type[int] | type[float], *, minimum: float) -> Any:
+def _number(
+    value: Any, name: str, kind: type[int] | type[float], *, minimum: float, maximum: float, flag: bool = False
+) -> Any:
+    """A number setting, named in the error by where it came from; ``nan``, ``inf``, ``true`` and absurd sizes
+    are refused (a NaN timeout never expires, and ``true`` is not 1 attempt)."""
+    error = UsageError if flag else ConfigError
     try:
+        if isinstance(value, bool):
+            raise TypeError(value)
         number = kind(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise error(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(number) or not minimum <= number <= maximum:
+        raise error(f"{name} must be from {minimum:g} to {maximum:g}, got {value!r}")
     return number
 
 
@@ -166,15 +208,39 @@ def _pick(
     section: Mapping[str, Any],
     toml_key: str,
     default: Any,
-) -> Any:
+    *,
+    flag: str,
+    source: Path | None,
+) -> tuple[Any, str, bool]:
+    """The value, the name of where it came from (for an error message), and whether that is a flag."""
     if overrides.get(key) is not None:
-        return overrides[key]
+        return overrides[key], flag, True
     for name in env_names:
         if env.get(name):
-            return env[name]
+            return env[name], name, False
     if toml_key in section:
-        return section[toml_key]
-    return default
+        return section[toml_key], f"{toml_key} in [leadconduit] of {source}", False
+    return default, toml_key, False
+
+
+def check_api_url(url: str, where: str, *, flag: bool = False) -> str:
+    """A LeadConduit base URL: http(s), a host, a valid port; refused naming ``where`` (the flag, variable or
+    file it came from). ``http://`` (no host) was tried six times as "cannot reach", exit 4, and an invalid
+    IPv6 literal (``http://[::1``) crashed the HTTP client."""
+    error = UsageError if flag else ConfigError
+    shown = redact_url(url)  # a user:password@ in it is never shown
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # parsing the port is what raises for a bad one
+    except ValueError as exc:
+        raise error(f"{where} {shown!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise error(f"{where} {shown!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise error(f"{where} {shown!r} names no host (e.g. https://app.leadconduit.com)")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise error(f"{where} {shown!r} holds spaces or control characters")
+    return url
 
 
 def state_path(explicit: str | None, env: Mapping[str, str]) -> Path:
@@ -204,60 +270,68 @@ def load_settings(
     """Build ``Settings`` from flags (``overrides``), the environment and the TOML file."""
     overrides = overrides or {}
     data = _read_toml(config_file) if config_file else {}
+    _check_names(data, config_file)
     lc = _section(data, "leadconduit", config_file)
+    _check_file_values(lc, config_file)
 
-    url = str(
-        _pick(
-            overrides, "url", env, ("FIREHOSE_LEADCONDUIT_URL", "LEADCONDUIT_URL"), lc, "url", DEFAULT_LEADCONDUIT_URL
-        )
+    url, where, flag = _pick(
+        overrides,
+        "url",
+        env,
+        ("FIREHOSE_LEADCONDUIT_URL", "LEADCONDUIT_URL"),
+        lc,
+        "url",
+        DEFAULT_LEADCONDUIT_URL,
+        flag="--url",
+        source=config_file,
     )
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"LeadConduit URL {url!r} must start with http:// or https://")
+    url = check_api_url(str(url), where, flag=flag)
 
     key_env = str(lc.get("api_key_env", API_KEY_ENV))
     key = env.get(key_env) or (str(lc["api_key"]) if "api_key" in lc else None)
 
+    def number(key: str, variable: str, default: float, kind: type[int] | type[float], low: float, high: float) -> Any:
+        value, where, flag = _pick(
+            overrides, key, env, (variable,), lc, key, default, flag=FLAGS.get(key, key), source=config_file
+        )
+        return _number(value, where, kind, minimum=low, maximum=high, flag=flag)
+
     api = ApiSettings(
         url=url.rstrip("/"),
         api_key=Secret(key) if key else None,
-        timeout_seconds=_number(
-            _pick(
-                overrides,
-                "timeout_seconds",
-                env,
-                ("FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS",),
-                lc,
-                "timeout_seconds",
-                60.0,
-            ),
-            "timeout_seconds",
-            float,
-            minimum=0.1,
+        timeout_seconds=number(
+            "timeout_seconds", "FIREHOSE_LEADCONDUIT_TIMEOUT_SECONDS", 60.0, *NUMBERS["timeout_seconds"]
         ),
-        max_attempts=_number(
-            _pick(overrides, "max_attempts", env, ("FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS",), lc, "max_attempts", 6),
-            "max_attempts",
-            int,
-            minimum=1,
+        max_attempts=number("max_attempts", "FIREHOSE_LEADCONDUIT_MAX_ATTEMPTS", 6, *NUMBERS["max_attempts"]),
+        backoff_max_seconds=number(
+            "backoff_max_seconds", "FIREHOSE_LEADCONDUIT_BACKOFF_MAX_SECONDS", 30.0, *NUMBERS["backoff_max_seconds"]
         ),
-        backoff_max_seconds=_number(
-            _pick(
-                overrides,
-                "backoff_max_seconds",
-                env,
-                ("FIREHOSE_LEADCONDUIT_BACKOFF_MAX_SECONDS",),
-                lc,
-                "backoff_max_seconds",
-                30.0,
-            ),
-            "backoff_max_seconds",
-            float,
-            minimum=0.0,
-        ),
+        key_env=key_env,
     )
     credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
     sdk_reads = env.get("FIREHOSE_SDK_READS", "") == "1"
     return Settings(api=api, credentials=credentials, config_file=config_file, sdk_reads=sdk_reads)
+
+
+def _check_file_values(lc: Mapping[str, Any], path: Path | None) -> None:
+    """Every value the file gives, checked even when a flag or variable overrides it: a file that is wrong
+    is wrong for the next run that relies on it, so it is named now."""
+    if "url" in lc:
+        check_api_url(str(lc["url"]), f"url in [leadconduit] of {path}")
+    for key, (kind, low, high) in NUMBERS.items():
+        if key in lc:
+            _number(lc[key], f"{key} in [leadconduit] of {path}", kind, minimum=low, maximum=high)
+
+
+NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
+    "timeout_seconds": (float, 0.1, 3600),
+    "max_attempts": (int, 1, 100),
+    "backoff_max_seconds": (float, 0.0, 3600),
+}
+"""The ``[leadconduit]`` numbers: their type and bounds."""
+
+FLAGS = {"max_attempts": "--max-attempts", "backoff_max_seconds": "--backoff-max"}
+"""The flags that override the ``[leadconduit]`` numbers, named when a value given there is refused."""
 
 
 def _value(entry: Mapping[str, Any], name: str, env: Mapping[str, str], where: str, problems: list[str]) -> str | None:

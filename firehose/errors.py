@@ -41,6 +41,9 @@ class ExitCode(IntEnum):
     """LeadConduit API error."""
     ARCHIVE = 5
     """Archive (storage) error, or an archived object that cannot be read."""
+    INTERNAL = 70
+    """A bug in firehose (an exception it did not expect): one line naming it, never a traceback (sysexits'
+    EX_SOFTWARE). Every bad input, output or server answer has its own code above; this one is a bug to report."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C); state is saved and a rerun resumes."""
     CLOSED_PIPE = 141

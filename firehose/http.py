@@ -25,15 +25,18 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import tenacity
 
 from firehose import __version__
 from firehose.errors import (
+    ApiError,
     ApiStatusError,
     ApiUnreachable,
     ArchiveError,
     AuthError,
+    DataError,
     FirehoseError,
     RetriesExhausted,
     UsageError,
@@ -123,6 +126,88 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
     return type(exc).__name__
 
 
+_deadline = threading.local()
+"""The monotonic time by which this thread's current request must be over (``due``), or none."""
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """A socket operation's timeout, cut to what is left of the request's deadline: each read still has its own
+    timeout, but no number of slow reads outlasts the deadline. Never 0 (a non-blocking socket), so running out
+    is a timeout like any other."""
+    due: float | None = getattr(_deadline, "due", None)
+    if due is None:
+        return timeout
+    left = max(due - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """httpcore's socket stream, every read and write bounded by ``_bounded``."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _bounded(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sockets, wrapped in ``_DeadlineStream``."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_tcp(host, port, _bounded(timeout), local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:  # pragma: no cover  # firehose never asks for one
+        return _DeadlineStream(self._backend.connect_unix_socket(path, _bounded(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport over ``_DeadlineBackend``: the one deadline of an answer covers its status line and
+    headers too, which httpx's timeouts (each bounding one read) do not. A server sending its headers a byte at
+    a time held a request for ever. httpx takes no network backend, so its pool is made again with one (the
+    same settings as httpx's defaults)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_DeadlineBackend(),
+        )
+
+
 class HttpClient:
     """Requests to one base URL, with Basic auth and retries.
 
@@ -151,7 +236,7 @@ class HttpClient:
             auth=httpx.BasicAuth(*auth) if auth else None,
             timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            transport=transport,
+            transport=transport or _DeadlineTransport(),
             follow_redirects=False,
         )
 
@@ -178,25 +263,40 @@ class HttpClient:
     def _get_once(self, url: str, params: QueryParams) -> bytes:
         shown = f"GET {redact_url(url)}"
         # httpx's timeouts bound each read; a server that trickles a byte at a time would hold the request for
-        # ever. The body is read in chunks against one deadline for the whole answer (headers still only have
-        # the per-read timeout).
+        # ever. One deadline covers the whole answer: every socket read and write is cut to what is left of it
+        # (``_DeadlineTransport``: status line and headers), and the body is read in chunks against it.
         deadline = time.monotonic() + self._timeout
+        too_slow = f"LeadConduit is too slow: {shown}: no whole answer within {self._timeout:g} s (timeout_seconds)"
+        _deadline.due = deadline
         try:
             with self._client.stream("GET", url, params=list(params)) as response:
                 chunks = []
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
-                        reason = f"no whole answer within {self._timeout:g} s (timeout_seconds)"
-                        raise _RetryableTransport(
-                            ApiUnreachable(f"LeadConduit is too slow: {shown}: {reason}", url=redact_url(url))
-                        )
+                        raise _RetryableTransport(ApiUnreachable(too_slow, url=redact_url(url)))
                 content = b"".join(chunks)
+        except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline - 0.01:  # the deadline, not one read's timeout, ran out
+                raise _RetryableTransport(ApiUnreachable(too_slow, url=redact_url(url))) from exc
+            reason = _describe_transport_error(exc)
+            raise _RetryableTransport(
+                ApiUnreachable(f"cannot reach LeadConduit: {shown}: {reason}", url=redact_url(url))
+            ) from exc
+        except httpx.UnsupportedProtocol as exc:  # never changes on a retry
+            raise ApiUnreachable(f"cannot reach LeadConduit: {shown}: not an http(s) URL", url=redact_url(url)) from exc
         except httpx.TransportError as exc:
             reason = _describe_transport_error(exc)
             raise _RetryableTransport(
                 ApiUnreachable(f"cannot reach LeadConduit: {shown}: {reason}", url=redact_url(url))
             ) from exc
+        except httpx.DecodingError as exc:
+            # Content-Encoding: gzip (or deflate, br) over bytes that are not: an answer that cannot be parsed.
+            raise DataError(f"{shown}: the answer does not decode as its Content-Encoding says ({exc})") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # what is left of httpx's errors: none is retried
+            raise ApiError(f"{shown}: {type(exc).__name__}: {redact_text(str(exc))[:200]}") from exc
+        finally:
+            _deadline.due = None
         status = response.status_code
         if 200 <= status < 300:
             return content

@@ -70,7 +70,10 @@ def fields(kind: str | None, body: str) -> dict[str, str]:
     numbered (``state[1]``), an XML element's text beside its attributes is ``_``.
 
     Raises ``DataError`` when LeadConduit would refuse the body."""
-    return dict(_flatten(parse(kind, body), ""))
+    try:
+        return dict(_flatten(parse(kind, body), ""))
+    except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
+        raise DataError(f"the {(kind or 'opaque').upper()} body is nested too deeply to read") from None
 
 
 def query_fields(query: str) -> dict[str, str]:
@@ -149,6 +152,15 @@ def edit_request(
     from both. The result is parsed as LeadConduit would parse it; an edit whose result is not the original's
     parse plus the edit raises ``DataError``, as does a request LeadConduit refuses. An edit that changes no
     field returns the stored body and query as they were."""
+    try:
+        return _edit_request(method, query, content_type, body, sets, unsets)
+    except RecursionError:  # a hostile body nested past what the walkers reach: refused, never a crash
+        raise DataError("the body is nested too deeply to edit") from None
+
+
+def _edit_request(
+    method: str, query: str, content_type: str | None, body: str, sets: Sequence[tuple[str, Any]], unsets: Sequence[str]
+) -> EditedRequest:
     for name, _ in [*sets, *((n, None) for n in unsets)]:
         if name.lower() in _TRUSTEDFORM_ALIASES:
             raise DataError(f"LeadConduit renames or drops {name!r} as it reads it: edit trustedform_cert_url instead")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -77,12 +77,15 @@ class Finding:
 
 
 def parse_expiry(value: Any) -> datetime | None:
-    """``expires_at`` as an aware datetime; None when absent or unreadable (tolerant: not documented as required)."""
+    """``expires_at`` as an aware datetime in UTC; None when absent or unreadable (tolerant: not documented as
+    required). A time without a zone is taken as UTC (compared with an aware one it raised TypeError); one that
+    cannot be told in UTC (``9999-12-31T23:59-05:00``) is unknown."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
 
 

@@ -314,7 +314,9 @@ class Reconciler:
             requests.update({kind: after[kind] - before[kind] for kind in after})
             return found
         except (ArchiveError, ConfigError) as exc:
-            log.warning("%s: %s", destination.url(), exc)
+            # The error names its store already (s3://bucket/...); a prefix of the URL would say it twice.
+            said = str(exc)
+            log.warning("%s", said if said.startswith(destination.scheme + "://") else f"{destination.url()}: {said}")
             return [
                 Finding(
                     Verdict.ERROR,

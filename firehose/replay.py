@@ -35,12 +35,13 @@ from firehose.archive import Store
 from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-from firehose.claims import StoredClaim, StoreLedger
+from firehose.claims import StoredClaim, StoreLedger, in_flight_seconds
+from firehose.claims import claimed_at as claim_time
 from firehose.codec import decode, encode, encode_line, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
 from firehose.http import Delivery, Sender
-from firehose.ids import seconds_of
+from firehose.ids import is_object_id, seconds_of
 from firehose.rules import RuleError, evaluate_all
 from firehose.secret import REDACTED, Secret, is_credential, is_credential_param, redact_url
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal, same_lead
@@ -594,7 +595,8 @@ class Problems:
     items: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, where: str, reason: str) -> None:
-        self.items.append((where, reason))
+        # An error that names the object already (``s3://b/k: not valid JSON``) is not prefixed with it twice.
+        self.items.append((where, reason.removeprefix(f"{where}: ")))
 
 
 def from_api(api: LeadConduit, selection: Selection) -> Iterator[dict[str, Any]]:
@@ -646,10 +648,19 @@ def from_ids(
                 continue
             event = row.get("event") if isinstance(row.get("event"), dict) else None
             event_id = str(row.get("event_id") or row.get("id") or "")
+            if event is not None and not is_object_id(event.get("id")):
+                problems.add(f"--ids line {number}", "its event has no valid id")
+                continue
             if event is None and event_id:
+                if not is_object_id(event_id):  # never looked up: an archive listing reads its time from it
+                    problems.add(f"--ids line {number}", f"{event_id[:40]!r} is not an event id")
+                    continue
                 event = fetch(event_id)
         else:
             event_id = text
+            if not is_object_id(event_id):
+                problems.add(f"--ids line {number}", f"{event_id[:40]!r} is not an event id")
+                continue
             event = fetch(event_id)
         if event is None:
             problems.add(f"--ids line {number}", f"event {event_id or '?'} was not found")
@@ -1195,11 +1206,9 @@ def _settle_shared(
     """A claim in the shared ledger without a result whose machine is done with it (died, or gave up): settle it
     through LeadConduit; when it was not received, record that and claim the next attempt."""
     claim = last.claim
-    try:
-        claimed_at = datetime.fromisoformat(str(claim.get("claimed_at")))
-    except ValueError:
+    claimed_at, in_flight = claim_time(claim), in_flight_seconds(claim)
+    if claimed_at is None or in_flight is None:
         return None, "claimed with no result, and the claim cannot be read"
-    in_flight = float(claim.get("in_flight_seconds") or 0)
     doubt = Doubt(str(claim.get("event_id", "")), str(claim.get("target", "")), claimed_at, claim.get("identity") or {})
     outcome = settler.settle(replace(doubt, in_flight_seconds=in_flight))
     if outcome.status == "unknown":

@@ -192,4 +192,7 @@ def evaluate(rule: Any, document: Mapping[str, Any]) -> bool:
 
 def evaluate_all(rules: list[Any], document: Mapping[str, Any]) -> bool:
     """A list of rules, as ``GET /events`` takes them: all must pass."""
-    return all(evaluate(rule, document) for rule in rules)
+    try:
+        return all(evaluate(rule, document) for rule in rules)
+    except RecursionError:  # rule sets nested past the stack: refused like any rule that cannot be read
+        raise RuleError("the rules are nested too deeply") from None

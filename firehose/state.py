@@ -17,11 +17,13 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -143,6 +145,15 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+BUSY_SECONDS = 30.0
+"""How long a connection waits for another process's write before giving up."""
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, to run one by one inside a transaction (``executescript`` commits first)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
 class StateDB:
     """The state database at ``path`` (created with its folder if absent). ``clock`` tells when a run started,
     a window was finished and a repair was made: what decides whether a window is settled (injected, so a test
@@ -158,31 +169,60 @@ class StateDB:
         if path.is_dir():
             raise ConfigError(f"state database {path} is a folder; name a file (e.g. {path / 'state.sqlite'})")
         try:
-            self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+            # Another run writing (a window's transaction, a replay's claim) holds the database for a moment:
+            # wait for it rather than fail with "database is locked".
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)  # explicit transactions
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {path} cannot be opened: {exc}") from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            if found is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) in _MIGRATIONS:  # columns added; older rows simply have none
-                for version in range(int(found[0]), SCHEMA_VERSION):
-                    for table, column in _MIGRATIONS[version]:
-                        have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                        if column not in have:
-                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
-                self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
-            self._db.executescript(_INDEXES)
-        except (sqlite3.Error, ConfigError) as exc:
+            # One process sets up or migrates the schema at a time: two runs starting together on a fresh file
+            # both found no schema version and both inserted one ("UNIQUE constraint failed: meta.name").
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._schema(path)
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, ConfigError, ValueError) as exc:
             self._db.close()
             if isinstance(exc, ConfigError):
                 raise
             raise ConfigError(f"state database {path} cannot be used: {exc}") from exc
+
+    def _wal(self) -> None:
+        """WAL mode (readers never wait for the writer). Switching a fresh file to it needs the file alone for a
+        moment, which SQLite does not always wait for: asked again until ``BUSY_SECONDS`` have passed."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _schema(self, path: Path) -> None:
+        for statement in _statements(_SCHEMA):
+            self._db.execute(statement)
+        found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if found is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) in _MIGRATIONS:  # columns added; older rows simply have none
+            for version in range(int(found[0]), SCHEMA_VERSION):
+                for table, column in _MIGRATIONS[version]:
+                    have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
+        for statement in _statements(_INDEXES):
+            self._db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
@@ -195,14 +235,13 @@ class StateDB:
 
     def run(self, fingerprint: str, arguments: Mapping[str, Any]) -> int:
         """The id of the run with these arguments, made if new (the same arguments resume the same run)."""
-        found = self._db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
-        if found:
-            return int(found[0])
-        cursor = self._db.execute(
-            "INSERT INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
+        # Insert-if-absent, then read: two runs starting together once both found none and both inserted.
+        self._db.execute(
+            "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
             (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
         )
-        return int(cursor.lastrowid or 0)
+        found = self._db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return int(found[0])
 
     def finished_windows(self, run_id: int) -> list[WindowRecord]:
         rows = self._db.execute(
@@ -538,21 +577,24 @@ class ReplayLedger:
 
 
 class RunLock:
-    """One replay at a time on a state database: an exclusive ``flock`` on ``<database>.replay-lock``, taken
-    without waiting. The kernel drops it when the process ends, ``kill -9`` included, so a crashed run never
-    leaves it behind. The file says who holds it, for the message the second run prints."""
+    """One run of a kind at a time on a state database (``replay``; ``reconcile``, which audits share): an
+    exclusive ``flock`` on ``<database>.<what>-lock``, taken without waiting. The kernel drops it when the
+    process ends, ``kill -9`` included, so a crashed run never leaves it behind. The file says who holds it
+    (pid, command, host, since when), for the message the second run prints."""
 
-    def __init__(self, database: Path, what: str = "replay") -> None:
+    def __init__(self, database: Path, what: str = "replay", command: str | None = None) -> None:
         self.database = database
         self.path = database.with_name(database.name + f".{what}-lock")
         self.what = what
+        self.command = command or f"firehose {what}"
         self._handle: Any = None
 
     def __enter__(self) -> RunLock:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("a+")
         except OSError as exc:
-            raise ConfigError(f"state database {self.path.parent}: cannot make its lock file ({exc.strerror})") from exc
+            raise ConfigError(f"state database {self.database}: cannot make its lock file ({exc.strerror})") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -560,12 +602,13 @@ class RunLock:
             holder = handle.read().strip() or "another process"
             handle.close()
             raise ConfigError(
-                f"state database {self.path.with_suffix('').name}: another {self.what} is using it ({holder}); "
+                f"state database {self.database}: another {self.what} is using it ({holder}); "
                 f"wait for it to finish, or give this one its own --state"
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z")
+        since = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
+        handle.write(f"pid {os.getpid()} ({self.command}) on {socket.gethostname()}, since {since}")
         handle.flush()
         self._handle = handle
         return self

@@ -29,15 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench_support import ensure_tools, stack_env
+from bench_support import ensure_tools, rclone_env, stack_env, stack_stores
 
-from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
+from firehose.archive import Store
 from firehose.archive.layout import parse_key
 from firehose.codec import encode
 from firehose.event import object_key
 from firehose.ids import seconds_of
 from firehose.sandbox.generator import generate
-from firehose.secret import Secret
 
 ROOT = Path(__file__).resolve().parent.parent
 FIREHOSE = str(ROOT / ".venv" / "bin" / "firehose")
@@ -129,33 +128,13 @@ def main() -> None:
     env = stack_env()
     s3_endpoint = env["FIREHOSE_TEST_S3_ENDPOINT"]
     azure_cs = env["AZURE_STORAGE_CONNECTION_STRING"]
-    s3 = open_store(
-        StoreUrl("s3", BUCKET, ""),
-        s3=S3Credential(
-            endpoint_url=s3_endpoint,
-            region="us-east-1",
-            access_key_id=env["AWS_ACCESS_KEY_ID"],
-            secret_access_key=Secret(env["AWS_SECRET_ACCESS_KEY"]),
-        ),
-    )
-    azure = open_store(StoreUrl("az", BUCKET, ""), azure=AzureCredential(connection_string=Secret(azure_cs)))
+    s3, azure = stack_stores(env, BUCKET)
     total = seed([s3, azure], args.events)
     env.update(
         {
             "FIREHOSE_S3_ENDPOINT_URL": s3_endpoint,
             "FIREHOSE_AZURE_CONNECTION_STRING": azure_cs,
-            "RCLONE_CONFIG_SW_TYPE": "s3",
-            "RCLONE_CONFIG_SW_PROVIDER": "Other",
-            "RCLONE_CONFIG_SW_ENDPOINT": s3_endpoint,
-            "RCLONE_CONFIG_SW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-            "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-            "RCLONE_CONFIG_SW_REGION": "us-east-1",
-            # Debian's rclone 1.60 takes an endpoint URL for Azure only in emulator mode.
-            "RCLONE_CONFIG_AZ_TYPE": "azureblob",
-            "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
-            "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
-            "RCLONE_CONFIG_AZ_KEY": azure_cs.split("AccountKey=")[1].split(";")[0],
-            "RCLONE_CONFIG_AZ_ENDPOINT": azure_cs.split("BlobEndpoint=")[1].rstrip(";"),
+            **rclone_env(env),
         }
     )
     day = DAY.strftime("%Y-%m-%d")

@@ -34,10 +34,7 @@ import time
 from pathlib import Path
 
 from bench_archive import seed
-from bench_support import ensure_tools, stack_env
-
-from firehose.archive import AzureCredential, S3Credential, StoreUrl, open_store
-from firehose.secret import Secret
+from bench_support import ensure_tools, rclone_env, stack_env, stack_stores
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -155,33 +152,13 @@ def main() -> None:
     env = stack_env()
     s3_endpoint = env["FIREHOSE_TEST_S3_ENDPOINT"]
     connection = env["AZURE_STORAGE_CONNECTION_STRING"]
-    s3 = open_store(
-        StoreUrl("s3", BUCKET, ""),
-        s3=S3Credential(
-            endpoint_url=s3_endpoint,
-            region="us-east-1",
-            access_key_id=env["AWS_ACCESS_KEY_ID"],
-            secret_access_key=Secret(env["AWS_SECRET_ACCESS_KEY"]),
-        ),
-    )
-    azure = open_store(StoreUrl("az", BUCKET, ""), azure=AzureCredential(connection_string=Secret(connection)))
+    s3, azure = stack_stores(env, BUCKET)
     seed([s3, azure], args.events)
-    key = connection.split("AccountKey=")[1].split(";")[0]
-    blob_endpoint = connection.split("BlobEndpoint=")[1].rstrip(";")
     run_env = {
         **env,
         "FIREHOSE_S3_ENDPOINT_URL": s3_endpoint,
         "FIREHOSE_AZURE_CONNECTION_STRING": connection,
-        "RCLONE_CONFIG_SW_TYPE": "s3",
-        "RCLONE_CONFIG_SW_PROVIDER": "Other",
-        "RCLONE_CONFIG_SW_ENDPOINT": s3_endpoint,
-        "RCLONE_CONFIG_SW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-        "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-        "RCLONE_CONFIG_AZ_TYPE": "azureblob",
-        "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
-        "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
-        "RCLONE_CONFIG_AZ_KEY": key,
-        "RCLONE_CONFIG_AZ_ENDPOINT": blob_endpoint,
+        **rclone_env(env),
     }
     workers = ["--workers", str(args.workers)]
     scratch = Path(tempfile.mkdtemp(prefix="bench-reads-"))
@@ -235,12 +212,7 @@ def main() -> None:
 
         proxy = LatencyProxy(int(s3_endpoint.rsplit(":", 1)[1]), args.latency_ms / 1000)
         slow_endpoint = f"http://127.0.0.1:{proxy.port}"
-        slow_env = {**run_env, "RCLONE_CONFIG_SLOW_TYPE": "s3", "RCLONE_CONFIG_SLOW_PROVIDER": "Other"}
-        slow_env |= {
-            "RCLONE_CONFIG_SLOW_ENDPOINT": slow_endpoint,
-            "RCLONE_CONFIG_SLOW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-            "RCLONE_CONFIG_SLOW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-        }
+        slow_env = {**run_env, **rclone_env(env, s3_endpoint=slow_endpoint, name="SLOW")}
         slow = compare(
             f"S3 behind {args.latency_ms:g} ms per request", tools(slow_endpoint, "slow"), slow_env, args.rounds
         )

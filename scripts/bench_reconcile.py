@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench_support import SANDBOX_KEY as KEY
-from bench_support import ensure_tools, peak_rss_mib, stack_env, start_sandbox
+from bench_support import ensure_tools, peak_rss_mib, rclone_env, stack_env, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -93,18 +93,7 @@ def main() -> None:
                 "LEADCONDUIT_API_KEY": KEY,
                 "LEADCONDUIT_URL": url,
                 "FIREHOSE_CONFIG": str(config),
-                "RCLONE_CONFIG_SW_TYPE": "s3",
-                "RCLONE_CONFIG_SW_PROVIDER": "Other",
-                "RCLONE_CONFIG_SW_ENDPOINT": env["FIREHOSE_TEST_S3_ENDPOINT"],
-                "RCLONE_CONFIG_SW_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
-                "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
-                "RCLONE_CONFIG_AZ_TYPE": "azureblob",
-                "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
-                "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
-                "RCLONE_CONFIG_AZ_KEY": env["AZURE_STORAGE_CONNECTION_STRING"].split("AccountKey=")[1].split(";")[0],
-                "RCLONE_CONFIG_AZ_ENDPOINT": env["AZURE_STORAGE_CONNECTION_STRING"]
-                .split("BlobEndpoint=")[1]
-                .rstrip(";"),
+                **rclone_env(env),
             }
             start, end = (UNTIL - timedelta(days=31)).isoformat(), UNTIL.isoformat()
             window = ["--start", start, "--end", end]

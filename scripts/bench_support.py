@@ -12,6 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, open_store
+from firehose.secret import Secret
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 SANDBOX_KEY = "bench-key"
@@ -26,6 +29,41 @@ def stack_env() -> dict[str, str]:
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
     return env
+
+
+def rclone_env(env: dict[str, str], *, s3_endpoint: str | None = None, name: str = "SW") -> dict[str, str]:
+    """rclone remotes for the local stack, by environment: ``sw:`` (S3 at ``s3_endpoint``, default SeaweedFS, or
+    ``{name}:``) and ``az:`` (Azurite; Debian's rclone 1.60 takes an endpoint URL for Azure only in emulator mode)."""
+    connection = env["AZURE_STORAGE_CONNECTION_STRING"]
+    s3 = f"RCLONE_CONFIG_{name}_"
+    return {
+        s3 + "TYPE": "s3",
+        s3 + "PROVIDER": "Other",
+        s3 + "ENDPOINT": s3_endpoint or env["FIREHOSE_TEST_S3_ENDPOINT"],
+        s3 + "ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+        s3 + "SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+        s3 + "REGION": "us-east-1",
+        "RCLONE_CONFIG_AZ_TYPE": "azureblob",
+        "RCLONE_CONFIG_AZ_USE_EMULATOR": "true",
+        "RCLONE_CONFIG_AZ_ACCOUNT": "devstoreaccount1",
+        "RCLONE_CONFIG_AZ_KEY": connection.split("AccountKey=")[1].split(";")[0],
+        "RCLONE_CONFIG_AZ_ENDPOINT": connection.split("BlobEndpoint=")[1].rstrip(";"),
+    }
+
+
+def stack_stores(env: dict[str, str], bucket: str) -> tuple[Store, Store]:
+    """The bucket on the local stack's S3 and the container on its Azure, opened with its development keys."""
+    s3 = open_store(
+        StoreUrl("s3", bucket, ""),
+        s3=S3Credential(
+            endpoint_url=env["FIREHOSE_TEST_S3_ENDPOINT"],
+            region="us-east-1",
+            access_key_id=env["AWS_ACCESS_KEY_ID"],
+            secret_access_key=Secret(env["AWS_SECRET_ACCESS_KEY"]),
+        ),
+    )
+    connection = Secret(env["AZURE_STORAGE_CONNECTION_STRING"])
+    return s3, open_store(StoreUrl("az", bucket, ""), azure=AzureCredential(connection_string=connection))
 
 
 def ensure_tools(packages: dict[str, str] | None = None) -> None:

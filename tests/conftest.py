@@ -111,6 +111,14 @@ def start_sandbox(
     return RunningSandbox(sandbox, f"http://127.0.0.1:{port}", bucket), server
 
 
+def firehose_written(running: RunningSandbox, timeout_seconds: float = 120) -> None:
+    """Wait until the sandbox's firehose has written every event, and fail if any write failed: a test must not
+    take a store the firehose could not write to (a bucket the local server failed to create) for a gap."""
+    stream = running.sandbox.stream
+    assert stream.wait(timeout_seconds), "firehose writes did not finish"
+    assert stream.failed == 0, f"{stream.failed} firehose writes failed: {stream.errors}"
+
+
 def stop_sandbox(server: Any, running: RunningSandbox) -> None:
     server.shutdown()
     server.server_close()

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from firehose.archive.base import AzureCredential, ObjectInfo, S3Credential, Store
 from firehose.errors import UsageError
+from firehose.secret import redact_url
 
 SCHEMES = ("s3", "az", "file")
 """The URL schemes a store can be opened with."""
@@ -27,18 +28,33 @@ class StoreUrl:
     prefix: str
 
     @classmethod
-    def parse(cls, url: str) -> StoreUrl:
-        parts = urlsplit(url)
+    def parse(cls, url: str, name: str = "archive URL") -> StoreUrl:
+        """``url`` parsed; a ``UsageError`` naming ``name`` (the flag or argument it came from) when it is no
+        store URL. The URL is shown without user info or credential query values (an Azure SAS)."""
+        shown = redact_url(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # an invalid IPv6 literal (s3://[): one usage error, not a traceback
+            raise UsageError(f"{name} {shown!r} is not a URL: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
             supported = ", ".join(f"{s}://" for s in SCHEMES)
-            raise UsageError(f"unsupported archive URL {url!r}: use one of {supported}")
+            raise UsageError(f"{name} {shown!r} is not supported: use one of {supported}")
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
-                raise UsageError(f"archive URL {url!r}: file URLs take an absolute path (file:///dir)")
-            return cls(scheme, unquote(parts.path).rstrip("/") or "/", "")
+                raise UsageError(f"{name} {shown!r}: file URLs take an absolute path (file:///dir)")
+            path = unquote(parts.path)
+            # file:rel/path and file:// (no path at all) are refused, not read against the working folder or
+            # as "/": an empty path once walked the whole disk. The root folder itself is no archive either.
+            if not path.startswith("/"):
+                raise UsageError(f"{name} {shown!r}: file URLs take an absolute path (file:///dir)")
+            if not path.strip("/"):
+                raise UsageError(f"{name} {shown!r} names the root folder /: name the archive's folder")
+            if "\0" in path:
+                raise UsageError(f"{name} {shown!r} holds a NUL character")
+            return cls(scheme, path.rstrip("/"), "")
         if not parts.netloc:
-            raise UsageError(f"archive URL {url!r} names no bucket or container")
+            raise UsageError(f"{name} {shown!r} names no bucket or container")
         return cls(scheme, parts.netloc, unquote(parts.path).lstrip("/"))
 
 

@@ -33,6 +33,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from firehose.archive.base import AzureCredential, ObjectInfo, RequestCount, RetentionSettings, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
+from firehose.secret import redact_url
 
 
 def translate(exc: Exception, *, container: str, key: str | None = None) -> ArchiveError:
@@ -140,8 +141,9 @@ def make_service(credential: AzureCredential) -> BlobServiceClient:
     }
     if credential.connection_string:
         return BlobServiceClient.from_connection_string(credential.connection_string.reveal(), **options)
+    # Both are configuration (exit 3), not a store that failed; the account URL may carry a SAS: redacted.
     if not credential.account_url:
-        raise ArchiveError("Azure: no connection string and no account URL; map this credential in the config")
+        raise ConfigError("Azure: no connection string and no account URL; map this credential in the config")
     if credential.sas_token:
         return BlobServiceClient(
             account_url=credential.account_url, credential=credential.sas_token.reveal(), **options
@@ -149,8 +151,8 @@ def make_service(credential: AzureCredential) -> BlobServiceClient:
     try:
         from azure.identity import DefaultAzureCredential  # optional: only for users of the default chain
     except ImportError as exc:
-        raise ArchiveError(
-            f"{credential.account_url}: the Azure default credential needs azure-identity"
+        raise ConfigError(
+            f"{redact_url(credential.account_url)}: the Azure default credential needs azure-identity"
             " (pip install 'firehose[azure-identity]'); or map a connection string or SAS token for this credential"
         ) from exc
 

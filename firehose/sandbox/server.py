@@ -19,10 +19,12 @@ Sandbox-only controls, under ``/_sandbox/`` and also behind the API key: ``GET /
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -438,6 +440,14 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not found"})
         except (BrokenPipeError, ConnectionResetError):
             return
+        except Exception as exc:
+            # Whatever a client sends (a Content-Length that is no number, a body nested past the stack), the
+            # sandbox answers and logs one line: socketserver would print a traceback and drop the connection.
+            status = 400 if isinstance(exc, (ValueError, RecursionError)) else 500
+            log.warning("%s %s: answered %d: %s: %s", method, url.path[:200], status, type(exc).__name__, exc)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._json(status, {"error": "the sandbox cannot take this request" if status == 400 else "bug"})
 
     def _events(self, query: str) -> None:
         params = parse_qs(query, keep_blank_values=True)
@@ -534,6 +544,13 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line instead of socketserver's traceback (a client that hung up mid-request is no news at all)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        log.warning("a request from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)
 
 
 def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:

@@ -45,6 +45,7 @@ class FirehoseStream:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="firehose-write")
         self._stores: dict[tuple[str, str], Store | None] = {}
         self._lock = threading.Lock()
+        self._opening = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.written = self.dropped = self.failed = self.skipped = self.pending = 0
         self.errors: list[str] = []
@@ -54,6 +55,15 @@ class FirehoseStream:
         with self._lock:
             if name in self._stores:
                 return self._stores[name]
+        # One thread opens (and creates) a bucket while the others wait: SeaweedFS fails some of several
+        # CreateBucket requests for one new bucket that arrive at once, and every write into it then failed.
+        with self._opening:
+            with self._lock:
+                if name in self._stores:
+                    return self._stores[name]
+            return self._open(destination, name)
+
+    def _open(self, destination: Destination, name: tuple[str, str]) -> Store | None:
         store: Store | None = None
         if self.targets.directory is not None:
             root = self.targets.directory / destination.service / destination.bucket

@@ -29,6 +29,7 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
+    firehose_written,
     start_sandbox,
     stop_sandbox,
 )
@@ -42,12 +43,12 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     root = tmp_path_factory.mktemp("dir-archive")
     targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
     running, server = start_sandbox(targets, seed=31, leads=150, days=20, drop_rate=0.1)
-    assert running.sandbox.stream.wait(120)
+    firehose_written(running, 120)
     # The same events written to a directory, laid out the same way, for file:// URLs.
     directory = start_sandbox(
         Targets(directory=root, create_buckets=True), seed=31, leads=150, days=20, bucket=running.bucket
     )
-    assert directory[0].sandbox.stream.wait(60)
+    firehose_written(directory[0], 60)
     running.directory_root = root  # type: ignore[attr-defined]
     yield running
     stop_sandbox(*reversed(directory))

@@ -33,6 +33,7 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
+    firehose_written,
     stack_config,
     start_sandbox,
     stop_sandbox,
@@ -65,7 +66,7 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSa
     )
     targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
     running, server = start_sandbox(targets, seed=23, leads=40, days=6, drop_rate=0.05, bucket=bucket)
-    assert running.sandbox.stream.wait(120)
+    firehose_written(running, 120)
     work = tmp_path_factory.mktemp("audit")
     config = stack_config(work / "firehose.toml")
     env = {
@@ -360,7 +361,7 @@ def test_the_manifest_holds_the_periods_feedback_on_older_leads_and_verify_sees_
     targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
     box, server = start_sandbox(targets, seed=23, leads=120, days=10)
     try:
-        assert box.sandbox.stream.wait(120)
+        firehose_written(box, 120)
         config = stack_config(tmp_path / "firehose.toml")
         env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": box.url, "FIREHOSE_CONFIG": str(config),
                "TEST_AZURE": AZURE_CONNECTION_STRING, "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}  # fmt: skip

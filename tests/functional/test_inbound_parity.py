@@ -25,11 +25,21 @@ from firehose import payload
 from firehose.errors import DataError
 from firehose.inbound import decode_body, js_trim, parse_request, plain
 from firehose.replay import Edits, Target, prepare
-from tests.conftest import RunningSandbox
+from firehose.sandbox import Targets
+from tests.conftest import RunningSandbox, start_sandbox, stop_sandbox
 from tests.node import NodeUnavailable, Request, install, parse
 
 JSON, FORM, XML = "application/json", "application/x-www-form-urlencoded", "application/xml"
 FLOW, SOURCE = "65a51e40f610ae996f24fceb", "65a51e40f610ae996f24fce6"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A sandbox of this module's own: the leads it submits must not show in the shared one's /events, which
+    other tests read as the seeded data alone."""
+    running, server = start_sandbox(Targets(directory=tmp_path_factory.mktemp("parity")), leads=5, days=1)
+    yield running
+    stop_sandbox(server, running)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from tests.conftest import (
     S3_CREDENTIAL,
     UNTIL,
     RunningSandbox,
+    firehose_written,
     stack_config,
     start_sandbox,
     stop_sandbox,
@@ -44,7 +45,7 @@ WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 4)).strftime("%Y-%m-%d"), "-
 def box() -> Iterator[RunningSandbox]:
     targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
     running, server = start_sandbox(targets, seed=5, leads=30, days=4, drop_rate=0.05)
-    assert running.sandbox.stream.wait(120)
+    firehose_written(running, 120)
     yield running
     stop_sandbox(server, running)
 
@@ -157,7 +158,7 @@ def test_every_spelling_is_the_one_event_it_names(box: RunningSandbox, tmp_path:
 
     repair = ["--repair", "--full", "--report", str(tmp_path / "f.json")]
     repaired = invoke(env, "reconcile", *WINDOW, *extra, *repair)
-    assert repaired.exit_code == ExitCode.OK, repaired.stderr
+    assert repaired.exit_code == ExitCode.OK, (repaired.stderr, (tmp_path / "f.json").read_text()[-1500:])
     findings_agree_with_counts(json.loads((tmp_path / "f.json").read_text()))
     written = {info.key for info in store.list()} - before
     assert written == {key for _, key in dropped}, "each missing event written once, no second copies"

@@ -22,6 +22,7 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
+    firehose_written,
     stack_config,
     start_sandbox,
     stop_sandbox,
@@ -35,7 +36,7 @@ WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "-
 def box() -> Iterator[RunningSandbox]:
     targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
     running, server = start_sandbox(targets, seed=41, leads=60, days=6, drop_rate=0.05)
-    assert running.sandbox.stream.wait(120)
+    firehose_written(running, 120)
     yield running
     stop_sandbox(server, running)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from firehose.sandbox import Targets
-from tests.conftest import API_KEY, RunningSandbox, start_sandbox, stop_sandbox
+from tests.conftest import API_KEY, RunningSandbox, firehose_written, start_sandbox, stop_sandbox
 
 
 @pytest.fixture()
@@ -17,7 +17,7 @@ def box(tmp_path: Path) -> Iterator[RunningSandbox]:
     running, server = start_sandbox(
         Targets(directory=tmp_path / "archive", create_buckets=True), seed=5, leads=60, days=6
     )
-    assert running.sandbox.stream.wait(60)
+    firehose_written(running, 60)
     yield running
     stop_sandbox(server, running)
 

@@ -24,6 +24,7 @@ from tests.conftest import (
     S3_CREDENTIAL,
     UNTIL,
     RunningSandbox,
+    firehose_written,
     stack_config,
     start_sandbox,
     stop_sandbox,
@@ -176,7 +177,7 @@ def test_from_an_s3_archive(stack: None, tmp_path: Path) -> None:
 
     running, server = start_sandbox(StoreTargets(s3=CREDENTIAL, create_buckets=True), seed=9, leads=30, days=3)
     try:
-        assert running.sandbox.stream.wait(60)
+        firehose_written(running, 60)
         config = stack_config(tmp_path / "f.toml")
         env = {"FIREHOSE_CONFIG": str(config), "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}
         archived = [
