@@ -29,7 +29,7 @@ After each step that runs firehose, these hold:
 - the audit's coverage equals the reference, its manifest lists every archived object of the period with
   the SHA-256 of its bytes, and ``audit verify`` flags exactly the objects deleted or changed since.
 
-Examples: 25 of up to 10 steps by default (``FIREHOSE_PROPERTY_EXAMPLES`` for a long run,
+Examples: 20 of up to 10 steps by default (``FIREHOSE_PROPERTY_EXAMPLES`` for a long run,
 ``FIREHOSE_PROPERTY_STEPS`` for longer sequences); failures are kept in ``.hypothesis/`` and replayed first.
 
 ``FIREHOSE_PROPERTY_AVOID`` (comma-separated tags) leaves out the inputs of a known defect, to look past it
@@ -74,7 +74,7 @@ import httpx
 import pytest
 from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
@@ -119,13 +119,16 @@ KEPT = ("missing", "differ", "archive_only", "error", "repaired")
 
 settings.register_profile(
     "firehose-property",
-    max_examples=int(os.environ.get("FIREHOSE_PROPERTY_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("FIREHOSE_PROPERTY_EXAMPLES", "20")),
     stateful_step_count=int(os.environ.get("FIREHOSE_PROPERTY_STEPS", "10")),
     deadline=None,
     database=DirectoryBasedExampleDatabase(str(ROOT / ".hypothesis" / "examples")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
     report_multiple_bugs=False,
+    # CI reports a counterexample as found: shrinking it costs minutes of real runs (a developer's rerun
+    # shrinks it, starting from the database).
+    phases=[p for p in Phase if p != Phase.shrink] if os.environ.get("CI") else list(Phase),
 )
 
 
@@ -614,9 +617,9 @@ ADVANCES = (timedelta(minutes=15), timedelta(hours=6), timedelta(days=1), timede
 """Steps of time; 40 days, twice, reach the events' expiry (90 days)."""
 
 
-HEAVY = 2
+HEAVY = 1
 """Audits, and killed runs, per example at most: each costs most of a second (a pack hashes every object and
-asks each store for its retention settings; a child process makes its own clients), and a third adds little."""
+asks each store for its retention settings; a killed run is followed by the same run to its end)."""
 
 
 def machine(world: World) -> type[RuleBasedStateMachine]:
