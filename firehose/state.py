@@ -132,6 +132,11 @@ class WindowRecord:
     finished_at: datetime | None = None
 
 
+def utc_now() -> datetime:
+    """The real clock, the default of ``StateDB(clock=...)``."""
+    return datetime.now(UTC)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
@@ -150,10 +155,13 @@ def _statements(script: str) -> list[str]:
 
 
 class StateDB:
-    """The state database at ``path`` (created with its folder if absent)."""
+    """The state database at ``path`` (created with its folder if absent). ``clock`` tells when a run started,
+    a window was finished and a repair was made: what decides whether a window is settled (injected, so a test
+    can move time on)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.path = path
+        self.clock = clock
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -230,7 +238,7 @@ class StateDB:
         # Insert-if-absent, then read: two runs starting together once both found none and both inserted.
         self._db.execute(
             "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
-            (fingerprint, encode(dict(arguments)).decode(), _iso(datetime.now(UTC))),
+            (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
         )
         found = self._db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return int(found[0])
@@ -271,7 +279,7 @@ class StateDB:
             self._db.executemany(  # the record of repairs only grows: the first word on an object stands
                 "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (f.event_id, f.destination, f.key, _iso(window.start), run_id, _iso(datetime.now(UTC)))
+                    (f.event_id, f.destination, f.key, _iso(window.start), run_id, _iso(self.clock()))
                     for f in findings
                     if f.verdict == Verdict.REPAIRED
                 ],
@@ -284,7 +292,7 @@ class StateDB:
                     _iso(window.end),
                     encode(dict(window.counts)).decode(),
                     encode(dict(window.requests)).decode(),
-                    _iso(datetime.now(UTC)),
+                    _iso(self.clock()),
                 ),
             )
             self._db.execute("COMMIT")
@@ -353,7 +361,7 @@ class StateDB:
         return found is not None
 
     def finish(self, run_id: int) -> None:
-        self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(datetime.now(UTC)), run_id))
+        self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
 
 
 SENDING = "sending"
