@@ -346,10 +346,12 @@ class Reconciler:
         earliest = int((start - self.options.lead_lookback).timestamp())
         cursor = self._cursors.get(destination)
         if cursor is None:
+            # From the run's start even when a destination is first named by a later window's events: that
+            # window's archive-only check must see the later events of leads made before it (as a manifest does).
             stream = list_window(
                 store,
                 destination.prefix,
-                start_seconds=earliest,
+                start_seconds=int((self.options.start - self.options.lead_lookback).timestamp()),
                 end_seconds=int(self.options.end.timestamp()),
                 workers=self.options.workers,
                 ahead=LISTING_AHEAD,
