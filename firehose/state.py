@@ -307,7 +307,7 @@ class StateDB:
             with self._db:
                 self._db.execute(
                     "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
-                    (event_id, destination, key, _iso(window_start), run_id, _iso(datetime.now(UTC))),
+                    (event_id, destination, key, _iso(window_start), run_id, _iso(self.clock())),
                 )
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
