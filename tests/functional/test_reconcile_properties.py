@@ -36,6 +36,8 @@ Examples: 20 of up to 10 steps by default (``FIREHOSE_PROPERTY_EXAMPLES`` for a 
 while it is being fixed; by default nothing is left out:
 
 - ``gz``, ``upper``, ``bare``: keys spelled ``.json.gz``, with upper-case ids, without ``.json``;
+- ``older-lead``: archive-only objects of leads made over an hour before their event's day (a window after a
+  reused one does not see them, one after an examined one does);
 - ``kill-after-write``: killing a repair run after a store took a write, before the run heard so;
 - ``unnamed-destination``: archive-only objects in a day whose events do not name their destination (as when
   all of them expired: so events never expire either), which the audit's manifest lists but no window counts.
@@ -57,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import zlib
 from collections import Counter, defaultdict
@@ -552,6 +555,7 @@ class World:
         the store), ``("after", n)`` when the n-th storage answer came back (done, but not seen by the child).
         Returns its exit code, or None when it was killed."""
         assert self.zygote.stdin and self.zygote.stdout
+        began = time.monotonic()
         request = {"argv": argv, "env": env, "clock": clock.isoformat(), "stderr": str(log)}
         self.zygote.stdin.write(json.dumps(request) + "\n")
         self.zygote.stdin.flush()
@@ -583,6 +587,9 @@ class World:
             self.zygote.stdin.write("reap\n")
             self.zygote.stdin.flush()
             status = int(self.zygote.stdout.readline())
+        if PROGRESS and time.monotonic() - began > 10:
+            with open(PROGRESS, "a") as progress:
+                progress.write(f"slow child ({time.monotonic() - began:.0f} s, {at}): {log.read_text()[-1500:]!r}\n")
         if os.WIFSIGNALED(status):
             assert os.WTERMSIG(status) == signal.SIGKILL, f"the CLI child died of signal {os.WTERMSIG(status)}"
             return None
@@ -734,7 +741,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
         @rule(
             place=places,
             spot=st.one_of(st.sampled_from(EDGES), st.integers(1, 86_398)),
-            lead_before=st.sampled_from((0, 1800, 7200, 30 * 3600)),
+            lead_before=st.sampled_from((0, 1800) if "older-lead" in AVOID else (0, 1800, 7200, 30 * 3600)),
             spelling=st.sampled_from(("json", *SPELLINGS)),
         )
         def archive_only(self, place: tuple[Dest, datetime], spot: int, lead_before: int, spelling: str) -> None:
@@ -1171,6 +1178,17 @@ def _kill_repairs_until_it_fails(world: World, first: Any) -> None:
 
 
 KNOWN: dict[str, tuple[str, Callable[[World], list[Callable[[Any], Any]]]]] = {
+    "archive-only-of-an-older-lead-unseen-after-a-reused-window": (
+        "the run's one listing starts an hour before its first examined window: after a reused day, the next "
+        "day's archive-only objects of leads from the reused day are not listed (counted when the day before "
+        "is examined, and listed in an audit's manifest)",
+        lambda w: [
+            lambda m: m.reset(set()),
+            lambda m: m.reconcile("presence", False, 0, False, "library"),
+            lambda m: m.archive_only((_dest(w, "az", ""), DAY2), 60, 7200, "json"),
+            lambda m: m.reconcile("presence", False, 0, False, "library"),
+        ],
+    ),
     "kill-9-after-a-repair-write-took-effect-before-the-run-heard-so": (
         "a repair is recorded once its write returns: a kill after the store took it, before the answer came "
         "back, leaves an object no record of repairs holds (the next run finds it present: a match)",
