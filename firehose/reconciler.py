@@ -169,6 +169,8 @@ class Reconciler:
         outcome = Outcome(run_id)
         done = {record.start: record for record in self.state.finished_windows(run_id)}
         windows = list(options.windows())
+        examined: list[tuple[datetime, datetime]] = []
+        """The windows this run examined (not taken as settled), in order."""
         try:
             for number, (start, end) in enumerate(windows, start=1):
                 record = done.get(start)
@@ -181,7 +183,11 @@ class Reconciler:
                     and not self.state.repaired_since(start, record.finished_at)
                 )
                 if options.dry_run or options.full or record is None or not settled:
+                    known = set(self._cursors)
                     findings, requests = self._window(start, end)
+                    for destination in set(self._cursors) - known:
+                        self._late_destination(outcome, destination, examined)
+                    examined.append((start, end))
                     outcome.destinations.update({d.url(): d for d in self._cursors})
                     record = WindowRecord(start, end, _tally(findings), requests)
                     floor = int((options.start - options.lead_lookback).timestamp())
@@ -207,6 +213,32 @@ class Reconciler:
             for store in self._stores.values():
                 store.close()
         return outcome
+
+    def _late_destination(
+        self, outcome: Outcome, destination: Destination, examined: list[tuple[datetime, datetime]]
+    ) -> None:
+        """A destination first named by this window's events: its archive-only objects in the windows examined
+        before, added to their findings and counts (so coverage and an audit's manifest agree)."""
+        if not examined:
+            return
+        try:
+            late = self._backfill(destination, examined)
+        except (ArchiveError, ConfigError) as exc:
+            log.warning("%s", exc)  # the window itself reports the destination's failure as error findings
+            return
+        by_window: dict[datetime, list[Finding]] = defaultdict(list)
+        for finding in late:
+            made = datetime.fromtimestamp(seconds_of(finding.event_id), tz=UTC)
+            window = next(start for start, end in reversed(examined) if start <= made)
+            by_window[window].append(finding)
+        for window, findings in by_window.items():
+            end = next(e for s, e in examined if s == window)
+            extra = WindowRecord(window, end, _tally(findings), {})
+            if self.options.dry_run:
+                outcome.planned.extend(findings)
+            else:
+                self.state.add_findings(self._run_id, extra, findings)
+            self._add(outcome, extra)
 
     def _add(self, outcome: Outcome, record: WindowRecord) -> None:
         day = f"{record.start:%Y-%m-%d}"
@@ -244,9 +276,34 @@ class Reconciler:
                 expected[item.destination].append(item)
         requests: dict[str, Counter[str]] = defaultdict(Counter)
         requests["api"]["events"] = api_events
+        # Every destination the run has met is checked in every window, not only those this window's events name:
+        # a day with no event for a destination can still hold archive-only objects in it (an audit's manifest
+        # lists them).
+        for destination in self._cursors:
+            expected.setdefault(destination, [])
         for destination, items in expected.items():
             findings.extend(self._destination(destination, items, events, start, end, requests[destination.url()]))
         return findings, {name: dict(kinds) for name, kinds in requests.items()}
+
+    def _backfill(self, destination: Destination, windows: list[tuple[datetime, datetime]]) -> list[Finding]:
+        """Archive-only findings of a destination first named by a later window's events, for the windows this
+        run examined before it (nothing in them expected it, so only archive-only objects can be found)."""
+        options = self.options
+        found: list[Finding] = []
+        store = self._store(destination)
+        listed = list(  # one listing for them all: only archive-only objects can be in it, so it is small
+            list_window(
+                store,
+                destination.prefix,
+                start_seconds=int((options.start - options.lead_lookback).timestamp()),
+                end_seconds=int(windows[-1][1].timestamp()),
+                workers=options.workers,
+            )
+        )
+        for start, end in windows:
+            last = end if end >= options.end else end - timedelta(seconds=1)
+            found.extend(archive_only(listed, set(), destination=destination.url(), start=start, end=last))
+        return found
 
     def _events_until(self, start: datetime, end: datetime, *, include: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         """The window's events, from one paging of ``/events`` for the rest of the run: windows share the pages
@@ -346,10 +403,12 @@ class Reconciler:
         earliest = int((start - self.options.lead_lookback).timestamp())
         cursor = self._cursors.get(destination)
         if cursor is None:
+            # From the run's start even when a destination is first named by a later window's events: that
+            # window's archive-only check must see the later events of leads made before it (as a manifest does).
             stream = list_window(
                 store,
                 destination.prefix,
-                start_seconds=earliest,
+                start_seconds=int((self.options.start - self.options.lead_lookback).timestamp()),
                 end_seconds=int(self.options.end.timestamp()),
                 workers=self.options.workers,
                 ahead=LISTING_AHEAD,

@@ -252,26 +252,26 @@ class StateDB:
             for s, e, c, r, f in rows
         ]
 
+    @staticmethod
+    def _finding_row(run_id: int, window_start: datetime, f: Finding) -> tuple[Any, ...]:
+        return (
+            run_id,
+            _iso(window_start),
+            f.verdict.value,
+            f.event_id,
+            f.destination,
+            f.key,
+            f.lead_id,
+            f.type,
+            _iso(f.expires_at),
+            f.reason,
+            encode(list(f.fields)).decode(),
+            encode(dict(f.values)).decode() if f.values is not None else None,
+        )
+
     def save_window(self, run_id: int, window: WindowRecord, findings: Iterable[Finding]) -> None:
         """A window's non-match findings and its done mark, in one transaction."""
-        rows = [
-            (
-                run_id,
-                _iso(window.start),
-                f.verdict.value,
-                f.event_id,
-                f.destination,
-                f.key,
-                f.lead_id,
-                f.type,
-                _iso(f.expires_at),
-                f.reason,
-                encode(list(f.fields)).decode(),
-                encode(dict(f.values)).decode() if f.values is not None else None,
-            )
-            for f in findings
-            if f.verdict != Verdict.MATCH
-        ]
+        rows = [self._finding_row(run_id, window.start, f) for f in findings if f.verdict != Verdict.MATCH]
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM findings WHERE run_id = ? AND window_start = ?", (run_id, _iso(window.start)))
@@ -311,6 +311,32 @@ class StateDB:
                 )
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+
+    def add_findings(self, run_id: int, extra: WindowRecord, findings: Sequence[Finding]) -> None:
+        """More findings for a saved window (a destination first met in a later window), its counts raised by
+        ``extra.counts``, in one transaction."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT counts FROM windows WHERE run_id = ? AND start = ?", (run_id, _iso(extra.start))
+            ).fetchone()
+            counts: dict[str, dict[str, int]] = decode(row[0]) if row else {}
+            for destination, added in extra.counts.items():
+                mine = counts.setdefault(destination, {})
+                for verdict, number in added.items():
+                    mine[verdict] = mine.get(verdict, 0) + number
+            self._db.execute(
+                "UPDATE windows SET counts = ? WHERE run_id = ? AND start = ?",
+                (encode(counts).decode(), run_id, _iso(extra.start)),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [self._finding_row(run_id, extra.start, f) for f in findings],
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
 
     def findings(self, run_id: int, windows: Iterable[datetime] | None = None) -> Iterator[Finding]:
         """The stored non-match findings of a run (of the given windows only, if any), soonest expiry first

@@ -139,9 +139,17 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
 
     keys = [key(100, 1), key(150, 2), "p/readme.txt", key(200, 3), key(300, 4)]
     cursor = ListingCursor(iter([info(k) for k in keys]))
-    assert set(cursor.advance(until_seconds=160, keep_from_seconds=90)) == {key(100, 1), key(150, 2)}
-    assert set(cursor.advance(until_seconds=260, keep_from_seconds=140)) == {key(150, 2), key(200, 3)}
-    assert set(cursor.advance(until_seconds=400, keep_from_seconds=290)) == {key(300, 4)}
+    first = cursor.advance(until_seconds=160, keep_from_seconds=90, window_seconds=150)
+    assert set(first) == {key(100, 1), key(150, 2)}
+    second = cursor.advance(until_seconds=260, keep_from_seconds=140, window_seconds=200)
+    assert set(second) == {key(150, 2), key(200, 3)}
+    assert set(cursor.advance(until_seconds=400, keep_from_seconds=290, window_seconds=350)) == {key(300, 4)}
+
+    # Feedback on an old lead (event made in a later window) stays for that window's archive-only check.
+    feedback = f"p/{100:08x}{'b' * 16}/{350:08x}{5:016x}.json"
+    cursor = ListingCursor(iter([info(key(100, 1)), info(feedback), info(key(300, 4))]))
+    assert set(cursor.advance(until_seconds=160, keep_from_seconds=90, window_seconds=100)) == {key(100, 1), feedback}
+    assert set(cursor.advance(until_seconds=400, keep_from_seconds=290, window_seconds=350)) == {feedback, key(300, 4)}
 
     def broken() -> Iterator[ObjectInfo]:
         yield info(key(100, 1))
@@ -150,4 +158,4 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
     failing = ListingCursor(broken())
     for _ in range(2):
         with pytest.raises(ArchiveError, match="access denied"):
-            failing.advance(until_seconds=500, keep_from_seconds=0)
+            failing.advance(until_seconds=500, keep_from_seconds=0, window_seconds=0)
