@@ -42,6 +42,7 @@ while it is being fixed; by default nothing is left out:
 
 from __future__ import annotations
 
+import faulthandler
 import gzip
 import hashlib
 import itertools
@@ -424,6 +425,7 @@ class World:
         self.reader = httpx.Client(base_url=self.url, auth=("API", API_KEY), timeout=30)
         """One client for the library runs (each new one loads the system's CA certificates: 50 ms)."""
         self.examples = 0
+        self.stalls = open(PROGRESS + ".stalls", "a") if PROGRESS else None  # noqa: SIM115  # closed in close()
         self.kept: dict[tuple[str, str], str] = {}
         """(scheme, key) -> etag of the baseline objects as last written, so a reset rewrites only what changed."""
         self.config = stack_config(root / "firehose.toml")
@@ -455,6 +457,8 @@ class World:
         )
 
     def close(self) -> None:
+        if self.stalls is not None:
+            self.stalls.close()
         self.proxy.close()
         self.http.close()
         self.reader.close()
@@ -658,8 +662,12 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             self.extras = itertools.count(1)
             self.api_cache: tuple[datetime, list[dict[str, Any]]] | None = None
             self.heavy: Counter[str] = Counter()
+            if world.stalls is not None:  # a long run notes where an example that takes a minute stands
+                faulthandler.dump_traceback_later(60, file=world.stalls)
 
         def teardown(self) -> None:
+            if world.stalls is not None:
+                faulthandler.cancel_dump_traceback_later()
             shutil.rmtree(self.work, ignore_errors=True)
             world.recycle(most_files=400)
             world.examples += 1
