@@ -545,7 +545,7 @@ class ListingCursor:
             if made > until_seconds:
                 self._ahead = info
                 break
-            if made >= keep_from_seconds:
+            if made >= keep_from_seconds or seconds_of(ids[1]) >= window_seconds:
                 self._held[info.key] = (made, info, ids[1])
         return {key: info for key, (_, info, _) in self._held.items()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -117,6 +118,19 @@ def firehose_written(running: RunningSandbox, timeout_seconds: float = 120) -> N
     stream = running.sandbox.stream
     assert stream.wait(timeout_seconds), "firehose writes did not finish"
     assert stream.failed == 0, f"{stream.failed} firehose writes failed: {stream.errors}"
+
+
+@contextlib.contextmanager
+def stack_sandbox(**options: Any) -> Iterator[RunningSandbox]:
+    """A sandbox (``start_sandbox``'s options) whose firehose writes to the local stack's S3 and Azure, buckets
+    made, every write landed; stopped after."""
+    targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
+    running, server = start_sandbox(targets, **options)
+    try:
+        firehose_written(running, 120)
+        yield running
+    finally:
+        stop_sandbox(server, running)
 
 
 def stop_sandbox(server: Any, running: RunningSandbox) -> None:

@@ -23,7 +23,6 @@ from firehose.cli import cli
 from firehose.errors import ExitCode
 from firehose.event import EventView
 from firehose.reconciler import KEPT
-from firehose.sandbox import Targets
 from tests.conftest import (
     API_KEY,
     AZURE_CONNECTION_STRING,
@@ -31,10 +30,8 @@ from tests.conftest import (
     S3_CREDENTIAL,
     UNTIL,
     RunningSandbox,
-    firehose_written,
     stack_config,
-    start_sandbox,
-    stop_sandbox,
+    stack_sandbox,
 )
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -43,11 +40,8 @@ WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 4)).strftime("%Y-%m-%d"), "-
 
 @pytest.fixture()
 def box() -> Iterator[RunningSandbox]:
-    targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
-    running, server = start_sandbox(targets, seed=5, leads=30, days=4, drop_rate=0.05)
-    firehose_written(running, 120)
-    yield running
-    stop_sandbox(server, running)
+    with stack_sandbox(seed=5, leads=30, days=4, drop_rate=0.05) as running:
+        yield running
 
 
 def invoke(env: dict[str, str], *args: str) -> Result:

@@ -13,7 +13,6 @@ from firehose.archive import StoreUrl, open_store
 from firehose.cli import cli
 from firehose.errors import ExitCode
 from firehose.event import EventView
-from firehose.sandbox import Targets
 from tests.conftest import (
     API_KEY,
     AZURE_CONNECTION_STRING,
@@ -22,10 +21,8 @@ from tests.conftest import (
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
-    firehose_written,
     stack_config,
-    start_sandbox,
-    stop_sandbox,
+    stack_sandbox,
 )
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -34,11 +31,8 @@ WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "-
 
 @pytest.fixture()
 def box() -> Iterator[RunningSandbox]:
-    targets = Targets(s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL, create_buckets=True)
-    running, server = start_sandbox(targets, seed=41, leads=60, days=6, drop_rate=0.05)
-    firehose_written(running, 120)
-    yield running
-    stop_sandbox(server, running)
+    with stack_sandbox(seed=41, leads=60, days=6, drop_rate=0.05) as running:
+        yield running
 
 
 @pytest.fixture()

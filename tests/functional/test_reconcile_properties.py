@@ -1230,6 +1230,15 @@ FOUND: dict[str, tuple[str, Callable[[World], list[Callable[[Any], Any]]]]] = {
             lambda m: m.audit(),
         ],
     ),
+    "feedback-on-an-old-lead-in-a-destination-first-met-that-day": (
+        "a listing cursor made in a later window held only leads from an hour before it, not the later events of "
+        "older leads it read (found by CI's first run of the machine)",
+        lambda w: [
+            lambda m: m.reset(set()),
+            lambda m: m.archive_only((_dest(w, "az", "events/home"), DAY2), 0, 7200, "json"),
+            lambda m: m.repair("presence", False, 0, False, "library"),
+        ],
+    ),
     "kill-9-between-a-repair-and-its-window-save-loses-the-repair-record": (
         "repairs are recorded with their window's save: a kill after the write leaves an object no record holds",
         lambda w: [lambda m: _kill_repairs_until_it_fails(w, m)],
@@ -1239,6 +1248,7 @@ FOUND: dict[str, tuple[str, Callable[[World], list[Callable[[Any], Any]]]]] = {
 regression tests that must hold; the others are known defects, each an xfail until it is fixed (then the xfail
 turns into a failure here, and its name goes into ``FIXED``)."""
 FIXED = {
+    "feedback-on-an-old-lead-in-a-destination-first-met-that-day",
     "archive-only-in-a-day-without-its-destinations-events",
     "archive-only-at-midnight-counted-by-two-windows",
     "archive-only-with-an-old-lead-in-the-manifest-not-in-coverage",

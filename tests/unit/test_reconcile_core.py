@@ -145,6 +145,11 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
     assert set(second) == {key(150, 2), key(200, 3)}
     assert set(cursor.advance(until_seconds=400, keep_from_seconds=290, window_seconds=350)) == {key(300, 4)}
 
+    # A cursor met first in a later window keeps the feedback it reads on leads older than that window.
+    late = ListingCursor(iter([info(key(100, 1)), info(f"p/{100:08x}{'b' * 16}/{350:08x}{5:016x}.json")]))
+    assert set(late.advance(until_seconds=400, keep_from_seconds=290, window_seconds=350)) == {
+        f"p/{100:08x}{'b' * 16}/{350:08x}{5:016x}.json"
+    }
     # Feedback on an old lead (event made in a later window) stays for that window's archive-only check.
     feedback = f"p/{100:08x}{'b' * 16}/{350:08x}{5:016x}.json"
     cursor = ListingCursor(iter([info(key(100, 1)), info(feedback), info(key(300, 4))]))
