@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpcore
 import httpx
@@ -780,7 +780,7 @@ class Sender:
         self,
         connection: http.client.HTTPConnection,
         method: str,
-        parts: Any,
+        parts: SplitResult,
         headers: Sequence[tuple[str, str]],
         body: bytes,
         attempts: int,
