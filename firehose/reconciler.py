@@ -33,7 +33,7 @@ from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import parse_key
 from firehose.archive.listing import lead_objects, list_window, ordered_map, read_many
 from firehose.codec import canonical, decode, encode, records
-from firehose.errors import ArchiveError, ConfigError, DataError, UsageError
+from firehose.errors import ArchiveError, ArchiveNotFound, ConfigError, DataError, UsageError
 from firehose.event import Destination
 from firehose.ids import seconds_of
 from firehose.reconcile import (
@@ -46,7 +46,7 @@ from firehose.reconcile import (
     expected_objects,
     sampled,
 )
-from firehose.state import StateDB, WindowRecord
+from firehose.state import RepairIntent, StateDB, WindowRecord
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,13 @@ class Reconciler:
         outcome = Outcome(run_id)
         done = {record.start: record for record in self.state.finished_windows(run_id)}
         windows = list(options.windows())
-        examined: list[tuple[datetime, datetime]] = []
-        """The windows this run examined (not taken as settled), in order."""
+        behind: list[tuple[datetime, datetime, set[str]]] = []
+        """The windows this run has passed (examined or reused), in order, each with the destinations (URLs)
+        whose archive-only objects its record holds: a destination first named later is back-filled into the
+        others, whether this run examined them or reused them from an earlier, interrupted invocation."""
         try:
+            if not options.dry_run:
+                self._settle_intents()
             for number, (start, end) in enumerate(windows, start=1):
                 record = done.get(start)
                 settled = (
@@ -186,8 +190,7 @@ class Reconciler:
                     known = set(self._cursors)
                     findings, requests = self._window(start, end)
                     for destination in set(self._cursors) - known:
-                        self._late_destination(outcome, destination, examined)
-                    examined.append((start, end))
+                        self._late_destination(outcome, destination, behind)
                     outcome.destinations.update({d.url(): d for d in self._cursors})
                     record = WindowRecord(start, end, _tally(findings), requests)
                     floor = int((options.start - options.lead_lookback).timestamp())
@@ -201,6 +204,8 @@ class Reconciler:
                         self.state.save_window(run_id, record, kept)
                 else:
                     outcome.resumed_windows += 1
+                # A record lists a destination it checked under its requests, even when nothing was found there.
+                behind.append((start, end, set(record.counts) | set(record.requests)))
                 self._add(outcome, record)
                 outcome.windows.append(start)
                 if self.progress is not None:
@@ -215,30 +220,35 @@ class Reconciler:
         return outcome
 
     def _late_destination(
-        self, outcome: Outcome, destination: Destination, examined: list[tuple[datetime, datetime]]
+        self, outcome: Outcome, destination: Destination, behind: list[tuple[datetime, datetime, set[str]]]
     ) -> None:
-        """A destination first named by this window's events: its archive-only objects in the windows examined
-        before, added to their findings and counts (so coverage and an audit's manifest agree)."""
-        if not examined:
+        """A destination first named by this window's events: its archive-only objects in the windows passed
+        before whose records do not hold it yet, added to their findings and counts (so coverage and an audit's
+        manifest agree), and the destination marked as checked there (so a resumed run does not add them twice)."""
+        url = destination.url()
+        lacking = [(start, end) for start, end, checked in behind if url not in checked]
+        if not lacking:
             return
         try:
-            late = self._backfill(destination, examined)
+            late = self._backfill(destination, lacking)
         except (ArchiveError, ConfigError) as exc:
             log.warning("%s", exc)  # the window itself reports the destination's failure as error findings
             return
         by_window: dict[datetime, list[Finding]] = defaultdict(list)
         for finding in late:
             made = datetime.fromtimestamp(seconds_of(finding.event_id), tz=UTC)
-            window = next(start for start, end in reversed(examined) if start <= made)
+            window = next(start for start, end in reversed(lacking) if start <= made)
             by_window[window].append(finding)
-        for window, findings in by_window.items():
-            end = next(e for s, e in examined if s == window)
-            extra = WindowRecord(window, end, _tally(findings), {})
+        for start, end in lacking:
+            findings = by_window.get(start, [])
+            extra = WindowRecord(start, end, _tally(findings), {url: {}})
             if self.options.dry_run:
                 outcome.planned.extend(findings)
             else:
                 self.state.add_findings(self._run_id, extra, findings)
             self._add(outcome, extra)
+        for _start, _end, checked in behind:
+            checked.add(url)
 
     def _add(self, outcome: Outcome, record: WindowRecord) -> None:
         day = f"{record.start:%Y-%m-%d}"
@@ -287,7 +297,8 @@ class Reconciler:
 
     def _backfill(self, destination: Destination, windows: list[tuple[datetime, datetime]]) -> list[Finding]:
         """Archive-only findings of a destination first named by a later window's events, for the windows this
-        run examined before it (nothing in them expected it, so only archive-only objects can be found)."""
+        run passed before it whose records lack it (nothing in them expected it, so only archive-only objects
+        can be found)."""
         options = self.options
         found: list[Finding] = []
         store = self._store(destination)
@@ -373,7 +384,7 @@ class Reconciler:
                 if options.verify != "presence":
                     found = self._content(store, found, items, events)
                 if options.repair:
-                    found = self._repair(store, found, events)
+                    found = self._repair(store, found, events, destination.credential_id)
             after = store.requests.snapshot()
             requests.update({kind: after[kind] - before[kind] for kind in after})
             return found
@@ -470,7 +481,26 @@ class Reconciler:
                 )
         return [results.get(f.key, f) if f.verdict == Verdict.MATCH else f for f in found]
 
-    def _repair(self, store: Store, found: list[Finding], events: dict[str, dict[str, Any]]) -> list[Finding]:
+    def _settle_intents(self) -> None:
+        """Repairs an earlier run said it would write and was killed before it heard back: those whose key
+        holds the very bytes it meant to write go into the record of repairs (the store took the write); the
+        others (absent, or other bytes: the write never landed) are let go. A store that cannot be read now
+        keeps its intents for the next run."""
+        for intent in self.state.repair_intents():
+            try:
+                destination = Destination.from_url(intent.destination, intent.credential_id)
+                stored = self._store(destination).read(intent.key)
+            except ArchiveNotFound:
+                self.state.settle_repair(intent, wrote=False)
+                continue
+            except (ArchiveError, ConfigError, DataError) as exc:
+                log.warning("a repair of %s left unconfirmed by an interrupted run: %s", intent.key, exc)
+                continue
+            self.state.settle_repair(intent, wrote=hashlib.sha256(stored).hexdigest() == intent.sha256)
+
+    def _repair(
+        self, store: Store, found: list[Finding], events: dict[str, dict[str, Any]], credential: str | None
+    ) -> list[Finding]:
         repaired = []
         for finding in found:
             if finding.verdict != Verdict.MISSING:
@@ -478,12 +508,21 @@ class Reconciler:
                 continue
             event = events.get(finding.event_id) or self.api.get_event(finding.event_id)
             body = encode(event)
+            intent = RepairIntent(
+                finding.event_id,
+                finding.destination,
+                credential,
+                finding.key,
+                self._window_start,
+                self._run_id,
+                hashlib.sha256(body).hexdigest(),
+            )
             try:
+                self.state.intend_repair(intent)  # before the write: a kill after the store takes it leaves a trace
+                # A failed write keeps its intent: it may have landed all the same (an answer lost on the way
+                # back), and the next run looks.
                 wrote = store.write(finding.key, body, if_absent=True)
-                if wrote:
-                    self.state.record_repair(
-                        finding.event_id, finding.destination, finding.key, self._window_start, self._run_id
-                    )
+                self.state.settle_repair(intent, wrote=wrote)
                 stored = store.read(finding.key)
                 same = stored == body or canonical(decode(stored)) == canonical(event)
             except ArchiveError as exc:

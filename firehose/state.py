@@ -13,6 +13,9 @@ Tables:
 - ``replays``: the replay ledger, one row per source event ever replayed (``ReplayLedger``).
 - ``repairs``: every object a ``--repair`` ever wrote, append-only: evidence, which a later run never replaces
   (a later ``--full`` run finds those objects present and would otherwise forget they were repaired).
+- ``repair_intents``: a repair about to be written (a write-ahead record, with the SHA-256 of its bytes), moved
+  into ``repairs`` once the store answers. A run killed after the store took the write but before the answer
+  came back leaves the intent; the next run reads the key and, if it holds those bytes, records the repair.
 """
 
 from __future__ import annotations
@@ -103,6 +106,17 @@ CREATE TABLE IF NOT EXISTS repairs (
     PRIMARY KEY (event_id, destination)
 );
 CREATE INDEX IF NOT EXISTS repairs_window ON repairs (window_start, repaired_at);
+CREATE TABLE IF NOT EXISTS repair_intents (
+    event_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    credential_id TEXT,
+    key TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    intended_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, destination)
+);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);
@@ -130,6 +144,20 @@ class WindowRecord:
     counts: Mapping[str, Any]
     requests: Mapping[str, Any]
     finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RepairIntent:
+    """A repair about to be written: where, and the SHA-256 of the bytes (to know them again in the store)."""
+
+    event_id: str
+    destination: str
+    """The destination's URL, as findings and the record of repairs name it."""
+    credential_id: str | None
+    key: str
+    window_start: datetime
+    run_id: int
+    sha256: str
 
 
 def utc_now() -> datetime:
@@ -300,34 +328,78 @@ class StateDB:
             self._db.execute("ROLLBACK")
             raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
 
-    def record_repair(self, event_id: str, destination: str, key: str, window_start: datetime, run_id: int) -> None:
-        """Record one object a repair wrote, at once, in its own transaction: a run killed before its window is
-        saved must not leave an object that no record holds (the window's save records it again, ignored)."""
+    def intend_repair(self, intent: RepairIntent) -> None:
+        """Say, before a repair's write goes out, what it will write (committed at once): whatever happens to
+        the run after, the next one can tell whether the store took it."""
         try:
             with self._db:
                 self._db.execute(
-                    "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
-                    (event_id, destination, key, _iso(window_start), run_id, _iso(self.clock())),
+                    "INSERT OR REPLACE INTO repair_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        intent.event_id,
+                        intent.destination,
+                        intent.credential_id,
+                        intent.key,
+                        _iso(intent.window_start),
+                        intent.run_id,
+                        intent.sha256,
+                        _iso(self.clock()),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+
+    def repair_intents(self) -> list[RepairIntent]:
+        """The repairs a run said it would write and never heard the end of (it was killed in between)."""
+        rows = self._db.execute(
+            "SELECT event_id, destination, credential_id, key, window_start, run_id, sha256 FROM repair_intents"
+        ).fetchall()
+        return [RepairIntent(e, d, c, k, _time(w) or datetime.min, int(r), h) for e, d, c, k, w, r, h in rows]
+
+    def settle_repair(self, intent: RepairIntent, *, wrote: bool) -> None:
+        """The end of an intended repair, in one transaction: if the store took the write, the object goes into
+        the record of repairs (at once: a run killed before its window is saved must not leave an object that
+        no record holds; the window's save records it again, ignored); either way the intent is done."""
+        try:
+            with self._db:
+                if wrote:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            intent.event_id,
+                            intent.destination,
+                            intent.key,
+                            _iso(intent.window_start),
+                            intent.run_id,
+                            _iso(self.clock()),
+                        ),
+                    )
+                self._db.execute(
+                    "DELETE FROM repair_intents WHERE event_id = ? AND destination = ?",
+                    (intent.event_id, intent.destination),
                 )
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
 
     def add_findings(self, run_id: int, extra: WindowRecord, findings: Sequence[Finding]) -> None:
         """More findings for a saved window (a destination first met in a later window), its counts raised by
-        ``extra.counts``, in one transaction."""
+        ``extra.counts`` and its requests by ``extra.requests`` (which names the destination checked, even with
+        nothing found), in one transaction."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute(
-                "SELECT counts FROM windows WHERE run_id = ? AND start = ?", (run_id, _iso(extra.start))
+                "SELECT counts, requests FROM windows WHERE run_id = ? AND start = ?", (run_id, _iso(extra.start))
             ).fetchone()
             counts: dict[str, dict[str, int]] = decode(row[0]) if row else {}
-            for destination, added in extra.counts.items():
-                mine = counts.setdefault(destination, {})
-                for verdict, number in added.items():
-                    mine[verdict] = mine.get(verdict, 0) + number
+            requests: dict[str, dict[str, int]] = decode(row[1]) if row else {}
+            for into, more in ((counts, extra.counts), (requests, extra.requests)):
+                for destination, added in more.items():
+                    mine = into.setdefault(destination, {})
+                    for kind, number in added.items():
+                        mine[kind] = mine.get(kind, 0) + number
             self._db.execute(
-                "UPDATE windows SET counts = ? WHERE run_id = ? AND start = ?",
-                (encode(counts).decode(), run_id, _iso(extra.start)),
+                "UPDATE windows SET counts = ?, requests = ? WHERE run_id = ? AND start = ?",
+                (encode(counts).decode(), encode(requests).decode(), run_id, _iso(extra.start)),
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

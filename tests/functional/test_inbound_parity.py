@@ -347,8 +347,9 @@ _queries = st.lists(st.tuples(_name, _value), max_size=3).map(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(st.tuples(_bodies, _queries), min_size=20, max_size=20))
+# Few examples of large batches: each example starts node twice, which costs more than the bodies themselves.
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.tuples(_bodies, _queries), min_size=60, max_size=60))
 def test_generated_bodies_parse_and_edit_as_leadconduit_does(modules: Path, batch: list[Any]) -> None:
     requests = [_request(post(content_type, body, query)) for (content_type, body), query in batch]
     results = parse(modules, requests)

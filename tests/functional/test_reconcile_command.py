@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from firehose.archive import StoreUrl, open_store
+from firehose.archive import Store, StoreUrl, open_store
 from firehose.cli import cli
-from firehose.errors import ExitCode
-from firehose.event import EventView
+from firehose.errors import ArchiveError, ExitCode
+from firehose.event import Destination, EventView
 from tests.conftest import (
     API_KEY,
     AZURE_CONNECTION_STRING,
@@ -158,8 +161,6 @@ def test_differing_lead_data_is_shown_only_with_include_pii(
 
 
 def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: dict[str, str], tmp_path: Path) -> None:
-    from datetime import datetime
-
     from firehose.api import LeadConduit
     from firehose.http import HttpClient
     from firehose.reconciler import ReconcileOptions, Reconciler
@@ -333,3 +334,58 @@ def test_after_a_repair_the_plain_nightly_run_reports_no_stale_gap_and_audits_ke
     full = reconcile(env, "--repair", "--full")
     assert full.exit_code == ExitCode.OK and '"repaired"' not in full.stdout
     assert audit_repaired("pack2") == len(expected), "the record of repairs is never replaced by a later run"
+
+
+class _Died(BaseException):
+    """The process ending between two statements (a kill -9): nothing after it runs, no handler catches it."""
+
+
+@pytest.mark.parametrize(
+    "after_the_write",
+    [_Died("killed"), ArchiveError("the answer was lost on the way back")],
+    ids=["killed", "answer-lost"],
+)
+def test_a_repair_the_store_took_is_recorded_even_if_the_run_never_heard_back(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path, after_the_write: BaseException
+) -> None:
+    """The store takes a repair's write, and then the run dies (or the answer never comes back): the object is
+    there, but the run never saw its write succeed. The repair was said before it went out, so the next run
+    finds the object holding those bytes and records it; the audit counts every repair, that one included."""
+    from firehose.api import LeadConduit
+    from firehose.http import HttpClient
+    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.state import StateDB
+
+    expected = dropped(box)
+    assert len(expected) > 1
+    writes: list[str] = []
+
+    def store_for(destination: Destination) -> Store:
+        store = open_store(
+            StoreUrl(destination.scheme, destination.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL
+        )
+        real = store.write
+
+        def write(key: str, data: bytes, **kwargs: Any) -> bool:
+            real(key, data, **kwargs)
+            writes.append(key)
+            raise after_the_write
+
+        store.write = write  # type: ignore[method-assign]
+        return store
+
+    options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL, repair=True)
+    with (
+        HttpClient(box.url, auth=("API", API_KEY)) as http,
+        StateDB(Path(env["FIREHOSE_STATE"])) as state,
+        contextlib.suppress(_Died),
+    ):
+        Reconciler(LeadConduit(http), store_for, state, options).run()
+    assert writes, "the first repair's write went out"
+    again = reconcile(env, "--repair")
+    assert again.exit_code == ExitCode.OK, again.stderr
+    out = tmp_path / "pack"
+    made = CliRunner().invoke(cli, ["audit", *WINDOW, "--out", str(out)], env=env, catch_exceptions=False)
+    assert made.exit_code == ExitCode.OK, made.stderr
+    rows = json.loads((out / "coverage.json").read_text())["coverage"]
+    assert sum(int(row["repaired"]) for row in rows) == len(expected), "every object a repair wrote is on record"
