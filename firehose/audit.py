@@ -28,8 +28,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from typing import Any
 
 from firehose import __version__, signing
 from firehose.archive import Store
-from firehose.archive.base import IN_FLIGHT
+from firehose.archive.base import IN_FLIGHT, RetentionSettings
 from firehose.archive.layout import ArchivedEvent, parse_key
 from firehose.archive.listing import ArchiveListing, ordered_map
 from firehose.codec import decode, encode_line, encode_pretty
@@ -243,40 +245,63 @@ def write_pack(
         objects = size = failures = 0
         retention: list[dict[str, Any]] = []
         checks: list[Check] = []
-        with (building / "manifest.ndjson").open("wb") as sink:
-            for destination in destinations:
-                progress(f"hashing {destination.url()}")
-                store = open_store(destination)
-                try:
-                    extra = (older_leads or {}).get(destination.url(), ())
+        stop = threading.Event()
+
+        def hash_destination(number: int, destination: Destination) -> tuple[int, int, int, RetentionSettings]:
+            """One destination's manifest lines into a part file of their own, and the store's settings."""
+            progress(f"hashing {destination.url()}")
+            counted = [0, 0, 0]
+            store = open_store(destination)
+            try:
+                extra = (older_leads or {}).get(destination.url(), ())
+                with (building / f".manifest-{number}.part").open("wb") as part:
                     for line in manifest_lines(store, destination, start, end, workers=workers, older_leads=extra):
-                        sink.write(encode_line(line))
-                        objects += 1
-                        size += int(line.get("size") or 0)
-                        failures += "error" in line
-                    settings = store.retention()
-                finally:
-                    store.close()
-                found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
-                checks.extend(found)
-                retention.append(
-                    {
-                        "destination": destination.url(),
-                        "settings": {
-                            name: value
-                            for name, value in settings.__dict__.items()
-                            if name not in ("notes", "lifecycle")
-                        }
-                        | {
-                            "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
-                            if settings.lifecycle is not None
-                            else None,
-                            "notes": dict(settings.notes),
-                        },
-                        "verdict": overall(found) if required_days else None,
-                        "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
+                        if stop.is_set():  # another destination failed: the pack will not be made
+                            break
+                        part.write(encode_line(line))
+                        counted[0] += 1
+                        counted[1] += int(line.get("size") or 0)
+                        counted[2] += "error" in line
+                return counted[0], counted[1], counted[2], store.retention()
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                store.close()
+
+        # Destinations are hashed at the same time (each reads its own store; one slow store does not hold up
+        # the rest), each into a part file, joined in order: the manifest reads the same as one made serially.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(destinations), 8)), thread_name_prefix="hash") as pool:
+            hashed = [pool.submit(hash_destination, number, d) for number, d in enumerate(destinations)]
+            results = [future.result() for future in hashed]
+        with (building / "manifest.ndjson").open("wb") as sink:
+            for number in range(len(destinations)):
+                part = building / f".manifest-{number}.part"
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                part.unlink()
+        for destination, (count, nbytes, broken, settings) in zip(destinations, results, strict=True):
+            objects += count
+            size += nbytes
+            failures += broken
+            found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
+            checks.extend(found)
+            retention.append(
+                {
+                    "destination": destination.url(),
+                    "settings": {
+                        name: value for name, value in settings.__dict__.items() if name not in ("notes", "lifecycle")
                     }
-                )
+                    | {
+                        "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
+                        if settings.lifecycle is not None
+                        else None,
+                        "notes": dict(settings.notes),
+                    },
+                    "verdict": overall(found) if required_days else None,
+                    "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
+                }
+            )
         (building / "retention.json").write_bytes(
             encode_pretty({"schema": SCHEMA, "require_retention": _required(required_days), "destinations": retention})
         )
@@ -420,20 +445,41 @@ def verify_pack(
     if not (pack / "manifest.ndjson").is_file():
         result.pack_problems.append("manifest.ndjson: missing from the pack")
         return result
+    manifest = pack / "manifest.ndjson"
+
+    def check(line: dict[str, Any] | str) -> dict[str, Any] | None:
+        if isinstance(line, str):  # a line that is not a manifest entry: reported, never skipped
+            return {"destination": None, "key": None, "url": None, "event_id": None,
+                    "status": "invalid", "reason": line}  # fmt: skip
+        return _check_line(line, stores, open_store)
+
+    def check_runs(runs: list[_Run]) -> list[tuple[int, list[dict[str, Any]]]]:
+        """The runs of one store, in order: (lines checked, problems) for each."""
+        done = []
+        with manifest.open("rb") as source:
+            for run in runs:
+                source.seek(run.offset)
+                raws = (source.readline() for _ in range(run.lines))
+                lines = (_manifest_line(number, raw) for number, raw in enumerate(raws, start=run.first))
+                problems = [p for p in ordered_map(check, lines, workers=workers, ahead=workers * 4) if p is not None]
+                done.append((run.lines, problems))
+        return done
+
     try:
-        with (pack / "manifest.ndjson").open("rb") as source:
-            lines = (_manifest_line(number, raw) for number, raw in enumerate(source, start=1))
-
-            def check(line: dict[str, Any] | str) -> dict[str, Any] | None:
-                if isinstance(line, str):  # a line that is not a manifest entry: reported, never skipped
-                    return {"destination": None, "key": None, "url": None, "event_id": None,
-                            "status": "invalid", "reason": line}  # fmt: skip
-                return _check_line(line, stores, open_store)
-
-            for problem in ordered_map(check, lines, workers=workers, ahead=workers * 4):
-                result.objects += 1
-                if problem is not None:
-                    result.changed.append(problem)
+        # The lines of each store are checked at the same time as those of the others (one slow store does not
+        # hold up the rest); the problems are reported in the manifest's order, as a serial check would.
+        runs = _store_runs(manifest)
+        by_store: dict[str, list[_Run]] = {}
+        for run in runs:
+            by_store.setdefault(run.store, []).append(run)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(by_store), 8)), thread_name_prefix="verify") as pool:
+            checked = dict(zip(by_store, pool.map(check_runs, by_store.values()), strict=True))
+        position = dict.fromkeys(by_store, 0)
+        for run in runs:
+            count, problems = checked[run.store][position[run.store]]
+            position[run.store] += 1
+            result.objects += count
+            result.changed.extend(problems)
     finally:
         for store in stores.values():
             store.close()
@@ -458,6 +504,40 @@ def _manifest_claims(pack: Path, lines: int) -> str | None:
     if archived is not None and archived != lines:
         return f"manifest.ndjson: {lines} objects, but coverage counts {archived} archived (an incomplete manifest)"
     return None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive manifest lines of one store (``scheme://bucket``; lines that are no entry join the run they
+    are in): where they start in the file, the first one's number, and how many there are."""
+
+    store: str
+    offset: int
+    first: int
+    lines: int
+
+
+def _store_runs(manifest: Path) -> list[_Run]:
+    """The manifest cut into runs of one store each, in one pass that keeps only the cuts (a pack is written
+    one destination after another, so there are few)."""
+    runs: list[_Run] = []
+    store, offset, first, count, position = "", 0, 1, 0, 0
+    with manifest.open("rb") as source:
+        for number, raw in enumerate(source, start=1):
+            line = _manifest_line(number, raw)
+            here = store
+            if isinstance(line, dict):
+                where = Destination.from_url(line["destination"], line.get("credential_id"))
+                here = f"{where.scheme}://{where.bucket}"
+            if here != store and count:
+                runs.append(_Run(store, offset, first, count))
+                offset, first, count = position, number, 0
+            store = here
+            count += 1
+            position += len(raw)
+    if count:
+        runs.append(_Run(store, offset, first, count))
+    return runs
 
 
 def _manifest_line(number: int, raw: bytes) -> dict[str, Any] | str:

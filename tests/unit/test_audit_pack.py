@@ -34,3 +34,43 @@ def test_a_pack_that_fails_part_way_leaves_nothing_and_the_rerun_makes_it(tmp_pa
     names = {path.name for path in out.iterdir()}
     assert {"SHA256SUMS", "SHA256SUMS.sig", "summary.json", "manifest.ndjson"} <= names
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no partial folder left"
+
+
+def _event_id(moment: datetime, n: int) -> str:
+    return f"{int(moment.timestamp()):08x}{n:016x}"
+
+
+def test_two_stores_are_hashed_and_verified_at_once_and_read_as_one_serial_pack(tmp_path: Path) -> None:
+    """Each store is hashed (and verified) at the same time as the others; the manifest and verify's findings
+    still come in destination order, every line counted, whatever finishes first."""
+    from firehose.audit import verify_pack
+
+    archives = [tmp_path / "a", tmp_path / "b"]
+    keys: list[list[Path]] = []
+    for number, archive in enumerate(archives):
+        made = []
+        for n in range(40 * (2 - number)):  # the first store has more, so it finishes last
+            lead = _event_id(START.replace(hour=1), 1000 * number + n)
+            event = _event_id(START.replace(hour=2), 1000 * number + n)
+            path = archive / lead / f"{event}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b'{"id": "%s"}' % event.encode())
+            made.append(path)
+        keys.append(made)
+    destinations = [Destination.from_url(f"file://{archive}") for archive in archives]
+    out = tmp_path / "pack"
+    write_pack(out, start=START, end=END, outcome=Outcome(0), repaired_before=Counter(), findings=[],
+               open_store=lambda d: open_store(f"file://{d.bucket}"), destinations=destinations,
+               required_days=None, verify="presence", signing_key=tmp_path / "k.pem", workers=4)  # fmt: skip
+    lines = (out / "manifest.ndjson").read_text().splitlines()
+    assert len(lines) == 120
+    assert [line.split('"destination":"')[1].split('"')[0] for line in lines] == [destinations[0].url()] * 80 + [
+        destinations[1].url()
+    ] * 40, "the manifest holds one destination after the other"
+    assert not list(out.glob(".manifest-*")), "the part files are joined and gone"
+
+    keys[1][5].unlink()
+    keys[0][79].write_bytes(b"changed")
+    found = verify_pack(out, lambda d: open_store(f"file://{d.bucket}"), workers=4)
+    assert found.objects == 120
+    assert [item["key"].rsplit("/", 1)[1] for item in found.changed] == [keys[0][79].name, keys[1][5].name]

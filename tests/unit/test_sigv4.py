@@ -51,3 +51,20 @@ def test_signature_equals_botocores(
     headers = dict(SigV4(credentials, region).headers(host, path, query, now=moment))
     assert headers["Authorization"] == expected
     assert headers.get("x-amz-security-token") == token
+
+
+def test_the_clock_read_once_a_second_signs_as_the_moment_itself() -> None:
+    """Without ``now``, the signer formats the time once per second and reuses it: the headers equal those for
+    that very second, across a change of second too."""
+    import time
+
+    signer = SigV4(Credentials("AKID", "secret"), "us-east-1")
+    for _ in range(3):
+        before = int(time.time())
+        got = signer.headers("bucket.s3.amazonaws.com", "/events/a.json")
+        after = int(time.time())
+        if before == after:
+            assert got == signer.headers(
+                "bucket.s3.amazonaws.com", "/events/a.json", now=datetime.fromtimestamp(before, UTC)
+            )
+        time.sleep(0.6)
