@@ -96,14 +96,38 @@ class LatencyProxy:
         self._loop.run_until_complete(start())
 
 
-def run(command: list[str], env: dict[str, str], *, count: str) -> tuple[float, float, int]:
+SERVERS = {
+    "SeaweedFS": ROOT / "localstack" / ".run" / "seaweedfs.pid",
+    "Azurite": ROOT / "localstack" / ".run" / "azurite.pid",
+}
+"""The local stack's servers, whose CPU each run is also charged with (they share this machine's cores)."""
+SERVER_CPU: dict[str, list[float]] = {}
+"""Per command name: the servers' CPU seconds of each run (filled by ``compare``)."""
+
+
+def server_cpu() -> float:
+    """CPU seconds (user + system) the local stack's servers have used so far; 0 for one not running."""
+    total = 0.0
+    for pid_file in SERVERS.values():
+        try:
+            fields = Path(f"/proc/{pid_file.read_text().strip()}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def run(command: list[str], env: dict[str, str], *, count: str, name: str = "") -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (user + system, the process and its children) and the number of objects it
-    handled: ``lines`` of stdout, or ``files`` written under the last argument (a directory)."""
+    handled: ``lines`` of stdout, or ``files`` written under the last argument (a directory). The servers' CPU
+    in the same time goes to ``SERVER_CPU[name]``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers = server_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    SERVER_CPU.setdefault(name, []).append(server_cpu() - servers)
     if done.returncode != 0:
         raise SystemExit(f"bench: {command[0]} failed ({done.returncode}): {done.stderr.decode()[-600:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -126,7 +150,7 @@ def compare(
         run(command, env, count=count)
     for _ in range(rounds):
         for name, (command, count) in commands.items():
-            seconds, cpu, counts[name] = run(command, env, count=count)
+            seconds, cpu, counts[name] = run(command, env, count=count, name=name)
             walls[name].append(seconds)
             cpus[name].append(cpu)
     medians = {name: statistics.median(values) for name, values in walls.items()}
@@ -135,7 +159,8 @@ def compare(
         cpu = statistics.median(cpus[name])
         print(
             f"  {name:<46} {seconds:6.2f} s  {counts[name] / seconds:7,.0f} objects/s  CPU {cpu:5.2f} s "
-            f"= {cpu / max(1, counts[name]) * 1000:.3f} ms/object  ({counts[name]:,} objects)"
+            f"= {cpu / max(1, counts[name]) * 1000:.3f} ms/object  ({counts[name]:,} objects); servers' CPU "
+            f"{statistics.median(SERVER_CPU[name][-rounds:]) / max(1, counts[name]) * 1000:.3f} ms/object"
         )
     return medians
 
