@@ -250,7 +250,7 @@ def write_pack(
         def hash_destination(number: int, destination: Destination) -> tuple[int, int, int, RetentionSettings]:
             """One destination's manifest lines into a part file of their own, and the store's settings."""
             progress(f"hashing {destination.url()}")
-            counted = [0, 0, 0]
+            count = nbytes = broken = 0
             store = open_store(destination)
             try:
                 extra = (older_leads or {}).get(destination.url(), ())
@@ -259,10 +259,10 @@ def write_pack(
                         if stop.is_set():  # another destination failed: the pack will not be made
                             break
                         part.write(encode_line(line))
-                        counted[0] += 1
-                        counted[1] += int(line.get("size") or 0)
-                        counted[2] += "error" in line
-                return counted[0], counted[1], counted[2], store.retention()
+                        count += 1
+                        nbytes += int(line.get("size") or 0)
+                        broken += "error" in line
+                return count, nbytes, broken, store.retention()
             except BaseException:
                 stop.set()
                 raise

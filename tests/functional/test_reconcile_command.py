@@ -389,3 +389,28 @@ def test_a_repair_the_store_took_is_recorded_even_if_the_run_never_heard_back(
     assert made.exit_code == ExitCode.OK, made.stderr
     rows = json.loads((out / "coverage.json").read_text())["coverage"]
     assert sum(int(row["repaired"]) for row in rows) == len(expected), "every object a repair wrote is on record"
+
+
+def test_a_repair_the_state_cannot_record_is_never_written(box: RunningSandbox, env: dict[str, str]) -> None:
+    """A full disk (or a read-only state database) when a repair is about to be said: the run stops with the
+    state database's error, and the store is never written to: no object without its record."""
+    from firehose.api import LeadConduit
+    from firehose.errors import ConfigError
+    from firehose.http import HttpClient
+    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.state import RepairIntent, StateDB
+
+    class FullDisk(StateDB):
+        def intend_repair(self, intent: RepairIntent) -> None:
+            raise ConfigError(f"state database {self.path}: cannot record a repair: database or disk is full")
+
+    expected = dropped(box)
+    store_for = lambda d: open_store(StoreUrl(d.scheme, d.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL)  # noqa: E731
+    options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL, repair=True)
+    with (
+        HttpClient(box.url, auth=("API", API_KEY)) as http,
+        FullDisk(Path(env["FIREHOSE_STATE"])) as state,
+        pytest.raises(ConfigError, match="disk is full"),
+    ):
+        Reconciler(LeadConduit(http), store_for, state, options).run()
+    assert dropped(box) == expected, "nothing was written"
