@@ -84,10 +84,11 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
 from firehose import audit as auditing
-from firehose import cli as cli_module
+from firehose import connections
 from firehose.api import LeadConduit
 from firehose.archive import Store, StoreUrl, open_store
 from firehose.cli import cli
+from firehose.cli.app import RECURSION_LIMIT
 from firehose.event import Destination
 from firehose.http import HttpClient
 from firehose.reconciler import ReconcileOptions, Reconciler
@@ -994,14 +995,14 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             would make costs a tenth of a second)."""
             kwdefaults = StateDB.__init__.__kwdefaults__
             assert kwdefaults is not None
-            saved_clock, saved_opener = kwdefaults["clock"], cli_module._destination_opener
+            saved_clock, saved_open = kwdefaults["clock"], connections._open
             kwdefaults["clock"] = clock
-            cli_module._destination_opener = lambda settings, credential_id: world.open_for
+            connections._open = lambda where, settings, credential_id: Shared(world.stores[where.scheme])
             try:
                 yield
             finally:
                 kwdefaults["clock"] = saved_clock
-                cli_module._destination_opener = saved_opener
+                connections._open = saved_open
 
         @rule(
             verify=st.sampled_from(("presence", "content")),
@@ -1195,7 +1196,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def test_reconcile_repair_and_audit_keep_their_invariants_whatever_happens_to_the_archive(world: World) -> None:
     # The CLI raises the recursion limit when it starts; raised first, hypothesis sees no change in its steps.
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, cli_module.RECURSION_LIMIT))
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     try:
         run_state_machine_as_test(machine(world), settings=settings.get_profile("firehose-property"))
     finally:

@@ -1,0 +1,182 @@
+"""Shared options and the parameter types and parsers of flags: times, windows, durations, rates, FIELD=VALUE,
+rules, verify depth, files to write, and the storage options every command that opens a store takes."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from firehose.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    _StrParam = click.ParamType[str, Any]  # generic for type checkers from click 8.2 on
+else:
+    _StrParam = click.ParamType
+
+
+class WritableFile(_StrParam):
+    """A file the command will write: checked when the flags are read, before any work, so a long run never
+    fails at its end for a reason known at its start (its folder missing, read-only, or the path a folder)."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        path = Path(value)
+        if path.is_dir():
+            self.fail(f"{value} is a folder, not a file", param, ctx)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            self.fail(f"{value}: the folder {folder} does not exist", param, ctx)
+        if path.exists() and not os.access(path, os.W_OK):
+            self.fail(f"{value} is not writable", param, ctx)
+        if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{value}: the folder {folder} is not writable", param, ctx)
+        return str(value)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: click's ``FloatRange`` lets ``nan`` through (every comparison
+    with it is false) and, without a maximum, ``inf`` and ``1e400``; a NaN backoff crashed the retry loop."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FIRST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_MOMENT = datetime.fromtimestamp(0xFFFFFFFF, tz=UTC)
+"""The times an event id can hold (8 hex digits of Unix seconds): every event, lead and window lies between."""
+
+
+def parse_time(value: str, flag: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO 8601 date or date-time; a naive one is taken as UTC. A bare date is that day's first moment, or
+    its last one (23:59:59.999) with ``end_of_day`` (for ``--end``, which is inclusive). Refused outside the
+    times an event id can hold (1970 to 2106): ``--start 0001-01-01`` was sent to the API as ``1-01-01``, and
+    ``--end 9999-12-31`` overflowed the year in the windows' arithmetic."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            if end_of_day:
+                moment = datetime(day.year, day.month, day.day, 23, 59, 59, 999_000, tzinfo=UTC)
+            else:
+                moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {value!r} is not an ISO 8601 date or date-time (2026-11-01T00:00:00Z)") from exc
+    try:
+        moment.astimezone(UTC)  # a zone offset can push 9999-12-31T23:00-05:00 or 0001-01-01+05:00 past a year
+    except (ValueError, OverflowError):
+        raise UsageError(f"{flag} {value!r} is outside the times an event id can hold (1970 to 2106)") from None
+    if end_of_day and len(text) == 10 and moment.date() == LAST_MOMENT.date():
+        moment = LAST_MOMENT  # a bare --end of the last day: up to the last second an id can hold
+    if moment < FIRST_MOMENT:
+        raise UsageError(f"{flag} {value!r} is before 1970-01-01, the first time an event id can hold")
+    if moment > LAST_MOMENT:
+        raise UsageError(
+            f"{flag} {value!r} is after {LAST_MOMENT:%Y-%m-%dT%H:%M:%SZ}, the last time an event id can hold"
+        )
+    return moment
+
+
+def storage_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that say how to reach a store, on every command that opens one."""
+    options = [
+        click.option("--credential", "credential_id", help="The credential_id whose [credentials] entry to use."),
+        click.option("--endpoint-url", help="S3 endpoint for S3-compatible servers (env FIREHOSE_S3_ENDPOINT_URL)."),
+        click.option("--region", help="S3 region (env FIREHOSE_S3_REGION)."),
+        click.option("--profile", help="AWS profile (env FIREHOSE_AWS_PROFILE)."),
+        click.option(
+            "--account-url",
+            help="Azure account URL (env FIREHOSE_AZURE_ACCOUNT_URL); the connection "
+            "string and SAS token come from FIREHOSE_AZURE_CONNECTION_STRING / FIREHOSE_AZURE_SAS_TOKEN.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 256),
+            default=32,
+            show_default=True,
+            help="Requests in flight to each store (listing pages and object reads). Real stores take 10-50 ms a "
+            "request, so throughput comes from many at once.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_window(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    begin = parse_time(start, "--start") if start else None
+    finish = parse_time(end, "--end", end_of_day=True) if end else None
+    if begin and finish and begin > finish:
+        raise UsageError(f"--start {start} is after --end {end}")
+    return (int(begin.timestamp()) if begin else None, int(finish.timestamp()) if finish else None)
+
+
+def parse_depth(verify: str) -> tuple[str, float]:
+    """``--verify presence|content|sample:P`` as (mode, percent)."""
+    mode, _, percent = verify.partition(":")
+    if mode == "sample" and not percent.replace(".", "", 1).isdigit():
+        raise UsageError(f"--verify {verify!r}: give the share to read, e.g. sample:5")
+    share = float(percent or 0)
+    if mode == "sample" and not 0 < share <= 100:  # sample:150 was read as "everything", sample:0 as "nothing"
+        raise UsageError(f"--verify {verify!r}: the share is a percentage above 0 and at most 100")
+    return mode, share
+
+
+def parse_rules(rules_json: str | None) -> tuple[dict[str, Any], ...]:
+    """``--rules``: a JSON array of LeadConduit rule objects."""
+    from firehose.codec import decode
+
+    if not rules_json:
+        return ()
+    try:
+        parsed = decode(rules_json, where="--rules")
+    except DataError as exc:  # the user's own flag: a usage error (2), not an unreadable archive (5)
+        raise UsageError(str(exc)) from None
+    if not isinstance(parsed, list) or not all(isinstance(rule, dict) for rule in parsed):
+        raise UsageError("--rules must be a JSON array of rule objects")
+    return tuple(parsed)
+
+
+def parse_rate(value: str | None) -> float | None:
+    """``50/s``, ``3000/m``, or a number per second."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    per = {"/s": 1.0, "/m": 60.0, "/h": 3600.0}
+    divisor = next((seconds for suffix, seconds in per.items() if text.endswith(suffix)), None)
+    number = text[:-2] if divisor else text
+    try:
+        rate = float(number) / (divisor or 1.0)
+    except ValueError:
+        raise UsageError(f"--rate {value!r}: give requests per second, e.g. 50/s or 600/m") from None
+    if not math.isfinite(rate) or rate <= 0:  # inf/s, nan: no spacing at all, or a comparison always false
+        raise UsageError(f"--rate {value!r} must be a number above zero, e.g. 50/s")
+    if not RATE_SLOWEST <= rate <= RATE_FASTEST:  # 1e-300/s: a sleep too long for the clock
+        raise UsageError(f"--rate {value!r} must be from 1/h to {RATE_FASTEST:,.0f}/s")
+    return rate
+
+
+RATE_SLOWEST, RATE_FASTEST = 1 / 3600, 100_000.0
+"""``--rate`` bounds: slower than one an hour is no replay, and faster than this no sender here reaches."""
+
+
+def parse_assignments(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        name, sep, new = value.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {value!r}: write FIELD=VALUE, e.g. --set state=TX")
+        pairs.append((name.strip(), new))
+    return tuple(pairs)

@@ -1,0 +1,33 @@
+"""Standard output for bytes: buffered, and never closed under a command."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import BinaryIO
+
+
+class _StdoutWriter(io.BufferedWriter):
+    """A buffer over the raw standard output that never closes it: dropped, it only flushes (a plain
+    ``BufferedWriter`` closed stdout when collected, and the next write failed with "I/O operation on closed
+    file")."""
+
+    def close(self) -> None:
+        if not self.raw.closed:
+            self.flush()
+
+
+_stdout_writers: dict[int, BinaryIO] = {}
+
+
+def binary_stdout() -> BinaryIO:
+    """Standard output for bytes, buffered even under PYTHONUNBUFFERED=1 (where it is a raw file and every
+    row would be a system call: measured at a fifth of a 10,000-row listing's time). The same object on every
+    call for the same stdout."""
+    stream = sys.stdout.buffer
+    if not isinstance(stream, io.RawIOBase):
+        return stream
+    writer = _stdout_writers.get(id(stream))
+    if writer is None or getattr(writer, "raw", None) is not stream:
+        writer = _stdout_writers[id(stream)] = _StdoutWriter(stream, buffer_size=1 << 16)
+    return writer
