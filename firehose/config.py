@@ -18,6 +18,7 @@ environment variable that holds a secret (``api_key_env = "MY_VAR"``) rather tha
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -136,6 +137,17 @@ class Settings:
     sdk_reads: bool = False
     """``FIREHOSE_SDK_READS=1``: read objects through boto3 and the Azure SDK, not the lean read path (a way back,
     should a store not take the lean path's requests)."""
+    state_file: Path = field(default_factory=lambda: default_state_file(Path.home()))
+    """The state database (windows, findings, repairs, the replay ledger): ``--state``, else ``FIREHOSE_STATE``,
+    else ``$XDG_STATE_HOME/firehose/state.sqlite`` (``~/.local/state/firehose/state.sqlite``)."""
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings as the command line builds them, for a Python caller: the config file (else
+        ``$FIREHOSE_CONFIG``, else ``./firehose.toml`` if present), the environment, and ``overrides`` named as
+        the flags are (``url``, ``state_file``, ``endpoint_url``, ``region``, ``profile``, ``account_url``)."""
+        path = config_path(str(config_file) if config_file else None, os.environ, Path.cwd())
+        return load_settings(config_file=path, env=os.environ, overrides=overrides)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -250,8 +262,13 @@ def state_path(explicit: str | None, env: Mapping[str, str]) -> Path:
         return Path(explicit)
     if env.get("FIREHOSE_STATE"):
         return Path(env["FIREHOSE_STATE"])
-    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path(env.get("HOME", ".")) / ".local/state"
-    return base / "firehose" / "state.sqlite"
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "firehose" / "state.sqlite"
+    return default_state_file(Path(env.get("HOME", ".")))
+
+
+def default_state_file(home: Path) -> Path:
+    return home / ".local/state" / "firehose" / "state.sqlite"
 
 
 def config_path(explicit: str | None, env: Mapping[str, str], cwd: Path) -> Path | None:
@@ -310,7 +327,10 @@ def load_settings(
     )
     credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
     sdk_reads = env.get("FIREHOSE_SDK_READS", "") == "1"
-    return Settings(api=api, credentials=credentials, config_file=config_file, sdk_reads=sdk_reads)
+    state_file = state_path(overrides.get("state_file"), env)
+    return Settings(
+        api=api, credentials=credentials, config_file=config_file, sdk_reads=sdk_reads, state_file=state_file
+    )
 
 
 def _check_file_values(lc: Mapping[str, Any], path: Path | None) -> None:

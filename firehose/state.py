@@ -36,7 +36,7 @@ from typing import Any
 
 from firehose.codec import decode, encode
 from firehose.errors import ConfigError
-from firehose.reconcile import Finding, Verdict
+from firehose.findings import Finding, Verdict
 
 SCHEMA_VERSION = 3
 """2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from firehose.cli.options import (
     storage_options,
 )
 from firehose.cli.output import binary_stdout
-from firehose.connections import api_client, archive_destination, destination_opener
-from firehose.errors import DataError, ExitCode, UsageError
+from firehose.connections import archive_destination
+from firehose.errors import DataError, UsageError
 
 log = logging.getLogger("firehose")
 
@@ -79,86 +78,44 @@ def audit(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from firehose import audit as auditing
-    from firehose.api import LeadConduit
-    from firehose.config import state_path
-    from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
-    from firehose.retention import parse_retention
-    from firehose.state import RunLock, StateDB
+    from firehose.evidence.job import AuditOptions
+    from firehose.evidence.job import audit as run_audit
+    from firehose.evidence.retention import parse_retention
 
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
             raise UsageError(f"audit needs {flag} (or use `firehose audit verify DIR`)")
     assert start and end and out_dir
-    begin, finish = parse_time(start, "--start"), parse_time(end, "--end", end_of_day=True)
-    required = parse_retention(require_retention) if require_retention else None
     mode, percent = parse_depth(depth)
-    out = Path(out_dir)
-    key_file = Path(signing_key) if signing_key else out.with_name(out.name + ".signing-key.pem")
-    auditing.check_outputs(out, key_file)  # before the long coverage run, not after it
-    settings = settings_from(
-        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
-    )
-    override = archive_destination(archive_url, credential_id)
-    options = ReconcileOptions(
-        start=begin,
-        end=finish,
+    options = AuditOptions(
+        start=parse_time(start, "--start"),
+        end=parse_time(end, "--end", end_of_day=True),
+        out=Path(out_dir),
+        signing_key=Path(signing_key) if signing_key else None,
+        required_days=parse_retention(require_retention) if require_retention else None,
         verify=mode,
         sample_percent=percent,
-        archive=override,
-        workers=workers,
-        full=True,
+        archive=archive_destination(archive_url, credential_id),
         include_pii=include_pii,
-    )
-    open_for = destination_opener(settings, credential_id)
-    client = api_client(settings)
-    started = time.monotonic()
-    database = state_path(state_file, os.environ)
-    with (
-        RunLock(database, "reconcile", "firehose audit"),  # its coverage is a reconcile run, in the same tables
-        client as http,
-        StateDB(database) as state,
-    ):
-        click.echo("firehose audit: checking coverage against the API", err=True)
-        outcome = Reconciler(LeadConduit(http), open_for, state, options).run()
-        findings = [
-            {
-                "verdict": f.verdict.value,
-                "event_id": f.event_id,
-                "lead_id": f.lead_id,
-                "type": f.type,
-                "destination": f.destination,
-                "key": f.key,
-                "expires_at": f.expires_at.isoformat() if f.expires_at else None,
-                "reason": f.reason,
-                "fields": list(f.fields),
-                **({"values": f.values} if include_pii and f.values is not None else {}),
-            }
-            for f in state.findings(outcome.run_id, outcome.windows)
-            if f.verdict in KEPT
-        ]
-        repaired_before = state.repaired(begin, finish)
-    destinations = [override] if override else sorted(outcome.destinations.values(), key=lambda d: d.url())
-    result = auditing.write_pack(
-        out,
-        start=begin,
-        end=finish,
-        outcome=outcome,
-        repaired_before=repaired_before,
-        findings=findings,
-        open_store=open_for,
-        destinations=destinations,
-        required_days=required,
-        verify=depth,
-        signing_key=key_file,
         workers=workers,
+    )
+    settings = settings_from(
+        ctx,
+        url=url,
+        state_file=state_file,
+        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
+    )
+    started = time.monotonic()
+    result = run_audit(
+        options,
+        settings,
+        credential_id=credential_id,
         progress=lambda text: click.echo(f"firehose audit: {text}", err=True),
-        older_leads=outcome.older_leads,
     )
     summary = result.summary
-    size = sum(path.stat().st_size for path in out.iterdir())
+    size = sum(path.stat().st_size for path in result.out.iterdir())
     click.echo(
-        f"firehose audit: pack written to {out} in {time.monotonic() - started:.1f} s ({size:,} bytes): "
+        f"firehose audit: pack written to {result.out} in {time.monotonic() - started:.1f} s ({size:,} bytes): "
         f"coverage {summary['coverage_verdict']}, retention {summary['retention_verdict'] or 'not judged'}; "
         f"{summary['manifest']['objects']} objects hashed",
         err=True,
@@ -171,8 +128,7 @@ def audit(
             f"SHA-256 {summary['signing_key_sha256']})",
             err=True,
         )
-    failed = summary["coverage_verdict"] == "FAIL" or summary["retention_verdict"] == "FAIL"
-    ctx.exit(int(ExitCode.DIFFERENCES if failed else ExitCode.OK))
+    ctx.exit(int(result.exit_code))
 
 
 @audit.command("verify")
@@ -204,8 +160,8 @@ def audit_verify(
     Example:
       firehose audit verify evidence-2026-10 --public-key auditor-trusted.pub.pem
     """
-    from firehose import audit as auditing
     from firehose.codec import encode_pretty
+    from firehose.evidence.job import verify_pack
 
     settings = storage_settings(ctx, storage)
     trusted = None
@@ -217,24 +173,10 @@ def audit_verify(
             fingerprint(trusted)  # the key the user trusts must be one, before any object is read
         except DataError:
             raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
-    result = auditing.verify_pack(
-        Path(pack), destination_opener(settings, credential_id), trusted_key=trusted, workers=workers
-    )
+    result = verify_pack(Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers)
     if fmt == "json":
         out = binary_stdout()
-        out.write(
-            encode_pretty(
-                {
-                    "schema": "firehose.audit-verify/1",
-                    "ok": result.ok,
-                    "signature_ok": result.signature_ok,
-                    "signing_key_sha256": result.key_sha256,
-                    "pack_problems": result.pack_problems,
-                    "objects": result.objects,
-                    "changed": result.changed,
-                }
-            )
-        )
+        out.write(encode_pretty(result.report()))
         out.flush()
     else:
         for problem in result.pack_problems:
@@ -247,4 +189,4 @@ def audit_verify(
         f"checked, {len(result.changed)} gone or changed",
         err=True,
     )
-    ctx.exit(int(ExitCode.OK if result.ok else ExitCode.DIFFERENCES))
+    ctx.exit(int(result.exit_code))

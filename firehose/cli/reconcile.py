@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,14 +18,13 @@ from firehose.cli.options import (
     storage_options,
 )
 from firehose.cli.output import binary_stdout
-from firehose.connections import api_client, archive_destination, destination_opener
+from firehose.connections import archive_destination
 from firehose.duration import parse_duration
-from firehose.errors import ExitCode
 
 log = logging.getLogger("firehose")
 
-
-FINDING_FIELDS = ("verdict", "expires_at", "event_id", "lead_id", "type", "destination", "key", "reason", "fields")
+if TYPE_CHECKING:
+    from firehose.reconciliation.job import ReconcileResult
 
 
 @cli.command()
@@ -108,29 +105,25 @@ def reconcile(
       firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
       firehose reconcile --repair --verify sample:5
     """
-    from firehose.api import LeadConduit
-    from firehose.config import state_path
-    from firehose.reconcile import GAPS, Verdict, at_risk, by_expiry
-    from firehose.reconciler import KEPT, ReconcileOptions, Reconciler
-    from firehose.report import RowWriter
-    from firehose.state import RunLock, StateDB
+    from firehose.reconciliation.job import reconcile as run_reconcile
+    from firehose.reconciliation.run import ReconcileOptions
 
     settings = settings_from(
-        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
+        ctx,
+        url=url,
+        state_file=state_file,
+        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
     )
     now = datetime.now(UTC)
     lag_time = parse_duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
-    finish = parse_time(end, "--end", end_of_day=True) if end else now - lag_time
-    begin = parse_time(start, "--start") if start else now - timedelta(days=90)
     mode, percent = parse_depth(verify)
-    override = archive_destination(archive_url, credential_id)
     options = ReconcileOptions(
-        start=begin,
-        end=finish,
+        start=parse_time(start, "--start") if start else now - timedelta(days=90),
+        end=parse_time(end, "--end", end_of_day=True) if end else now - lag_time,
         verify=mode,
         sample_percent=percent,
         repair=repair,
-        archive=override,
+        archive=archive_destination(archive_url, credential_id),
         workers=workers,
         full=full,
         dry_run=dry_run,
@@ -139,113 +132,76 @@ def reconcile(
     )
     within = parse_duration(expiring_within, "--expiring-within")
 
-    open_for = destination_opener(settings, credential_id)
+    def progress(done: int, total: int, day: datetime) -> None:
+        # A progress line on a terminal only; logs and pipes get the summary alone.
+        click.echo(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", err=True, nl=done == total)
 
-    client = api_client(settings)
-    database = state_path(state_file, os.environ)
-    with (
-        # One reconcile (or audit) at a time per state database, refused at once naming who holds it; a dry run
-        # writes no windows and takes no lock.
-        contextlib.nullcontext() if dry_run else RunLock(database, "reconcile", "firehose reconcile"),
-        client as http,
-        StateDB(database) as state,
-    ):
-
-        def progress(done: int, total: int, day: datetime) -> None:
-            # A progress line on a terminal only; logs and pipes get the summary alone.
-            click.echo(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", err=True, nl=done == total)
-
-        reporter = progress if sys.stderr.isatty() else None
-        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=reporter).run()
-        findings = (
-            outcome.planned
-            if dry_run
-            else [f for f in state.findings(outcome.run_id, outcome.windows) if f.verdict in KEPT]
-        )
-        if dry_run:
-            findings = by_expiry(findings) + [f for f in findings if f.verdict not in GAPS]
-
-    risky = [f for f in findings if at_risk(f, now=now, within=within)]
-    rows = [
-        {
-            **{name: getattr(f, name) for name in FINDING_FIELDS if name not in ("verdict", "fields")},
-            "verdict": f.verdict.value,
-            "fields": ",".join(f.fields),
-            **({"values": f.values} if include_pii else {}),
-        }
-        for f in findings
-    ]
-    columns = FINDING_FIELDS + (("values",) if include_pii else ())
-    writer = RowWriter(
-        binary_stdout(),
-        fmt,
-        columns,
-        schema="firehose.reconcile/1",
-        rows_name="findings",
-        widths={
-            "verdict": 12,
-            "expires_at": 20,
-            "event_id": 24,
-            "lead_id": 24,
-            "type": 17,
-            "destination": 28,
-            "key": 40,
-            "reason": 30,
-        },
+    result = run_reconcile(
+        options,
+        settings,
+        credential_id=credential_id,
+        expiring_within=within,
+        progress=progress if sys.stderr.isatty() else None,
+        now=now,
     )
-    for row in rows:
-        writer.write(row)
-    earliest = min((f.expires_at for f in risky if f.expires_at), default=None)
-    summary: dict[str, Any] = {"counts": dict(outcome.counts), "at_risk": len(risky), "earliest_expiry": earliest}
-    writer.close(summary)
+    _write_findings(result, fmt)
     if report_file:
         from firehose.codec import encode_pretty
 
-        report = {
-            "schema": "firehose.reconcile/1",
-            "window": {"start": begin.isoformat(), "end": finish.isoformat()},
-            "verify": verify,
-            "repair": repair,
-            **summary,
-            "earliest_expiry": earliest.isoformat() if earliest else None,
-            "by_destination": {d: dict(c) for d, c in outcome.by_destination.items()},
-            "by_day": {d: dict(c) for d, c in sorted(outcome.by_day.items())},
-            "requests": {name: dict(kinds) for name, kinds in sorted(outcome.requests.items())},
-            "resumed_windows": outcome.resumed_windows,
-            "findings": [
-                {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None} for row in rows
-            ],
-        }
-        Path(report_file).write_bytes(encode_pretty(report))
-    gaps = sum(outcome.counts.get(v.value, 0) for v in GAPS)
-    errors = outcome.counts.get(Verdict.ERROR.value, 0)
+        Path(report_file).write_bytes(encode_pretty(result.report()))
+    _tell(result, expiring_within)
+    ctx.exit(int(result.exit_code))
+
+
+def _write_findings(result: ReconcileResult, fmt: str) -> None:
+    from firehose.reconciliation.job import FINDING_FIELDS
+    from firehose.report import RowWriter
+
+    columns = FINDING_FIELDS + (("values",) if result.options.include_pii else ())
+    writer = RowWriter(
+        binary_stdout(), fmt, columns, schema="firehose.reconcile/1", rows_name="findings", widths=WIDTHS
+    )
+    for row in result.rows():
+        writer.write(row)
+    writer.close(result.summary())
+
+
+def _tell(result: ReconcileResult, expiring_within: str) -> None:
+    """The run's summary on stderr."""
+    earliest = result.earliest_expiry
     click.echo(
-        f"firehose reconcile: {len(risky)} at risk (missing or differing, expiring within {expiring_within})"
-        + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else ""),
+        f"firehose reconcile: {len(result.at_risk)} at risk (missing or differing, expiring within "
+        f"{expiring_within})" + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else ""),
         err=True,
     )
-    click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(outcome.counts.items())), err=True)
-    for destination, counts in sorted(outcome.by_destination.items()):
+    click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())), err=True)
+    for destination, counts in sorted(result.by_destination.items()):
         click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
-    if dry_run:
-        windows = len(outcome.windows)
+    options = result.options
+    if options.dry_run:
         click.echo(
-            f"  plan (dry run, nothing written): {windows} windows from {begin:%Y-%m-%dT%H:%M:%SZ} to "
-            f"{finish:%Y-%m-%dT%H:%M:%SZ}; requests per destination, list and head made, get and put to come:",
+            f"  plan (dry run, nothing written): {len(result.outcome.windows)} windows from "
+            f"{options.start:%Y-%m-%dT%H:%M:%SZ} to {options.end:%Y-%m-%dT%H:%M:%SZ}; requests per destination, "
+            "list and head made, get and put to come:",
             err=True,
         )
-        for name, kinds in sorted(outcome.requests.items()):
-            click.echo(
-                f"    {name}: " + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())), err=True
-            )
-        if repair:
-            click.echo(
-                f"  would write {sum(1 for f in findings if f.verdict == Verdict.MISSING)} missing objects "
-                "(listed on stdout)",
-                err=True,
-            )
-    if outcome.resumed_windows:
+        for name, kinds in sorted(result.requests.items()):
+            click.echo(f"    {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())), err=True)
+        if options.repair:
+            click.echo(f"  would write {result.would_write} missing objects (listed on stdout)", err=True)
+    if result.resumed_windows:
         click.echo(
-            f"  reused: {outcome.resumed_windows} windows were already done and settled (--full redoes them)", err=True
+            f"  reused: {result.resumed_windows} windows were already done and settled (--full redoes them)", err=True
         )
-    ctx.exit(int(ExitCode.ARCHIVE if errors else ExitCode.DIFFERENCES if gaps else ExitCode.OK))
+
+
+WIDTHS = {
+    "verdict": 12,
+    "expires_at": 20,
+    "event_id": 24,
+    "lead_id": 24,
+    "type": 17,
+    "destination": 28,
+    "key": 40,
+    "reason": 30,
+}

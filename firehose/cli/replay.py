@@ -187,14 +187,16 @@ def replay(
     from firehose.api import LeadConduit
     from firehose.claims import StoreLedger
     from firehose.codec import encode_line, encode_pretty
-    from firehose.config import state_path
     from firehose.http import RetryPolicy, Sender
     from firehose.report import RowWriter
     from firehose.secret import Secret
     from firehose.state import ReplayLedger, RunLock, StateDB
 
     settings = settings_from(
-        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
+        ctx,
+        url=url,
+        state_file=state_file,
+        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
     )
 
     def split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -274,7 +276,7 @@ def replay(
         source = replaying.Sources(leads_api if use_api or ids else None, archives, workers=workers)
         selected = source.select(selection, problems, ids=ids)
 
-        database = state_path(state_file, os.environ)
+        database = settings.state_file
         if not dry_run:  # one sending run per state database; a second one is told, not kept waiting
             stack.enter_context(RunLock(database))
         state = stack.enter_context(StateDB(database))

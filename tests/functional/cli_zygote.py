@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import firehose.cli as cli
 import firehose.state as state
 
-WARM = ("firehose.archive.s3", "firehose.archive.azure", "firehose.reconciler", "firehose.api", "firehose.http")
+WARM = ("firehose.archive.s3", "firehose.archive.azure", "firehose.reconciliation.run", "firehose.api", "firehose.http")
 """What a reconcile run imports lazily: loaded before any fork, so children share it (none starts a thread)."""
 
 

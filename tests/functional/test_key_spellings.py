@@ -22,7 +22,7 @@ from firehose.archive import Store, StoreUrl, open_store
 from firehose.cli import cli
 from firehose.errors import ExitCode
 from firehose.event import EventView
-from firehose.reconciler import KEPT
+from firehose.reconciliation.run import KEPT
 from tests.conftest import (
     API_KEY,
     AZURE_CONNECTION_STRING,
@@ -177,7 +177,7 @@ def test_two_spellings_of_an_archive_only_event_are_one_finding() -> None:
     from datetime import UTC, datetime
 
     from firehose.archive import ObjectInfo
-    from firehose.reconcile import archive_only
+    from firehose.reconciliation.classify import archive_only
 
     lead, event = "6ae18ae9a55055783f30ae4b", "6ae18ae9a55055783f30ae4c"
     now = datetime(2026, 10, 28, 12, tzinfo=UTC)

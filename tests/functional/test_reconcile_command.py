@@ -163,7 +163,7 @@ def test_differing_lead_data_is_shown_only_with_include_pii(
 def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: dict[str, str], tmp_path: Path) -> None:
     from firehose.api import LeadConduit
     from firehose.http import HttpClient
-    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.reconciliation.run import ReconcileOptions, Reconciler
     from firehose.state import StateDB
 
     whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(tmp_path / "a.json"))
@@ -223,9 +223,9 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
     from datetime import datetime
 
     from firehose.api import LeadConduit
+    from firehose.findings import Verdict
     from firehose.http import HttpClient
-    from firehose.reconcile import Verdict
-    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.reconciliation.run import ReconcileOptions, Reconciler
     from firehose.state import StateDB
 
     expected = dropped(box)
@@ -353,7 +353,7 @@ def test_a_repair_the_store_took_is_recorded_even_if_the_run_never_heard_back(
     finds the object holding those bytes and records it; the audit counts every repair, that one included."""
     from firehose.api import LeadConduit
     from firehose.http import HttpClient
-    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.reconciliation.run import ReconcileOptions, Reconciler
     from firehose.state import StateDB
 
     expected = dropped(box)
@@ -397,7 +397,7 @@ def test_a_repair_the_state_cannot_record_is_never_written(box: RunningSandbox, 
     from firehose.api import LeadConduit
     from firehose.errors import ConfigError
     from firehose.http import HttpClient
-    from firehose.reconciler import ReconcileOptions, Reconciler
+    from firehose.reconciliation.run import ReconcileOptions, Reconciler
     from firehose.state import RepairIntent, StateDB
 
     class FullDisk(StateDB):

@@ -83,15 +83,15 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
-from firehose import audit as auditing
 from firehose import connections
 from firehose.api import LeadConduit
 from firehose.archive import Store, StoreUrl, open_store
 from firehose.cli import cli
 from firehose.cli.app import RECURSION_LIMIT
 from firehose.event import Destination
+from firehose.evidence.verify import check_pack
 from firehose.http import HttpClient
-from firehose.reconciler import ReconcileOptions, Reconciler
+from firehose.reconciliation.run import ReconcileOptions, Reconciler
 from firehose.sandbox import Faults, FirehoseStream, Sandbox, Targets, make_server
 from firehose.sandbox.generator import generate
 from firehose.state import StateDB
@@ -1171,7 +1171,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
         def verify_pack(self) -> None:
             """``audit verify`` flags exactly the objects deleted or changed since the pack was made."""
             assert self.pack is not None
-            result = auditing.verify_pack(self.pack.path, world.open_for, workers=2)
+            result = check_pack(self.pack.path, world.open_for, workers=2)
             assert result.signature_ok and not result.pack_problems, result.pack_problems
             got = {(item["url"].partition(":")[0], item["key"], item["status"]) for item in result.changed}
             expected = set()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from firehose.archive import open_store
-from firehose.audit import write_pack
 from firehose.errors import ArchiveError
 from firehose.event import Destination
-from firehose.reconciler import Outcome
+from firehose.evidence.pack import write_pack
+from firehose.reconciliation.run import Outcome
 
 START, END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -43,7 +43,7 @@ def _event_id(moment: datetime, n: int) -> str:
 def test_two_stores_are_hashed_and_verified_at_once_and_read_as_one_serial_pack(tmp_path: Path) -> None:
     """Each store is hashed (and verified) at the same time as the others; the manifest and verify's findings
     still come in destination order, every line counted, whatever finishes first."""
-    from firehose.audit import verify_pack
+    from firehose.evidence.verify import check_pack
 
     archives = [tmp_path / "a", tmp_path / "b"]
     keys: list[list[Path]] = []
@@ -71,6 +71,6 @@ def test_two_stores_are_hashed_and_verified_at_once_and_read_as_one_serial_pack(
 
     keys[1][5].unlink()
     keys[0][79].write_bytes(b"changed")
-    found = verify_pack(out, lambda d: open_store(f"file://{d.bucket}"), workers=4)
+    found = check_pack(out, lambda d: open_store(f"file://{d.bucket}"), workers=4)
     assert found.objects == 120
     assert [item["key"].rsplit("/", 1)[1] for item in found.changed] == [keys[0][79].name, keys[1][5].name]

@@ -15,8 +15,8 @@ import pytest
 from firehose.claims import StoredClaim, claimed_at, in_flight_seconds
 from firehose.codec import _dumps_deep, canonical, decode, encode, encode_pretty, preview
 from firehose.errors import DataError
+from firehose.findings import parse_expiry
 from firehose.payload import JSON, XML, edit, fields
-from firehose.reconcile import parse_expiry
 from firehose.rules import RuleError, evaluate_all
 
 

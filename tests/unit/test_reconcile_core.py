@@ -6,17 +6,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from firehose.archive.base import ObjectInfo
-from firehose.reconcile import (
-    Verdict,
+from firehose.findings import Verdict
+from firehose.reconciliation.classify import (
     archive_only,
-    at_risk,
-    by_expiry,
     classify_content,
     classify_presence,
     differing_fields,
     expected_objects,
     sampled,
 )
+from firehose.reconciliation.expiry import at_risk, by_expiry
 
 LEAD = "6ae18ae9a55055783f30ae4b"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -114,7 +113,7 @@ def test_gaps_are_ranked_by_expiry_and_at_risk_within_the_margin() -> None:
 
 
 def test_windows_are_cut_at_midnights_so_runs_share_them() -> None:
-    from firehose.reconciler import ReconcileOptions
+    from firehose.reconciliation.run import ReconcileOptions
 
     start, end = datetime(2026, 11, 1, 10, tzinfo=UTC), datetime(2026, 11, 3, 5, tzinfo=UTC)
     options = ReconcileOptions(start=start, end=end)
@@ -132,7 +131,7 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
     import pytest
 
     from firehose.errors import ArchiveError
-    from firehose.reconciler import ListingCursor
+    from firehose.reconciliation.run import ListingCursor
 
     def key(lead_seconds: int, n: int) -> str:
         return f"p/{lead_seconds:08x}{'a' * 16}/{lead_seconds:08x}{n:016x}.json"

@@ -6,7 +6,7 @@ import pytest
 
 from firehose.archive.base import LifecycleRule, RetentionSettings
 from firehose.errors import UsageError
-from firehose.retention import FAIL, PASS, UNKNOWN, judge, overall, parse_retention
+from firehose.evidence.retention import FAIL, PASS, UNKNOWN, judge, overall, parse_retention
 
 SEVEN_YEARS = 7 * 365
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from firehose.errors import ConfigError
-from firehose.reconcile import Finding, Verdict
+from firehose.findings import Finding, Verdict
 from firehose.state import StateDB, WindowRecord
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)

@@ -1,48 +1,23 @@
-"""Reconciliation's pure core: what the API says should be archived, against what a listing found.
+"""Reconciliation's pure core: what the API says should be archived, against what a listing or an object read
+found, as ``findings.Finding``s.
 
-Every (event, destination) pair lands in exactly one class (architecture.md §4):
-
-- ``match``: in the API and in the archive (and, when content was read, the same canonical JSON);
-- ``missing``: in the API, not in the archive;
-- ``differ``: in both, canonical content differs (the differing top-level fields are named);
-- ``archive_only``: in the archive inside the window, not returned by the API (expired from it, or never
-  reported);
-- ``error``: could not be decided, with the reason;
-- ``not_configured``: the event's firehose sends it nowhere (disabled), so it is no gap;
-- ``repaired``: was ``missing``, and ``--repair`` wrote it and read it back.
-
-This module does no I/O and reads no clock: listings, events and "now" are passed in, so every rule here is
-tested without servers. The command that drives it (listing, paging, repair, checkpoints) builds on top.
+This module does no I/O and reads no clock: listings, events and objects are passed in, so every rule here is
+tested without servers. ``run`` drives it (listing, paging, repair, checkpoints).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from firehose.archive.base import ObjectInfo
 from firehose.archive.layout import identity, preferred
 from firehose.codec import canonical
 from firehose.event import Destination, EventView
-
-
-class Verdict(StrEnum):
-    MATCH = "match"
-    MISSING = "missing"
-    DIFFER = "differ"
-    ARCHIVE_ONLY = "archive_only"
-    ERROR = "error"
-    NOT_CONFIGURED = "not_configured"
-    REPAIRED = "repaired"
-    """Was ``missing``; ``--repair`` wrote it, read it back and found it equal."""
-
-
-GAPS = (Verdict.MISSING, Verdict.DIFFER)
-"""The classes that make a run exit 1 (after repair)."""
+from firehose.findings import Finding, Verdict, parse_expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,38 +30,6 @@ class Expected:
     destination: Destination
     key: str
     expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The class of one (event, destination) pair, with what a report needs to say about it."""
-
-    verdict: Verdict
-    event_id: str
-    key: str
-    destination: str  # the destination's URL, e.g. s3://bucket/prefix
-    lead_id: str | None = None
-    type: str | None = None
-    expires_at: datetime | None = None
-    reason: str | None = None
-    fields: tuple[str, ...] = field(default_factory=tuple)
-    """For ``differ``: the top-level fields whose canonical JSON differs."""
-    values: Mapping[str, Any] | None = None
-    """For ``differ`` with ``--include-pii`` only: each differing field's ``{"archive": ..., "api": ...}``. Lead
-    data, so it is kept only when asked for."""
-
-
-def parse_expiry(value: Any) -> datetime | None:
-    """``expires_at`` as an aware datetime in UTC; None when absent or unreadable (tolerant: not documented as
-    required). A time without a zone is taken as UTC (compared with an aware one it raised TypeError); one that
-    cannot be told in UTC (``9999-12-31T23:59-05:00``) is unknown."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
 
 
 def expected_objects(event: Mapping[str, Any], *, destinations: list[Destination] | None = None) -> list[Expected]:
@@ -199,16 +142,3 @@ def sampled(event_id: str, percent: float) -> bool:
         return True
     bucket = int.from_bytes(hashlib.sha256(event_id.lower().encode()).digest()[:4], "big") % 10_000
     return bucket < percent * 100
-
-
-def at_risk(finding: Finding, *, now: datetime, within: timedelta) -> bool:
-    """A gap whose event the API forgets within ``within`` of ``now`` (or whose expiry is unknown)."""
-    if finding.verdict not in GAPS:
-        return False
-    return finding.expires_at is None or finding.expires_at <= now + within
-
-
-def by_expiry(findings: Iterable[Finding]) -> list[Finding]:
-    """Gaps first, soonest expiry first; unknown expiry counts as soonest (it cannot be shown to be safe)."""
-    gaps = [f for f in findings if f.verdict in GAPS]
-    return sorted(gaps, key=lambda f: (f.expires_at is not None, f.expires_at or datetime.min, f.event_id))

@@ -8,7 +8,7 @@ Per window (a day by default):
    read or repairs may be written;
 2. per destination, list the leads made from ``lead_lookback`` before the window to its end (one key range,
    ``archive.listing``), and list the folders of the few leads that are older (feedback days after its lead);
-3. classify (``reconcile``): presence from the listing; content for every object (``content``) or a fixed
+3. classify (``classify``): presence from the listing; content for every object (``content``) or a fixed
    sample (``sample:P``); archive-only from the listing;
 4. ``repair``: write each missing event as the API returns it, if absent, then read it back and compare;
 5. save the window's counts, request counts and non-match findings in one transaction.
@@ -36,11 +36,10 @@ from firehose.archive.listing import lead_objects, list_window, ordered_map, rea
 from firehose.codec import canonical, decode, encode, records
 from firehose.errors import ArchiveError, ArchiveNotFound, ConfigError, DataError, UsageError
 from firehose.event import Destination
+from firehose.findings import Finding, Verdict
 from firehose.ids import seconds_of
-from firehose.reconcile import (
+from firehose.reconciliation.classify import (
     Expected,
-    Finding,
-    Verdict,
     archive_only,
     classify_content,
     classify_presence,
@@ -60,6 +59,9 @@ a run, so more only holds more of the listing in memory (measured: no faster wit
 PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
 """What presence needs from each event: where it should be, and when the API forgets it."""
 
+
+Progress = Callable[[int, int, datetime], None]
+"""Called after each window with (windows done, windows in all, the window's start)."""
 
 PRESENT = frozenset({Verdict.MATCH, Verdict.DIFFER, Verdict.REPAIRED})
 """Verdicts of an object that is in the archive (what coverage counts as archived, with archive-only ones)."""
@@ -148,7 +150,7 @@ class Reconciler:
         state: StateDB,
         options: ReconcileOptions,
         *,
-        progress: Callable[[int, int, datetime], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.api = api
         self.open_store = open_store

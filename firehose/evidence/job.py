@@ -1,0 +1,170 @@
+"""The audit jobs as library calls: ``audit(options, settings)`` checks a period's coverage against the API (a
+full reconcile run, in the same state database), hashes every archived object and writes a signed pack;
+``verify_pack(pack, settings)`` checks a pack later against the archive as it is, without the API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from firehose.archive.base import IN_FLIGHT
+from firehose.config import Settings
+from firehose.connections import destination_opener
+from firehose.errors import ExitCode
+from firehose.event import Destination
+from firehose.evidence.pack import PackResult, check_outputs, write_pack
+from firehose.evidence.verify import Verification, check_pack
+from firehose.findings import Finding
+from firehose.reconciliation.job import run_and_collect
+from firehose.reconciliation.run import ReconcileOptions
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What to audit and where the pack goes."""
+
+    start: datetime
+    end: datetime
+    out: Path
+    """A new folder for the pack (refused if it holds files)."""
+    signing_key: Path | None = None
+    """The Ed25519 private key (PEM) to sign with, made if absent; default ``<out>.signing-key.pem``."""
+    required_days: int | None = None
+    """Judge retention settings against this many days (None: not judged)."""
+    verify: str = "presence"  # presence | content | sample
+    sample_percent: float = 0.0
+    archive: Destination | None = None
+    """Audit this one destination instead of each event's own."""
+    include_pii: bool = False
+    """Keep the differing values of differing events in findings.ndjson (lead data)."""
+    workers: int = IN_FLIGHT
+
+    @property
+    def key_file(self) -> Path:
+        return self.signing_key or self.out.with_name(self.out.name + ".signing-key.pem")
+
+    @property
+    def verify_label(self) -> str:
+        return f"sample:{self.sample_percent:g}" if self.verify == "sample" else self.verify
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """A written pack: its folder, its summary (``summary.json``: schema ``firehose.audit/1``), and the signing
+    key if this run made it."""
+
+    pack: PackResult
+
+    @property
+    def out(self) -> Path:
+        return self.pack.out
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.pack.summary
+
+    @property
+    def key_created(self) -> Path | None:
+        return self.pack.key_created
+
+    def report(self) -> dict[str, Any]:
+        """The versioned report: the pack's summary."""
+        return self.summary
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when coverage or retention fails, else 0."""
+        failed = self.summary["coverage_verdict"] == "FAIL" or self.summary["retention_verdict"] == "FAIL"
+        return ExitCode.DIFFERENCES if failed else ExitCode.OK
+
+
+def audit(
+    options: AuditOptions,
+    settings: Settings,
+    *,
+    credential_id: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> AuditResult:
+    """Check the period's coverage against the API, hash every archived object, and write the signed pack.
+
+    The outputs are checked before anything is read (the pack folder new, the key's folder writable). The
+    coverage run holds the state database's run lock, as a reconcile does, and counts every repair any run made
+    for the period. ``progress`` gets a line of text at each stage.
+    """
+    check_outputs(options.out, options.key_file)  # before the long coverage run, not after it
+    run = ReconcileOptions(
+        start=options.start,
+        end=options.end,
+        verify=options.verify,
+        sample_percent=options.sample_percent,
+        archive=options.archive,
+        workers=options.workers,
+        full=True,
+        include_pii=options.include_pii,
+    )
+    repaired: Counter[tuple[str, str]] = Counter()
+
+    def read_repairs(state: Any) -> None:
+        repaired.update(state.repaired(options.start, options.end))
+
+    outcome, findings = run_and_collect(
+        run,
+        settings,
+        credential_id=credential_id,
+        holder="firehose audit",
+        also=read_repairs,
+        announce=lambda: progress("checking coverage against the API"),
+    )
+    destinations = (
+        [options.archive] if options.archive else sorted(outcome.destinations.values(), key=lambda d: d.url())
+    )
+    pack = write_pack(
+        options.out,
+        start=options.start,
+        end=options.end,
+        outcome=outcome,
+        repaired_before=repaired,
+        findings=[_finding_line(f, options.include_pii) for f in findings],
+        open_store=destination_opener(settings, credential_id),
+        destinations=destinations,
+        required_days=options.required_days,
+        verify=options.verify_label,
+        signing_key=options.key_file,
+        workers=options.workers,
+        progress=progress,
+        older_leads=outcome.older_leads,
+    )
+    return AuditResult(pack)
+
+
+def _finding_line(finding: Finding, include_pii: bool) -> dict[str, Any]:
+    """A finding as a line of the pack's findings.ndjson."""
+    return {
+        "verdict": finding.verdict.value,
+        "event_id": finding.event_id,
+        "lead_id": finding.lead_id,
+        "type": finding.type,
+        "destination": finding.destination,
+        "key": finding.key,
+        "expires_at": finding.expires_at.isoformat() if finding.expires_at else None,
+        "reason": finding.reason,
+        "fields": list(finding.fields),
+        **({"values": finding.values} if include_pii and finding.values is not None else {}),
+    }
+
+
+def verify_pack(
+    pack: Path,
+    settings: Settings,
+    *,
+    trusted_key: bytes | None = None,
+    credential_id: str | None = None,
+    workers: int = IN_FLIGHT,
+) -> Verification:
+    """Check a pack: its signature (against ``trusted_key``, a PEM public key, when given; else the pack's own),
+    every file's SHA-256, and every object its manifest lists against the stores now. Needs no API access."""
+    return check_pack(pack, destination_opener(settings, credential_id), trusted_key=trusted_key, workers=workers)

@@ -1,0 +1,196 @@
+"""A reconcile run as one library call: ``reconcile(options, settings)`` opens the API, the stores and the state
+database as the settings say, runs ``run.Reconciler`` over the window, and returns a ``ReconcileResult`` that
+holds everything a report says (counts, at-risk gaps, by destination and day, requests, findings) and the exit
+code. The command line, a Python caller and a remote worker all get their report from the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from firehose.config import Settings
+from firehose.connections import api_client, destination_opener
+from firehose.errors import ExitCode
+from firehose.findings import GAPS, Finding, Verdict
+from firehose.reconciliation.expiry import AT_RISK_WITHIN, at_risk, by_expiry
+from firehose.reconciliation.run import KEPT, Outcome, Progress, ReconcileOptions, Reconciler
+
+SCHEMA = "firehose.reconcile/1"
+"""The versioned report schema (architecture.md §6): a field is added, never renamed or removed, within /1."""
+
+FINDING_FIELDS = ("verdict", "expires_at", "event_id", "lead_id", "type", "destination", "key", "reason", "fields")
+"""A finding's fields in a report, in order (``values`` follows with ``include_pii``)."""
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconcile run found, and what it means: counts, at-risk gaps, findings and the exit code.
+
+    ``findings`` are the pairs a report lists one by one (missing, differ, archive-only, error, repaired): gaps
+    first, soonest expiry first. A dry run's result has the same shape; its findings are what a run would find,
+    and ``would_write`` what ``repair`` would write.
+    """
+
+    options: ReconcileOptions
+    outcome: Outcome
+    findings: tuple[Finding, ...]
+    at_risk: tuple[Finding, ...]
+    expiring_within: timedelta
+    checked_at: datetime
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        return self.outcome.counts
+
+    @property
+    def by_destination(self) -> Mapping[str, Counter[str]]:
+        return self.outcome.by_destination
+
+    @property
+    def by_day(self) -> Mapping[str, Counter[str]]:
+        return self.outcome.by_day
+
+    @property
+    def requests(self) -> Mapping[str, Counter[str]]:
+        """Requests per destination (made, or for a dry run, planned); ``api`` counts events paged."""
+        return self.outcome.requests
+
+    @property
+    def resumed_windows(self) -> int:
+        """Windows an earlier run had settled, reused instead of examined again (``full`` redoes them)."""
+        return self.outcome.resumed_windows
+
+    @property
+    def earliest_expiry(self) -> datetime | None:
+        """When the first at-risk gap's event leaves the API (None when nothing is at risk or none is known)."""
+        return min((f.expires_at for f in self.at_risk if f.expires_at), default=None)
+
+    @property
+    def gaps(self) -> int:
+        """Pairs missing or differing after the run (and its repairs)."""
+        return sum(self.counts.get(v.value, 0) for v in GAPS)
+
+    @property
+    def would_write(self) -> int:
+        """For a dry run with ``repair``: the objects it would write (0 otherwise)."""
+        if not (self.options.dry_run and self.options.repair):
+            return 0
+        return sum(1 for f in self.findings if f.verdict == Verdict.MISSING)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """5 when a store could not be checked, else 1 when something is missing or differs, else 0."""
+        if self.counts.get(Verdict.ERROR.value, 0):
+            return ExitCode.ARCHIVE
+        return ExitCode.DIFFERENCES if self.gaps else ExitCode.OK
+
+    @property
+    def verify_label(self) -> str:
+        """How objects were checked, as ``--verify`` spells it: presence, content or sample:P."""
+        if self.options.verify == "sample":
+            return f"sample:{self.options.sample_percent:g}"
+        return self.options.verify
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Each finding as a report row (``values``, lead data, only when the run kept them: ``include_pii``)."""
+        pii = self.options.include_pii
+        for f in self.findings:
+            row: dict[str, Any] = {name: getattr(f, name) for name in FINDING_FIELDS}
+            row["verdict"] = f.verdict.value
+            row["fields"] = ",".join(f.fields)
+            if pii:
+                row["values"] = f.values
+            yield row
+
+    def summary(self) -> dict[str, Any]:
+        """The counts a listing of findings ends with."""
+        return {"counts": dict(self.counts), "at_risk": len(self.at_risk), "earliest_expiry": self.earliest_expiry}
+
+    def report(self) -> dict[str, Any]:
+        """The run as the versioned report (``firehose.reconcile/1``), ready for JSON."""
+        earliest = self.earliest_expiry
+        return {
+            "schema": SCHEMA,
+            "window": {"start": self.options.start.isoformat(), "end": self.options.end.isoformat()},
+            "verify": self.verify_label,
+            "repair": self.options.repair,
+            **self.summary(),
+            "earliest_expiry": earliest.isoformat() if earliest else None,
+            "by_destination": {d: dict(c) for d, c in self.by_destination.items()},
+            "by_day": {d: dict(c) for d, c in sorted(self.by_day.items())},
+            "requests": {name: dict(kinds) for name, kinds in sorted(self.requests.items())},
+            "resumed_windows": self.resumed_windows,
+            "findings": [
+                {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}
+                for row in self.rows()
+            ],
+        }
+
+
+def reconcile(
+    options: ReconcileOptions,
+    settings: Settings,
+    *,
+    credential_id: str | None = None,
+    expiring_within: timedelta = AT_RISK_WITHIN,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ReconcileResult:
+    """Reconcile the archive against ``GET /events`` for ``options``' window, and repair gaps if it says so.
+
+    The API, each event's stores (through the credentials the settings map, or ``credential_id`` for all) and the
+    state database (``settings.state_file``) are opened here and closed before it returns. One run at a time per
+    state database: a second one is refused naming who holds it (a dry run writes nothing and takes no lock).
+    ``progress(done, total, window_start)`` is called after each window.
+    """
+    checked_at = now or datetime.now(UTC)
+    outcome, findings = run_and_collect(
+        options, settings, credential_id=credential_id, holder="firehose reconcile", progress=progress
+    )
+    if options.dry_run:
+        findings = by_expiry(findings) + [f for f in findings if f.verdict not in GAPS]
+    risky = tuple(f for f in findings if at_risk(f, now=checked_at, within=expiring_within))
+    return ReconcileResult(options, outcome, tuple(findings), risky, expiring_within, checked_at)
+
+
+def run_and_collect(
+    options: ReconcileOptions,
+    settings: Settings,
+    *,
+    credential_id: str | None,
+    holder: str,
+    progress: Progress | None = None,
+    also: Callable[[Any], Any] | None = None,
+    announce: Callable[[], None] | None = None,
+) -> tuple[Outcome, list[Finding]]:
+    """Run the reconciler with the run lock, the API client and the state database, and read back the findings a
+    report lists (a dry run's are kept in memory, the others in the state database). ``also(state)`` reads
+    more from the state database before it closes (an audit's record of repairs); ``announce()`` is called once
+    the run holds the lock, before it starts."""
+    from firehose.api import LeadConduit
+    from firehose.state import RunLock, StateDB
+
+    open_for = destination_opener(settings, credential_id)
+    client = api_client(settings)
+    database = settings.state_file
+    with (
+        # One reconcile (or audit) at a time per state database, refused at once naming who holds it.
+        contextlib.nullcontext() if options.dry_run else RunLock(database, "reconcile", holder),
+        client as http,
+        StateDB(database) as state,
+    ):
+        if announce is not None:
+            announce()
+        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress).run()
+        if options.dry_run:
+            findings = list(outcome.planned)
+        else:
+            findings = [f for f in state.findings(outcome.run_id, outcome.windows) if f.verdict in KEPT]
+        if also is not None:
+            also(state)
+    return outcome, findings
