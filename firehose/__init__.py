@@ -1,5 +1,78 @@
-"""firehose: read, reconcile, repair and replay LeadConduit firehose archives on S3 and Azure Blob."""
+"""firehose: read, reconcile, repair and replay LeadConduit firehose archives on S3 and Azure Blob.
+
+The public API, one call per job, each returning a result with its report and exit code::
+
+    import firehose
+
+    settings = firehose.Settings.load()  # flags' names as keywords: url=..., state_file=...
+    options = firehose.ReconcileOptions(start=..., end=..., repair=True)
+    result = firehose.reconcile(options, settings)
+    result.counts, result.at_risk, result.report(), result.exit_code
+
+Names are loaded on first use, so ``import firehose`` stays cheap (the command line starts from it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_PUBLIC = {
+    "Settings": "firehose.config",
+    "open_store": "firehose.connections",
+    "ReconcileOptions": "firehose.reconciliation.run",
+    "ReconcileResult": "firehose.reconciliation.job",
+    "reconcile": "firehose.reconciliation.job",
+    "AuditOptions": "firehose.evidence.job",
+    "AuditResult": "firehose.evidence.job",
+    "audit": "firehose.evidence.job",
+    "verify_pack": "firehose.evidence.job",
+    "Verification": "firehose.evidence.verify",
+    "Finding": "firehose.findings",
+    "Verdict": "firehose.findings",
+    "Destination": "firehose.event",
+    "ExitCode": "firehose.errors",
+    "FirehoseError": "firehose.errors",
+}
+"""Each public name and the module it lives in."""
+
+__all__ = [
+    "AuditOptions",
+    "AuditResult",
+    "Destination",
+    "ExitCode",
+    "Finding",
+    "FirehoseError",
+    "ReconcileOptions",
+    "ReconcileResult",
+    "Settings",
+    "Verdict",
+    "Verification",
+    "__version__",
+    "audit",
+    "open_store",
+    "reconcile",
+    "verify_pack",
+]
+
+if TYPE_CHECKING:
+    from firehose.config import Settings
+    from firehose.connections import open_store
+    from firehose.errors import ExitCode, FirehoseError
+    from firehose.event import Destination
+    from firehose.evidence.job import AuditOptions, AuditResult, audit, verify_pack
+    from firehose.evidence.verify import Verification
+    from firehose.findings import Finding, Verdict
+    from firehose.reconciliation.job import ReconcileResult, reconcile
+    from firehose.reconciliation.run import ReconcileOptions
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'firehose' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value

@@ -85,3 +85,11 @@ def test_nothing_imports_the_cli_but_main() -> None:
     for path in MODULES:
         if not (_in_cli(_name(path)) or _name(path) == "__main__.py"):
             assert "firehose.cli" not in _imports(path), _name(path)
+
+
+def test_every_public_name_is_listed_once_and_loads() -> None:
+    import firehose
+
+    assert sorted(firehose.__all__) == sorted(["__version__", *firehose._PUBLIC]), "__all__ and _PUBLIC differ"
+    for name in firehose._PUBLIC:
+        assert getattr(firehose, name).__name__ == name, name
