@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -219,14 +220,23 @@ def _manifest_line(number: int, raw: bytes) -> dict[str, Any] | str:
     return line
 
 
+_OPENING = threading.Lock()
+"""Held while a store is opened for verify: each store is opened once, whatever the threads."""
+
+
 def _check_line(
     line: dict[str, Any], stores: dict[str, Store], open_store: Callable[[Destination], Store]
 ) -> dict[str, Any] | None:
     destination = Destination.from_url(str(line["destination"]), line.get("credential_id"))
     base = f"{destination.scheme}://{destination.bucket}"
-    if base not in stores:  # a race here opens one store too many at worst; both are closed
-        stores[base] = open_store(destination)
-    store = stores[base]
+    store = stores.get(base)
+    if store is None:
+        # Lines are checked on many threads: without the lock each one that found the store not yet open made
+        # its own (a boto3 client is a tenth of a second of CPU), and all but one were never closed.
+        with _OPENING:
+            store = stores.get(base)
+            if store is None:
+                store = stores[base] = open_store(destination)
     where = {
         "destination": line["destination"],
         "key": line["key"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,48 @@ def test_two_stores_are_hashed_and_verified_at_once_and_read_as_one_serial_pack(
     found = check_pack(out, lambda d: open_store(f"file://{d.bucket}"), workers=4)
     assert found.objects == 120
     assert [item["key"].rsplit("/", 1)[1] for item in found.changed] == [keys[0][79].name, keys[1][5].name]
+
+
+def test_verify_opens_each_store_once_however_many_lines_are_checked_at_once(tmp_path: Path) -> None:
+    """Verify checked lines on many threads, and each thread that found the store not yet open opened its own:
+    with boto3 (a tenth of a second per client) that was most of verify's time, and the extra clients were
+    never closed."""
+    import threading
+    import time
+
+    from firehose.evidence.verify import check_pack
+
+    archive = tmp_path / "a"
+    for n in range(60):
+        lead, event = _event_id(START.replace(hour=1), n), _event_id(START.replace(hour=2), n)
+        (archive / lead).mkdir(parents=True, exist_ok=True)
+        (archive / lead / f"{event}.json").write_bytes(b'{"id": "%s"}' % event.encode())
+    destination = Destination.from_url(f"file://{archive}")
+    opened: list[Any] = []
+    lock = threading.Lock()
+
+    def slow_open(d: Destination) -> Any:
+        time.sleep(0.05)  # as long as a boto3 client takes to make
+        store: Any = open_store(f"file://{d.bucket}")
+        closed = store.close
+        store.closed_calls = 0
+
+        def close() -> None:
+            store.closed_calls += 1
+            closed()
+
+        store.close = close
+        with lock:
+            opened.append(store)
+        return store
+
+    out = tmp_path / "pack"
+    write_pack(out, start=START, end=END, outcome=Outcome(0), repaired_before=Counter(), findings=[],
+               open_store=slow_open, destinations=[destination], required_days=None, verify="presence",
+               signing_key=tmp_path / "k.pem", workers=16)  # fmt: skip
+    assert len(opened) == 1 and opened[0].closed_calls == 1
+    opened.clear()
+    found = check_pack(out, slow_open, workers=16)
+    assert found.objects == 60 and not found.changed
+    assert len(opened) == 1, f"{len(opened)} stores opened for one destination"
+    assert opened[0].closed_calls == 1
