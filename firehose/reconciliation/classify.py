@@ -34,12 +34,15 @@ class Expected:
 
 def expected_objects(event: Mapping[str, Any], *, destinations: list[Destination] | None = None) -> list[Expected]:
     """The objects one API event should have: one per enabled destination (or per ``destinations`` given, for an
-    ``--archive`` override). Empty when the firehose sends it nowhere or the lead id is unknown."""
+    ``--archive`` override). Empty when the firehose sends it nowhere or the lead id is unknown: an override says
+    where the archive is, not that events the firehose never sent should be in it (a tryout against one store
+    reported 133 firehose-disabled events as missing)."""
     view = EventView(event)
     lead_id = view.lead_id
-    targets = destinations if destinations is not None else view.destinations()
-    if lead_id is None:
+    own = view.destinations()
+    if lead_id is None or not own:
         return []
+    targets = destinations if destinations is not None else own
     expires = parse_expiry(event.get("expires_at"))
     return [Expected(view.id, lead_id, view.type, d, d.key(lead_id, view.id), expires) for d in targets]
 

@@ -82,7 +82,7 @@ def test_a_file_repair_never_writes_through_a_link_out_of_the_store(sandbox: Run
     # One day's events; the folder of one of their leads is a link to a folder outside the store.
     day = UNTIL - timedelta(days=3)
     events = [e for e in sandbox.sandbox_events() if day <= EventView(e).created < day + timedelta(days=1)]
-    lead = next(EventView(e).lead_id for e in events if EventView(e).lead_id and e.get("firehose"))
+    lead = next(EventView(e).lead_id for e in events if EventView(e).lead_id and EventView(e).destinations())
     root, outside = tmp_path / "store", tmp_path / "outside"
     root.mkdir()
     outside.mkdir()

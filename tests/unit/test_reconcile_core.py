@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from firehose.archive.base import ObjectInfo
+from firehose.event import Destination
 from firehose.findings import Verdict
 from firehose.reconciliation.classify import (
     archive_only,
@@ -163,3 +164,14 @@ def test_a_listing_cursor_hands_each_window_its_leads_and_a_failure_sticks() -> 
     for _ in range(2):
         with pytest.raises(ArchiveError, match="access denied"):
             failing.advance(until_seconds=500, keep_from_seconds=0, window_seconds=0)
+
+
+def test_an_archive_override_expects_only_the_events_the_firehose_sent() -> None:
+    override = [Destination("file", "/restored", "", None)]
+    sent = expected_objects(event("6ae18ae9a55055783f30ae4c"), destinations=override)
+    assert [(item.destination, item.key) for item in sent] == [(override[0], f"{LEAD}/6ae18ae9a55055783f30ae4c.json")]
+    disabled = {"enabled": False, "services": {"aws": {"enabled": True, "bucket": "b", "prefix": "events"}}}
+    assert expected_objects(event("6ae18ae9a55055783f30ae4d", firehose=disabled), destinations=override) == []
+    every_service_off = {"services": {"aws": {"enabled": False, "bucket": "b"}}}
+    assert expected_objects(event("6ae18ae9a55055783f30ae4e", firehose=every_service_off), destinations=override) == []
+    assert expected_objects(event("6ae18ae9a55055783f30ae4f", firehose={}), destinations=override) == []
