@@ -75,8 +75,9 @@ class CredentialMap:
 
     1. ``[credentials."<credential_id>"]`` (its ``service`` must match);
     2. ``[credentials.default.<service>]``, or ``[credentials.default]`` whose ``service`` matches;
-    3. for S3, the AWS SDK's own chain (environment, profile, instance role); Azure has no such chain without an
-       account URL, so a missing Azure mapping is a configuration error naming the section to add.
+    3. for S3, the AWS SDK's own chain (environment, profile, instance role); for Azure, the SDK's own
+       ``AZURE_STORAGE_CONNECTION_STRING`` (what ``localstack/stack env`` exports), else a configuration error
+       naming the section to add.
 
     ``overrides`` (from flags and ``FIREHOSE_*`` variables) then replace any field they set.
     """
@@ -85,6 +86,8 @@ class CredentialMap:
     azure: Mapping[str, AzureCredential] = field(default_factory=dict)
     aws_override: S3Credential = field(default_factory=S3Credential)
     azure_override: AzureCredential = field(default_factory=AzureCredential)
+    azure_environment: AzureCredential = field(default_factory=AzureCredential)
+    """Azure's last resort: the SDK's own ``AZURE_STORAGE_CONNECTION_STRING``, used where nothing is mapped."""
     source: str = DEFAULT_CONFIG_FILE
     broken: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """Entries that cannot be used, and why (a ``*_env`` naming an unset variable); raised on use."""
@@ -110,13 +113,13 @@ class CredentialMap:
                 f'[credentials."{credential_id}"] in {self.source} is for aws, but an Azure container uses it'
             )
         name = self._entry("azure", self.azure, credential_id)
-        found = _merge(self.azure[name] if name else AzureCredential(), self.azure_override)
+        found = _merge(self.azure[name] if name else self.azure_environment, self.azure_override)
         if not (found.connection_string or found.account_url):
             name = credential_id or "default"
             raise ConfigError(
                 f'no Azure credential for credential_id {name}: add [credentials."{name}"] with '
                 f'service = "azure" and connection_string_env (or account_url) to {self.source}, '
-                "or set FIREHOSE_AZURE_CONNECTION_STRING"
+                "or set FIREHOSE_AZURE_CONNECTION_STRING (or the SDK's AZURE_STORAGE_CONNECTION_STRING)"
             )
         return found
 
@@ -436,6 +439,14 @@ def _credentials(raw: Any, env: Mapping[str, str], overrides: Mapping[str, Any],
         account_url=pick("account_url", "FIREHOSE_AZURE_ACCOUNT_URL"),
         sas_token=Secret(sas_token) if sas_token else None,
     )
+    sdk_string = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    azure_environment = AzureCredential(connection_string=Secret(sdk_string) if sdk_string else None)
     return CredentialMap(
-        aws=aws, azure=azure, aws_override=aws_override, azure_override=azure_override, source=source, broken=broken
+        aws=aws,
+        azure=azure,
+        aws_override=aws_override,
+        azure_override=azure_override,
+        azure_environment=azure_environment,
+        source=source,
+        broken=broken,
     )

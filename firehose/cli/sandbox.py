@@ -164,6 +164,10 @@ def sandbox(
     )
     if port_file:
         Path(port_file).write_text(f"{bound_port}\n")
+    # What a client needs, ready to paste (the key's value is never printed: it is already in this shell).
+    click.echo(f"sandbox: point firehose at it with:\n  export LEADCONDUIT_URL=http://{host}:{bound_port}", err=True)
+    if api_key_env != "LEADCONDUIT_API_KEY":
+        click.echo(f'  export LEADCONDUIT_API_KEY="${api_key_env}"', err=True)
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -176,4 +180,10 @@ def sandbox(
     finally:
         server.server_close()
         stream.close()
-        click.echo(f"sandbox: stopped; firehose {stream.status()}", err=True)
+        status = stream.status()
+        click.echo(
+            f"sandbox: stopped; the firehose wrote {status['written']}, dropped {status['dropped']} on purpose, "
+            f"failed {status['failed']}"
+            + (f" (last error: {status['last_errors'][-1]})" if status["last_errors"] else ""),
+            err=True,
+        )

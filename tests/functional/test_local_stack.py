@@ -92,3 +92,10 @@ def test_env_prints_what_clients_need() -> None:
     out = stack("env").stdout
     assert f"FIREHOSE_TEST_S3_ENDPOINT={S3_ENDPOINT}" in out
     assert f"BlobEndpoint=http://127.0.0.1:{AZURE_PORT}/devstoreaccount1" in out
+
+
+def test_the_stack_script_answers_help_with_its_commands_and_exit_0() -> None:
+    shown = subprocess.run([str(STACK), "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "localstack/stack start" in shown.stdout, shown
+    wrong = subprocess.run([str(STACK), "strat"], capture_output=True, text=True, timeout=30)
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr

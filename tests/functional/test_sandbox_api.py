@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,32 @@ def test_events_appear_in_id_order_across_the_whole_store(sandbox: RunningSandbo
     ids = sandbox.all_ids()
     assert ids == sorted(ids) and len(ids) == len(set(ids)) == len(sandbox.sandbox.store)
     assert time_of(ids[-1]) <= UNTIL.astimezone(UTC)
+
+
+def test_the_sandbox_command_says_what_to_export_and_how_its_firehose_did(tmp_path: Path) -> None:
+    """A new user ran every command against the real host for 11 s of retries: the sandbox never said to export
+    LEADCONDUIT_URL. Its stop line printed a Python dict."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port_file = tmp_path / "port"
+    env = {**os.environ, "LEADCONDUIT_API_KEY": API_KEY}
+    command = [sys.executable, "-m", "firehose", "sandbox", "--port", "0", "--port-file", str(port_file),
+               "--leads", "3", "--firehose-dir", str(tmp_path / "archive")]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = port_file.read_text().strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert f"  export LEADCONDUIT_URL=http://127.0.0.1:{port}\n" in stderr, stderr
+    assert API_KEY not in stderr
+    stop = stderr.strip().splitlines()[-1]
+    assert stop.startswith("sandbox: stopped; the firehose wrote ") and "{" not in stop, stop

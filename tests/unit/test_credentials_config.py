@@ -90,3 +90,19 @@ def test_an_unset_secret_variable_matters_only_to_its_credential(tmp_path: Path)
         r"UNSET_SECRET, which is not set",
     ):
         loaded.credentials.s3("5fd4371e940df5a34a3888b2")
+
+
+def test_the_azure_sdks_own_variable_serves_where_nothing_is_mapped(tmp_path: Path) -> None:
+    """`localstack/stack env` exports AZURE_STORAGE_CONNECTION_STRING, the Azure SDK's variable: a new user's
+    first archive command failed asking for FIREHOSE_AZURE_CONNECTION_STRING."""
+    sdk = {**ENV, "AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpoints=sdk;AccountKey=sdk"}
+    credentials = settings(tmp_path, env=sdk).credentials
+    unmapped = credentials.azure_for("6fd4371e940df5a34a3888b9").connection_string
+    assert unmapped is not None and unmapped.reveal() == "DefaultEndpoints=sdk;AccountKey=sdk"
+    mapped = credentials.azure_for("5fd4371e940df5a34a3888b3").connection_string
+    assert mapped is not None and mapped.reveal() == ENV["ARCHIVE_AZURE"], "a mapping wins over the SDK's variable"
+    ours = {**sdk, "FIREHOSE_AZURE_CONNECTION_STRING": "DefaultEndpoints=ours;AccountKey=ours"}
+    chosen = settings(tmp_path, env=ours).credentials.azure_for("6fd4371e940df5a34a3888b9").connection_string
+    assert chosen is not None and chosen.reveal() == "DefaultEndpoints=ours;AccountKey=ours"
+    with pytest.raises(ConfigError, match="AZURE_STORAGE_CONNECTION_STRING"):
+        settings(tmp_path, env=ENV).credentials.azure_for("6fd4371e940df5a34a3888b9")
