@@ -13,7 +13,7 @@ from firehose.cli.options import (
     parse_window,
     storage_options,
 )
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, counted
 from firehose.connections import open_url
 from firehose.errors import DataError, ExitCode, UsageError
 
@@ -124,7 +124,8 @@ def archive_ls(
         note += f"; {listing.other} keys outside the layout" + ("" if show_all else " not listed (--all shows them)")
     note += _elsewhere_hint(listing, url)
     click.echo(
-        f"firehose archive ls: {listing.events} events in {url}{note} ({time.monotonic() - started:.1f} s)", err=True
+        f"firehose archive ls: {counted(listing.events, 'event')} in {url}{note} ({time.monotonic() - started:.1f} s)",
+        err=True,
     )
 
 
@@ -223,5 +224,5 @@ def archive_cat(
     if hint:
         click.echo(f"firehose archive cat: {hint.lstrip('; ')}", err=True)
     if problems:
-        click.echo(f"firehose archive cat: {problems} objects could not be read", err=True)
+        click.echo(f"firehose archive cat: {counted(problems, 'object')} could not be read", err=True)
         ctx.exit(int(ExitCode.ARCHIVE))

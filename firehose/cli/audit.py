@@ -15,7 +15,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, counted
 from firehose.connections import archive_destination
 from firehose.errors import DataError, UsageError
 
@@ -117,7 +117,7 @@ def audit(
     click.echo(
         f"firehose audit: pack written to {result.out} in {time.monotonic() - started:.1f} s ({size:,} bytes): "
         f"coverage {summary['coverage_verdict']}, retention {summary['retention_verdict'] or 'not judged'}; "
-        f"{summary['manifest']['objects']} objects hashed",
+        f"{counted(summary['manifest']['objects'], 'object')} hashed",
         err=True,
     )
     for name, value in sorted(summary["coverage"].items()):
@@ -185,7 +185,7 @@ def audit_verify(
             click.echo(f"{item['status']}: {item['url']} (event {item['event_id']}): {item['reason']}")
     click.echo(
         f"firehose audit verify: signature {'valid' if result.signature_ok else 'INVALID'} (key SHA-256 "
-        f"{result.key_sha256[:16]}…), {len(result.pack_problems)} pack problems, {result.objects} objects "
+        f"{result.key_sha256[:16]}…), {len(result.pack_problems)} pack problems, {counted(result.objects, 'object')} "
         f"checked, {len(result.changed)} gone or changed",
         err=True,
     )

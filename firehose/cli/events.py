@@ -17,7 +17,7 @@ from firehose.cli.options import (
     parse_rules,
     parse_time,
 )
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, counted
 from firehose.connections import api_client
 from firehose.errors import FirehoseError
 
@@ -121,7 +121,8 @@ def events(
         except FirehoseError:
             if last_id:
                 click.echo(
-                    f"firehose: {count} events written before the error; resume with --after-id {last_id}", err=True
+                    f"firehose: {counted(count, 'event')} written before the error; resume with --after-id {last_id}",
+                    err=True,
                 )
             raise
         finally:
@@ -129,4 +130,4 @@ def events(
     seconds = time.monotonic() - started
     rate = count / seconds if seconds > 0 else 0.0
     log.info("%d events in %.1f s (%.0f/s)%s", count, seconds, rate, f", last id {last_id}" if last_id else "")
-    click.echo(f"firehose events: {count} events in {seconds:.1f} s", err=True)
+    click.echo(f"firehose events: {counted(count, 'event')} in {seconds:.1f} s", err=True)

@@ -31,3 +31,8 @@ def binary_stdout() -> BinaryIO:
     if writer is None or getattr(writer, "raw", None) is not stream:
         writer = _stdout_writers[id(stream)] = _StdoutWriter(stream, buffer_size=1 << 16)
     return writer
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 lead``, ``2 leads``, ``0 leads``: a count with its noun, as a person writes it."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"

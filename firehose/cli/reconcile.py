@@ -17,9 +17,10 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, counted
 from firehose.connections import archive_destination
 from firehose.duration import parse_duration
+from firehose.reconciliation.expiry import API_DAYS
 
 log = logging.getLogger("firehose")
 
@@ -53,7 +54,11 @@ if TYPE_CHECKING:
 )
 @click.option("--expiring-within", default="7d", show_default=True, help="A gap expiring this soon is at risk.")
 @click.option("--archive", "archive_url", help="Check this store URL instead of each event's own destinations.")
-@click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE or ~/.local/state/firehose).")
+@click.option(
+    "--state",
+    "state_file",
+    help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose/state.sqlite).",
+)
 @click.option("--report", "report_file", type=WritableFile(), help="Write the JSON report here.")
 @click.option(
     "--include-pii",
@@ -168,19 +173,27 @@ def _write_findings(result: ReconcileResult, fmt: str) -> None:
 
 def _tell(result: ReconcileResult, expiring_within: str) -> None:
     """The run's summary on stderr."""
-    earliest = result.earliest_expiry
+    earliest, first_gap = result.earliest_expiry, result.first_gap_expiry
     click.echo(
         f"firehose reconcile: {len(result.at_risk)} at risk (missing or differing, expiring within "
-        f"{expiring_within})" + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else ""),
+        f"{expiring_within})"
+        + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else "")
+        + (f"; the first gap leaves the API at {first_gap:%Y-%m-%dT%H:%M:%SZ}" if first_gap and not earliest else ""),
         err=True,
     )
+    if result.forgotten_until is not None:
+        click.echo(
+            f"  LeadConduit's API keeps events {API_DAYS} days: it no longer holds those made before "
+            f"{result.forgotten_until:%Y-%m-%dT%H:%M:%SZ}, so that part of the window was not checked against it",
+            err=True,
+        )
     click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())), err=True)
     for destination, counts in sorted(result.by_destination.items()):
         click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
     options = result.options
     if options.dry_run:
         click.echo(
-            f"  plan (dry run, nothing written): {len(result.outcome.windows)} windows from "
+            f"  plan (dry run, nothing written): {counted(len(result.outcome.windows), 'window')} from "
             f"{options.start:%Y-%m-%dT%H:%M:%SZ} to {options.end:%Y-%m-%dT%H:%M:%SZ}; requests per destination, "
             "list and head made, get and put to come:",
             err=True,
@@ -188,10 +201,11 @@ def _tell(result: ReconcileResult, expiring_within: str) -> None:
         for name, kinds in sorted(result.requests.items()):
             click.echo(f"    {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())), err=True)
         if options.repair:
-            click.echo(f"  would write {result.would_write} missing objects (listed on stdout)", err=True)
+            click.echo(f"  would write {counted(result.would_write, 'missing object')} (listed on stdout)", err=True)
     if result.resumed_windows:
         click.echo(
-            f"  reused: {result.resumed_windows} windows were already done and settled (--full redoes them)", err=True
+            f"  reused: {counted(result.resumed_windows, 'window')} already done and settled (--full redoes them)",
+            err=True,
         )
 
 

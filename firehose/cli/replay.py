@@ -24,7 +24,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, counted
 from firehose.connections import api_client, open_url
 from firehose.duration import parse_duration
 from firehose.errors import ConfigError, ExitCode, FirehoseError, UsageError
@@ -32,6 +32,9 @@ from firehose.secret import redact_url
 
 log = logging.getLogger("firehose")
 
+
+TARGETS_SHOWN = 5
+"""Target URLs a dry run's summary names, most leads first (the report names them all)."""
 
 REPLAY_FIELDS = (
     "status",
@@ -78,7 +81,9 @@ REPLAY_FIELDS = (
 )
 @click.option("--include-pii", is_flag=True, help="Show lead data in diffs (redacted by default).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True, help="Requests in flight.")
-@click.option("--rate", help="At most this many requests per second, evenly spaced, e.g. 50/s or 600/m.")
+@click.option(
+    "--rate", help="At most this many requests per second, evenly spaced, e.g. 50/s or 600/m (default: no limit)."
+)
 @click.option("--max-attempts", type=click.IntRange(1, 50), default=5, show_default=True, help="Tries per lead.")
 @click.option(
     "--timeout",
@@ -332,12 +337,17 @@ def replay(
                     out.write(encode_line(diff))
             out.flush()
             click.echo(
-                f"firehose replay (dry run, nothing sent): would send {plan.count} leads"
-                + "".join(f"; {count} to {where}" for where, count in targets.most_common())
-                + f"; {differs} differ from the original request; {len(plan.skipped)} skipped"
+                f"firehose replay (dry run, nothing sent): would send {counted(plan.count, 'lead')} to "
+                f"{counted(len(targets), 'URL')}; {differs} differ from the original request; "
+                f"{len(plan.skipped)} skipped"
                 + (f"; {plan.left_over} more left for a later run (--max)" if plan.left_over else ""),
                 err=True,
             )
+            shown = targets.most_common(TARGETS_SHOWN)
+            for address, count in shown:  # one line each: a long URL list was one line the width of a screen
+                click.echo(f"  {counted(count, 'lead')} to {address}", err=True)
+            if len(targets) > len(shown):
+                click.echo(f"  and {counted(len(targets) - len(shown), 'other URL')} (the report lists them)", err=True)
             for row in plan.skipped[:20]:
                 click.echo(f"  skipped {row.event_id}: {row.reason}", err=True)
             if report_file:
@@ -364,9 +374,12 @@ def replay(
         if plan.count > confirm_over and not yes:
             if not sys.stdin.isatty():
                 raise UsageError(
-                    f"this would send {plan.count} leads (over --confirm-over {confirm_over}); add --yes, or --max N"
+                    f"this would send {counted(plan.count, 'lead')} (over --confirm-over {confirm_over}); "
+                    "add --yes, or --max N"
                 )
-            click.confirm(f"Send {plan.count} leads, each creating a new lead in LeadConduit?", abort=True, err=True)
+            click.confirm(
+                f"Send {counted(plan.count, 'lead')}, each creating a new lead in LeadConduit?", abort=True, err=True
+            )
 
         writer = RowWriter(
             out,

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 from firehose.findings import GAPS, Finding
 
+API_DAYS = 90
+"""How long ``GET /events`` keeps an event (facts.md: 90 days)."""
 AT_RISK_WITHIN = timedelta(days=7)
 """How soon an expiry makes a gap at risk, unless the caller says otherwise (``--expiring-within``)."""
 

@@ -17,7 +17,7 @@ from firehose.config import Settings
 from firehose.connections import api_client, destination_opener
 from firehose.errors import ExitCode
 from firehose.findings import GAPS, Finding, Verdict
-from firehose.reconciliation.expiry import AT_RISK_WITHIN, at_risk, by_expiry
+from firehose.reconciliation.expiry import API_DAYS, AT_RISK_WITHIN, at_risk, by_expiry
 from firehose.reconciliation.run import KEPT, Outcome, Progress, ReconcileOptions, Reconciler
 
 SCHEMA = "firehose.reconcile/1"
@@ -69,6 +69,18 @@ class ReconcileResult:
     def earliest_expiry(self) -> datetime | None:
         """When the first at-risk gap's event leaves the API (None when nothing is at risk or none is known)."""
         return min((f.expires_at for f in self.at_risk if f.expires_at), default=None)
+
+    @property
+    def first_gap_expiry(self) -> datetime | None:
+        """When the first gap's event leaves the API, at risk or not (None when no gap has a known expiry)."""
+        return min((f.expires_at for f in self.findings if f.verdict in GAPS and f.expires_at), default=None)
+
+    @property
+    def forgotten_until(self) -> datetime | None:
+        """The start of what the API still holds, when the window begins before it (None otherwise): events made
+        before it are gone from ``GET /events``, so the run could not check them."""
+        horizon = self.checked_at - timedelta(days=API_DAYS)
+        return horizon if self.options.start < horizon else None
 
     @property
     def gaps(self) -> int:

@@ -226,7 +226,7 @@ def test_cat_reads_gzip_and_ndjson_and_reports_broken_objects(
     assert ids == ["6ae18ae9a55055783f30ae4c", "6ae18ae9a55055783f30ae4d", "x2", "6ae18ae9a55055783f30ae4f"]
     assert result.exit_code == ExitCode.ARCHIVE
     assert "6ae18ae9a55055783f30ae4e.json: not valid JSON" in result.stderr
-    assert "1 objects could not be read" in result.stderr
+    assert "1 object could not be read" in result.stderr
 
 
 def test_cat_of_an_unknown_event_says_so(box: RunningSandbox, env: dict[str, str]) -> None:

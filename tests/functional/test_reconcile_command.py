@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ def test_a_crashed_run_resumes_and_reports_the_same(box: RunningSandbox, env: di
             Reconciler(Crashing(http), store_for, state, options).run()
         assert state.finished_windows(state.run(options.fingerprint(), {})), "some windows finished before the crash"
     resumed = reconcile(env, "--report", str(tmp_path / "b.json"))
-    assert "windows were already done" in resumed.stderr
+    assert "already done and settled" in resumed.stderr
     first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     assert second["resumed_windows"] > 0
     for name in ("counts", "by_destination", "by_day", "findings"):
@@ -300,7 +300,7 @@ def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_report(
         box.sandbox.faults.latency_ms = 0
     assert not (tmp_path / "never.json").exists(), "the run was killed before it finished"
     resumed = reconcile({**env, "FIREHOSE_STATE": str(state)}, "--report", str(tmp_path / "b.json"))
-    assert "windows were already done" in resumed.stderr
+    assert "already done and settled" in resumed.stderr
     first, second = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     for name in ("counts", "by_destination", "by_day", "findings"):
         assert first[name] == second[name], name
@@ -414,3 +414,26 @@ def test_a_repair_the_state_cannot_record_is_never_written(box: RunningSandbox, 
     ):
         Reconciler(LeadConduit(http), store_for, state, options).run()
     assert dropped(box) == expected, "nothing was written"
+
+
+def test_the_summary_names_the_first_expiry_and_what_the_api_no_longer_holds(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """A tryout saw the earliest expiry only when a gap was at risk, and a blank summary for a window older than
+    the API's 90 days."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": sandbox.url, "FIREHOSE_STATE": str(tmp_path / "s.db")}
+    day = f"{UNTIL - timedelta(days=3):%Y-%m-%d}"
+    gaps = CliRunner().invoke(
+        cli, ["reconcile", "--start", day, "--end", day, "--archive", empty.as_uri()], env=env, catch_exceptions=False
+    )
+    assert gaps.exit_code == ExitCode.DIFFERENCES, gaps.stderr
+    first = gaps.stderr.splitlines()[0]
+    assert first.startswith("firehose reconcile: 0 at risk") and "the first gap leaves the API at 2027-" in first
+    old = CliRunner().invoke(
+        cli, ["reconcile", "--start", "2026-01-01", "--end", "2026-02-01", "--archive", empty.as_uri()], env=env,
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert old.exit_code == ExitCode.OK, old.stderr
+    assert "it no longer holds those made before" in old.stderr and "not checked against it" in old.stderr
