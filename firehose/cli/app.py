@@ -23,7 +23,12 @@ log = logging.getLogger("firehose")
 
 class FirehoseCommand(click.Command):
     """A command whose options refuse an empty value: ``--start ''`` or ``--state ''`` was silently taken for the
-    flag left out (a default database, the whole API window), never what was meant."""
+    flag left out (a default database, the whole API window), never what was meant. Every command also takes
+    ``-v`` and ``-q`` after its name (``firehose reconcile -v``), not only before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(verbosity_options())
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, args)
@@ -82,6 +87,7 @@ class FirehoseGroup(click.Group):
         # frames made any walk of a legal document (repr, ==, the diff of a body) fail. 4,000 leaves room for the
         # stack below; deeper input (XML has no limit) is refused where it is read.
         sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+        _reset_verbosity()  # each invocation starts plain (tests run many in one process)
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         try:
@@ -172,7 +178,52 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     return load_settings(config_file=path, env=os.environ, overrides=overrides)
 
 
-@click.group(cls=FirehoseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_verbosity_set = False
+"""Whether a -v or -q (given before the command or after it) has set the logging level already."""
+
+
+def _reset_verbosity() -> None:
+    global _verbosity_set
+    from firehose.cli import output
+
+    _verbosity_set = False
+    output._quiet = False
+
+
+def verbosity_options() -> list[click.Option]:
+    """``-v``/``--verbose`` and ``-q``/``--quiet``, for the group and for every command."""
+    return [
+        click.Option(
+            ["-v", "--verbose"], count=True, expose_value=False, callback=_verbose,
+            help="More detail on stderr (-vv for HTTP requests).",
+        ),
+        click.Option(
+            ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_quiet,
+            help="Only errors and problems on stderr: no summary or progress (for cron).",
+        ),
+    ]  # fmt: skip
+
+
+def _verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    global _verbosity_set
+    if value:
+        total = ctx.find_root().meta.get("firehose.verbose", 0) + value  # -v before the command and after it add up
+        ctx.find_root().meta["firehose.verbose"] = total
+        _log_to_stderr(logging.INFO if total == 1 else logging.DEBUG)
+        _verbosity_set = True
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    global _verbosity_set
+    if value:
+        from firehose.cli.output import be_quiet
+
+        be_quiet()
+        _log_to_stderr(logging.ERROR)
+        _verbosity_set = True
+
+
+@click.group(cls=FirehoseGroup, context_settings={"help_option_names": ["-h", "--help"]}, params=verbosity_options())
 @click.version_option(__version__, prog_name="firehose")
 @click.option(
     "--config",
@@ -180,8 +231,7 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     default=None,
     help="TOML config file (default: $FIREHOSE_CONFIG, else ./firehose.toml if present).",
 )
-@click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP requests).")
-def cli(config: str | None, verbose: int) -> None:
+def cli(config: str | None) -> None:
     """Read, reconcile and replay LeadConduit firehose archives.
 
     The API key comes from LEADCONDUIT_API_KEY; the API URL from --url, LEADCONDUIT_URL or the config file.
@@ -191,7 +241,8 @@ def cli(config: str | None, verbose: int) -> None:
       export LEADCONDUIT_API_KEY=...
       firehose events --start 2026-11-01 --type source > events.ndjson
     """
-    _log_to_stderr(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    if not _verbosity_set:
+        _log_to_stderr(logging.WARNING)
 
 
 def _log_to_stderr(level: int) -> None:

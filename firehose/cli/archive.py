@@ -13,7 +13,7 @@ from firehose.cli.options import (
     parse_window,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted
+from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import open_url
 from firehose.errors import DataError, ExitCode, UsageError
 
@@ -123,9 +123,8 @@ def archive_ls(
     if listing.other:
         note += f"; {listing.other} keys outside the layout" + ("" if show_all else " not listed (--all shows them)")
     note += _elsewhere_hint(listing, url)
-    click.echo(
+    tell(
         f"firehose archive ls: {counted(listing.events, 'event')} in {url}{note} ({time.monotonic() - started:.1f} s)",
-        err=True,
     )
 
 
@@ -222,7 +221,7 @@ def archive_cat(
         store.close()
     hint = _elsewhere_hint(listing, url) if listing is not None else ""
     if hint:
-        click.echo(f"firehose archive cat: {hint.lstrip('; ')}", err=True)
+        tell(f"firehose archive cat: {hint.lstrip('; ')}")
     if problems:
         click.echo(f"firehose archive cat: {counted(problems, 'object')} could not be read", err=True)
         ctx.exit(int(ExitCode.ARCHIVE))

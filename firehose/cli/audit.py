@@ -15,7 +15,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted
+from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import archive_destination
 from firehose.errors import DataError, UsageError
 
@@ -110,23 +110,21 @@ def audit(
         options,
         settings,
         credential_id=credential_id,
-        progress=lambda text: click.echo(f"firehose audit: {text}", err=True),
+        progress=lambda text: tell(f"firehose audit: {text}"),
     )
     summary = result.summary
     size = sum(path.stat().st_size for path in result.out.iterdir())
-    click.echo(
+    tell(
         f"firehose audit: pack written to {result.out} in {time.monotonic() - started:.1f} s ({size:,} bytes): "
         f"coverage {summary['coverage_verdict']}, retention {summary['retention_verdict'] or 'not judged'}; "
         f"{counted(summary['manifest']['objects'], 'object')} hashed",
-        err=True,
     )
     for name, value in sorted(summary["coverage"].items()):
-        click.echo(f"  {name}: {value}", err=True)
+        tell(f"  {name}: {value}")
     if result.key_created:
-        click.echo(
+        tell(
             f"  signing key made at {result.key_created} (keep it private; its public half is in the pack, "
             f"SHA-256 {summary['signing_key_sha256']})",
-            err=True,
         )
     ctx.exit(int(result.exit_code))
 
@@ -183,10 +181,9 @@ def audit_verify(
             click.echo(f"pack: {problem}")
         for item in result.changed:
             click.echo(f"{item['status']}: {item['url']} (event {item['event_id']}): {item['reason']}")
-    click.echo(
+    tell(
         f"firehose audit verify: signature {'valid' if result.signature_ok else 'INVALID'} (key SHA-256 "
         f"{result.key_sha256[:16]}…), {len(result.pack_problems)} pack problems, {counted(result.objects, 'object')} "
         f"checked, {len(result.changed)} gone or changed",
-        err=True,
     )
     ctx.exit(int(result.exit_code))

@@ -17,7 +17,7 @@ from firehose.cli.options import (
     parse_rules,
     parse_time,
 )
-from firehose.cli.output import binary_stdout, counted
+from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import api_client
 from firehose.errors import FirehoseError
 
@@ -130,4 +130,4 @@ def events(
     seconds = time.monotonic() - started
     rate = count / seconds if seconds > 0 else 0.0
     log.info("%d events in %.1f s (%.0f/s)%s", count, seconds, rate, f", last id {last_id}" if last_id else "")
-    click.echo(f"firehose events: {counted(count, 'event')} in {seconds:.1f} s", err=True)
+    tell(f"firehose events: {counted(count, 'event')} in {seconds:.1f} s")

@@ -1,10 +1,13 @@
-"""Standard output for bytes: buffered, and never closed under a command."""
+"""What the command line writes for people: standard output for bytes (buffered, never closed under a command),
+summary lines on stderr (silenced by ``--quiet``), and counts with their nouns."""
 
 from __future__ import annotations
 
 import io
 import sys
 from typing import BinaryIO
+
+import click
 
 
 class _StdoutWriter(io.BufferedWriter):
@@ -36,3 +39,18 @@ def binary_stdout() -> BinaryIO:
 def counted(number: int, noun: str) -> str:
     """``1 lead``, ``2 leads``, ``0 leads``: a count with its noun, as a person writes it."""
     return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
+_quiet = False
+
+
+def be_quiet() -> None:
+    """``--quiet``: from now on ``tell`` writes nothing (errors and problems still go to stderr)."""
+    global _quiet
+    _quiet = True
+
+
+def tell(message: str, *, nl: bool = True) -> None:
+    """A summary or progress line on stderr, unless ``--quiet``."""
+    if not _quiet:
+        click.echo(message, err=True, nl=nl)

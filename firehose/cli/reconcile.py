@@ -17,7 +17,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted
+from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import archive_destination
 from firehose.duration import parse_duration
 from firehose.reconciliation.expiry import API_DAYS
@@ -139,7 +139,7 @@ def reconcile(
 
     def progress(done: int, total: int, day: datetime) -> None:
         # A progress line on a terminal only; logs and pipes get the summary alone.
-        click.echo(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", err=True, nl=done == total)
+        tell(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", nl=done == total)
 
     result = run_reconcile(
         options,
@@ -154,7 +154,7 @@ def reconcile(
         from firehose.codec import encode_pretty
 
         Path(report_file).write_bytes(encode_pretty(result.report()))
-    _tell(result, expiring_within)
+    _summarise(result, expiring_within)
     ctx.exit(int(result.exit_code))
 
 
@@ -171,41 +171,37 @@ def _write_findings(result: ReconcileResult, fmt: str) -> None:
     writer.close(result.summary())
 
 
-def _tell(result: ReconcileResult, expiring_within: str) -> None:
+def _summarise(result: ReconcileResult, expiring_within: str) -> None:
     """The run's summary on stderr."""
     earliest, first_gap = result.earliest_expiry, result.first_gap_expiry
-    click.echo(
+    tell(
         f"firehose reconcile: {len(result.at_risk)} at risk (missing or differing, expiring within "
         f"{expiring_within})"
         + (f", earliest {earliest:%Y-%m-%dT%H:%M:%SZ}" if earliest else "")
         + (f"; the first gap leaves the API at {first_gap:%Y-%m-%dT%H:%M:%SZ}" if first_gap and not earliest else ""),
-        err=True,
     )
     if result.forgotten_until is not None:
-        click.echo(
+        tell(
             f"  LeadConduit's API keeps events {API_DAYS} days: it no longer holds those made before "
             f"{result.forgotten_until:%Y-%m-%dT%H:%M:%SZ}, so that part of the window was not checked against it",
-            err=True,
         )
-    click.echo("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())), err=True)
+    tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
     for destination, counts in sorted(result.by_destination.items()):
-        click.echo(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())), err=True)
+        tell(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())))
     options = result.options
     if options.dry_run:
-        click.echo(
+        tell(
             f"  plan (dry run, nothing written): {counted(len(result.outcome.windows), 'window')} from "
             f"{options.start:%Y-%m-%dT%H:%M:%SZ} to {options.end:%Y-%m-%dT%H:%M:%SZ}; requests per destination, "
             "list and head made, get and put to come:",
-            err=True,
         )
         for name, kinds in sorted(result.requests.items()):
-            click.echo(f"    {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())), err=True)
+            tell(f"    {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
         if options.repair:
-            click.echo(f"  would write {counted(result.would_write, 'missing object')} (listed on stdout)", err=True)
+            tell(f"  would write {counted(result.would_write, 'missing object')} (listed on stdout)")
     if result.resumed_windows:
-        click.echo(
+        tell(
             f"  reused: {counted(result.resumed_windows, 'window')} already done and settled (--full redoes them)",
-            err=True,
         )
 
 

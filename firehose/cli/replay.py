@@ -24,7 +24,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted
+from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import api_client, open_url
 from firehose.duration import parse_duration
 from firehose.errors import ConfigError, ExitCode, FirehoseError, UsageError
@@ -336,20 +336,19 @@ def replay(
                 else:
                     out.write(encode_line(diff))
             out.flush()
-            click.echo(
+            tell(
                 f"firehose replay (dry run, nothing sent): would send {counted(plan.count, 'lead')} to "
                 f"{counted(len(targets), 'URL')}; {differs} differ from the original request; "
                 f"{len(plan.skipped)} skipped"
                 + (f"; {plan.left_over} more left for a later run (--max)" if plan.left_over else ""),
-                err=True,
             )
             shown = targets.most_common(TARGETS_SHOWN)
             for address, count in shown:  # one line each: a long URL list was one line the width of a screen
-                click.echo(f"  {counted(count, 'lead')} to {address}", err=True)
+                tell(f"  {counted(count, 'lead')} to {address}")
             if len(targets) > len(shown):
-                click.echo(f"  and {counted(len(targets) - len(shown), 'other URL')} (the report lists them)", err=True)
+                tell(f"  and {counted(len(targets) - len(shown), 'other URL')} (the report lists them)")
             for row in plan.skipped[:20]:
-                click.echo(f"  skipped {row.event_id}: {row.reason}", err=True)
+                tell(f"  skipped {row.event_id}: {row.reason}")
             if report_file:
                 skipped = [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in plan.skipped]
                 Path(report_file).write_bytes(
@@ -368,7 +367,7 @@ def replay(
                         }
                     )
                 )
-                click.echo(f"  the plan is in {report_file}", err=True)
+                tell(f"  the plan is in {report_file}")
             ctx.exit(int(ExitCode.ARCHIVE if problems.items else ExitCode.OK))
 
         if plan.count > confirm_over and not yes:
@@ -445,20 +444,18 @@ def replay(
             )
         )
     counts = summary.statuses
-    click.echo(
+    tell(
         "firehose replay: "
         + ", ".join(f"{counts.get(s, 0)} {s}" for s in replaying.STATUSES)
         + "".join(f"; {n} {pair}" for pair, n in summary.pairs.most_common()),
-        err=True,
     )
     if plan.count:
-        click.echo(
+        tell(
             f"  {plan.count} requests handed over in {sending:.1f} s ({plan.count / max(sending, 1e-9):.1f}/s), "
             f"after {selecting:.1f} s selecting",
-            err=True,
         )
     if plan.left_over:
-        click.echo(f"  {plan.left_over} more selected, left for a later run (--max {max_count})", err=True)
+        tell(f"  {plan.left_over} more selected, left for a later run (--max {max_count})")
     if letters is not None:
         click.echo(f"  permanent failures appended to {dead_letter} (replay them with --ids {dead_letter})", err=True)
     failed = counts.get("failed", 0) + counts.get("unknown", 0)

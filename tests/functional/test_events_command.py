@@ -273,3 +273,34 @@ def test_a_server_that_trickles_its_answer_is_cut_at_the_timeout(cli_env: dict[s
         listener.close()
     assert time.monotonic() - started < 10, "cut at the deadline, not when the server finishes"
     assert result.exit_code == ExitCode.API and "no whole answer within 1 s" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["events", "--max", "3"], "summary"),
+        (["events", "--max", "3", "-v"], "detail"),  # after the command, as a new user typed it
+        (["-v", "events", "--max", "3"], "detail"),
+        (["events", "--max", "3", "-q"], "nothing"),
+        (["--quiet", "events", "--max", "3"], "nothing"),
+    ],
+)
+def test_verbose_and_quiet_are_taken_before_or_after_the_command(
+    sandbox: RunningSandbox, args: list[str], shown: str
+) -> None:
+    env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": sandbox.url}
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3, "the events are written whatever stderr says"
+    summary, detail = "firehose events: 3 events in", "firehose: 3 events in"
+    if shown == "nothing":
+        assert result.stderr == ""
+    else:
+        assert summary in result.stderr
+        assert (detail in result.stderr) == (shown == "detail"), result.stderr
+
+
+def test_quiet_still_says_what_failed(sandbox: RunningSandbox) -> None:
+    env = {"LEADCONDUIT_API_KEY": "wrong", "LEADCONDUIT_URL": sandbox.url}
+    result = CliRunner().invoke(cli, ["events", "--max", "3", "-q"], env=env, catch_exceptions=False)
+    assert result.exit_code == ExitCode.CONFIG and result.stderr.startswith("firehose: error: "), result.stderr
