@@ -144,11 +144,7 @@ def iter_records(data: bytes, *, where: str) -> Iterator[Any]:
             pass
         else:
             yield head
-            for number, line in itertools.chain((second,), lines):
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise DataError(f"{where}: NDJSON line {number} is not valid JSON ({exc})") from exc
+            yield from _ndjson(itertools.chain((second,), lines), where)
             return
     try:
         document = orjson.loads(data)
@@ -162,6 +158,15 @@ def iter_records(data: bytes, *, where: str) -> Iterator[Any]:
     document.reverse()  # popped from the end: each record is let go once taken
     while document:
         yield document.pop()
+
+
+def _ndjson(lines: Iterator[tuple[int, memoryview]], where: str) -> Iterator[Any]:
+    """Each numbered line parsed; a ``DataError`` naming the first that does not parse."""
+    for number, line in lines:
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DataError(f"{where}: NDJSON line {number} is not valid JSON ({exc})") from exc
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, memoryview]]:

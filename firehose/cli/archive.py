@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +17,9 @@ from firehose.cli.options import (
 from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import open_url
 from firehose.errors import DataError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from firehose.archive import Store
 
 log = logging.getLogger("firehose")
 
@@ -173,10 +177,8 @@ def archive_cat(
       firehose archive cat s3://lc-archive/events/auto 6ae13b5aa55055783f30ae4c --pretty
       firehose archive cat az://lc-archive --start 2026-11-01 --end 2026-11-01 > day.ndjson
     """
-    from firehose.archive.layout import ArchivedEvent, folder
-    from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
-    from firehose.codec import encode_line, encode_pretty, iter_records
-    from firehose.errors import ArchiveError
+    from firehose.archive.layout import ArchivedEvent
+    from firehose.archive.listing import ArchiveListing
     from firehose.ids import is_object_id
 
     if not targets and not (start or end):
@@ -186,37 +188,16 @@ def archive_cat(
     start_seconds, end_seconds = parse_window(start, end)
     settings = storage_settings(ctx, storage)
     store, where = open_url(url, settings, credential_id)
-    problems = 0
     try:
-        keys: list[str] = []
-        for target in targets:
-            if is_object_id(target):
-                found = find_event_keys(store, where.prefix, target.lower(), lead_id=lead_id, workers=workers)
-                if not found:
-                    click.echo(f"firehose: error: event {target} not found under {url}", err=True)
-                    problems += 1
-                keys.extend(found[:1])
-            else:
-                # A key may be given whole, or relative to the URL's prefix.
-                keys.append(target if target.startswith(where.prefix) else folder(where.prefix) + target)
-        selected: Any = keys
+        keys, problems = _keys_named(store, where.prefix, targets, url=url, lead_id=lead_id, workers=workers)
+        selected: Iterable[str] = keys
         listing = None
         if start or end:
             listing = ArchiveListing(
                 store, where.prefix, start_seconds=start_seconds, end_seconds=end_seconds, workers=workers
             )
             selected = (item.key for item in listing if isinstance(item, ArchivedEvent))
-        out = binary_stdout()
-        for key, body in read_many(store, selected, workers=workers):
-            try:
-                if isinstance(body, Exception):
-                    raise body
-                for record in iter_records(body, where=f"{store.url}/{key}"):  # one at a time: memory
-                    out.write(encode_pretty(record) if pretty else encode_line(record))
-            except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
-                click.echo(f"firehose: error: {exc}", err=True)
-                problems += 1
-        out.flush()
+        problems += _print_records(store, selected, pretty=pretty, workers=workers)
     finally:
         store.close()
     hint = _elsewhere_hint(listing, url) if listing is not None else ""
@@ -225,3 +206,48 @@ def archive_cat(
     if problems:
         click.echo(f"firehose archive cat: {counted(problems, 'object')} could not be read", err=True)
         ctx.exit(int(ExitCode.ARCHIVE))
+
+
+def _keys_named(
+    store: Store, prefix: str, targets: tuple[str, ...], *, url: str, lead_id: str | None, workers: int
+) -> tuple[list[str], int]:
+    """The keys KEY and EVENT_ID arguments name (a key whole or relative to the URL's prefix; an event id found
+    by a search), and how many named nothing (each one reported)."""
+    from firehose.archive.layout import folder
+    from firehose.archive.listing import find_event_keys
+    from firehose.ids import is_object_id
+
+    keys: list[str] = []
+    problems = 0
+    for target in targets:
+        if is_object_id(target):
+            found = find_event_keys(store, prefix, target.lower(), lead_id=lead_id, workers=workers)
+            if not found:
+                click.echo(f"firehose: error: event {target} not found under {url}", err=True)
+                problems += 1
+            keys.extend(found[:1])
+        else:
+            keys.append(target if target.startswith(prefix) else folder(prefix) + target)
+    return keys, problems
+
+
+def _print_records(store: Store, keys: Iterable[str], *, pretty: bool, workers: int) -> int:
+    """Every record of every object on stdout, read ``workers`` at a time; how many objects could not be read
+    (each one reported, the others still printed)."""
+    from firehose.archive.listing import read_many
+    from firehose.codec import encode_line, encode_pretty, iter_records
+    from firehose.errors import ArchiveError
+
+    out = binary_stdout()
+    problems = 0
+    for key, body in read_many(store, keys, workers=workers):
+        try:
+            if isinstance(body, Exception):
+                raise body
+            for record in iter_records(body, where=f"{store.url}/{key}"):  # one at a time: memory
+                out.write(encode_pretty(record) if pretty else encode_line(record))
+        except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
+            click.echo(f"firehose: error: {exc}", err=True)
+            problems += 1
+    out.flush()
+    return problems

@@ -56,7 +56,6 @@ def applies(rule: LifecycleRule, prefix: str) -> bool:
 def judge(destination: str, prefix: str, settings: RetentionSettings, required_days: int) -> list[Check]:
     """Every check for one destination (``prefix`` is where its events are)."""
     notes = dict(settings.notes)
-    need = days_text(required_days)
     checks: list[Check] = []
 
     def add(name: str, verdict: str, finding: str) -> None:
@@ -66,52 +65,69 @@ def judge(destination: str, prefix: str, settings: RetentionSettings, required_d
         add(name, UNKNOWN, notes.get(setting, "not reported by this endpoint"))
 
     if settings.kind == "s3":
-        if settings.lock_enabled is None:
-            unknown("object_lock", "object_lock")
-        elif not settings.lock_enabled:
-            add("object_lock", FAIL, "Object Lock is off: objects can be deleted or overwritten at any time")
-        elif not settings.lock_mode:
-            add("object_lock", FAIL, "Object Lock is on but sets no default retention: new objects are not held")
-        elif settings.lock_mode != "COMPLIANCE":
-            add(
-                "object_lock",
-                FAIL,
-                f"default retention is {settings.lock_mode}: users with s3:BypassGovernanceRetention can delete",
-            )
-        elif (settings.lock_days or 0) < required_days:
-            add("object_lock", FAIL, f"default retention is {settings.lock_days} days, shorter than {need}")
-        else:
-            add("object_lock", PASS, f"COMPLIANCE retention of {settings.lock_days} days (at least {need})")
+        _judge_object_lock(settings, required_days, add, unknown)
     if settings.kind == "file":
         unknown("object_lock", "object_lock")
     if settings.kind in ("s3", "file"):
-        if settings.versioning is None:
-            unknown("versioning", "versioning")
-        elif settings.versioning == "Enabled":
-            add("versioning", PASS, "versioning is on: an overwritten or deleted object keeps its earlier version")
-        else:
-            add("versioning", FAIL, f"versioning is {settings.versioning}: an overwrite loses the original")
+        _judge_versioning(settings, add, unknown)
         _judge_lifecycle(settings, prefix, required_days, add, unknown)
     if settings.kind == "az":
-        if settings.lock_enabled is None:
-            unknown("immutability", "immutability")
-        elif settings.legal_hold:
-            add("immutability", PASS, "a legal hold keeps every blob until it is cleared")
-        elif settings.lock_enabled:
-            unknown("immutability", "immutability")
-        else:
-            add("immutability", FAIL, "no immutability policy or legal hold: blobs can be deleted or overwritten")
-        if settings.soft_delete_days is None:
-            unknown("soft_delete", "soft_delete")
-        elif settings.soft_delete_days >= required_days:
-            add("soft_delete", PASS, f"deleted blobs stay recoverable for {settings.soft_delete_days} days")
-        elif settings.soft_delete_days == 0:
-            add("soft_delete", FAIL, "soft delete is off: a deleted blob is gone at once")
-        else:
-            add("soft_delete", FAIL, f"deleted blobs stay recoverable for {settings.soft_delete_days} days only")
-        unknown("versioning", "versioning")
-        unknown("lifecycle", "lifecycle")
+        _judge_azure(settings, required_days, add, unknown)
     return checks
+
+
+Adder = Callable[[str, str, str], None]
+Unknown = Callable[[str, str], None]
+
+
+def _judge_object_lock(settings: RetentionSettings, required_days: int, add: Adder, unknown: Unknown) -> None:
+    need = days_text(required_days)
+    if settings.lock_enabled is None:
+        unknown("object_lock", "object_lock")
+    elif not settings.lock_enabled:
+        add("object_lock", FAIL, "Object Lock is off: objects can be deleted or overwritten at any time")
+    elif not settings.lock_mode:
+        add("object_lock", FAIL, "Object Lock is on but sets no default retention: new objects are not held")
+    elif settings.lock_mode != "COMPLIANCE":
+        add(
+            "object_lock",
+            FAIL,
+            f"default retention is {settings.lock_mode}: users with s3:BypassGovernanceRetention can delete",
+        )
+    elif (settings.lock_days or 0) < required_days:
+        add("object_lock", FAIL, f"default retention is {settings.lock_days} days, shorter than {need}")
+    else:
+        add("object_lock", PASS, f"COMPLIANCE retention of {settings.lock_days} days (at least {need})")
+
+
+def _judge_versioning(settings: RetentionSettings, add: Adder, unknown: Unknown) -> None:
+    if settings.versioning is None:
+        unknown("versioning", "versioning")
+    elif settings.versioning == "Enabled":
+        add("versioning", PASS, "versioning is on: an overwritten or deleted object keeps its earlier version")
+    else:
+        add("versioning", FAIL, f"versioning is {settings.versioning}: an overwrite loses the original")
+
+
+def _judge_azure(settings: RetentionSettings, required_days: int, add: Adder, unknown: Unknown) -> None:
+    if settings.lock_enabled is None:
+        unknown("immutability", "immutability")
+    elif settings.legal_hold:
+        add("immutability", PASS, "a legal hold keeps every blob until it is cleared")
+    elif settings.lock_enabled:
+        unknown("immutability", "immutability")
+    else:
+        add("immutability", FAIL, "no immutability policy or legal hold: blobs can be deleted or overwritten")
+    if settings.soft_delete_days is None:
+        unknown("soft_delete", "soft_delete")
+    elif settings.soft_delete_days >= required_days:
+        add("soft_delete", PASS, f"deleted blobs stay recoverable for {settings.soft_delete_days} days")
+    elif settings.soft_delete_days == 0:
+        add("soft_delete", FAIL, "soft delete is off: a deleted blob is gone at once")
+    else:
+        add("soft_delete", FAIL, f"deleted blobs stay recoverable for {settings.soft_delete_days} days only")
+    unknown("versioning", "versioning")
+    unknown("lifecycle", "lifecycle")
 
 
 def _judge_lifecycle(

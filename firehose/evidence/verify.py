@@ -64,40 +64,8 @@ def check_pack(
     """Check a pack: its signature (against ``trusted_key`` when given, else the pack's own key), each file's
     SHA-256 against ``SHA256SUMS``, and each manifest line against the archive now."""
     result = Verification()
-    try:
-        sums = (pack / SUMS).read_bytes()
-        signature = (pack / SIGNATURE).read_bytes().decode("utf-8", "replace")  # edited into junk: no match
-        public = (pack / PUBLIC_KEY).read_bytes()
-    except OSError as exc:
-        raise DataError(f"{pack}: not an audit pack ({exc.strerror}: {Path(str(exc.filename)).name})") from None
-    try:
-        result.key_sha256 = signing.fingerprint(public)
-    except DataError:  # the pack's own key file edited into something else: a finding like any edit
-        result.key_sha256 = "unreadable"
-        result.pack_problems.append(f"{PUBLIC_KEY}: not a PEM Ed25519 public key")
-    if trusted_key is not None and signing.fingerprint(trusted_key) != result.key_sha256:
-        result.pack_problems.append(
-            f"{PUBLIC_KEY}: not the trusted key (pack {result.key_sha256[:16]}…, "
-            f"trusted {signing.fingerprint(trusted_key)[:16]}…)"
-        )
-    try:
-        result.signature_ok = signing.verify(trusted_key or public, sums, signature)
-    except DataError:
-        result.signature_ok = False
-    if not result.signature_ok:
-        result.pack_problems.append(f"{SIGNATURE}: the signature does not match {SUMS}")
-    listed: set[str] = set()
-    for line in sums.decode(errors="replace").splitlines():
-        digest, _, name = line.partition("  ")
-        listed.add(name)
-        path = pack / name
-        if not path.is_file():
-            result.pack_problems.append(f"{name}: listed in {SUMS}, missing from the pack")
-        elif sha256_file(path) != digest:
-            result.pack_problems.append(f"{name}: changed since the pack was signed (SHA-256 differs)")
-    for path in sorted(pack.iterdir()):
-        if path.name not in listed | {SUMS, SIGNATURE}:
-            result.pack_problems.append(f"{path.name}: in the pack but not in {SUMS}")
+    sums = _check_signature(pack, trusted_key, result)
+    _check_files(pack, sums, result)
     if any(p.startswith("manifest.ndjson") for p in result.pack_problems):
         return result  # a manifest that is not the signed one proves nothing about the archive
     stores: dict[str, Store] = {}
@@ -146,6 +114,49 @@ def check_pack(
     if claimed is not None:
         result.pack_problems.append(claimed)
     return result
+
+
+def _check_signature(pack: Path, trusted_key: bytes | None, result: Verification) -> bytes:
+    """The pack's key and signature, against ``trusted_key`` when given; the signed ``SHA256SUMS``."""
+    try:
+        sums = (pack / SUMS).read_bytes()
+        signature = (pack / SIGNATURE).read_bytes().decode("utf-8", "replace")  # edited into junk: no match
+        public = (pack / PUBLIC_KEY).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{pack}: not an audit pack ({exc.strerror}: {Path(str(exc.filename)).name})") from None
+    try:
+        result.key_sha256 = signing.fingerprint(public)
+    except DataError:  # the pack's own key file edited into something else: a finding like any edit
+        result.key_sha256 = "unreadable"
+        result.pack_problems.append(f"{PUBLIC_KEY}: not a PEM Ed25519 public key")
+    if trusted_key is not None and signing.fingerprint(trusted_key) != result.key_sha256:
+        result.pack_problems.append(
+            f"{PUBLIC_KEY}: not the trusted key (pack {result.key_sha256[:16]}…, "
+            f"trusted {signing.fingerprint(trusted_key)[:16]}…)"
+        )
+    try:
+        result.signature_ok = signing.verify(trusted_key or public, sums, signature)
+    except DataError:
+        result.signature_ok = False
+    if not result.signature_ok:
+        result.pack_problems.append(f"{SIGNATURE}: the signature does not match {SUMS}")
+    return sums
+
+
+def _check_files(pack: Path, sums: bytes, result: Verification) -> None:
+    """Each file against its SHA-256 in ``SHA256SUMS``, and no file beside them."""
+    listed: set[str] = set()
+    for line in sums.decode(errors="replace").splitlines():
+        digest, _, name = line.partition("  ")
+        listed.add(name)
+        path = pack / name
+        if not path.is_file():
+            result.pack_problems.append(f"{name}: listed in {SUMS}, missing from the pack")
+        elif sha256_file(path) != digest:
+            result.pack_problems.append(f"{name}: changed since the pack was signed (SHA-256 differs)")
+    for path in sorted(pack.iterdir()):
+        if path.name not in listed | {SUMS, SIGNATURE}:
+            result.pack_problems.append(f"{path.name}: in the pack but not in {SUMS}")
 
 
 def _manifest_claims(pack: Path, lines: int) -> str | None:
