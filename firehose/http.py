@@ -796,17 +796,10 @@ class Sender:
             except OSError as exc:  # nothing was sent
                 connection.close()
                 return Delivery("unreachable", attempts, reason=_describe_socket_error(exc)), None
-        try:
-            # http.client buffers the request head until endheaders(): a value it refuses here sent nothing.
-            connection.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                                  skip_accept_encoding=True)  # fmt: skip
-            for name, value in headers:
-                connection.putheader(name, value)
-            if body or method not in ("GET", "HEAD"):
-                connection.putheader("Content-Length", str(len(body)))
-        except (ValueError, http.client.HTTPException) as exc:  # InvalidURL, a CR/LF or non-Latin-1 header
+        refused = _put_head(connection, method, parts, headers, body)
+        if refused is not None:
             connection.close()
-            return Delivery("unsent", attempts, reason=f"not sent: HTTP cannot carry this request ({exc})"), None
+            return Delivery("unsent", attempts, reason=f"not sent: HTTP cannot carry this request ({refused})"), None
         token = self._deadlines.arm(connection.sock, self._timeout) if connection.sock is not None else 0
         try:
             connection.endheaders(body or None)
@@ -980,6 +973,27 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _put_head(
+    connection: http.client.HTTPConnection,
+    method: str,
+    parts: SplitResult,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+) -> str | None:
+    """Buffer the request line and headers; why http.client refused them, if it did. http.client holds the head
+    until ``endheaders()``, so a refusal here (InvalidURL, a CR/LF or non-Latin-1 header) sent nothing."""
+    try:
+        connection.putrequest(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                              skip_accept_encoding=True)  # fmt: skip
+        for name, value in headers:
+            connection.putheader(name, value)
+        if body or method not in ("GET", "HEAD"):
+            connection.putheader("Content-Length", str(len(body)))
+    except (ValueError, http.client.HTTPException) as exc:
+        return str(exc)
+    return None
 
 
 def _describe_socket_error(exc: BaseException) -> str:

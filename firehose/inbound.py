@@ -482,7 +482,7 @@ def _qs_unescape(text: str) -> str:
         return _unescape_buffer(text)
 
 
-def querystring_parse(text: str) -> dict[str, Any]:
+def querystring_parse(text: str) -> dict[str, Any]:  # noqa: C901  # Node's querystring.js, in its shape
     """Node's ``querystring.parse(text)``: ``&`` and ``=``, ``+`` as a space, at most 1000 pairs."""
     result: dict[str, Any] = {}
     if not text:
@@ -789,7 +789,7 @@ class _SaxStrict:
         self.text = text
         self.handler = handler
 
-    def run(self) -> None:  # one state machine, kept in the shape sax writes it
+    def run(self) -> None:  # noqa: C901  # one state machine, kept in the shape sax writes it
         h = self.handler
         s = self.text
         state = "BEGIN"

@@ -169,16 +169,9 @@ def edit_request(
     from both. The result is parsed as LeadConduit would parse it; an edit whose result is not the original's
     parse plus the edit raises ``DataError``, as does a request LeadConduit refuses. An edit that changes no
     field returns the stored body and query as they were."""
-    for name, _ in [*sets, *((n, None) for n in unsets)]:
-        if name.lower() in _TRUSTEDFORM_ALIASES:
-            raise DataError(f"LeadConduit renames or drops {name!r} as it reads it: edit trustedform_cert_url instead")
+    _refuse_aliases([*(n for n, _ in sets), *unsets])
     kind = kind_of(content_type)
-    try:
-        before = read_request(method, query, content_type, body)
-    except inbound.InboundError as exc:
-        raise DataError(f"LeadConduit refuses the stored request ({exc.status}: {exc.reason})") from None
-    if not isinstance(before, dict):
-        raise DataError("LeadConduit does not read the stored request as fields (its body is not an object)")
+    before = _stored_fields(method, query, content_type, body)
     in_query_only = method.upper() != "POST" or not inbound.js_trim(body)
     query_names = set(inbound.parse_query(f"?{query}"))
     body_keys = set(parse(kind, body, rename=False)) if not in_query_only else set()
@@ -209,8 +202,37 @@ def edit_request(
         new_body = edit(kind, body, body_sets, unsets)
         if parse(kind, new_body) == parse(kind, body):
             new_body = body  # nothing in the body changed: keep its bytes
+    after = _edited_fields(method, new_query, content_type, new_body, expected, kind)
+    if after == before:
+        return EditedRequest(body, query)
+    return EditedRequest(new_body, new_query)
+
+
+def _refuse_aliases(names: Sequence[str]) -> None:
+    for name in names:
+        if name.lower() in _TRUSTEDFORM_ALIASES:
+            raise DataError(f"LeadConduit renames or drops {name!r} as it reads it: edit trustedform_cert_url instead")
+
+
+def _stored_fields(method: str, query: str, content_type: str | None, body: str) -> dict[str, Any]:
+    """The fields LeadConduit reads from the stored request; a ``DataError`` when it would refuse it or read no
+    fields from it."""
     try:
-        after = read_request(method, new_query, content_type, new_body)
+        before = read_request(method, query, content_type, body)
+    except inbound.InboundError as exc:
+        raise DataError(f"LeadConduit refuses the stored request ({exc.status}: {exc.reason})") from None
+    if not isinstance(before, dict):
+        raise DataError("LeadConduit does not read the stored request as fields (its body is not an object)")
+    return before
+
+
+def _edited_fields(
+    method: str, query: str, content_type: str | None, body: str, expected: dict[str, Any], kind: str | None
+) -> Any:
+    """The fields LeadConduit reads from the edited request, which must be ``expected``: a ``DataError`` naming
+    the fields it would read otherwise, or saying it would refuse the request."""
+    try:
+        after = read_request(method, query, content_type, body)
     except inbound.InboundError as exc:
         raise DataError(f"the edited request would be refused by LeadConduit ({exc.reason})") from None
     if after != expected:
@@ -219,9 +241,7 @@ def edit_request(
             f"the edits cannot be written into this {kind or 'opaque'} body so that LeadConduit reads them "
             f"(it would read {', '.join(differing[:5]) or 'other fields'} otherwise)"
         )
-    if after == before:
-        return EditedRequest(body, query)
-    return EditedRequest(new_body, new_query)
+    return after
 
 
 def _differing(a: Any, b: Any, path: str) -> Iterator[str]:

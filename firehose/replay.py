@@ -265,6 +265,33 @@ def prepare(
         raise DataError(f"event {view.id}: {exc}") from None
 
 
+def _target_url(url: str, keep_query_credentials: bool) -> str:
+    """The URL to send to: one HTTP can carry, without credential query parameters unless they are kept."""
+    if re.search(r"[\x00-\x20\x7f]", url) or not url.isascii():
+        raise DataError("its stored URI holds spaces, control or non-ASCII characters HTTP cannot carry")
+    split = urlsplit(url)
+    if not keep_query_credentials and split.query:
+        kept = "&".join(p for p in split.query.split("&") if not is_credential_param(_param_name(p)))
+        url = urlunsplit(split._replace(query=kept))
+    return url
+
+
+def _headers_kept(stored: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The stored headers sent again: no hop-by-hop or credential header, no Accept (ours replaces it), and a
+    ``DataError`` for one HTTP cannot carry."""
+    headers = [(name, value) for name, value in stored if not _dropped(name) and name.lower() != "accept"]
+    for name, value in headers:
+        if not _TOKEN.match(name):
+            raise DataError(f"its stored header name {name[:40]!r} is not an HTTP header name")
+        if _BAD_VALUE.search(value):
+            raise DataError(f"its stored header {name} holds a line break or control character (not sent)")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise DataError(f"its stored header {name} holds characters HTTP headers cannot carry") from None
+    return headers
+
+
 def _prepare(
     event: Mapping[str, Any],
     view: EventView,
@@ -277,13 +304,7 @@ def _prepare(
     stored = StoredRequest.of(event)
     if not _TOKEN.match(stored.method):
         raise DataError(f"its stored method {stored.method[:40]!r} is not an HTTP method")
-    url = target.resolve(stored.uri)
-    if re.search(r"[\x00-\x20\x7f]", url) or not url.isascii():
-        raise DataError("its stored URI holds spaces, control or non-ASCII characters HTTP cannot carry")
-    split = urlsplit(url)
-    if not keep_query_credentials and split.query:
-        kept = "&".join(p for p in split.query.split("&") if not is_credential_param(_param_name(p)))
-        url = urlunsplit(split._replace(query=kept))
+    url = _target_url(target.resolve(stored.uri), keep_query_credentials)
     body = stored.body
     content_type = stored.header("Content-Type")
     if edits:
@@ -293,17 +314,7 @@ def _prepare(
             raise DataError(f"cannot apply the edits: {exc}") from None
     if body != stored.body:  # an edited body its charset cannot carry is refused now, not when sending
         payload.body_bytes(body, content_type, strict=True)
-    headers = [(name, value) for name, value in stored.headers if not _dropped(name)]
-    headers = [(name, value) for name, value in headers if name.lower() != "accept"]
-    for name, value in headers:
-        if not _TOKEN.match(name):
-            raise DataError(f"its stored header name {name[:40]!r} is not an HTTP header name")
-        if _BAD_VALUE.search(value):
-            raise DataError(f"its stored header {name} holds a line break or control character (not sent)")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise DataError(f"its stored header {name} holds characters HTTP headers cannot carry") from None
+    headers = _headers_kept(stored.headers)
     headers.append(("Accept", "application/json"))
     if source_key is not None and _origin(url) == target.named:
         token = base64.b64encode(f"API:{source_key.reveal()}".encode()).decode()
@@ -432,25 +443,7 @@ def request_diff(prepared: Prepared, *, include_pii: bool = False, edits: Edits 
         "to": _url_shown(after_url, include_pii),
         "changed": before_url != after_url,
     }
-    before_headers = {name.lower(): (name, value) for name, value in original.headers}
-    after_headers = {name.lower(): (name, value) for name, value in prepared.headers}
-    headers: list[dict[str, Any]] = []
-    for key, (name, value) in before_headers.items():
-        if key not in after_headers:
-            hidden = REDACTED if is_credential(key) else shown(value)
-            headers.append({"change": "removed", "header": name, "from": hidden})
-        elif after_headers[key][1] != value:
-            headers.append(
-                {
-                    "change": "changed",
-                    "header": name,
-                    "from": REDACTED if is_credential(key) else shown(value),
-                    "to": REDACTED if is_credential(key) else after_headers[key][1],
-                }
-            )
-    for key, (name, value) in after_headers.items():
-        if key not in before_headers:
-            headers.append({"change": "added", "header": name, "to": REDACTED if is_credential(key) else value})
+    headers = _header_changes(original.headers, prepared.headers, shown)
     kind = payload.kind_of(original.header("Content-Type"))
     body: dict[str, Any] = {
         "content_type": original.header("Content-Type"),
@@ -459,20 +452,7 @@ def request_diff(prepared: Prepared, *, include_pii: bool = False, edits: Edits 
         "fields": [],
     }
     if not body["identical"]:
-        try:
-            old, new = payload.fields(kind, original.body), payload.fields(kind, prepared.body)
-        except DataError as exc:
-            body["fields"] = [{"change": "unreadable", "reason": str(exc)}]
-        else:
-            for name in [*old, *(n for n in new if n not in old)]:
-                if name not in new:
-                    body["fields"].append({"change": "removed", "field": name, "from": shown(old[name])})
-                elif name not in old:
-                    body["fields"].append({"change": "added", "field": name, "to": shown(new[name], name)})
-                elif old[name] != new[name]:
-                    body["fields"].append(
-                        {"change": "changed", "field": name, "from": shown(old[name]), "to": shown(new[name], name)}
-                    )
+        body["fields"] = _field_changes(kind, original.body, prepared.body, shown)
     return {
         "event_id": prepared.event_id,
         "lead_id": prepared.lead_id,
@@ -484,6 +464,53 @@ def request_diff(prepared: Prepared, *, include_pii: bool = False, edits: Edits 
         "body": body,
         "differs": url["changed"] or bool(headers) or not body["identical"],
     }
+
+
+Shown = Callable[..., str]
+"""How a diff shows a value: itself, or ``***`` (lead data without ``include_pii``)."""
+
+
+def _header_changes(
+    before: Sequence[tuple[str, str]], after: Sequence[tuple[str, str]], shown: Shown
+) -> list[dict[str, Any]]:
+    """Headers removed, changed and added; a credential's value always ``***``."""
+    before_headers = {name.lower(): (name, value) for name, value in before}
+    after_headers = {name.lower(): (name, value) for name, value in after}
+    changes: list[dict[str, Any]] = []
+    for key, (name, value) in before_headers.items():
+        if key not in after_headers:
+            hidden = REDACTED if is_credential(key) else shown(value)
+            changes.append({"change": "removed", "header": name, "from": hidden})
+        elif after_headers[key][1] != value:
+            changes.append(
+                {
+                    "change": "changed",
+                    "header": name,
+                    "from": REDACTED if is_credential(key) else shown(value),
+                    "to": REDACTED if is_credential(key) else after_headers[key][1],
+                }
+            )
+    for key, (name, value) in after_headers.items():
+        if key not in before_headers:
+            changes.append({"change": "added", "header": name, "to": REDACTED if is_credential(key) else value})
+    return changes
+
+
+def _field_changes(kind: str | None, before: str, after: str, shown: Shown) -> list[dict[str, Any]]:
+    """Body fields removed, added and changed, in the stored body's order."""
+    try:
+        old, new = payload.fields(kind, before), payload.fields(kind, after)
+    except DataError as exc:
+        return [{"change": "unreadable", "reason": str(exc)}]
+    changes: list[dict[str, Any]] = []
+    for name in [*old, *(n for n in new if n not in old)]:
+        if name not in new:
+            changes.append({"change": "removed", "field": name, "from": shown(old[name])})
+        elif name not in old:
+            changes.append({"change": "added", "field": name, "to": shown(new[name], name)})
+        elif old[name] != new[name]:
+            changes.append({"change": "changed", "field": name, "from": shown(old[name]), "to": shown(new[name], name)})
+    return changes
 
 
 def _absolute(uri: str, like: str) -> str:
