@@ -93,3 +93,48 @@ def test_every_public_name_is_listed_once_and_loads() -> None:
     assert sorted(firehose.__all__) == sorted(["__version__", *firehose._PUBLIC]), "__all__ and _PUBLIC differ"
     for name in firehose._PUBLIC:
         assert getattr(firehose, name).__name__ == name, name
+
+
+BOTTOM = {"firehose.codec", "firehose.errors", "firehose.findings"}
+"""What the state database may import of firehose: the bottom layer (no job, no store, no API)."""
+
+
+def _firehose_imports(path: Path) -> set[str]:
+    return {module for module in _imports(path) if module == "firehose" or module.startswith("firehose.")}
+
+
+def test_state_imports_only_the_bottom_layer() -> None:
+    assert _firehose_imports(PACKAGE / "state.py") <= BOTTOM, _firehose_imports(PACKAGE / "state.py")
+    assert _firehose_imports(PACKAGE / "findings.py") == set(), "findings.py is the bottom: it imports no firehose"
+
+
+def test_the_pure_classifier_imports_nothing_that_does_io() -> None:
+    allowed = BOTTOM | {"firehose.archive.base", "firehose.archive.layout", "firehose.event", "firehose.ids"}
+    found = _firehose_imports(PACKAGE / "reconciliation" / "classify.py")
+    assert found <= allowed, found - allowed
+
+
+@pytest.mark.parametrize("folder", ["reconciliation", "evidence"])
+def test_jobs_never_import_the_command_line_or_its_rendering(folder: str) -> None:
+    for path in sorted((PACKAGE / folder).glob("*.py")):
+        found = _firehose_imports(path)
+        assert not any(m.startswith("firehose.cli") or m == "firehose.report" for m in found), (_name(path), found)
+
+
+COMMAND_BODY_LINES = 60
+LONG_COMMANDS = {"replay"}
+"""Commands whose loops still live in the command line (issue 12 moves them into the library)."""
+
+
+def test_no_command_line_function_is_longer_than_a_screen() -> None:
+    too_long = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or node.name in LONG_COMMANDS:
+                continue
+            body = node.body
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]  # the docstring is --help, not code
+            if body and (node.end_lineno or 0) - body[0].lineno + 1 > COMMAND_BODY_LINES:
+                too_long.append(f"{_name(path)}:{node.name}")
+    assert not too_long, too_long
