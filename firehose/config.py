@@ -144,6 +144,52 @@ class Settings:
     """The state database (windows, findings, repairs, the replay ledger): ``--state``, else ``FIREHOSE_STATE``,
     else ``$XDG_STATE_HOME/firehose/state.sqlite`` (``~/.local/state/firehose/state.sqlite``)."""
 
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each setting came from (a flag, a variable, the config file, or ``default``), by its name."""
+
+    def described(self) -> dict[str, Any]:
+        """The resolved settings for a person to read (``firehose config show``): each value with where it came
+        from; secrets as ``***``, never their value; URLs without user info or credential query values."""
+
+        def entry(name: str, value: Any) -> dict[str, Any]:
+            return {"value": value, "from": self.sources.get(name, "default")}
+
+        def credential(found: S3Credential | AzureCredential) -> dict[str, Any]:
+            shown: dict[str, Any] = {}
+            for name, value in vars(found).items():
+                if isinstance(value, Secret):
+                    shown[name] = "***" if value else None
+                elif name in ("endpoint_url", "account_url") and value:
+                    shown[name] = redact_url(str(value))
+                elif value is not None:
+                    shown[name] = value
+            return shown
+
+        api = self.api
+        credentials = self.credentials
+        return {
+            "config_file": entry("config_file", str(self.config_file) if self.config_file else None),
+            "leadconduit": {
+                "url": entry("url", redact_url(api.url)),
+                "api_key": entry("api_key", "***" if api.api_key else None),
+                "timeout_seconds": entry("timeout_seconds", api.timeout_seconds),
+                "max_attempts": entry("max_attempts", api.max_attempts),
+                "backoff_max_seconds": entry("backoff_max_seconds", api.backoff_max_seconds),
+            },
+            "state_file": entry("state_file", str(self.state_file)),
+            "sdk_reads": entry("sdk_reads", self.sdk_reads),
+            "credentials": {
+                **{f"{name} (aws)": credential(found) for name, found in sorted(credentials.aws.items())},
+                **{f"{name} (azure)": credential(found) for name, found in sorted(credentials.azure.items())},
+            },
+            "credential_overrides": {
+                "aws": credential(credentials.aws_override),
+                "azure": credential(credentials.azure_override),
+                "azure_sdk_variable": credential(credentials.azure_environment),
+            },
+            "broken_credentials": [reason for reason in credentials.broken.values()],
+        }
+
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
         """Settings as the command line builds them, for a Python caller: the config file (else
@@ -306,6 +352,7 @@ def load_settings(
         source=config_file,
     )
     url = check_api_url(str(url), where, flag=flag)
+    sources: dict[str, str] = {"url": where if where != "url" else "default"}
 
     key_env = str(lc.get("api_key_env", API_KEY_ENV))
     key = env.get(key_env) or (str(lc["api_key"]) if "api_key" in lc else None)
@@ -314,6 +361,7 @@ def load_settings(
         value, where, flag = _pick(
             overrides, key, env, (variable,), lc, key, default, flag=FLAGS.get(key, key), source=config_file
         )
+        sources[key] = where if where != key else "default"
         return _number(value, where, kind, minimum=low, maximum=high, flag=flag)
 
     api = ApiSettings(
@@ -331,8 +379,23 @@ def load_settings(
     credentials = _credentials(data.get("credentials", {}), env, overrides, str(config_file or DEFAULT_CONFIG_FILE))
     sdk_reads = env.get("FIREHOSE_SDK_READS", "") == "1"
     state_file = state_path(overrides.get("state_file"), env)
+    sources["state_file"] = (
+        "--state" if overrides.get("state_file") else next(
+            (name for name in ("FIREHOSE_STATE", "XDG_STATE_HOME") if env.get(name)), "default"
+        )
+    )  # fmt: skip
+    sources["api_key"] = (
+        key_env if env.get(key_env) else f"api_key in [leadconduit] of {config_file}" if "api_key" in lc else "not set"
+    )
+    sources["config_file"] = "--config or FIREHOSE_CONFIG, else ./firehose.toml" if config_file else "none"
+    sources["sdk_reads"] = "FIREHOSE_SDK_READS" if sdk_reads else "default"
     return Settings(
-        api=api, credentials=credentials, config_file=config_file, sdk_reads=sdk_reads, state_file=state_file
+        api=api,
+        credentials=credentials,
+        config_file=config_file,
+        sdk_reads=sdk_reads,
+        state_file=state_file,
+        sources=sources,
     )
 
 

@@ -80,16 +80,18 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ],
     ("audit",): ["audit", "--start", DAY, "--end", DAY, "--out", "{new_pack}", "--archive", "{store}"],
     ("audit", "verify"): ["audit", "verify", "{pack}"],
+    ("config", "show"): ["config", "show"],
+    ("config", "init"): ["config", "init", "{root}/new-config.toml"],
 }
-GROUPS_ONLY = {("archive",)}
+GROUPS_ONLY = {("archive",), ("config",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors)."""
 
 USES_API = {("events",), ("locate",), ("reconcile",), ("replay",), ("audit",)}
 STORE_COMMANDS = {("archive", "ls"), ("reconcile",)}
 """Commands run against stores that fail (one lister, one checker: every command opens stores the same way)."""
 READS_OBJECTS = {("archive", "cat"), ("reconcile",), ("replay",)}
-NO_CONFIG = {("sandbox",)}
-"""The sandbox is a server of its own: it reads no config file."""
+NO_CONFIG = {("sandbox",), ("config", "init")}
+"""The sandbox is a server of its own, and config init writes a config file: neither reads one."""
 NEVER_RUN_WHOLE = {("sandbox",)}
 """Commands that serve until stopped: only inputs refused before they start apply."""
 
@@ -293,6 +295,9 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
                           says="--ids line 1", prepare=_junk_file))  # fmt: skip
         cases.append(Case("--ids missing", ["--ids", "{root}/nothere"], frozenset({USAGE}), says="--ids"))
         cases.append(Case("--ids a folder", ["--ids", "{root}"], frozenset({USAGE}), says="--ids"))
+    if path == ("config", "init"):  # a file to write: never over one, never where it cannot be
+        cases.append(Case("an existing file", ["{root}/afile"], frozenset({USAGE}), says="exists already"))
+        cases.append(Case("a missing folder", ["{root}/nothere/x.toml"], frozenset({USAGE}), says="cannot write"))
     if path == ("audit", "verify"):
         cases.append(Case("--public-key random bytes", ["--public-key", "{root}/junk.bin"], frozenset({USAGE}),
                           says="--public-key", prepare=_junk_file))  # fmt: skip
@@ -430,8 +435,8 @@ def _run(world: World, path: tuple[str, ...], case: Case) -> Run:
         command, extra = [], args
     flags = {arg for arg in extra if arg.startswith("-")}
     kept = _without(base, flags)
-    if path == ("audit", "verify") and extra and not extra[0].startswith("-"):
-        kept, extra = ["audit", "verify", *extra], []  # another pack in place of the good one
+    if path in (("audit", "verify"), ("config", "init")) and extra and not extra[0].startswith("-"):
+        kept, extra = [*path, *extra], []  # another pack, or another file, in place of the good one
     env = environ(
         LEADCONDUIT_API_KEY=SECRET,
         LEADCONDUIT_URL=world.good_api,
