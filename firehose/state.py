@@ -147,6 +147,21 @@ class WindowRecord:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One run on record (``firehose runs``): its options, when, its windows, their counts, its repairs."""
+
+    run_id: int
+    arguments: Mapping[str, Any]
+    started_at: datetime | None
+    finished_at: datetime | None
+    windows: int
+    first_window: datetime | None
+    last_window_end: datetime | None
+    counts: Mapping[str, int]
+    repairs: int
+
+
+@dataclass(frozen=True)
 class RepairIntent:
     """A repair about to be written: where, and the SHA-256 of the bytes (to know them again in the store)."""
 
@@ -458,6 +473,22 @@ class StateDB:
         ).fetchone()
         return found is not None
 
+    def history(self) -> Iterator[RunSummary]:
+        """Every reconcile or audit run on record, most recent first: what it checked, its windows and their
+        counts summed, and the repairs it wrote."""
+        rows = self._db.execute(
+            "SELECT r.id, r.arguments, r.started_at, r.finished_at, COUNT(w.start), MIN(w.start), MAX(w.end), "
+            "(SELECT COUNT(*) FROM repairs p WHERE p.run_id = r.id) "
+            "FROM runs r LEFT JOIN windows w ON w.run_id = r.id GROUP BY r.id ORDER BY r.started_at DESC, r.id DESC"
+        )
+        for run_id, arguments, started, finished, windows, first, last, repairs in rows.fetchall():
+            counts: Counter[str] = Counter()
+            for (raw,) in self._db.execute("SELECT counts FROM windows WHERE run_id = ?", (run_id,)):
+                for per_class in decode(raw).values():  # a window's counts are per destination
+                    counts.update({name: n for name, n in per_class.items() if isinstance(n, int)})
+            yield RunSummary(run_id, decode(arguments), _time(started), _time(finished), windows, _time(first),
+                             _time(last), counts, repairs)  # fmt: skip
+
     def finish(self, run_id: int) -> None:
         self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
 
@@ -546,6 +577,13 @@ class ReplayLedger:
     def get(self, event_id: str) -> LedgerEntry | None:
         row = self._db.execute(f"SELECT {self._COLUMNS} FROM replays WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else self._entry(row)
+
+    def entries(self, status: str | None = None) -> Iterator[LedgerEntry]:
+        """Every lead on the ledger (of one status, if given), most recently changed first."""
+        where, values = ("WHERE status = ?", (status,)) if status else ("", ())
+        rows = self._db.execute(f"SELECT {self._COLUMNS} FROM replays {where} ORDER BY updated_at DESC", values)
+        for row in rows:  # one at a time: a ledger may hold every lead ever replayed
+            yield self._entry(row)
 
     def in_doubt(self) -> list[LedgerEntry]:
         """Every lead whose request may or may not have reached its target (``unknown``, or ``sending``)."""

@@ -6,7 +6,7 @@ a code from ``errors.ExitCode``. One module per command; ``app`` is the group an
 happen inside the commands that need them.
 """
 
-from firehose.cli import archive, audit, config, events, locate, reconcile, replay, sandbox  # noqa: F401  # registers them
+from firehose.cli import archive, audit, config, events, history, locate, reconcile, replay, sandbox  # noqa: F401
 from firehose.cli.app import cli, main
 
 __all__ = ["cli", "main"]

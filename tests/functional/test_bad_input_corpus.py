@@ -81,6 +81,8 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("audit",): ["audit", "--start", DAY, "--end", DAY, "--out", "{new_pack}", "--archive", "{store}"],
     ("audit", "verify"): ["audit", "verify", "{pack}"],
     ("config", "show"): ["config", "show"],
+    ("runs",): ["runs"],
+    ("ledger",): ["ledger"],
     ("config", "init"): ["config", "init", "{root}/new-config.toml"],
 }
 GROUPS_ONLY = {("archive",), ("config",)}

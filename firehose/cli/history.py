@@ -1,0 +1,114 @@
+"""``firehose runs`` and ``firehose ledger``: what the state database remembers, without opening SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from firehose.cli.app import cli, settings_from
+from firehose.cli.output import binary_stdout, tell
+from firehose.secret import redact_url
+
+FORMATS = click.Choice(["text", "json", "ndjson", "csv"])
+RUN_FIELDS = ("run", "started_at", "verify", "repair", "windows", "from", "to", "counts", "repairs")
+LEDGER_FIELDS = (
+    "event_id", "status", "lead_id", "flow_id", "target", "attempts", "http_status", "original_outcome",
+    "new_outcome", "new_lead_id", "reason", "updated_at",
+)  # fmt: skip
+LEDGER_STATUSES = ("sent", "failed", "unknown", "sending", "skipped")
+
+
+@cli.command()
+@click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose).")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.pass_context
+def runs(ctx: click.Context, /, state_file: str | None, fmt: str) -> None:
+    """List the reconcile and audit runs the state database remembers, most recent first: what each checked,
+    its windows, their counts summed, and the repairs it wrote.
+
+    \b
+    Example:
+      firehose runs
+      firehose runs --format json --state /var/lib/firehose/state.sqlite
+    """
+    from firehose.report import RowWriter
+    from firehose.state import StateDB
+
+    settings = settings_from(ctx, state_file=state_file)
+    if _absent(settings.state_file):
+        tell(f"firehose runs: no state database at {settings.state_file} yet (a reconcile makes it)")
+        return
+    widths = {"run": 4, "started_at": 26, "verify": 9, "repair": 6, "windows": 7, "from": 26, "to": 26, "counts": 50}
+    writer = RowWriter(binary_stdout(), fmt, RUN_FIELDS, schema="firehose.runs/1", rows_name="runs", widths=widths)
+    with StateDB(settings.state_file) as state:
+        for run in state.history():
+            writer.write(_run_row(run.run_id, run.arguments, run.started_at, run.windows, run.first_window,
+                                  run.last_window_end, run.counts, run.repairs, fmt))  # fmt: skip
+    writer.close({})
+
+
+def _run_row(run_id: int, arguments: Any, started: Any, windows: int, first: Any, last: Any, counts: Any,
+             repairs: int, fmt: str) -> dict[str, Any]:  # fmt: skip
+    arguments = arguments if isinstance(arguments, dict) else {}  # as the run stored them: each value as text
+    verify = str(arguments.get("verify", ""))
+    if verify == "sample":
+        verify = f"sample:{float(arguments.get('sample_percent') or 0):g}"
+    shown = dict(sorted(counts.items()))
+    return {
+        "run": run_id,
+        "started_at": started,
+        "verify": verify,
+        "repair": str(arguments.get("repair")) == "True",
+        "windows": windows,
+        "from": first,
+        "to": last,
+        "counts": ", ".join(f"{k} {v}" for k, v in shown.items()) if fmt in ("text", "csv") else shown,
+        "repairs": repairs,
+    }
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(LEDGER_STATUSES), help="Only leads with this status.")
+@click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose).")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.pass_context
+def ledger(ctx: click.Context, /, status: str | None, state_file: str | None, fmt: str) -> None:
+    """List the replay ledger: each source event replayed, its status (sent, failed, unknown: sent without an
+    answer, sending: in flight or stopped), the lead it made, most recently changed first.
+
+    \b
+    Example:
+      firehose ledger --status unknown
+      firehose ledger --format csv > ledger.csv
+    """
+    from firehose.report import RowWriter
+    from firehose.state import ReplayLedger, StateDB
+
+    settings = settings_from(ctx, state_file=state_file)
+    if _absent(settings.state_file):
+        tell(f"firehose ledger: no state database at {settings.state_file} yet (a replay makes it)")
+        return
+    widths = {"event_id": 24, "status": 8, "lead_id": 24, "flow_id": 24, "target": 40, "attempts": 8}
+    writer = RowWriter(binary_stdout(), fmt, LEDGER_FIELDS, schema="firehose.ledger/1", rows_name="leads",
+                       widths=widths)  # fmt: skip
+    count = 0
+    with StateDB(settings.state_file) as state:
+        for entry in ReplayLedger(state).entries(status):
+            row = {name: getattr(entry, name) for name in LEDGER_FIELDS}
+            row["target"] = redact_url(entry.target) if entry.target else entry.target
+            writer.write(row)
+            count += 1
+    writer.close({"leads": count})
+
+
+def _absent(path: Path) -> bool:
+    """No database there yet, and nothing in the way of one: a path under a file is the state database's error
+    to report, not an empty history."""
+    if path.exists():
+        return False
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir()
