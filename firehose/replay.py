@@ -13,7 +13,9 @@ is ``unknown`` and is not retried unless ``retry_unknown``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
 import queue
 import re
 import tempfile
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
@@ -1369,3 +1372,40 @@ def read_answer(body: bytes, content_type: str) -> tuple[str | None, str | None,
         str(lead_id) if lead_id is not None else None,
         str(reason) if reason is not None else None,
     )
+
+
+def prune_dead_letters(path: Path, ledger: ReplayLedger) -> int:
+    """Take out of a dead-letter file the leads the ledger now records as sent (replayed from it with ``--ids``),
+    and return how many. Every other line stays, byte for byte (one that is not an entry too). The file is
+    rewritten beside itself and renamed over it (owner-only, as it holds lead data): an interrupted prune leaves
+    the old file whole. Not a regular file (``/dev/null``), absent, or nothing to take out: left alone."""
+    if not path.is_file():
+        return 0
+    kept: list[bytes] = []
+    dropped = 0
+    with path.open("rb") as source:
+        for line in source:
+            try:
+                entry = decode(line, where=str(path))
+            except DataError:
+                entry = None
+            found = ledger.get(str(entry.get("event_id"))) if isinstance(entry, dict) else None
+            if found is not None and found.status == "sent":
+                dropped += 1
+            else:
+                kept.append(line)
+    if not dropped:
+        return 0
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    return dropped

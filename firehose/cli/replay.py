@@ -423,6 +423,9 @@ def replay(  # noqa: C901  # its loops move into the library next (issue 12), as
         )
         sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
+        if letters is not None:
+            letters.close()  # this run's failures are in the file before it is pruned
+        pruned = replaying.prune_dead_letters(Path(dead_letter), ledger)
 
     if report_file:
         Path(report_file).write_bytes(
@@ -458,6 +461,8 @@ def replay(  # noqa: C901  # its loops move into the library next (issue 12), as
         tell(f"  {plan.left_over} more selected, left for a later run (--max {max_count})")
     if letters is not None:
         click.echo(f"  permanent failures appended to {dead_letter} (replay them with --ids {dead_letter})", err=True)
+    if pruned:
+        tell(f"  {counted(pruned, 'lead')} sent since it failed, taken out of {dead_letter}")
     failed = counts.get("failed", 0) + counts.get("unknown", 0)
     code = ExitCode.DIFFERENCES if failed else ExitCode.ARCHIVE if problems.items else ExitCode.OK
     ctx.exit(int(code))

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -146,9 +147,12 @@ def test_permanent_failures_go_to_a_dead_letter_file_that_replay_takes_back(
     assert bad.exit_code == ExitCode.DIFFERENCES
     lines = [json.loads(line) for line in dead.read_text().splitlines()]
     assert lines and all(line["status"] == "failed" and line["event"]["type"] == "source" for line in lines)
-    good = replay(env, "--ids", str(dead), "--target", box.url, "--yes")
+    good = replay(env, "--ids", str(dead), "--target", box.url, "--yes", "--dead-letter", str(dead))
     assert good.exit_code == ExitCode.OK, good.stderr
     assert len(received(box)) == len(lines)
+    # Sent now: out of the dead-letter file, which kept them after they were replayed (a tryout's complaint).
+    assert dead.read_text() == "" and f"{len(lines)} lead" in good.stderr and "taken out of" in good.stderr
+    assert stat.S_IMODE(dead.stat().st_mode) == 0o600
 
 
 def test_a_named_event_of_another_type_is_refused_and_nothing_is_sent(
