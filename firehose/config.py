@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from firehose.archive.base import AzureCredential, S3Credential
 from firehose.errors import ConfigError, UsageError
-from firehose.secret import Secret, redact_url
+from firehose.secret import Secret, redact_text, redact_url
 
 DEFAULT_CONFIG_FILE = "firehose.toml"
 DEFAULT_LEADCONDUIT_URL = "https://app.leadconduit.com"
@@ -113,7 +113,12 @@ class CredentialMap:
                 f'[credentials."{credential_id}"] in {self.source} is for aws, but an Azure container uses it'
             )
         name = self._entry("azure", self.azure, credential_id)
-        found = _merge(self.azure[name] if name else self.azure_environment, self.azure_override)
+        base = self.azure[name] if name else self.azure_environment
+        if self.azure_override.account_url and not self.azure_override.connection_string:
+            # A connection string wins over an account URL where both are set: the account URL a flag or variable
+            # names must not lose to one from the mapping or the SDK's variable.
+            base = replace(base, connection_string=None)
+        found = _merge(base, self.azure_override)
         if not (found.connection_string or found.account_url):
             name = credential_id or "default"
             raise ConfigError(
@@ -128,6 +133,13 @@ def _merge(base: CredentialT, override: CredentialT) -> CredentialT:
     """``base`` with every field that ``override`` sets replaced."""
     changes = {name: value for name, value in vars(override).items() if value}
     return replace(base, **changes) if changes else base
+
+
+OVERRIDES = frozenset(
+    {"url", "state_file", "endpoint_url", "region", "profile", "account_url", "max_attempts", "backoff_max_seconds",
+     "timeout_seconds"}
+)  # fmt: skip
+"""The settings a flag can override (``Settings.load``'s keywords)."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,9 @@ class Settings:
                 if isinstance(value, Secret):
                     shown[name] = "***" if value else None
                 elif name in ("endpoint_url", "account_url") and value:
-                    shown[name] = redact_url(str(value))
+                    shown[name] = redact_text(redact_url(str(value)))  # a connection string put there by mistake
+                elif name == "access_key_id" and value:
+                    shown[name] = f"{str(value)[:4]}***"  # enough to tell keys apart, not to use one
                 elif value is not None:
                     shown[name] = value
             return shown
@@ -195,6 +209,11 @@ class Settings:
         """Settings as the command line builds them, for a Python caller: the config file (else
         ``$FIREHOSE_CONFIG``, else ``./firehose.toml`` if present), the environment, and ``overrides`` named as
         the flags are (``url``, ``state_file``, ``endpoint_url``, ``region``, ``profile``, ``account_url``)."""
+        unknown = set(overrides) - OVERRIDES
+        if unknown:
+            raise UsageError(
+                f"Settings.load() takes no {', '.join(sorted(unknown))}; it takes {', '.join(sorted(OVERRIDES))}"
+            )
         path = config_path(str(config_file) if config_file else None, os.environ, Path.cwd())
         return load_settings(config_file=path, env=os.environ, overrides=overrides)
 
@@ -294,7 +313,9 @@ def check_api_url(url: str, where: str, *, flag: bool = False) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # parsing the port is what raises for a bad one
     except ValueError as exc:
-        raise error(f"{where} {shown!r} is not a URL: {exc}") from None
+        # urllib quotes the part it could not read: a password's, when user info hides in the URL.
+        detail = "" if shown != url else f": {exc}"
+        raise error(f"{where} {shown!r} is not a URL{detail}") from None
     if parts.scheme not in ("http", "https"):
         raise error(f"{where} {shown!r} must start with http:// or https://")
     if not parts.hostname:

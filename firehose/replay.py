@@ -1374,13 +1374,15 @@ def read_answer(body: bytes, content_type: str) -> tuple[str | None, str | None,
     )
 
 
-def prune_dead_letters(path: Path, ledger: ReplayLedger) -> int:
-    """Take out of a dead-letter file the leads the ledger now records as sent (replayed from it with ``--ids``),
-    and return how many. Every other line stays, byte for byte (one that is not an entry too). The file is
-    rewritten beside itself and renamed over it (owner-only, as it holds lead data): an interrupted prune leaves
-    the old file whole. Not a regular file (``/dev/null``), absent, or nothing to take out: left alone."""
-    if not path.is_file():
+def prune_dead_letters(path: Path, ledger: ReplayLedger, leadconduit: str) -> int:
+    """Take out of a dead-letter file the leads this ledger records as sent to ``leadconduit`` (the LeadConduit
+    the settings name: where they were meant to go), and return how many. A lead sent elsewhere (a rehearsal on
+    a sandbox) stays. Every other line stays byte for byte (one that is not an entry too). The file is rewritten
+    beside itself (a new owner-only file, never through a link) and renamed over it: an interrupted prune leaves
+    the old file whole. A link, a device (``/dev/null``), an absent file, or nothing to take out: left alone."""
+    if path.is_symlink() or not path.is_file():
         return 0
+    home = _origin(leadconduit)
     kept: list[bytes] = []
     dropped = 0
     with path.open("rb") as source:
@@ -1390,14 +1392,14 @@ def prune_dead_letters(path: Path, ledger: ReplayLedger) -> int:
             except DataError:
                 entry = None
             found = ledger.get(str(entry.get("event_id"))) if isinstance(entry, dict) else None
-            if found is not None and found.status == "sent":
+            if found is not None and found.status == "sent" and _origin(found.target) == home:
                 dropped += 1
             else:
                 kept.append(line)
     if not dropped:
         return 0
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL, 0600
+    temporary = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as out:
             out.writelines(kept)

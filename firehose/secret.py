@@ -102,6 +102,7 @@ def _unquoted(name: str) -> str:
 def redact_url(url: str, *, query_values: bool = False) -> str:
     """A URL fit for a message, a report or a ledger: user info (``user:password@``) removed, credential query
     values as ``***`` (every query value with ``query_values=True``: a GET submit carries the lead there)."""
+    url = _STRAY_USERINFO.sub(lambda m: m.group("scheme"), url)
     parts = _split(url)
     if parts is None:
         return redact_text(url)
@@ -112,6 +113,10 @@ def redact_url(url: str, *, query_values: bool = False) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_STRAY_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s#]*@")
+"""Everything up to the last ``@`` before any fragment: a password holding ``/`` or ``?`` (``bob:s3/cr@host``)
+ends the authority early for a URL parser, which then shows the rest of it as the path. Greedy: a path's own
+``@`` is dropped with it, which a message can spare."""
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 _PAIR = re.compile(r"(?P<name>[\w.-]+)=(?P<value>[^&\s\"',;]+)")
 _AUTH_HEADER = re.compile(

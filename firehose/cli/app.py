@@ -4,6 +4,7 @@ the console script."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -73,6 +74,11 @@ class FirehoseGroup(click.Group):
 
     command_class = FirehoseCommand
     group_class = type  # subgroups (archive, audit) are FirehoseGroups too: the same empty-value rule
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not any(param.name == "verbose" for param in self.params):  # every group, the root included
+            self.params.extend(verbosity_options())
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, args)
@@ -175,7 +181,12 @@ def _internal_error(exc: BaseException) -> int:
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     root = ctx.find_root()
     path = config_path(root.params.get("config"), os.environ, Path.cwd())
-    return load_settings(config_file=path, env=os.environ, overrides=overrides)
+    settings = load_settings(config_file=path, env=os.environ, overrides=overrides)
+    named_by = (
+        "--config" if root.params.get("config") else "FIREHOSE_CONFIG" if os.environ.get("FIREHOSE_CONFIG") else None
+    )
+    source = named_by or ("./firehose.toml, found here" if path else "none")
+    return dataclasses.replace(settings, sources={**settings.sources, "config_file": source})
 
 
 _verbosity_set = False
@@ -218,12 +229,12 @@ def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         from firehose.cli.output import be_quiet
 
-        be_quiet()
-        _log_to_stderr(logging.ERROR)
+        be_quiet()  # summaries and progress go; problems (warnings) and errors stay
+        _log_to_stderr(logging.WARNING)
         _verbosity_set = True
 
 
-@click.group(cls=FirehoseGroup, context_settings={"help_option_names": ["-h", "--help"]}, params=verbosity_options())
+@click.group(cls=FirehoseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="firehose")
 @click.option(
     "--config",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import click
 from firehose.cli.app import cli, settings_from
 from firehose.cli.options import storage_options
 from firehose.cli.output import binary_stdout
-from firehose.errors import UsageError
+from firehose.errors import ConfigError, UsageError
 
 TEMPLATE = """\
 # firehose settings. Flags beat FIREHOSE_* environment variables, which beat this file, which beats the defaults.
@@ -113,11 +115,24 @@ def config_init(path: str) -> None:
       firehose config init /etc/firehose/firehose.toml
     """
     target = Path(path)
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"{path} exists already; firehose config init never overwrites a file")
     try:
-        with target.open("x") as out:  # never over a file someone wrote
+        # Written whole beside it, then linked into place: a full disk or a kill leaves no cut file, and a file
+        # made meanwhile is never overwritten (the link fails).
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "w") as out:
             out.write(TEMPLATE)
+        os.chmod(temporary, 0o644)  # a config file, no secret in it
+        os.link(temporary, target)
     except FileExistsError:
         raise UsageError(f"{path} exists already; firehose config init never overwrites a file") from None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
     click.echo(f"firehose config init: wrote {path}; `firehose config show` shows what it resolves to", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,18 @@ def runs(ctx: click.Context, /, state_file: str | None, fmt: str) -> None:
     from firehose.state import StateDB
 
     settings = settings_from(ctx, state_file=state_file)
-    if _absent(settings.state_file):
-        tell(f"firehose runs: no state database at {settings.state_file} yet (a reconcile makes it)")
-        return
     widths = {"run": 4, "started_at": 26, "verify": 9, "repair": 6, "windows": 7, "from": 26, "to": 26, "counts": 50}
-    writer = RowWriter(binary_stdout(), fmt, RUN_FIELDS, schema="firehose.runs/1", rows_name="runs", widths=widths)
-    with StateDB(settings.state_file) as state:
-        for run in state.history():
+    with contextlib.ExitStack() as stack:
+        # Opened before anything is written: a state database that cannot be read is one error line, no header.
+        state = None if _absent(settings.state_file) else stack.enter_context(StateDB(settings.state_file))
+        writer = RowWriter(binary_stdout(), fmt, RUN_FIELDS, schema="firehose.runs/1", rows_name="runs",
+                           widths=widths)  # fmt: skip
+        for run in state.history() if state else ():
             writer.write(_run_row(run.run_id, run.arguments, run.started_at, run.windows, run.first_window,
                                   run.last_window_end, run.counts, run.repairs, fmt))  # fmt: skip
-    writer.close({})
+        writer.close({})
+    if state is None:
+        tell(f"firehose runs: no state database at {settings.state_file} yet (a reconcile makes it)")
 
 
 def _run_row(run_id: int, arguments: Any, started: Any, windows: int, first: Any, last: Any, counts: Any,
@@ -87,20 +90,20 @@ def ledger(ctx: click.Context, /, status: str | None, state_file: str | None, fm
     from firehose.state import ReplayLedger, StateDB
 
     settings = settings_from(ctx, state_file=state_file)
-    if _absent(settings.state_file):
-        tell(f"firehose ledger: no state database at {settings.state_file} yet (a replay makes it)")
-        return
     widths = {"event_id": 24, "status": 8, "lead_id": 24, "flow_id": 24, "target": 40, "attempts": 8}
-    writer = RowWriter(binary_stdout(), fmt, LEDGER_FIELDS, schema="firehose.ledger/1", rows_name="leads",
-                       widths=widths)  # fmt: skip
     count = 0
-    with StateDB(settings.state_file) as state:
-        for entry in ReplayLedger(state).entries(status):
+    with contextlib.ExitStack() as stack:
+        state = None if _absent(settings.state_file) else stack.enter_context(StateDB(settings.state_file))
+        writer = RowWriter(binary_stdout(), fmt, LEDGER_FIELDS, schema="firehose.ledger/1", rows_name="leads",
+                           widths=widths)  # fmt: skip
+        for entry in ReplayLedger(state).entries(status) if state else ():
             row = {name: getattr(entry, name) for name in LEDGER_FIELDS}
             row["target"] = redact_url(entry.target) if entry.target else entry.target
             writer.write(row)
             count += 1
-    writer.close({"leads": count})
+        writer.close({"count": count})  # not "leads": that key holds the rows
+    if state is None:
+        tell(f"firehose ledger: no state database at {settings.state_file} yet (a replay makes it)")
 
 
 def _absent(path: Path) -> bool:

@@ -425,7 +425,12 @@ def replay(  # noqa: C901  # its loops move into the library next (issue 12), as
         writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
         if letters is not None:
             letters.close()  # this run's failures are in the file before it is pruned
-        pruned = replaying.prune_dead_letters(Path(dead_letter), ledger)
+        pruned = 0
+        if settling:  # only a replay into the LeadConduit the settings name delivers what failed
+            try:
+                pruned = replaying.prune_dead_letters(Path(dead_letter), ledger, settings.api.url)
+            except OSError as exc:  # the leads are sent and on the ledger: the report still goes out
+                click.echo(f"firehose replay: {dead_letter} not pruned of the leads sent: {exc.strerror}", err=True)
 
     if report_file:
         Path(report_file).write_bytes(

@@ -16,6 +16,7 @@ from firehose.cli.options import (
     WritableFile,
     parse_time,
 )
+from firehose.cli.output import counted
 from firehose.errors import UsageError
 
 log = logging.getLogger("firehose")
@@ -158,7 +159,7 @@ def sandbox(
     bound_port = server.server_address[1]
     count = box.seed_data(leads=leads, days=days, until=end)
     click.echo(
-        f"sandbox: {leads} leads, {count} events (seed {seed}, until {end:%Y-%m-%dT%H:%M:%SZ}); "
+        f"sandbox: {counted(leads, 'lead')}, {counted(count, 'event')} (seed {seed}, until {end:%Y-%m-%dT%H:%M:%SZ}); "
         f"listening on http://{host}:{bound_port}",
         err=True,
     )

@@ -7,10 +7,12 @@ code. The command line, a Python caller and a remote worker all get their report
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from firehose.config import Settings
@@ -137,6 +139,7 @@ class ReconcileResult:
             "by_day": {d: dict(c) for d, c in sorted(self.by_day.items())},
             "requests": {name: dict(kinds) for name, kinds in sorted(self.requests.items())},
             "resumed_windows": self.resumed_windows,
+            **({"dry_run": True, "would_write": self.would_write} if self.options.dry_run else {}),
             "findings": [
                 {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}
                 for row in self.rows()
@@ -190,12 +193,13 @@ def run_and_collect(
     open_for = destination_opener(settings, credential_id)
     client = api_client(settings)
     database = settings.state_file
-    with (
-        # One reconcile (or audit) at a time per state database, refused at once naming who holds it.
-        contextlib.nullcontext() if options.dry_run else RunLock(database, "reconcile", holder),
-        client as http,
-        StateDB(database) as state,
-    ):
+    with contextlib.ExitStack() as stack:
+        if options.dry_run and not database.exists():  # a dry run writes nothing: not even a new database
+            database = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.sqlite"
+        if not options.dry_run:  # one reconcile (or audit) at a time per state database, refused at once
+            stack.enter_context(RunLock(database, "reconcile", holder))
+        http = stack.enter_context(client)
+        state = stack.enter_context(StateDB(database))
         if announce is not None:
             announce()
         outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress).run()

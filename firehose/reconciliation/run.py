@@ -91,6 +91,16 @@ class ReconcileOptions:
     can land late (spool retries), so recent windows are examined again on the next run."""
 
     def __post_init__(self) -> None:
+        # Tolerant of what a Python caller writes: a store URL for ``archive``, a time without a zone (UTC).
+        archive: Any = self.archive  # typed Destination; a Python caller may give the URL
+        if isinstance(archive, str):
+            object.__setattr__(self, "archive", Destination.from_url(archive))
+        for name in ("start", "end"):
+            moment = getattr(self, name)
+            if not isinstance(moment, datetime):
+                raise UsageError(f"ReconcileOptions.{name} must be a datetime, got {type(moment).__name__}")
+            if moment.tzinfo is None:
+                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
         if self.verify not in ("presence", "content", "sample"):
             raise UsageError(f"--verify must be presence, content or sample:P, got {self.verify!r}")
         if self.start >= self.end:

@@ -299,7 +299,7 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
         cases.append(Case("--ids a folder", ["--ids", "{root}"], frozenset({USAGE}), says="--ids"))
     if path == ("config", "init"):  # a file to write: never over one, never where it cannot be
         cases.append(Case("an existing file", ["{root}/afile"], frozenset({USAGE}), says="exists already"))
-        cases.append(Case("a missing folder", ["{root}/nothere/x.toml"], frozenset({USAGE}), says="cannot write"))
+        cases.append(Case("a missing folder", ["{root}/nothere/x.toml"], frozenset({CONFIG}), says="cannot write"))
     if path == ("audit", "verify"):
         cases.append(Case("--public-key random bytes", ["--public-key", "{root}/junk.bin"], frozenset({USAGE}),
                           says="--public-key", prepare=_junk_file))  # fmt: skip

@@ -35,7 +35,7 @@ def test_show_names_each_source_and_hides_every_secret(tmp_path: Path) -> None:
     assert "(default)" in lines["leadconduit.timeout_seconds"]
     assert str(tmp_path / "s.db") in lines["state_file"] and "(FIREHOSE_STATE)" in lines["state_file"]
     entry = lines["credentials.5fd4371e940df5a34a3888b2"]
-    assert "secret_access_key=***" in entry and "access_key_id=AKIAEXAMPLE" in entry
+    assert "secret_access_key=***" in entry and "access_key_id=AKIA***" in entry and "EXAMPLE" not in entry
 
     as_json = invoke(["config", "show", "--format", "json"], env)
     described = json.loads(as_json.stdout)
@@ -53,3 +53,21 @@ def test_init_writes_a_file_that_loads_and_never_overwrites_one(tmp_path: Path) 
     again = invoke(["config", "init", str(path)], {})
     assert again.code == 2 and "exists already" in again.stderr
     assert path.read_text() == "# mine\n"
+
+
+def test_init_cut_short_leaves_no_file_that_would_block_the_next_one(tmp_path: Path) -> None:
+    """With the file size limited (a full disk), init once left a cut file that parsed, and refused to redo it."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "firehose.toml"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    subprocess.run([sys.executable, "-m", "firehose", "config", "init", str(path)], preexec_fn=small_files,
+                   capture_output=True, timeout=60)  # fmt: skip
+    assert not path.exists(), "no cut file in its place"
+    made = invoke(["config", "init", str(path)], {})
+    assert made.code == 0 and "[leadconduit]" in path.read_text()

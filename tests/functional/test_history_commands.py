@@ -16,6 +16,8 @@ def test_runs_lists_each_reconcile_with_its_counts_and_repairs(sandbox: RunningS
     env = {"LEADCONDUIT_API_KEY": API_KEY, "LEADCONDUIT_URL": sandbox.url, "FIREHOSE_STATE": str(state)}
     empty = invoke(["runs"], env)
     assert empty.code == 0 and "no state database" in empty.stderr and not state.exists()
+    nothing = invoke(["runs", "--format", "json"], env)
+    assert json.loads(nothing.stdout) == {"schema": "firehose.runs/1", "runs": []} and not state.exists()
     archive = tmp_path / "archive"
     archive.mkdir()
     day = f"{UNTIL - timedelta(days=3):%Y-%m-%d}"
@@ -50,6 +52,8 @@ def test_ledger_lists_leads_by_status_without_credentials(tmp_path: Path) -> Non
     doubt = invoke(["ledger", "--status", "unknown", "--format", "ndjson"], env)
     rows = [json.loads(line) for line in doubt.stdout.splitlines()]
     assert [row["event_id"] for row in rows] == ["6ae18ae9a55055783f30ae4d"] and rows[0]["reason"]
+    as_json = json.loads(invoke(["ledger", "--format", "json"], env).stdout)  # its rows were lost to a count once
+    assert len(as_json["leads"]) == as_json["count"] == 2
     every = invoke(["ledger", "--format", "csv"], env)
     assert every.code == 0 and len(every.stdout.splitlines()) == 3, every.stdout
     assert "api_key=***" in every.stdout

@@ -83,3 +83,14 @@ def test_the_command_and_the_library_report_the_same_dry_run(env: dict[str, str]
     from_library = json.loads(json.dumps(result.report()))
     assert from_library == from_cli
     assert result.would_write == from_cli["counts"]["missing"] > 0
+    assert from_cli["dry_run"] is True and from_cli["would_write"] == result.would_write
+    assert not Path(env["FIREHOSE_STATE"]).exists(), "a dry run makes no state database"
+
+
+def test_options_take_a_store_url_and_a_time_without_a_zone(env: dict[str, str], tmp_path: Path) -> None:
+    start = DAY.replace(tzinfo=None)
+    url: Any = tmp_path.as_uri()  # as an untyped caller gives it
+    options = firehose.ReconcileOptions(start=start, end=start + timedelta(days=1), archive=url)
+    assert options.start == DAY and options.archive == firehose.Destination.from_url(tmp_path.as_uri())
+    with pytest.raises(firehose.FirehoseError, match="urll"):
+        firehose.Settings.load(urll="https://x.example")

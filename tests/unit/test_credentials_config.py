@@ -106,3 +106,17 @@ def test_the_azure_sdks_own_variable_serves_where_nothing_is_mapped(tmp_path: Pa
     assert chosen is not None and chosen.reveal() == "DefaultEndpoints=ours;AccountKey=ours"
     with pytest.raises(ConfigError, match="AZURE_STORAGE_CONNECTION_STRING"):
         settings(tmp_path, env=ENV).credentials.azure_for("6fd4371e940df5a34a3888b9")
+
+
+def test_an_account_url_flag_beats_a_connection_string_from_below(tmp_path: Path) -> None:
+    """--account-url (or FIREHOSE_AZURE_ACCOUNT_URL) lost to AZURE_STORAGE_CONNECTION_STRING: a connection
+    string wins where both are set, so requests went to the SDK variable's account."""
+    sdk = {**ENV, "AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://elsewhere;AccountKey=k"}
+    chosen = settings(tmp_path, env=sdk, account_url="https://prod.blob.core.windows.net").credentials.azure_for(
+        "6fd4371e940df5a34a3888b9"
+    )
+    assert chosen.account_url == "https://prod.blob.core.windows.net" and chosen.connection_string is None
+    mapped = settings(tmp_path, account_url="https://prod.blob.core.windows.net").credentials.azure_for(
+        "5fd4371e940df5a34a3888b3"
+    )
+    assert mapped.account_url == "https://prod.blob.core.windows.net" and mapped.connection_string is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,3 +344,41 @@ def test_the_settler_never_takes_an_empty_request_for_a_lead_and_prefers_leads_m
     assert settled.status == "sent" and settled.new_lead_id == after["vars"]["lead"]["id"]
     nothing = Settler(_Events([]), url, grace_seconds=0).settle(with_fields)  # type: ignore[arg-type]
     assert nothing.status == "failed" and "not received" in nothing.reason
+
+
+def test_a_dead_letter_file_loses_only_the_leads_sent_to_leadconduit(tmp_path: Path) -> None:
+    """Pruning once emptied a production dead-letter file after a rehearsal sent its leads to a sandbox; it also
+    wrote through links. Only leads this ledger sent to the LeadConduit named are taken out."""
+    import json
+    import os
+    import stat
+    from datetime import UTC, datetime
+
+    from firehose.replay import prune_dead_letters
+    from firehose.state import LedgerEntry, ReplayLedger, StateDB
+
+    production, sandbox = "https://app.leadconduit.com", "http://127.0.0.1:8700"
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def entry(event_id: str, target: str, status: str) -> LedgerEntry:
+        return LedgerEntry(event_id, None, "f", f"{target}/flows/f/sources/s/submit", status, 1, None, "error",
+                           None, None, None, now)  # fmt: skip
+
+    ids = [f"6ae18ae9a55055783f30ae{n:02x}" for n in range(4)]
+    lines = [json.dumps({"event_id": i, "status": "failed"}).encode() + b"\n" for i in ids] + [b"not json\n"]
+    dead = tmp_path / "dead.ndjson"
+    dead.write_bytes(b"".join(lines))
+    dead.chmod(0o600)
+    with StateDB(tmp_path / "state.sqlite") as state:
+        ledger = ReplayLedger(state)
+        ledger.write([entry(ids[0], production, "sent"), entry(ids[1], sandbox, "sent"),
+                      entry(ids[2], production, "failed")])  # fmt: skip
+        link = tmp_path / "link.ndjson"
+        link.symlink_to(dead)
+        assert prune_dead_letters(link, ledger, production) == 0, "a link is left alone"
+        assert prune_dead_letters(dead, ledger, sandbox + "/") == 1  # the rehearsal's lead, for its own target
+        dead.write_bytes(b"".join(lines))
+        assert prune_dead_letters(dead, ledger, production) == 1
+    assert dead.read_bytes() == b"".join(lines[1:]), "the sandbox's, the failed, the unknown and junk stay"
+    assert stat.S_IMODE(os.stat(dead).st_mode) == 0o600 and not dead.is_symlink()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".dead")], "no temporary file left"
