@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "Settings": "firehose.config",
     "open_store": "firehose.connections",
+    "events": "firehose.feed",
+    "EventQuery": "firehose.api",
     "ReconcileOptions": "firehose.reconciliation.run",
     "ReconcileResult": "firehose.reconciliation.job",
     "reconcile": "firehose.reconciliation.job",
@@ -42,6 +44,7 @@ __all__ = [
     "AuditOptions",
     "AuditResult",
     "Destination",
+    "EventQuery",
     "ExitCode",
     "Finding",
     "FirehoseError",
@@ -52,18 +55,21 @@ __all__ = [
     "Verification",
     "__version__",
     "audit",
+    "events",
     "open_store",
     "reconcile",
     "verify_pack",
 ]
 
 if TYPE_CHECKING:
+    from firehose.api import EventQuery
     from firehose.config import Settings
     from firehose.connections import open_store
     from firehose.errors import ExitCode, FirehoseError
     from firehose.event import Destination
     from firehose.evidence.job import AuditOptions, AuditResult, audit, verify_pack
     from firehose.evidence.verify import Verification
+    from firehose.feed import events
     from firehose.findings import Finding, Verdict
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions

@@ -18,7 +18,6 @@ from firehose.cli.options import (
     parse_time,
 )
 from firehose.cli.output import binary_stdout, counted, tell
-from firehose.connections import api_client
 from firehose.errors import FirehoseError
 
 log = logging.getLogger("firehose")
@@ -89,8 +88,9 @@ def events(
       firehose events --start 2026-11-01 --end 2026-11-02T00:00:00Z --type source -o day.ndjson
       firehose events --rules '[{"lhv":"lead.state","op":"is equal to","rhv":"TX"}]' --max 10
     """
-    from firehose.api import EventQuery, LeadConduit
+    from firehose.api import EventQuery
     from firehose.codec import encode_line
+    from firehose.feed import events as events_of
 
     settings = settings_from(ctx, url=url, max_attempts=max_attempts, backoff_max_seconds=backoff_max_seconds)
     rules = parse_rules(rules_json)
@@ -105,16 +105,16 @@ def events(
         types=types,
         outcomes=outcomes,
     )
-    client = api_client(settings)  # before any output is opened: no key, no empty file
+    stream = events_of(query, settings, page_size=page_size, max_events=max_events)  # the key checked first
     started = time.monotonic()
     count, last_id = 0, None
     with contextlib.ExitStack() as stack:
-        http = stack.enter_context(client)
+        stack.callback(stream.close)  # type: ignore[attr-defined]  # a generator: its connection closes
         out: BinaryIO = binary_stdout()
         if output:
             out = stack.enter_context(Path(output).open("wb"))
         try:
-            for event in LeadConduit(http).iter_events(query, page_size=page_size, max_events=max_events):
+            for event in stream:
                 out.write(encode_line(event))
                 count += 1
                 last_id = event["id"]

@@ -304,3 +304,21 @@ def test_quiet_still_says_what_failed(sandbox: RunningSandbox) -> None:
     env = {"LEADCONDUIT_API_KEY": "wrong", "LEADCONDUIT_URL": sandbox.url}
     result = CliRunner().invoke(cli, ["events", "--max", "3", "-q"], env=env, catch_exceptions=False)
     assert result.exit_code == ExitCode.CONFIG and result.stderr.startswith("firehose: error: "), result.stderr
+
+
+def test_the_library_call_streams_what_the_command_writes(
+    sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import firehose
+
+    monkeypatch.setenv("LEADCONDUIT_URL", sandbox.url)
+    monkeypatch.delenv("LEADCONDUIT_API_KEY", raising=False)
+    query = firehose.EventQuery(types=("source",))
+    with pytest.raises(firehose.FirehoseError, match="LEADCONDUIT_API_KEY"):
+        firehose.events(query, firehose.Settings.load())  # refused at the call, before any request
+    monkeypatch.setenv("LEADCONDUIT_API_KEY", API_KEY)
+    streamed = list(firehose.events(query, firehose.Settings.load(), page_size=7, max_events=20))
+    written = CliRunner().invoke(
+        cli, ["events", "--type", "source", "--max", "20"], env={"LEADCONDUIT_API_KEY": API_KEY}, catch_exceptions=False
+    )
+    assert [json.loads(line) for line in written.stdout.splitlines()] == streamed and len(streamed) == 20
