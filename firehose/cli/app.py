@@ -182,10 +182,12 @@ def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
     root = ctx.find_root()
     path = config_path(root.params.get("config"), os.environ, Path.cwd())
     settings = load_settings(config_file=path, env=os.environ, overrides=overrides)
-    named_by = (
-        "--config" if root.params.get("config") else "FIREHOSE_CONFIG" if os.environ.get("FIREHOSE_CONFIG") else None
-    )
-    source = named_by or ("./firehose.toml, found here" if path else "none")
+    if root.params.get("config"):
+        source = "--config"
+    elif os.environ.get("FIREHOSE_CONFIG"):
+        source = "FIREHOSE_CONFIG"
+    else:
+        source = "./firehose.toml, found here" if path else "none"
     return dataclasses.replace(settings, sources={**settings.sources, "config_file": source})
 
 
@@ -273,10 +275,14 @@ def _log_to_stderr(level: int) -> None:
         logger.setLevel(level if name == "firehose" or level <= logging.DEBUG else logging.WARNING)
 
 
-def storage_settings(ctx: click.Context, params: dict[str, Any]) -> Settings:
-    return settings_from(
-        ctx, **{name: params.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
-    )
+STORAGE_FLAGS = ("endpoint_url", "region", "profile", "account_url")
+"""The ``storage_options`` that are settings (``--credential`` and ``--workers`` are the command's own)."""
+
+
+def storage_settings(ctx: click.Context, params: dict[str, Any], **overrides: Any) -> Settings:
+    """Settings with the command's storage flags (``**storage`` of a command with ``storage_options``) and any
+    other flags that override settings (``url``, ``state_file``)."""
+    return settings_from(ctx, **{name: params.get(name) for name in STORAGE_FLAGS}, **overrides)
 
 
 def _steady_malloc() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from firehose.cli.app import cli, settings_from, storage_settings
+from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     parse_depth,
     parse_time,
@@ -99,12 +99,7 @@ def audit(
         include_pii=include_pii,
         workers=workers,
     )
-    settings = settings_from(
-        ctx,
-        url=url,
-        state_file=state_file,
-        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
-    )
+    settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     started = time.monotonic()
     result = run_audit(
         options,

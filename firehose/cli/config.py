@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from firehose.cli.app import cli, settings_from
+from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import storage_options
 from firehose.cli.output import binary_stdout
 from firehose.errors import ConfigError, UsageError
@@ -70,8 +70,7 @@ def config_show(ctx: click.Context, /, fmt: str, url: str | None, **storage: Any
       firehose config show
       firehose --config ops.toml config show --format json
     """
-    names = ("endpoint_url", "region", "profile", "account_url")
-    settings = settings_from(ctx, url=url, **{name: storage.get(name) for name in names})
+    settings = storage_settings(ctx, storage, url=url)
     described = settings.described()
     if fmt == "json":
         from firehose.codec import encode_pretty

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from firehose.cli.app import cli, settings_from
 from firehose.cli.output import binary_stdout, tell
 from firehose.secret import redact_url
+
+if TYPE_CHECKING:
+    from firehose.state import RunSummary
 
 FORMATS = click.Choice(["text", "json", "ndjson", "csv"])
 RUN_FIELDS = ("run", "started_at", "verify", "repair", "windows", "from", "to", "counts", "repairs")
@@ -45,30 +48,28 @@ def runs(ctx: click.Context, /, state_file: str | None, fmt: str) -> None:
         writer = RowWriter(binary_stdout(), fmt, RUN_FIELDS, schema="firehose.runs/1", rows_name="runs",
                            widths=widths)  # fmt: skip
         for run in state.history() if state else ():
-            writer.write(_run_row(run.run_id, run.arguments, run.started_at, run.windows, run.first_window,
-                                  run.last_window_end, run.counts, run.repairs, fmt))  # fmt: skip
+            writer.write(_run_row(run, fmt))
         writer.close({})
     if state is None:
         tell(f"firehose runs: no state database at {settings.state_file} yet (a reconcile makes it)")
 
 
-def _run_row(run_id: int, arguments: Any, started: Any, windows: int, first: Any, last: Any, counts: Any,
-             repairs: int, fmt: str) -> dict[str, Any]:  # fmt: skip
-    arguments = arguments if isinstance(arguments, dict) else {}  # as the run stored them: each value as text
+def _run_row(run: RunSummary, fmt: str) -> dict[str, Any]:
+    arguments = run.arguments if isinstance(run.arguments, dict) else {}  # as stored: each value as text
     verify = str(arguments.get("verify", ""))
     if verify == "sample":
         verify = f"sample:{float(arguments.get('sample_percent') or 0):g}"
-    shown = dict(sorted(counts.items()))
+    shown = dict(sorted(run.counts.items()))
     return {
-        "run": run_id,
-        "started_at": started,
+        "run": run.run_id,
+        "started_at": run.started_at,
         "verify": verify,
         "repair": str(arguments.get("repair")) == "True",
-        "windows": windows,
-        "from": first,
-        "to": last,
+        "windows": run.windows,
+        "from": run.first_window,
+        "to": run.last_window_end,
         "counts": ", ".join(f"{k} {v}" for k, v in shown.items()) if fmt in ("text", "csv") else shown,
-        "repairs": repairs,
+        "repairs": run.repairs,
     }
 
 

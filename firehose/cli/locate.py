@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from firehose.cli.app import cli, settings_from
+from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     storage_options,
 )
@@ -51,9 +51,7 @@ def locate(
     from firehose.locate import locate as locate_event
     from firehose.report import RowWriter
 
-    settings = settings_from(
-        ctx, url=url, **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")}
-    )
+    settings = storage_settings(ctx, storage, url=url)
     with api_client(settings) as http:
         event = LeadConduit(http).get_event(event_id)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from firehose.cli.app import cli, settings_from
+from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
     parse_depth,
@@ -113,12 +113,7 @@ def reconcile(
     from firehose.reconciliation.job import reconcile as run_reconcile
     from firehose.reconciliation.run import ReconcileOptions
 
-    settings = settings_from(
-        ctx,
-        url=url,
-        state_file=state_file,
-        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
-    )
+    settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     now = datetime.now(UTC)
     lag_time = parse_duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
     mode, percent = parse_depth(verify)

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from firehose.cli.app import cli, settings_from
+from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     FiniteFloat,
     WritableFile,
@@ -197,12 +197,7 @@ def replay(  # noqa: C901  # its loops move into the library next (issue 12), as
     from firehose.secret import Secret
     from firehose.state import ReplayLedger, RunLock, StateDB
 
-    settings = settings_from(
-        ctx,
-        url=url,
-        state_file=state_file,
-        **{name: storage.get(name) for name in ("endpoint_url", "region", "profile", "account_url")},
-    )
+    settings = storage_settings(ctx, storage, url=url, state_file=state_file)
 
     def split(values: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
