@@ -32,6 +32,12 @@ _PUBLIC = {
     "audit": "firehose.evidence.job",
     "verify_pack": "firehose.evidence.job",
     "Verification": "firehose.evidence.verify",
+    "ReplayOptions": "firehose.replaying.plan",
+    "ReplayResult": "firehose.replaying.job",
+    "replay": "firehose.replaying.job",
+    "Target": "firehose.replaying.request",
+    "Edits": "firehose.replaying.request",
+    "Selection": "firehose.replaying.selection",
     "Finding": "firehose.findings",
     "Verdict": "firehose.findings",
     "Destination": "firehose.event",
@@ -44,13 +50,18 @@ __all__ = [
     "AuditOptions",
     "AuditResult",
     "Destination",
+    "Edits",
     "EventQuery",
     "ExitCode",
     "Finding",
     "FirehoseError",
     "ReconcileOptions",
     "ReconcileResult",
+    "ReplayOptions",
+    "ReplayResult",
+    "Selection",
     "Settings",
+    "Target",
     "Verdict",
     "Verification",
     "__version__",
@@ -58,6 +69,7 @@ __all__ = [
     "events",
     "open_store",
     "reconcile",
+    "replay",
     "verify_pack",
 ]
 
@@ -73,6 +85,10 @@ if TYPE_CHECKING:
     from firehose.findings import Finding, Verdict
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions
+    from firehose.replaying.job import ReplayResult, replay
+    from firehose.replaying.plan import ReplayOptions
+    from firehose.replaying.request import Edits, Target
+    from firehose.replaying.selection import Selection
 
 
 def __getattr__(name: str) -> Any:

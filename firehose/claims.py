@@ -2,7 +2,7 @@
 
 SQLite's lock holds only on one machine. For replays run from several, each lead is claimed with a
 create-only object, the one operation every store makes atomic (S3 ``If-None-Match: *``, Azure ``IfMissing``,
-an exclusive create on disk). A lead is its request (``replay.identity``: method, path, query and body), not
+an exclusive create on disk). A lead is its request (``replaying.request.identity``: method, path, query and body), not
 the event that carries it: a replay's own new source event, and a lead its vendor sent twice, carry the same
 request and so share one history. Per request, under ``<prefix>/<request sha256>/``:
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import sys
-import time
-from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import click
 
+from firehose import Edits, ReplayOptions, ReplayResult, Selection, Target
+from firehose import replay as run_replay
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     FiniteFloat,
@@ -25,29 +26,19 @@ from firehose.cli.options import (
     storage_options,
 )
 from firehose.cli.output import binary_stdout, counted, tell
-from firehose.connections import api_client, open_url
+from firehose.codec import encode_line, encode_pretty
 from firehose.duration import parse_duration
-from firehose.errors import ConfigError, ExitCode, FirehoseError, UsageError
-from firehose.secret import redact_url
-
-log = logging.getLogger("firehose")
-
+from firehose.errors import ConfigError
+from firehose.replaying.diff import diff_lines
+from firehose.replaying.job import ROW_FIELDS, SCHEMA, row
+from firehose.replaying.plan import STATUSES
+from firehose.report import RowWriter
+from firehose.secret import Secret
 
 TARGETS_SHOWN = 5
 """Target URLs a dry run's summary names, most leads first (the report names them all)."""
 
-REPLAY_FIELDS = (
-    "status",
-    "event_id",
-    "lead_id",
-    "flow_id",
-    "original_outcome",
-    "new_outcome",
-    "new_lead_id",
-    "http_status",
-    "attempts",
-    "reason",
-)
+WIDTHS = {"status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_outcome": 8}
 
 
 @cli.command()
@@ -131,7 +122,7 @@ REPLAY_FIELDS = (
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
 @storage_options
 @click.pass_context
-def replay(  # noqa: C901  # its loops move into the library next (issue 12), as reconcile's and audit's did
+def replay(
     ctx: click.Context,
     /,
     from_urls: tuple[str, ...],
@@ -188,292 +179,161 @@ def replay(  # noqa: C901  # its loops move into the library next (issue 12), as
       firehose replay --from-api --start 2026-11-20 --end 2026-11-20 --outcome error --dry-run
       firehose replay --from s3://lc-archive/events --outcome error --to-flow F --to-source S --rate 10/s
     """
-    from firehose import replay as replaying
-    from firehose.api import LeadConduit
-    from firehose.claims import StoreLedger
-    from firehose.codec import encode_line, encode_pretty
-    from firehose.http import RetryPolicy, Sender
-    from firehose.report import RowWriter
-    from firehose.secret import Secret
-    from firehose.state import ReplayLedger, RunLock, StateDB
-
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
-
-    def split(values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
-
-    rules = parse_rules(rules_json)
-    if ledger_url:  # checked in a dry run too, which does not use it: a bad value is never ignored
-        from firehose.archive import StoreUrl
-
-        StoreUrl.parse(ledger_url, "--ledger")
-    selection = replaying.Selection(
-        start=parse_time(start, "--start") if start else None,
-        end=parse_time(end, "--end", end_of_day=True) if end else None,
-        flows=split(flows),
-        sources=split(sources),
-        outcomes=split(outcomes),
-        reason=reason,
-        rules=rules,
+    options = _options(
+        from_urls, from_api, ids_file, ctx.params, parse_assignments(sets), unsets, mark_test, rate, settle_after
     )
-    source_key = None
-    if source_api_key_env:
-        value = os.environ.get(source_api_key_env)
-        if not value:
-            raise ConfigError(f"--source-api-key-env {source_api_key_env}: that environment variable is not set")
-        source_key = Secret(value)
-    options = replaying.ReplayOptions(
-        target=replaying.Target(target_url, to_flow, to_source, base_url=settings.api.url),
-        edits=replaying.Edits(parse_assignments(sets), tuple(unsets), mark_test),
-        source_key=source_key,
-        force=force,
-        retry_unknown=retry_unknown,
-        max_count=max_count,
-        concurrency=concurrency,
-        keep_query_credentials=keep_query_credentials,
-        include_pii=include_pii,
-    )
-    grace = parse_duration(settle_after, "--settle-after").total_seconds()
-    target_label = (
-        redact_url(target_url)
-        if target_url
-        else f"LeadConduit at {redact_url(settings.api.url)}"
-        + (f", flow {to_flow} source {to_source}" if to_flow else ", each event's own flow and source")
-    )
-    limiter = replaying.RateLimiter(per_second) if (per_second := parse_rate(rate)) else None
-    # Every value is checked before anything is read or claimed: a bad one never leaves a lead in doubt.
-    sender = Sender(
-        concurrency=concurrency,
-        timeout_seconds=timeout,
-        retry=RetryPolicy(max_attempts=max_attempts, backoff_max_seconds=30.0),
-        retry_unknown=retry_unknown,
-        follow_redirects=follow_redirects,
-        before_attempt=limiter,
-    )
-    problems = replaying.Problems()
-    use_api = from_api or not from_urls
-    # The settler asks LeadConduit what became of a lead in doubt: only when the replay goes to that LeadConduit.
-    settling = not dry_run and options.target.named == replaying.Target(base_url=settings.api.url).named
-
+    writer = RowWriter(binary_stdout(), fmt, ROW_FIELDS, schema=SCHEMA, rows_name="results", widths=WIDTHS)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(sender)
-        leads_api = None
-        if use_api or (ids_file and not from_urls) or (settling and settings.api.api_key):
-            leads_api = LeadConduit(stack.enter_context(api_client(settings)))
-        stores = []
-        for from_url in from_urls:
-            store, where = open_url(from_url, settings, credential_id, "--from")
-            stack.callback(store.close)
-            stores.append((store, where))
-
-        ids = None
         if ids_file:
-            # Bytes that are not UTF-8 become U+FFFD: that line is reported as no id, the others go on.
-            if ids_file == "-" and isinstance(sys.stdin, io.TextIOWrapper):
-                sys.stdin.reconfigure(errors="replace")
-            ids = sys.stdin if ids_file == "-" else stack.enter_context(Path(ids_file).open(errors="replace"))
-        archives = [(store, where.prefix) for store, where in stores]
-        source = replaying.Sources(leads_api if use_api or ids else None, archives, workers=workers)
-        selected = source.select(selection, problems, ids=ids)
-
-        database = settings.state_file
-        if not dry_run:  # one sending run per state database; a second one is told, not kept waiting
-            stack.enter_context(RunLock(database))
-        state = stack.enter_context(StateDB(database))
-        ledger = ReplayLedger(state)
-        shared = None
-        if ledger_url and not dry_run:
-            ledger_store, ledger_where = open_url(ledger_url, settings, credential_id, "--ledger")
-            stack.callback(ledger_store.close)
-            if ledger_where.scheme == "file":
-                ledger_store.create()  # a folder of our own; a bucket or container is never made by firehose
-            shared = StoreLedger(ledger_store, ledger_where.prefix, options.run_id)
-            shared.check()
-        settler = None
-        if settling and leads_api is not None:
-            settler = replaying.Settler(
-                leads_api,
-                settings.api.url,
-                grace_seconds=grace,
-                known_leads=ledger.made_by_replay(),
-            )
-            for entry, outcome in replaying.settle_ledger(ledger, settler):
-                state_word = "is still in doubt" if outcome.status == "unknown" else "was in doubt"
-                click.echo(f"firehose replay: event {entry.event_id} {state_word}: {outcome.reason}", err=True)
-        began, cpu = time.monotonic(), time.process_time()
-        plan = replaying.plan(selected, ledger, options)
-        selecting, selecting_cpu = time.monotonic() - began, time.process_time() - cpu
-        stack.callback(plan.close)
-        for place, why in problems.items:
-            click.echo(f"firehose replay: {place}: {why}", err=True)
-        summary = replaying.Summary()
-        out = binary_stdout()
-        targets: Counter[str] = Counter()
-
-        if dry_run:
-            differs = 0
-            planned: list[dict[str, Any]] = []
-            for event in plan.events():
-                try:
-                    prepared = options.prepare(event)
-                except FirehoseError as exc:
-                    click.echo(f"firehose replay: {exc}", err=True)
-                    problems.add(str(event.get("id")), str(exc))
-                    continue
-                diff = replaying.request_diff(prepared, include_pii=include_pii, edits=options.edits)
-                differs += bool(diff["differs"])
-                targets[diff["url"]["to"].split("?")[0]] += 1
-                if report_file:  # the plan is the dry run's report: one small row per lead, no body
-                    planned.append({name: diff[name] for name in ("event_id", "lead_id", "flow_id", "differs")}
-                                   | {"status": "would send", "url": diff["url"]["to"]})  # fmt: skip
-                if fmt == "text":
-                    out.write(("\n".join(replaying.diff_lines(diff)) + "\n").encode())
-                else:
-                    out.write(encode_line(diff))
-            out.flush()
-            tell(
-                f"firehose replay (dry run, nothing sent): would send {counted(plan.count, 'lead')} to "
-                f"{counted(len(targets), 'URL')}; {differs} differ from the original request; "
-                f"{len(plan.skipped)} skipped"
-                + (f"; {plan.left_over} more left for a later run (--max)" if plan.left_over else ""),
-            )
-            shown = targets.most_common(TARGETS_SHOWN)
-            for address, count in shown:  # one line each: a long URL list was one line the width of a screen
-                tell(f"  {counted(count, 'lead')} to {address}")
-            if len(targets) > len(shown):
-                tell(f"  and {counted(len(targets) - len(shown), 'other URL')} (the report lists them)")
-            for row in plan.skipped[:20]:
-                tell(f"  skipped {row.event_id}: {row.reason}")
-            if report_file:
-                skipped = [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in plan.skipped]
-                Path(report_file).write_bytes(
-                    encode_pretty(
-                        {
-                            "schema": "firehose.replay/1",
-                            "dry_run": True,
-                            "target": target_label,
-                            "would_send": plan.count,
-                            "differ": differs,
-                            "skipped": len(plan.skipped),
-                            "left_over": plan.left_over,
-                            "to": dict(targets.most_common()),
-                            "problems": [{"where": w, "reason": r} for w, r in problems.items],
-                            "results": planned + skipped,
-                        }
-                    )
-                )
-                tell(f"  the plan is in {report_file}")
-            ctx.exit(int(ExitCode.ARCHIVE if problems.items else ExitCode.OK))
-
-        if plan.count > confirm_over and not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(
-                    f"this would send {counted(plan.count, 'lead')} (over --confirm-over {confirm_over}); "
-                    "add --yes, or --max N"
-                )
-            click.confirm(
-                f"Send {counted(plan.count, 'lead')}, each creating a new lead in LeadConduit?", abort=True, err=True
-            )
-
-        writer = RowWriter(
-            out,
-            fmt,
-            REPLAY_FIELDS,
-            schema="firehose.replay/1",
-            rows_name="results",
-            widths={"status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_outcome": 8},
+            options = replace(options, ids=_id_lines(ids_file, stack))
+        result = run_replay(
+            options,
+            settings,
+            credential_id=credential_id,
+            workers=workers,
+            on_result=lambda outcome: writer.write(row(outcome)),
+            on_diff=lambda diff: _show_diff(diff, fmt),
+            notice=lambda text: click.echo(f"firehose replay: {text}", err=True),
+            confirm=_ask if sys.stdin.isatty() else None,
+            keep_rows=report_file is not None,
         )
-        results: list[replaying.Result] = []
-        letters = None
-
-        def dead(result: replaying.Result, event: Any) -> None:
-            nonlocal letters
-            if letters is None:
-                letters = stack.enter_context(_private_append(Path(dead_letter)))
-            letters.write(
-                encode_line(
-                    {
-                        "event_id": result.event_id,
-                        "status": result.status,
-                        "http_status": result.http_status,
-                        "attempts": result.attempts,
-                        "reason": result.reason,
-                        "event": replaying.redacted_event(event),
-                    }
-                )
-            )
-            letters.flush()
-
-        def record(result: replaying.Result) -> None:
-            summary.add(result)
-            writer.write({name: getattr(result, name) for name in REPLAY_FIELDS})
-            if report_file:
-                results.append(result)
-
-        for row in plan.skipped:
-            record(row)
-        began, cpu = time.monotonic(), time.process_time()
-        replaying.send(
-            plan, ledger, sender, options, dead_letter=dead, on_result=record, shared=shared, settler=settler
-        )
-        sending, sending_cpu = time.monotonic() - began, time.process_time() - cpu
-        writer.close({"counts": dict(summary.statuses), "pairs": dict(summary.pairs)})
-        if letters is not None:
-            letters.close()  # this run's failures are in the file before it is pruned
-        pruned = 0
-        if settling:  # only a replay into the LeadConduit the settings name delivers what failed
-            try:
-                pruned = replaying.prune_dead_letters(Path(dead_letter), ledger, settings.api.url)
-            except OSError as exc:  # the leads are sent and on the ledger: the report still goes out
-                click.echo(f"firehose replay: {dead_letter} not pruned of the leads sent: {exc.strerror}", err=True)
-
+    if result.dry_run:
+        binary_stdout().flush()
+        _summarise_dry_run(result)
+    else:
+        writer.close({"counts": dict(result.counts), "pairs": dict(result.summary.pairs)})
+        _summarise(result)
     if report_file:
-        Path(report_file).write_bytes(
-            encode_pretty(
-                {
-                    "schema": "firehose.replay/1",
-                    "target": target_label,
-                    "counts": dict(summary.statuses),
-                    "pairs": dict(summary.pairs),
-                    "by_flow": {flow: dict(counts) for flow, counts in sorted(summary.by_flow.items())},
-                    "seconds": {
-                        "selecting": round(selecting, 3),
-                        "sending": round(sending, 3),
-                        "selecting_cpu": round(selecting_cpu, 3),
-                        "sending_cpu": round(sending_cpu, 3),
-                    },
-                    "results": [{name: getattr(r, name) for name in REPLAY_FIELDS} for r in results],
-                }
-            )
-        )
-    counts = summary.statuses
+        Path(report_file).write_bytes(encode_pretty(result.report()))
+        if result.dry_run:
+            tell(f"  the plan is in {report_file}")
+    ctx.exit(int(result.exit_code))
+
+
+def _options(
+    from_urls: tuple[str, ...],
+    from_api: bool,
+    ids_file: str | None,
+    flags: dict[str, Any],
+    sets: tuple[tuple[str, str], ...],
+    unsets: tuple[str, ...],
+    mark_test: bool,
+    rate: str | None,
+    settle_after: str,
+) -> ReplayOptions:
+    """The flags as the library's options; each is checked here or in the options themselves."""
+    selection = Selection(
+        start=parse_time(flags["start"], "--start") if flags["start"] else None,
+        end=parse_time(flags["end"], "--end", end_of_day=True) if flags["end"] else None,
+        flows=_split(flags["flows"]),
+        sources=_split(flags["sources"]),
+        outcomes=_split(flags["outcomes"]),
+        reason=flags["reason"],
+        rules=parse_rules(flags["rules_json"]),
+    )
+    return ReplayOptions(
+        target=Target(flags["target_url"], flags["to_flow"], flags["to_source"], base_url=None),
+        selection=selection,
+        archives=from_urls,
+        from_api=from_api,
+        edits=Edits(sets, unsets, mark_test),
+        source_key=_source_key(flags["source_api_key_env"]),
+        **{name: flags[name] for name in PASSED_AS_IS},
+        rate=parse_rate(rate),
+        timeout_seconds=flags["timeout"],
+        settle_after_seconds=parse_duration(settle_after, "--settle-after").total_seconds(),
+        ledger=flags["ledger_url"],
+        confirm_over=None if flags["yes"] else flags["confirm_over"],
+        dead_letter=Path(flags["dead_letter"]),
+    )
+
+
+PASSED_AS_IS = (
+    "force",
+    "retry_unknown",
+    "max_count",
+    "concurrency",
+    "keep_query_credentials",
+    "include_pii",
+    "dry_run",
+    "max_attempts",
+    "follow_redirects",
+)
+"""Flags whose value is the option's, under the same name."""
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _source_key(variable: str | None) -> Secret | None:
+    if not variable:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"--source-api-key-env {variable}: that environment variable is not set")
+    return Secret(value)
+
+
+def _id_lines(ids_file: str, stack: contextlib.ExitStack) -> Iterable[str]:
+    if ids_file != "-":
+        return stack.enter_context(Path(ids_file).open(errors="replace"))
+    # Bytes that are not UTF-8 become U+FFFD: that line is reported as no id, the others go on.
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="replace")
+    return sys.stdin
+
+
+def _ask(count: int) -> bool:
+    click.confirm(f"Send {counted(count, 'lead')}, each creating a new lead in LeadConduit?", abort=True, err=True)
+    return True
+
+
+def _show_diff(diff: dict[str, Any], fmt: str) -> None:
+    out = binary_stdout()
+    if fmt == "text":
+        out.write(("\n".join(diff_lines(diff)) + "\n").encode())
+    else:
+        out.write(encode_line(diff))
+
+
+def _summarise_dry_run(result: ReplayResult) -> None:
+    tell(
+        f"firehose replay (dry run, nothing sent): would send {counted(result.planned, 'lead')} to "
+        f"{counted(len(result.to), 'URL')}; {result.differ} differ from the original request; "
+        f"{result.skipped} skipped"
+        + (f"; {result.left_over} more left for a later run (--max)" if result.left_over else ""),
+    )
+    shown = result.to.most_common(TARGETS_SHOWN)
+    for address, count in shown:  # one line each: a long URL list was one line the width of a screen
+        tell(f"  {counted(count, 'lead')} to {address}")
+    if len(result.to) > len(shown):
+        tell(f"  and {counted(len(result.to) - len(shown), 'other URL')} (the report lists them)")
+    for skipped in result.skipped_rows[:20]:
+        tell(f"  skipped {skipped.event_id}: {skipped.reason}")
+
+
+def _summarise(result: ReplayResult) -> None:
+    counts, options = result.counts, result.options
     tell(
         "firehose replay: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in replaying.STATUSES)
-        + "".join(f"; {n} {pair}" for pair, n in summary.pairs.most_common()),
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+        + "".join(f"; {n} {pair}" for pair, n in result.summary.pairs.most_common()),
     )
-    if plan.count:
+    if result.planned:
+        sending = result.seconds.get("sending", 0.0)
+        per_second = result.planned / max(sending, 1e-9)
         tell(
-            f"  {plan.count} requests handed over in {sending:.1f} s ({plan.count / max(sending, 1e-9):.1f}/s), "
-            f"after {selecting:.1f} s selecting",
+            f"  {result.planned} requests handed over in {sending:.1f} s ({per_second:.1f}/s), "
+            f"after {result.seconds.get('selecting', 0.0):.1f} s selecting",
         )
-    if plan.left_over:
-        tell(f"  {plan.left_over} more selected, left for a later run (--max {max_count})")
-    if letters is not None:
-        click.echo(f"  permanent failures appended to {dead_letter} (replay them with --ids {dead_letter})", err=True)
-    if pruned:
-        tell(f"  {counted(pruned, 'lead')} sent since it failed, taken out of {dead_letter}")
-    failed = counts.get("failed", 0) + counts.get("unknown", 0)
-    code = ExitCode.DIFFERENCES if failed else ExitCode.ARCHIVE if problems.items else ExitCode.OK
-    ctx.exit(int(code))
-
-
-def _private_append(path: Path) -> BinaryIO:
-    """A file opened for appending that only its owner may read (0600, also when it existed): dead letters hold
-    lead data."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(descriptor, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"--dead-letter {path}: cannot write it ({exc.strerror})") from exc
-    return os.fdopen(descriptor, "ab")
+    if result.left_over:
+        tell(f"  {result.left_over} more selected, left for a later run (--max {options.max_count})")
+    if result.dead_letters:
+        click.echo(
+            f"  permanent failures appended to {options.dead_letter} (replay them with --ids {options.dead_letter})",
+            err=True,
+        )
+    if result.pruned:
+        tell(f"  {counted(result.pruned, 'lead')} sent since it failed, taken out of {options.dead_letter}")

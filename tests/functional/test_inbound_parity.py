@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from firehose import payload
 from firehose.errors import DataError
 from firehose.inbound import decode_body, js_trim, parse_request, plain
-from firehose.replay import Edits, Target, prepare
+from firehose.replaying.request import Edits, Target, prepare
 from firehose.sandbox import Targets
 from tests.conftest import RunningSandbox, start_sandbox, stop_sandbox
 from tests.node import NodeUnavailable, Request, install, parse

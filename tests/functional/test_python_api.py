@@ -94,3 +94,51 @@ def test_options_take_a_store_url_and_a_time_without_a_zone(env: dict[str, str],
     assert options.start == DAY and options.archive == firehose.Destination.from_url(tmp_path.as_uri())
     with pytest.raises(firehose.FirehoseError, match="urll"):
         firehose.Settings.load(urll="https://x.example")
+
+
+def test_the_command_and_the_library_plan_the_same_replay(env: dict[str, str], tmp_path: Path) -> None:
+    report_file = tmp_path / "plan.json"
+    start, end = DAY - timedelta(days=2), DAY + timedelta(days=1)
+    window = ["--start", start.isoformat(), "--end", end.isoformat()]
+    run = invoke(["replay", *window, "--outcome", "error", "--dry-run", "--report", str(report_file)], env)
+    assert run.code == firehose.ExitCode.OK, run.stderr
+    diffs: list[dict[str, Any]] = []
+    selection = firehose.Selection(start=start, end=end, outcomes=("error",))
+    options = firehose.ReplayOptions(selection=selection, dry_run=True)
+    result = firehose.replay(options, firehose.Settings.load(), on_diff=diffs.append)
+    assert isinstance(result, firehose.ReplayResult) and result.exit_code == run.code
+    from_cli = json.loads(report_file.read_text())
+    assert json.loads(json.dumps(result.report())) == from_cli
+    assert from_cli["would_send"] == result.planned == len(diffs) > 0
+    assert {d["event_id"] for d in diffs} == {r["event_id"] for r in from_cli["results"] if r["status"] == "would send"}
+    assert not Path(env["FIREHOSE_STATE"]).exists(), "a dry run makes no state database"
+
+
+def test_a_library_replay_sends_each_lead_once_and_asks_before_many(env: dict[str, str], box: RunningSandbox) -> None:
+    settings = firehose.Settings.load()
+    start, end = DAY - timedelta(days=2), DAY + timedelta(days=1)
+    selection = firehose.Selection(start=start, end=end, outcomes=("error",))
+    target = firehose.Target(url=box.url)
+    asked: list[int] = []
+
+    def decline(count: int) -> bool:
+        asked.append(count)
+        return False
+
+    with pytest.raises(firehose.FirehoseError, match=r"over --confirm-over 0\); add --yes"):
+        firehose.replay(firehose.ReplayOptions(target=target, selection=selection, confirm_over=0), settings)
+    with pytest.raises(firehose.FirehoseError, match=r"not confirmed"):
+        firehose.replay(
+            firehose.ReplayOptions(target=target, selection=selection, confirm_over=0),
+            settings,
+            confirm=decline,
+        )
+    assert not box.sandbox.submissions, "nothing is sent before the confirmation"
+    rows: list[Any] = []
+    options = firehose.ReplayOptions(target=target, selection=selection, confirm_over=None)
+    first = firehose.replay(options, settings, on_result=rows.append)
+    assert first.exit_code == firehose.ExitCode.OK and first.counts["sent"] == first.planned == asked[0] > 0
+    assert len(box.sandbox.submissions) == first.planned and {r.status for r in rows} == {"sent"}
+    again = firehose.replay(options, settings)
+    assert again.planned == 0 and again.counts["skipped"] == first.planned, again.report()
+    assert len(box.sandbox.submissions) == first.planned, "the ledger sent nothing twice"

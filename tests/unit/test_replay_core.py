@@ -13,7 +13,9 @@ import pytest
 
 from firehose import payload
 from firehose.errors import DataError, UsageError
-from firehose.replay import Edits, RateLimiter, Target, diff_lines, prepare, read_answer, request_diff
+from firehose.replaying.diff import diff_lines, request_diff
+from firehose.replaying.request import Edits, Target, prepare
+from firehose.replaying.send import RateLimiter, read_answer
 from firehose.secret import Secret
 
 FLOW, SOURCE = "65a51e40f610ae996f24fceb", "65a51e40f610ae996f24fce6"
@@ -184,7 +186,7 @@ def test_read_answer_takes_json_the_documented_list_and_xml() -> None:
 def test_selection_filters_by_time_flow_source_outcome_reason_and_rules() -> None:
     from datetime import UTC, datetime
 
-    from firehose.replay import Selection
+    from firehose.replaying.selection import Selection
 
     event = {**source_event("a=1", "application/json"), "reason": "Lead is from a blocked state"}
     event["vars"]["lead"]["state"] = "TX"
@@ -263,7 +265,8 @@ def _delivery(status: int | None, state: str = "answered", **extra: Any) -> Any:
 
 
 def test_only_2xx_or_a_303_to_redir_url_is_sent() -> None:
-    from firehose.replay import ReplayOptions, _result
+    from firehose.replaying.plan import ReplayOptions
+    from firehose.replaying.send import result_of
 
     options = ReplayOptions(Target(url="http://127.0.0.1:9000"))
     plain = prepare(source_event(JSON_BODY, "application/json"), options.target, Edits())
@@ -272,12 +275,12 @@ def test_only_2xx_or_a_303_to_redir_url_is_sent() -> None:
         options.target,
         Edits(),
     )
-    assert _result(plain, _delivery(201), 0, options).status == "sent"
-    assert _result(with_redir, _delivery(303), 0, options).status == "sent"
+    assert result_of(plain, _delivery(201), 0, options).status == "sent"
+    assert result_of(with_redir, _delivery(303), 0, options).status == "sent"
     for status in (301, 302, 303, 307, 308, 400, 404, 429, 503):
-        assert _result(plain, _delivery(status), 0, options).status == "failed", status
-    assert _result(plain, _delivery(504, "unknown"), 0, options).status == "unknown"
-    assert _result(plain, _delivery(None, "unsent"), 0, options).status == "failed"
+        assert result_of(plain, _delivery(status), 0, options).status == "failed", status
+    assert result_of(plain, _delivery(504, "unknown"), 0, options).status == "unknown"
+    assert result_of(plain, _delivery(None, "unsent"), 0, options).status == "failed"
 
 
 def test_redirects_are_followed_only_when_asked_and_only_on_the_same_origin() -> None:
@@ -302,7 +305,7 @@ def test_a_sender_refuses_timeouts_that_cannot_work(timeout: float) -> None:
 
 
 def test_a_request_is_its_method_path_query_and_body_not_its_host() -> None:
-    from firehose.replay import identity
+    from firehose.replaying.request import identity
 
     a = identity("POST", "http://127.0.0.1:9/flows/f/sources/s/submit?x=1", "json", '{"a": 1}')
     assert a == identity("POST", "https://app.leadconduit.com/flows/f/sources/s/submit?x=1", "json", '{"a": 1}')
@@ -325,7 +328,8 @@ class _Events:
 def test_the_settler_never_takes_an_empty_request_for_a_lead_and_prefers_leads_made_after_the_claim() -> None:
     from datetime import UTC, datetime
 
-    from firehose.replay import Doubt, Settler, identity
+    from firehose.replaying.request import identity
+    from firehose.replaying.settle import Doubt, Settler
 
     url = "http://127.0.0.1:9/flows/f/sources/s/submit"
     claimed = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # in the past: the grace is over
@@ -354,7 +358,7 @@ def test_a_dead_letter_file_loses_only_the_leads_sent_to_leadconduit(tmp_path: P
     import stat
     from datetime import UTC, datetime
 
-    from firehose.replay import prune_dead_letters
+    from firehose.replaying.dead_letters import prune_dead_letters
     from firehose.state import LedgerEntry, ReplayLedger, StateDB
 
     production, sandbox = "https://app.leadconduit.com", "http://127.0.0.1:8700"

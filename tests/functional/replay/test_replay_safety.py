@@ -22,7 +22,8 @@ import pytest
 
 from firehose.archive import open_store
 from firehose.errors import ExitCode
-from firehose.replay import ReplayOptions, Target, prepare
+from firehose.replaying.plan import ReplayOptions
+from firehose.replaying.request import Target, prepare
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, StateDB
 from tests.conftest import API_KEY, S3_CREDENTIAL, UNTIL, RunningSandbox, stack_config
 from tests.functional.replay.capture import Captured, CaptureServer
