@@ -51,6 +51,19 @@ def stack_config(path: Path) -> Path:
     return path
 
 
+def stack_env(api_url: str, work: Path) -> dict[str, str]:
+    """What a user of the local stack sets for a command: the API key and URL, a firehose.toml mapping every
+    credential to the stack (``stack_config``), the Azure connection string it names, and a state database, all
+    in ``work``."""
+    return {
+        "LEADCONDUIT_API_KEY": API_KEY,
+        "LEADCONDUIT_URL": api_url,
+        "FIREHOSE_CONFIG": str(stack_config(work / "firehose.toml")),
+        "TEST_AZURE": AZURE_CONNECTION_STRING,
+        "FIREHOSE_STATE": str(work / "state.sqlite"),
+    }
+
+
 @dataclass
 class RunningSandbox:
     """A sandbox served on a free loopback port, with helpers to talk to it."""

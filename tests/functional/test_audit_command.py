@@ -35,6 +35,7 @@ from tests.conftest import (
     RunningSandbox,
     firehose_written,
     stack_config,
+    stack_env,
     start_sandbox,
     stop_sandbox,
 )
@@ -68,14 +69,7 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSa
     running, server = start_sandbox(targets, seed=23, leads=40, days=6, drop_rate=0.05, bucket=bucket)
     firehose_written(running, 120)
     work = tmp_path_factory.mktemp("audit")
-    config = stack_config(work / "firehose.toml")
-    env = {
-        "LEADCONDUIT_API_KEY": API_KEY,
-        "LEADCONDUIT_URL": running.url,
-        "FIREHOSE_CONFIG": str(config),
-        "TEST_AZURE": AZURE_CONNECTION_STRING,
-        "FIREHOSE_STATE": str(work / "state.sqlite"),
-    }
+    env = stack_env(running.url, work)
     repair = run(env, "reconcile", "--start", START, "--end", END, "--repair")
     assert repair.exit_code == ExitCode.OK, repair.stderr
     yield running, env

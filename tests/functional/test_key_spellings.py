@@ -24,13 +24,12 @@ from firehose.errors import ExitCode
 from firehose.event import EventView
 from firehose.reconciliation.run import KEPT
 from tests.conftest import (
-    API_KEY,
     AZURE_CONNECTION_STRING,
     AZURE_CREDENTIAL,
     S3_CREDENTIAL,
     UNTIL,
     RunningSandbox,
-    stack_config,
+    stack_env,
     stack_sandbox,
 )
 
@@ -109,13 +108,7 @@ def findings_agree_with_counts(report: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("scheme", ["s3", "az", "file"])
 def test_every_spelling_is_the_one_event_it_names(box: RunningSandbox, tmp_path: Path, scheme: str) -> None:
-    env = {
-        "LEADCONDUIT_API_KEY": API_KEY,
-        "LEADCONDUIT_URL": box.url,
-        "FIREHOSE_CONFIG": str(stack_config(tmp_path / "firehose.toml")),
-        "TEST_AZURE": AZURE_CONNECTION_STRING,
-        "FIREHOSE_STATE": str(tmp_path / "state.sqlite"),
-    }
+    env = stack_env(box.url, tmp_path)
     extra: list[str] = []
     if scheme == "file":  # every event the firehose sent, in a directory (a few left out), checked with --archive
         root = tmp_path / "archive"

@@ -18,13 +18,12 @@ from firehose.errors import ArchiveError, ExitCode
 from firehose.event import Destination, EventView
 from tests.conftest import (
     API_KEY,
-    AZURE_CONNECTION_STRING,
     AZURE_CREDENTIAL,
     S3_CREDENTIAL,
     S3_ENDPOINT,
     UNTIL,
     RunningSandbox,
-    stack_config,
+    stack_env,
     stack_sandbox,
 )
 
@@ -40,14 +39,7 @@ def box() -> Iterator[RunningSandbox]:
 
 @pytest.fixture()
 def env(tmp_path: Path, box: RunningSandbox) -> dict[str, str]:
-    config = stack_config(tmp_path / "firehose.toml")
-    return {
-        "LEADCONDUIT_API_KEY": API_KEY,
-        "LEADCONDUIT_URL": box.url,
-        "FIREHOSE_CONFIG": str(config),
-        "TEST_AZURE": AZURE_CONNECTION_STRING,
-        "FIREHOSE_STATE": str(tmp_path / "state.sqlite"),
-    }
+    return stack_env(box.url, tmp_path)
 
 
 def reconcile(env: dict[str, str], *args: str) -> Result:
