@@ -38,6 +38,11 @@ _PUBLIC = {
     "Target": "firehose.replaying.request",
     "Edits": "firehose.replaying.request",
     "Selection": "firehose.replaying.selection",
+    "list_archive": "firehose.archive.browse",
+    "read_archive": "firehose.archive.browse",
+    "Unreadable": "firehose.archive.browse",
+    "past_runs": "firehose.history",
+    "replay_ledger": "firehose.history",
     "Finding": "firehose.findings",
     "Verdict": "firehose.findings",
     "Destination": "firehose.event",
@@ -62,19 +67,25 @@ __all__ = [
     "Selection",
     "Settings",
     "Target",
+    "Unreadable",
     "Verdict",
     "Verification",
     "__version__",
     "audit",
     "events",
+    "list_archive",
     "open_store",
+    "past_runs",
+    "read_archive",
     "reconcile",
     "replay",
+    "replay_ledger",
     "verify_pack",
 ]
 
 if TYPE_CHECKING:
     from firehose.api import EventQuery
+    from firehose.archive.browse import Unreadable, list_archive, read_archive
     from firehose.config import Settings
     from firehose.connections import open_store
     from firehose.errors import ExitCode, FirehoseError
@@ -83,6 +94,7 @@ if TYPE_CHECKING:
     from firehose.evidence.verify import Verification
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
+    from firehose.history import past_runs, replay_ledger
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions
     from firehose.replaying.job import ReplayResult, replay

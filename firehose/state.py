@@ -765,3 +765,14 @@ class RunLock:
         if self._handle is not None:
             self._handle.close()  # closing drops the lock
             self._handle = None
+
+
+def no_database_yet(path: Path) -> bool:
+    """No state database at ``path`` yet, and nothing in the way of one. A path under a file is not "none yet":
+    opening it is the state database's error to report, never an empty history or a dry run's blank ledger."""
+    if path.exists():
+        return False
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir()

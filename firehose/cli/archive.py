@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from firehose import Unreadable, list_archive, read_archive
+from firehose.archive.browse import LISTED_FIELDS
 from firehose.cli.app import cli, storage_settings
-from firehose.cli.options import (
-    parse_window,
-    storage_options,
-)
+from firehose.cli.options import parse_window, storage_options
 from firehose.cli.output import binary_stdout, counted, tell
-from firehose.connections import open_url
-from firehose.errors import DataError, ExitCode, UsageError
-
-if TYPE_CHECKING:
-    from firehose.archive import Store
-
-log = logging.getLogger("firehose")
+from firehose.codec import encode_line, encode_pretty
+from firehose.errors import ExitCode
+from firehose.report import RowWriter
 
 
 @cli.group()
@@ -36,7 +29,6 @@ def archive() -> None:
     """
 
 
-LS_FIELDS = ("time", "lead_id", "event_id", "size", "etag", "last_modified", "key")
 LS_WIDTHS = {"time": 20, "lead_id": 24, "event_id": 24, "size": 7, "etag": 34, "last_modified": 20}
 
 
@@ -75,72 +67,32 @@ def archive_ls(
       firehose archive ls s3://lc-archive/events/auto --start 2026-11-01 --end 2026-11-01
       firehose archive ls az://lc-archive --format csv > all.csv
     """
-    from firehose.archive.layout import ArchivedEvent
-    from firehose.archive.listing import ArchiveListing
-    from firehose.report import RowWriter
-
     start_seconds, end_seconds = parse_window(start, end)
     settings = storage_settings(ctx, storage)
     started = time.monotonic()
-    store, where = open_url(url, settings, credential_id)
-    listing = ArchiveListing(
-        store,
-        where.prefix,
-        start_seconds=start_seconds,
-        end_seconds=end_seconds,
-        workers=workers,
-        include_other=show_all,
-    )
     meta = {"url": url, "start": start, "end": end}
-    writer = RowWriter(
-        binary_stdout(),
-        fmt,
-        LS_FIELDS,
-        schema="firehose.archive-ls/1",
-        rows_name="objects",
-        widths=LS_WIDTHS,
-        meta=meta,
-    )
-    try:
-        for item in listing:
-            if isinstance(item, ArchivedEvent):
-                writer.write(
-                    {
-                        "time": item.time,
-                        "lead_id": item.lead_id,
-                        "event_id": item.event_id,
-                        "size": item.size,
-                        "etag": item.etag,
-                        "last_modified": item.last_modified,
-                        "key": item.key,
-                    }
-                )
-            else:
-                writer.write(
-                    {"size": item.size, "etag": item.etag, "last_modified": item.last_modified, "key": item.key}
-                )
-    finally:
-        store.close()
-    counts = {"events": listing.events, "verification_files": listing.verification, "other_keys": listing.other}
-    writer.close(counts)
-    note = f"; {listing.verification} verification files skipped" if listing.verification else ""
-    if listing.other:
-        note += f"; {listing.other} keys outside the layout" + ("" if show_all else " not listed (--all shows them)")
-    note += _elsewhere_hint(listing, url)
-    tell(
-        f"firehose archive ls: {counted(listing.events, 'event')} in {url}{note} ({time.monotonic() - started:.1f} s)",
-    )
+    writer = RowWriter(binary_stdout(), fmt, LISTED_FIELDS, schema="firehose.archive-ls/1", rows_name="objects",
+                       widths=LS_WIDTHS, meta=meta)  # fmt: skip
+    with list_archive(url, settings, start=start_seconds, end=end_seconds, include_other=show_all,
+                      credential_id=credential_id, workers=workers) as listing:  # fmt: skip
+        for row in listing:
+            writer.write(row)
+        writer.close(listing.counts)
+        elsewhere = listing.elsewhere()
+    counts, seconds = listing.counts, time.monotonic() - started
+    note = f"; {counts['verification_files']} verification files skipped" if counts["verification_files"] else ""
+    if counts["other_keys"]:
+        unlisted = "" if show_all else " not listed (--all shows them)"
+        note += f"; {counts['other_keys']} keys outside the layout{unlisted}"
+    note += _elsewhere_hint(elsewhere)
+    tell(f"firehose archive ls: {counted(counts['events'], 'event')} in {url}{note} ({seconds:.1f} s)")
 
 
-def _elsewhere_hint(listing: Any, url: str) -> str:
-    """A window lists the leads right under the URL's prefix; say where the events it passed over are (and,
-    when it found none at all, where events are)."""
-    if not listing.events and not listing.elsewhere:
-        listing.look_elsewhere()
-    if not listing.elsewhere:
+def _elsewhere_hint(prefixes: list[str]) -> str:
+    """A window lists the leads right under the URL's prefix; say where the events it passed over are."""
+    if not prefixes:
         return ""
-    where = ", ".join(f"{url.rstrip('/')}/{prefix.rstrip('/')}" for prefix in listing.elsewhere_prefixes)
-    return f"; events are under deeper prefixes, which the window does not select: list {where}"
+    return f"; events are under deeper prefixes, which the window does not select: list {', '.join(prefixes)}"
 
 
 @archive.command("cat")
@@ -177,77 +129,20 @@ def archive_cat(
       firehose archive cat s3://lc-archive/events/auto 6ae13b5aa55055783f30ae4c --pretty
       firehose archive cat az://lc-archive --start 2026-11-01 --end 2026-11-01 > day.ndjson
     """
-    from firehose.archive.layout import ArchivedEvent
-    from firehose.archive.listing import ArchiveListing
-    from firehose.ids import is_object_id
-
-    if not targets and not (start or end):
-        raise UsageError("give KEYs or EVENT_IDs, or --start/--end for a window")
-    if lead_id is not None and not is_object_id(lead_id):
-        raise UsageError(f"--lead-id {lead_id!r} is not a 24-hex-digit lead id")
     start_seconds, end_seconds = parse_window(start, end)
     settings = storage_settings(ctx, storage)
-    store, where = open_url(url, settings, credential_id)
-    try:
-        keys, problems = _keys_named(store, where.prefix, targets, url=url, lead_id=lead_id, workers=workers)
-        selected: Iterable[str] = keys
-        listing = None
-        if start or end:
-            listing = ArchiveListing(
-                store, where.prefix, start_seconds=start_seconds, end_seconds=end_seconds, workers=workers
-            )
-            selected = (item.key for item in listing if isinstance(item, ArchivedEvent))
-        problems += _print_records(store, selected, pretty=pretty, workers=workers)
-    finally:
-        store.close()
-    hint = _elsewhere_hint(listing, url) if listing is not None else ""
+    out = binary_stdout()
+    with read_archive(url, settings, targets=targets, start=start_seconds, end=end_seconds, lead_id=lead_id,
+                      credential_id=credential_id, workers=workers) as reading:  # fmt: skip
+        for record in reading:
+            if isinstance(record, Unreadable):
+                click.echo(f"firehose: error: {record}", err=True)
+            else:
+                out.write(encode_pretty(record) if pretty else encode_line(record))
+        out.flush()
+        hint = _elsewhere_hint(reading.elsewhere())
     if hint:
         tell(f"firehose archive cat: {hint.lstrip('; ')}")
-    if problems:
-        click.echo(f"firehose archive cat: {counted(problems, 'object')} could not be read", err=True)
+    if reading.problems:
+        click.echo(f"firehose archive cat: {counted(reading.problems, 'object')} could not be read", err=True)
         ctx.exit(int(ExitCode.ARCHIVE))
-
-
-def _keys_named(
-    store: Store, prefix: str, targets: tuple[str, ...], *, url: str, lead_id: str | None, workers: int
-) -> tuple[list[str], int]:
-    """The keys KEY and EVENT_ID arguments name (a key whole or relative to the URL's prefix; an event id found
-    by a search), and how many named nothing (each one reported)."""
-    from firehose.archive.layout import folder
-    from firehose.archive.listing import find_event_keys
-    from firehose.ids import is_object_id
-
-    keys: list[str] = []
-    problems = 0
-    for target in targets:
-        if is_object_id(target):
-            found = find_event_keys(store, prefix, target.lower(), lead_id=lead_id, workers=workers)
-            if not found:
-                click.echo(f"firehose: error: event {target} not found under {url}", err=True)
-                problems += 1
-            keys.extend(found[:1])
-        else:
-            keys.append(target if target.startswith(prefix) else folder(prefix) + target)
-    return keys, problems
-
-
-def _print_records(store: Store, keys: Iterable[str], *, pretty: bool, workers: int) -> int:
-    """Every record of every object on stdout, read ``workers`` at a time; how many objects could not be read
-    (each one reported, the others still printed)."""
-    from firehose.archive.listing import read_many
-    from firehose.codec import encode_line, encode_pretty, iter_records
-    from firehose.errors import ArchiveError
-
-    out = binary_stdout()
-    problems = 0
-    for key, body in read_many(store, keys, workers=workers):
-        try:
-            if isinstance(body, Exception):
-                raise body
-            for record in iter_records(body, where=f"{store.url}/{key}"):  # one at a time: memory
-                out.write(encode_pretty(record) if pretty else encode_line(record))
-        except (DataError, ArchiveError) as exc:  # a missing, refused or unreadable key: the next one too
-            click.echo(f"firehose: error: {exc}", err=True)
-            problems += 1
-    out.flush()
-    return problems

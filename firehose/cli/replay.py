@@ -31,7 +31,7 @@ from firehose.duration import parse_duration
 from firehose.errors import ConfigError
 from firehose.replaying.diff import diff_lines
 from firehose.replaying.job import ROW_FIELDS, SCHEMA, row
-from firehose.replaying.plan import STATUSES
+from firehose.replaying.plan import STATUSES, Result
 from firehose.report import RowWriter
 from firehose.secret import Secret
 
@@ -183,7 +183,7 @@ def replay(
     options = _options(
         from_urls, from_api, ids_file, ctx.params, parse_assignments(sets), unsets, mark_test, rate, settle_after
     )
-    writer = RowWriter(binary_stdout(), fmt, ROW_FIELDS, schema=SCHEMA, rows_name="results", widths=WIDTHS)
+    rows = _Rows(fmt)
     with contextlib.ExitStack() as stack:
         if ids_file:
             options = replace(options, ids=_id_lines(ids_file, stack))
@@ -192,7 +192,7 @@ def replay(
             settings,
             credential_id=credential_id,
             workers=workers,
-            on_result=lambda outcome: writer.write(row(outcome)),
+            on_result=rows.write,
             on_diff=lambda diff: _show_diff(diff, fmt),
             notice=lambda text: click.echo(f"firehose replay: {text}", err=True),
             confirm=_ask if sys.stdin.isatty() else None,
@@ -202,13 +202,34 @@ def replay(
         binary_stdout().flush()
         _summarise_dry_run(result)
     else:
-        writer.close({"counts": dict(result.counts), "pairs": dict(result.summary.pairs)})
+        rows.close({"counts": dict(result.counts), "pairs": dict(result.summary.pairs)})
         _summarise(result)
     if report_file:
         Path(report_file).write_bytes(encode_pretty(result.report()))
         if result.dry_run:
             tell(f"  the plan is in {report_file}")
     ctx.exit(int(result.exit_code))
+
+
+class _Rows:
+    """The leads' rows on stdout, begun at the first one: a run refused before it sends (a lock, a confirmation)
+    leaves standard output empty, not half a document."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.writer: RowWriter | None = None
+
+    def write(self, outcome: Result) -> None:
+        self._begun().write(row(outcome))
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self._begun().close(summary)
+
+    def _begun(self) -> RowWriter:
+        if self.writer is None:
+            self.writer = RowWriter(binary_stdout(), self.fmt, ROW_FIELDS, schema=SCHEMA, rows_name="results",
+                                    widths=WIDTHS)  # fmt: skip
+        return self.writer
 
 
 def _options(

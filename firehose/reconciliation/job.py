@@ -188,13 +188,13 @@ def run_and_collect(
     more from the state database before it closes (an audit's record of repairs); ``announce()`` is called once
     the run holds the lock, before it starts."""
     from firehose.api import LeadConduit
-    from firehose.state import RunLock, StateDB
+    from firehose.state import RunLock, StateDB, no_database_yet
 
     open_for = destination_opener(settings, credential_id)
     client = api_client(settings)
     database = settings.state_file
     with contextlib.ExitStack() as stack:
-        if options.dry_run and not database.exists():  # a dry run writes nothing: not even a new database
+        if options.dry_run and no_database_yet(database):  # a dry run writes nothing: not even a new database
             database = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.sqlite"
         if not options.dry_run:  # one reconcile (or audit) at a time per state database, refused at once
             stack.enter_context(RunLock(database, "reconcile", holder))

@@ -242,7 +242,7 @@ class _Run:
         notice: Notice,
     ) -> None:
         from firehose.api import LeadConduit
-        from firehose.state import ReplayLedger, RunLock, StateDB
+        from firehose.state import ReplayLedger, RunLock, StateDB, no_database_yet
 
         self.options, self.settings, self.stack, self.result, self.notice = options, settings, stack, result, notice
         use_api = options.from_api or not options.archives
@@ -260,7 +260,7 @@ class _Run:
         api = self.api if use_api or options.ids is not None else None
         self.sources = Sources(api, archives, workers=workers)
         database = settings.state_file
-        if options.dry_run and not database.exists():  # a dry run writes nothing: not even a new database
+        if options.dry_run and no_database_yet(database):  # a dry run writes nothing: not even a new database
             database = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.sqlite"
         if not options.dry_run:  # one sending run per state database; a second one is told, not kept waiting
             stack.enter_context(RunLock(database))

@@ -170,8 +170,11 @@ def test_a_named_event_of_another_type_is_refused_and_nothing_is_sent(
 
 
 def test_over_confirm_over_it_asks_and_without_a_terminal_refuses(box: RunningSandbox, env: dict[str, str]) -> None:
-    result = replay(env, "--from-api", *WINDOW, "--target", box.url, "--confirm-over", "3")
-    assert result.exit_code == ExitCode.USAGE and "over --confirm-over 3" in result.stderr and "--yes" in result.stderr
+    for fmt in ("text", "json"):
+        result = replay(env, "--from-api", *WINDOW, "--target", box.url, "--confirm-over", "3", "--format", fmt)
+        assert result.exit_code == ExitCode.USAGE and "over --confirm-over 3" in result.stderr
+        assert "--yes" in result.stderr
+        assert result.stdout == "", "refused before sending: no table header, no half a JSON document"
     assert received(box) == []
 
 
