@@ -27,6 +27,8 @@ _PUBLIC = {
     "ReconcileOptions": "firehose.reconciliation.run",
     "ReconcileResult": "firehose.reconciliation.job",
     "reconcile": "firehose.reconciliation.job",
+    "LocateResult": "firehose.whereabouts",
+    "locate": "firehose.whereabouts",
     "AuditOptions": "firehose.evidence.job",
     "AuditResult": "firehose.evidence.job",
     "audit": "firehose.evidence.job",
@@ -48,6 +50,7 @@ __all__ = [
     "ExitCode",
     "Finding",
     "FirehoseError",
+    "LocateResult",
     "ReconcileOptions",
     "ReconcileResult",
     "Settings",
@@ -56,6 +59,7 @@ __all__ = [
     "__version__",
     "audit",
     "events",
+    "locate",
     "open_store",
     "reconcile",
     "verify_pack",
@@ -73,6 +77,7 @@ if TYPE_CHECKING:
     from firehose.findings import Finding, Verdict
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions
+    from firehose.whereabouts import LocateResult, locate
 
 
 def __getattr__(name: str) -> Any:

@@ -94,3 +94,18 @@ def test_options_take_a_store_url_and_a_time_without_a_zone(env: dict[str, str],
     assert options.start == DAY and options.archive == firehose.Destination.from_url(tmp_path.as_uri())
     with pytest.raises(firehose.FirehoseError, match="urll"):
         firehose.Settings.load(urll="https://x.example")
+
+
+def test_the_command_and_the_library_locate_the_same(box: RunningSandbox, env: dict[str, str]) -> None:
+    events = box.sandbox_events()
+    first, second = events[0]["id"], events[-1]["id"]
+    run = invoke(["locate", first, "--format", "json"], env)
+    result = firehose.locate([first], firehose.Settings.load())
+    assert isinstance(result, firehose.LocateResult) and result.exit_code == run.code, run.stderr
+    from_cli = json.loads(run.stdout)
+    assert json.loads(json.dumps(result.report())) == from_cli
+    assert from_cli["schema"] == "firehose.locate/1" and from_cli["event_id"] == first and from_cli["destinations"]
+    both = invoke(["locate", first, second, "--format", "json"], env)
+    given = firehose.locate([first, events[-1]], firehose.Settings.load())  # an id, and an event as it is
+    assert json.loads(json.dumps(given.report())) == json.loads(both.stdout) and given.exit_code == both.code
+    assert {row["event_id"] for row in given.report()["destinations"]} == {first, second}
