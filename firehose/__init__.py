@@ -27,6 +27,8 @@ _PUBLIC = {
     "ReconcileOptions": "firehose.reconciliation.run",
     "ReconcileResult": "firehose.reconciliation.job",
     "reconcile": "firehose.reconciliation.job",
+    "LocateResult": "firehose.whereabouts",
+    "locate": "firehose.whereabouts",
     "AuditOptions": "firehose.evidence.job",
     "AuditResult": "firehose.evidence.job",
     "audit": "firehose.evidence.job",
@@ -60,6 +62,7 @@ __all__ = [
     "ExitCode",
     "Finding",
     "FirehoseError",
+    "LocateResult",
     "ReconcileOptions",
     "ReconcileResult",
     "ReplayOptions",
@@ -74,6 +77,7 @@ __all__ = [
     "audit",
     "events",
     "list_archive",
+    "locate",
     "open_store",
     "past_runs",
     "read_archive",
@@ -101,6 +105,7 @@ if TYPE_CHECKING:
     from firehose.replaying.plan import ReplayOptions
     from firehose.replaying.request import Edits, Target
     from firehose.replaying.selection import Selection
+    from firehose.whereabouts import LocateResult, locate
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,10 @@
 (``Sender``) and the archive backends' lean reads (``ObjectGetter``) share (``KeepAlivePool``).
 
 ``HttpClient`` sends requests to one base URL with Basic auth, retries what is safe to retry, and turns every
-httpx error and unusable status into a ``FirehoseError``. The retry policy is data (``RetryPolicy``); the sleep
-and the random source are injected so tests run without waiting.
+httpx error and unusable status into a ``FirehoseError``. The retry policy is data (``RetryPolicy``): one set of
+retry statuses, and of those the ones that prove a request was not taken; it builds the one retry loop
+(``RetryPolicy.retrying``) that ``HttpClient``, ``Sender`` and ``ObjectGetter`` all run. The sleep and the random
+source are injected so tests run without waiting.
 """
 
 from __future__ import annotations
@@ -67,7 +69,14 @@ class RetryPolicy:
     backoff_max_seconds: float = 30.0
     retry_after_max_seconds: float = 120.0
     retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
-    """Statuses that mean "try again later". 501 and 505 are not here: they will not change."""
+    """The one set of statuses that mean "try again later", for every request firehose sends: the API's GETs,
+    object reads, replay's POSTs. 501 and 505 are not here: they will not change."""
+    not_taken_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 503}))
+    """Of any answer, the statuses that prove the server did not act on the request (too many requests, service
+    unavailable). A GET is safe to repeat whatever the answer; a request that is not (replay's POST of a lead) is
+    retried only on a retry status that is also here. On the other retry statuses (500, 502, 504: a gateway after
+    forwarding, a server after processing) the target may have taken it: replay calls the lead ``unknown`` and
+    retries it only when told to (``retry_unknown``)."""
 
     def wait_seconds(self, retry_number: int, retry_after: float | None, rng: random.Random) -> float:
         backoff = min(self.backoff_max_seconds, self.backoff_base_seconds * 2.0 ** (retry_number - 1))
@@ -75,6 +84,46 @@ class RetryPolicy:
         if retry_after is None:
             return jittered
         return max(jittered, min(retry_after, self.retry_after_max_seconds))
+
+    def retries(self, status: int, *, safe: bool = True) -> bool:
+        """Whether an answer with ``status`` is tried again. ``safe``: the request may be repeated whatever became
+        of it (a GET, or a POST whose caller accepts that a repeat may act twice). Otherwise only a retry status
+        that proves the request was not taken is."""
+        return status in self.retry_statuses and (safe or status in self.not_taken_statuses)
+
+    def may_have_taken(self, status: int) -> bool:
+        """Whether a server error leaves in doubt what became of a request: any 5xx that does not prove it was not
+        taken."""
+        return status >= 500 and status not in self.not_taken_statuses
+
+    def retrying(
+        self,
+        *,
+        retry: tenacity.retry_base,
+        announce: Callable[[tenacity.RetryCallState], None],
+        sleep: Callable[[float], None],
+        rng: random.Random,
+        retry_after: Callable[[tenacity.RetryCallState], float | None] = lambda state: None,
+        **extra: Any,
+    ) -> tenacity.Retrying:
+        """The one retry loop (tenacity) for every HTTP stack: at most ``max_attempts`` attempts, waiting
+        ``wait_seconds`` (at least ``retry_after(state)``) between them, ``announce`` called before each wait.
+        ``retry`` says which outcomes are tried again; ``extra`` goes to tenacity (``reraise``,
+        ``retry_error_callback``)."""
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            return self.wait_seconds(state.attempt_number, retry_after(state), rng)
+
+        # announce runs in before_sleep, not in wait(): tenacity asks for the wait before it decides to stop, and a
+        # message from there promised a retry that never came ("retry 6 of 5").
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=wait,
+            before_sleep=announce,
+            retry=retry,
+            sleep=sleep,
+            **extra,
+        )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -310,31 +359,28 @@ class HttpClient:
         error = ApiStatusError(
             f"{shown} answered HTTP {status}{_server_says(content)}", status=status, url=redact_url(url)
         )
-        if status in self.retry.retry_statuses:
+        if self.retry.retries(status):
             raise _RetryableStatus(error, parse_retry_after(response.headers.get("Retry-After")))
         raise error
 
     def _retrying(self, attempt: Callable[[], bytes]) -> bytes:
         policy = self.retry
 
-        def wait(state: tenacity.RetryCallState) -> float:
+        def retry_after(state: tenacity.RetryCallState) -> float | None:
             exc = state.outcome.exception() if state.outcome else None
-            retry_after = exc.retry_after if isinstance(exc, _RetryableStatus) else None
-            return policy.wait_seconds(state.attempt_number, retry_after, self._rng)
+            return exc.retry_after if isinstance(exc, _RetryableStatus) else None
 
         def announce(state: tenacity.RetryCallState) -> None:
-            # Here, not in wait(): tenacity asks for the wait before it decides to stop, and a message from
-            # there promised a retry that never came ("retry 6 of 5").
             exc = state.outcome.exception() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
             log.warning("%s; retry %d of %d in %.1f s", exc, state.attempt_number, policy.max_attempts - 1, seconds)
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(policy.max_attempts),
-            wait=wait,
-            before_sleep=announce,
+        retrying = policy.retrying(
             retry=tenacity.retry_if_exception_type((_RetryableStatus, _RetryableTransport)),
+            retry_after=retry_after,
+            announce=announce,
             sleep=self._sleep,
+            rng=self._rng,
             reraise=True,
         )
         try:
@@ -637,14 +683,15 @@ class Sender:
     threads against nginx, httpx spent 0.8 to 1 ms of CPU per POST (its shared pool's locking), http.client
     0.19 ms, and replay's budget is 1 ms per lead in all. It uses no proxy.
 
-    Retried, since they cannot have reached the flow: a connection that could not be made, and 429 and 503
-    (the target says it did not take the request), waiting per ``retry`` and at least ``Retry-After``. Not
-    retried: a request that went out with no usable answer (``unknown``: a read timeout, a connection closed
-    mid-answer, 500/502/504), since the target may have acted on it; ``retry_unknown`` retries it anyway.
-    ``before_attempt`` runs right before every attempt (the rate limiter).
+    Retries follow ``retry``, the same policy (and statuses) as the API's GETs, for a request that is not safe
+    to repeat (``RetryPolicy.retries(safe=False)``). Retried, since they cannot have reached the flow: a
+    connection that could not be made, and the retry statuses that prove the target did not take the request
+    (429, 503), waiting per ``retry`` and at least ``Retry-After``. Not retried: a request that went out with no
+    usable answer (``unknown``: a read timeout, a connection closed mid-answer, a 5xx such as 500/502/504), since
+    the target may have acted on it; ``retry_unknown`` retries it anyway (a status among the retry statuses, or
+    none at all). ``before_attempt`` runs right before every attempt (the rate limiter).
     """
 
-    RETRY_STATUSES = frozenset({429, 503})
     MAX_REDIRECTS = 5
 
     def __init__(
@@ -723,26 +770,23 @@ class Sender:
             return replace(delivery, reason=f"{delivery.reason} (more than {self.MAX_REDIRECTS} redirects)")
 
         def again(delivery: Delivery) -> bool:
-            if delivery.state == "unknown":
-                return self.retry_unknown
-            return delivery.state == "unreachable" or (
-                delivery.state == "answered" and delivery.status in self.RETRY_STATUSES
-            )
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            return policy.wait_seconds(state.attempt_number, last_retry_after[0], self._rng)
+            if delivery.state == "unknown":  # no answer after sending, or a status that leaves it in doubt
+                return self.retry_unknown and (delivery.status is None or policy.retries(delivery.status))
+            if delivery.state == "answered" and delivery.status is not None:
+                return policy.retries(delivery.status, safe=False)
+            return delivery.state == "unreachable"  # nothing was sent; unsent never changes
 
         def announce(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome.result() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
             log.info("%s %s: %s; retry in %.1f s", method, redact_url(url), outcome and outcome.reason, seconds)
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(policy.max_attempts),
-            wait=wait,
-            before_sleep=announce,
+        retrying = policy.retrying(
             retry=tenacity.retry_if_result(again),
+            retry_after=lambda state: last_retry_after[0],
+            announce=announce,
             sleep=self._sleep,
+            rng=self._rng,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         result: Delivery = retrying(once)
@@ -815,7 +859,7 @@ class Sender:
         if response.will_close:
             connection.close()
         status = response.status
-        if status in self.RETRY_STATUSES:
+        if status in self.retry.retry_statuses:
             retry_after[0] = parse_retry_after(response.getheader("Retry-After"))
         content_type = response.getheader("Content-Type", "")
         if 200 <= status < 300:  # the common case first, with nothing to quote
@@ -829,7 +873,7 @@ class Sender:
             where = f" to {shown_location}" if shown_location else " with no Location"
             reason = f"HTTP {status}: redirected{where}; the lead was not taken there"
             return Delivery("answered", attempts, status, content, content_type, reason, shown_location), location
-        if status >= 500 and status != 503:
+        if self.retry.may_have_taken(status):
             reason = f"{said} after the request was sent: the target may have taken the lead"
             return Delivery("unknown", attempts, status, content, content_type, reason), None
         return Delivery("answered", attempts, status, content, content_type, said), None
@@ -856,10 +900,10 @@ class ObjectGetter:
     connections, one per thread (``KeepAlivePool``), no SDK pipeline in between.
 
     The backend signs (``headers`` is called again for every attempt, since signatures hold the time) and reads
-    the answer; this class only moves bytes. It retries, per ``retry`` (the project's one policy), a connection
-    that fails or breaks mid-answer and the statuses that mean "try again" (429, 500, 502, 503, 504, waiting at
-    least ``Retry-After``); a GET is safe to repeat. Every other status is an answer for the backend, 404
-    included. Each attempt has one deadline: ``timeout_seconds`` for the answer to start, plus a second per
+    the answer; this class only moves bytes. It retries, per ``retry`` (the project's one policy and its one
+    retry loop), a connection that fails or breaks mid-answer and the policy's retry statuses (429, 500, 502,
+    503, 504, waiting at least ``Retry-After``); a GET is safe to repeat. Every other status is an answer for the
+    backend, 404 included. Each attempt has one deadline: ``timeout_seconds`` for the answer to start, plus a second per
     ``MIN_BYTES_PER_SECOND`` of its declared length, so a trickling server cannot hold a read for ever.
     """
 
@@ -892,17 +936,41 @@ class ObjectGetter:
         """GET ``target`` (path and query, already encoded); the last answer, whatever its status. Raises
         ``ArchiveError`` naming ``where`` when no whole answer came in any attempt."""
         policy = self.retry
-        for attempt in range(1, policy.max_attempts + 1):
-            answer, failure = self._once(target, headers())
-            if answer is not None and answer.status not in policy.retry_statuses:
-                return answer
-            if attempt == policy.max_attempts:
-                break
-            retry_after = parse_retry_after(answer.headers.get("retry-after")) if answer is not None else None
-            seconds = policy.wait_seconds(attempt, retry_after, self._rng)
+
+        def again(outcome: tuple[Answer | None, str]) -> bool:
+            return outcome[0] is None or policy.retries(outcome[0].status)
+
+        first = self._once(target, headers())
+        if not again(first):  # the common case, without the retry loop's cost (about 30 µs a read)
+            assert first[0] is not None
+            return first[0]
+        pending = [first]  # the loop's first attempt is the one made already
+
+        def last(state: tenacity.RetryCallState) -> tuple[Answer | None, str]:
+            assert state.outcome is not None
+            result: tuple[Answer | None, str] = state.outcome.result()
+            return result
+
+        def retry_after(state: tenacity.RetryCallState) -> float | None:
+            answer = last(state)[0]
+            return parse_retry_after(answer.headers.get("retry-after")) if answer is not None else None
+
+        def announce(state: tenacity.RetryCallState) -> None:
+            answer, failure = last(state)
             said = f"HTTP {answer.status}" if answer is not None else failure
-            log.warning("%s: %s; retry %d of %d in %.1f s", where, said, attempt, policy.max_attempts - 1, seconds)
-            self._sleep(seconds)
+            seconds = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s: %s; retry %d of %d in %.1f s", where, said, state.attempt_number,
+                        policy.max_attempts - 1, seconds)  # fmt: skip
+
+        retrying = policy.retrying(
+            retry=tenacity.retry_if_result(again),
+            retry_after=retry_after,
+            announce=announce,
+            sleep=self._sleep,
+            rng=self._rng,
+            retry_error_callback=last,
+        )
+        answer, failure = retrying(lambda: pending.pop() if pending else self._once(target, headers()))
         if answer is not None:
             return answer
         tries = f" (gave up after {policy.max_attempts} attempts)" if policy.max_attempts > 1 else ""

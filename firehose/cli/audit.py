@@ -1,20 +1,17 @@
-"""``firehose audit`` and ``audit verify``: evidence packs."""
+"""``firehose audit pack`` and ``audit verify``: evidence packs (and bare ``audit``, the old way to make one)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from firehose.cli.app import cli, storage_settings
-from firehose.cli.options import (
-    parse_depth,
-    parse_time,
-    storage_options,
-)
+from firehose.cli.options import parse_depth, parse_time, storage_options
 from firehose.cli.output import binary_stdout, counted, tell
 from firehose.connections import archive_destination
 from firehose.errors import DataError, UsageError
@@ -22,30 +19,95 @@ from firehose.errors import DataError, UsageError
 log = logging.getLogger("firehose")
 
 
-@cli.group(invoke_without_command=True)
-@click.option("--start", help="First day of the period (ISO 8601; UTC).")
-@click.option("--end", help="Last day of the period (a bare date means the whole day).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="A new folder for the pack.")
-@click.option("--require-retention", help="Judge retention settings against this, e.g. 7y, 18mo, 400d.")
-@click.option(
-    "--signing-key",
-    type=click.Path(dir_okay=False),
-    help="Ed25519 private key (PEM) to sign with; made if absent (default: <out>.signing-key.pem beside the pack).",
-)
-@click.option(
-    "--verify",
-    "depth",
-    default="presence",
-    show_default=True,
-    help="How coverage is checked: presence, content (finds differing objects) or sample:P.",
-)
-@click.option("--archive", "archive_url", help="Audit this store URL instead of each event's own destinations.")
-@click.option("--include-pii", is_flag=True, help="Keep the differing values of differing events in findings.ndjson.")
-@click.option("--state", "state_file", help="State database (its repairs are counted; default as for reconcile).")
-@click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
-@storage_options
+def _pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that make a pack: ``audit pack``'s, and the bare ``audit``'s (hidden there)."""
+    options = [
+        click.option("--start", help="First day of the period (ISO 8601; UTC)."),
+        click.option("--end", help="Last day of the period (a bare date means the whole day)."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), help="A new folder for the pack."),
+        click.option("--require-retention", help="Judge retention settings against this, e.g. 7y, 18mo, 400d."),
+        click.option(
+            "--signing-key",
+            type=click.Path(dir_okay=False),
+            help="Ed25519 private key (PEM) to sign with; made if absent (default: <out>.signing-key.pem beside "
+            "the pack).",
+        ),
+        click.option(
+            "--verify",
+            "depth",
+            default="presence",
+            show_default=True,
+            help="How coverage is checked: presence, content (finds differing objects) or sample:P.",
+        ),
+        click.option("--archive", "archive_url", help="Audit this store URL instead of each event's own destinations."),
+        click.option(
+            "--include-pii", is_flag=True, help="Keep the differing values of differing events in findings.ndjson."
+        ),
+        click.option(
+            "--state", "state_file", help="State database (its repairs are counted; default as for reconcile)."
+        ),
+        click.option(
+            "--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return storage_options(command)
+
+
+@cli.group(invoke_without_command=True, no_args_is_help=True, subcommand_metavar="COMMAND [ARGS]...")
+@_pack_options
 @click.pass_context
-def audit(
+def audit(ctx: click.Context, /, **given: Any) -> None:
+    """Evidence packs for auditors: make one for a period (`audit pack`), re-check one later (`audit verify`).
+
+    \b
+    Example:
+      firehose audit pack --start 2026-10-01 --end 2026-10-31 --out evidence-2026-10 --require-retention 7y
+      firehose audit verify evidence-2026-10
+    """
+    if ctx.invoked_subcommand is not None:
+        misplaced = [
+            param.opts[-1]
+            for param in ctx.command.params
+            if isinstance(param, click.Option) and param.name not in ("verbose", "quiet") and param.name
+            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+        ]  # fmt: skip
+        if misplaced:
+            raise UsageError(f"{misplaced[0]} goes after the subcommand: firehose audit {ctx.invoked_subcommand} ...")
+        return
+    # `firehose audit --start ...` made a pack before `audit pack` did: kept (hidden) for the cron jobs that run it.
+    tell("firehose audit: making a pack this way is kept for old scripts; use `firehose audit pack` (same options)")
+    _make_pack(ctx, **given)
+
+
+for _param in audit.params:  # the bare form's options: not in its help (`audit pack --help` shows them)
+    if isinstance(_param, click.Option) and _param.name not in ("verbose", "quiet"):
+        _param.hidden = True
+
+
+@audit.command("pack")
+@_pack_options
+@click.pass_context
+def audit_pack(ctx: click.Context, /, **given: Any) -> None:
+    """Write an evidence pack for a period: coverage calendar, hash manifest, retention findings, signed.
+
+    The pack (a new folder) holds coverage.csv/.json (per day and destination: events the API reports,
+    archived, missing, differing, repaired, archive-only), manifest.ndjson (SHA-256 of every archived event
+    object), retention.json (each destination's settings judged PASS/FAIL/UNKNOWN against
+    --require-retention), summary.json, report.html, and SHA256SUMS signed with Ed25519. No lead data unless
+    --include-pii. Exit 0 when nothing is missing or differs and no retention check fails, 1 otherwise.
+    Check a pack later with `firehose audit verify DIR`.
+
+    \b
+    Example:
+      firehose audit pack --start 2026-10-01 --end 2026-10-31 --out evidence-2026-10 --require-retention 7y
+      firehose audit verify evidence-2026-10
+    """
+    _make_pack(ctx, **given)
+
+
+def _make_pack(
     ctx: click.Context,
     /,
     start: str | None,
@@ -62,22 +124,6 @@ def audit(
     workers: int,
     **storage: Any,
 ) -> None:
-    """Write an evidence pack for a period: coverage calendar, hash manifest, retention findings, signed.
-
-    The pack (a new folder) holds coverage.csv/.json (per day and destination: events the API reports,
-    archived, missing, differing, repaired, archive-only), manifest.ndjson (SHA-256 of every archived event
-    object), retention.json (each destination's settings judged PASS/FAIL/UNKNOWN against
-    --require-retention), summary.json, report.html, and SHA256SUMS signed with Ed25519. No lead data unless
-    --include-pii. Exit 0 when nothing is missing or differs and no retention check fails, 1 otherwise.
-    Check a pack later with `firehose audit verify DIR`.
-
-    \b
-    Example:
-      firehose audit --start 2026-10-01 --end 2026-10-31 --out evidence-2026-10 --require-retention 7y
-      firehose audit verify evidence-2026-10
-    """
-    if ctx.invoked_subcommand is not None:
-        return
     from firehose.evidence.job import AuditOptions
     from firehose.evidence.job import audit as run_audit
     from firehose.evidence.retention import parse_retention

@@ -33,6 +33,21 @@ def events_page(body: bytes) -> Handler:
     return handle
 
 
+def in_turn(*statuses: int, then: int = 200) -> tuple[Handler, list[bytes]]:
+    """Answers ``statuses`` one request at a time, then ``then`` for ever (a JSON ``[]`` body each time); also the
+    list of requests seen, in order, to count the attempts."""
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def handle(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        with lock:
+            status = statuses[len(seen)] if len(seen) < len(statuses) else then
+            seen.append(request)
+        answer(f"{status} Status {status}", b"[]")(conn, request, stop)
+
+    return handle, seen
+
+
 def junk(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
     conn.sendall(b"\x00\xffthis is not HTTP\r\n\r\n")
 

@@ -84,7 +84,7 @@ def run(env: dict[str, str], *args: str) -> Result:
 def pack(locked: tuple[RunningSandbox, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     _, env = locked
     out = tmp_path_factory.mktemp("packs") / "evidence"
-    result = run(env, "audit", "--start", START, "--end", END, "--out", str(out), "--require-retention", "7y")
+    result = run(env, "audit", "pack", "--start", START, "--end", END, "--out", str(out), "--require-retention", "7y")
     # Azurite reports no immutability policy, so retention FAILs overall (exit 1) while coverage PASSes.
     assert result.exit_code == ExitCode.DIFFERENCES, result.stderr
     assert "coverage PASS, retention FAIL" in result.stderr and "signing key made at" in result.stderr
@@ -179,10 +179,11 @@ def test_verify_catches_a_tampered_pack_file_and_a_re_signed_pack(
 
     # Someone re-signs the altered pack with a key of their own: only a trusted key catches that.
     resigned = tmp_path / "resigned"
-    out = run(
+    out = run(  # the old spelling, bare `audit` with a pack's options: still makes one, saying what is new
         env, "audit", "--start", START, "--end", END, "--out", str(resigned), "--signing-key", str(tmp_path / "k")
     )
     assert out.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES)
+    assert "use `firehose audit pack`" in out.stderr.splitlines()[0] and (resigned / "SHA256SUMS.sig").exists()
     trusted = pack / "signing-key.pub.pem"
     caught = run(env, "audit", "verify", str(resigned), "--public-key", str(trusted))
     assert caught.exit_code == ExitCode.DIFFERENCES and "not the trusted key" in caught.stdout
@@ -203,7 +204,7 @@ def test_a_short_lifecycle_rule_fails_retention(locked: tuple[RunningSandbox, di
     )
     out = tmp_path / "lc"
     result = run(
-        env, "audit", "--start", START, "--end", END, "--out", str(out), "--require-retention", "90d",
+        env, "audit", "pack", "--start", START, "--end", END, "--out", str(out), "--require-retention", "90d",
         "--archive", f"s3://{bucket}/events/auto",
     )  # fmt: skip
     assert result.exit_code == ExitCode.DIFFERENCES
@@ -361,7 +362,7 @@ def test_the_manifest_holds_the_periods_feedback_on_older_leads_and_verify_sees_
                "TEST_AZURE": AZURE_CONNECTION_STRING, "FIREHOSE_STATE": str(tmp_path / "s.sqlite")}  # fmt: skip
         first, last = (UNTIL - timedelta(days=5)), (UNTIL - timedelta(days=1))
         out = tmp_path / "pack"
-        made = run(env, "audit", "--start", f"{first:%Y-%m-%d}", "--end", f"{last:%Y-%m-%d}", "--out", str(out))
+        made = run(env, "audit", "pack", "--start", f"{first:%Y-%m-%d}", "--end", f"{last:%Y-%m-%d}", "--out", str(out))
         assert made.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), made.stderr
         summary = json.loads((out / "summary.json").read_text())
         lines = [json.loads(line) for line in (out / "manifest.ndjson").read_text().splitlines()]

@@ -121,8 +121,8 @@ def test_a_file_repair_never_writes_through_a_link_out_of_the_store(sandbox: Run
         ["reconcile", "--verify", "sample:150"],
         ["reconcile", "--verify", "sample:0"],
         ["reconcile", "--verify", "sample:nan"],
-        ["audit", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--verify", "sample:100.5"],
-        ["audit", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--require-retention", "inf"],
+        ["audit", "pack", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--verify", "sample:100.5"],
+        ["audit", "pack", "--start", "2026-11-01", "--end", "2026-11-02", "--out", "p", "--require-retention", "inf"],
         ["sandbox", "--days", "inf"],
         ["sandbox", "--days", "nan"],
         ["sandbox", "--drop-rate", "nan"],
@@ -137,7 +137,7 @@ def test_a_file_repair_never_writes_through_a_link_out_of_the_store(sandbox: Run
         ["reconcile", "--end", "9999-12-31"],
         ["reconcile", "--start", "0001-01-01", "--end", "0001-01-02"],
         ["replay", "--start", "1969-12-31T23:59:59Z", "--dry-run"],
-        ["audit", "--start", "0001-01-01", "--end", "9999-12-31", "--out", "p"],
+        ["audit", "pack", "--start", "0001-01-01", "--end", "9999-12-31", "--out", "p"],
         ["sandbox", "--until", "2200-01-01"],
     ],
     ids=" ".join,
@@ -370,7 +370,7 @@ def test_a_reconcile_or_audit_while_another_runs_is_refused_naming_it(sandbox: R
     day = f"{UNTIL - timedelta(days=2):%Y-%m-%d}"
     with RunLock(database, "reconcile", "firehose audit"):
         busy = invoke(["reconcile", "--start", day, "--end", day], env)
-        audit = invoke(["audit", "--start", day, "--end", day, "--out", str(tmp_path / "pack")], env)
+        audit = invoke(["audit", "pack", "--start", day, "--end", day, "--out", str(tmp_path / "pack")], env)
         dry = invoke(["reconcile", "--start", day, "--end", day, "--dry-run", "--archive", tmp_path.as_uri()], env)
     for run in (busy, audit):
         assert run.code == ExitCode.CONFIG, run.stderr

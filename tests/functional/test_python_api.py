@@ -136,3 +136,18 @@ def test_a_library_replay_sends_each_lead_once_and_asks_before_many(env: dict[st
     again = firehose.replay(options, settings)
     assert again.planned == 0 and again.counts["skipped"] == first.planned, again.report()
     assert len(box.sandbox.submissions) == first.planned, "the ledger sent nothing twice"
+
+
+def test_the_command_and_the_library_locate_the_same(box: RunningSandbox, env: dict[str, str]) -> None:
+    events = box.sandbox_events()
+    first, second = events[0]["id"], events[-1]["id"]
+    run = invoke(["locate", first, "--format", "json"], env)
+    result = firehose.locate([first], firehose.Settings.load())
+    assert isinstance(result, firehose.LocateResult) and result.exit_code == run.code, run.stderr
+    from_cli = json.loads(run.stdout)
+    assert json.loads(json.dumps(result.report())) == from_cli
+    assert from_cli["schema"] == "firehose.locate/1" and from_cli["event_id"] == first and from_cli["destinations"]
+    both = invoke(["locate", first, second, "--format", "json"], env)
+    given = firehose.locate([first, events[-1]], firehose.Settings.load())  # an id, and an event as it is
+    assert json.loads(json.dumps(given.report())) == json.loads(both.stdout) and given.exit_code == both.code
+    assert {row["event_id"] for row in given.report()["destinations"]} == {first, second}

@@ -43,3 +43,20 @@ def test_python_dash_m_and_version() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["reconcil"])
     assert result.exit_code == 2
+
+
+def test_audit_is_pack_and_verify_and_the_bare_form_is_hidden_but_kept() -> None:
+    shown = CliRunner().invoke(cli, ["audit", "--help"]).output
+    assert "pack" in shown and "verify" in shown and "--start" not in shown.split("Options:")[1]
+    assert "--start" in CliRunner().invoke(cli, ["audit", "pack", "--help"]).output.split("Options:")[1]
+    # Old cron lines (`firehose audit --start ...`) run as before, with one line pointing to `audit pack`.
+    for args, noted in ((["audit", "--start", "2026-11-01"], True), (["audit", "-q", "--start", "2026-11-01"], False),
+                        (["-q", "audit", "--start", "2026-11-01"], False)):  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        lines = result.stderr.splitlines()
+        assert result.exit_code == 2 and lines[-1].startswith("firehose: error: audit needs --end"), result.stderr
+        assert ("firehose audit pack" in result.stderr) == noted and len(lines) == 1 + noted, result.stderr
+    bare = CliRunner().invoke(cli, ["audit"])
+    assert bare.exit_code == 2 and "give a command: pack, verify" in bare.stderr
+    mixed = CliRunner().invoke(cli, ["audit", "--start", "2026-11-01", "verify", "."])  # never ignored in silence
+    assert mixed.exit_code == 2 and "--start goes after the subcommand" in mixed.stderr

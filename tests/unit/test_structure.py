@@ -95,6 +95,13 @@ def test_every_public_name_is_listed_once_and_loads() -> None:
         assert getattr(firehose, name).__name__ == name, name
 
 
+def test_no_public_function_shares_its_name_with_a_module() -> None:
+    import firehose
+
+    modules = {path.stem for path in PACKAGE.glob("*.py")} | {path.name for path in PACKAGE.iterdir() if path.is_dir()}
+    assert not modules & set(firehose._PUBLIC), "firehose.<name> would mean a function and a module at once"
+
+
 BOTTOM = {"firehose.codec", "firehose.errors", "firehose.findings"}
 """What the state database may import of firehose: the bottom layer (no job, no store, no API)."""
 
