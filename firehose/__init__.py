@@ -29,7 +29,7 @@ _PUBLIC = {
     "reconcile": "firehose.reconciliation.job",
     "AuditOptions": "firehose.evidence.job",
     "AuditResult": "firehose.evidence.job",
-    "audit": "firehose.evidence.job",
+    "audit": "firehose.wiring",
     "verify_pack": "firehose.evidence.job",
     "Verification": "firehose.evidence.verify",
     "Finding": "firehose.findings",
@@ -67,12 +67,13 @@ if TYPE_CHECKING:
     from firehose.connections import open_store
     from firehose.errors import ExitCode, FirehoseError
     from firehose.event import Destination
-    from firehose.evidence.job import AuditOptions, AuditResult, audit, verify_pack
+    from firehose.evidence.job import AuditOptions, AuditResult, verify_pack
     from firehose.evidence.verify import Verification
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions
+    from firehose.wiring import audit
 
 
 def __getattr__(name: str) -> Any:

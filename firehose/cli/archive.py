@@ -77,7 +77,7 @@ def archive_ls(
     """
     from firehose.archive.layout import ArchivedEvent
     from firehose.archive.listing import ArchiveListing
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
 
     start_seconds, end_seconds = parse_window(start, end)
     settings = storage_settings(ctx, storage)

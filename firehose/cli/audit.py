@@ -15,7 +15,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.connections import archive_destination
 from firehose.errors import DataError, UsageError
 
@@ -79,8 +79,8 @@ def audit(
     if ctx.invoked_subcommand is not None:
         return
     from firehose.evidence.job import AuditOptions
-    from firehose.evidence.job import audit as run_audit
     from firehose.evidence.retention import parse_retention
+    from firehose.wiring import audit as run_audit
 
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
@@ -101,12 +101,8 @@ def audit(
     )
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     started = time.monotonic()
-    result = run_audit(
-        options,
-        settings,
-        credential_id=credential_id,
-        progress=lambda text: tell(f"firehose audit: {text}"),
-    )
+    with shown_progress("audit", notes=True) as progress:
+        result = run_audit(options, settings, credential_id=credential_id, progress=progress)
     summary = result.summary
     size = sum(path.stat().st_size for path in result.out.iterdir())
     tell(
@@ -166,7 +162,10 @@ def audit_verify(
             fingerprint(trusted)  # the key the user trusts must be one, before any object is read
         except DataError:
             raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
-    result = verify_pack(Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers)
+    with shown_progress("audit verify") as progress:
+        result = verify_pack(
+            Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers, progress=progress
+        )
     if fmt == "json":
         out = binary_stdout()
         out.write(encode_pretty(result.report()))

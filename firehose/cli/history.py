@@ -37,7 +37,7 @@ def runs(ctx: click.Context, /, state_file: str | None, fmt: str) -> None:
       firehose runs
       firehose runs --format json --state /var/lib/firehose/state.sqlite
     """
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
     from firehose.state import StateDB
 
     settings = settings_from(ctx, state_file=state_file)
@@ -87,7 +87,7 @@ def ledger(ctx: click.Context, /, status: str | None, state_file: str | None, fm
       firehose ledger --status unknown
       firehose ledger --format csv > ledger.csv
     """
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
     from firehose.state import ReplayLedger, StateDB
 
     settings = settings_from(ctx, state_file=state_file)

@@ -49,7 +49,7 @@ def locate(
     from firehose.api import LeadConduit
     from firehose.locate import exit_code
     from firehose.locate import locate as locate_event
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
 
     settings = storage_settings(ctx, storage, url=url)
     with api_client(settings) as http:
