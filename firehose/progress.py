@@ -12,7 +12,8 @@ A job starts a task per piece of long work and advances it as items are done::
     finally:
         task.done()
 
-``note(text)`` is a stage worth a line of its own ("checking coverage against the API").
+``expect(n)`` grows a task's total, for work that learns its size as it goes; ``note(text)`` is a stage worth a
+line of its own ("checking coverage against the API").
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class Task(Protocol):
 
     def advance(self, n: int = 1) -> None:
         """``n`` more items done. Safe to call from several threads at once."""
+
+    def expect(self, n: int) -> None:
+        """``n`` more items to do: the total grows (an unknown total becomes ``n``), for work that learns its
+        size as it goes (a run's reads, window after window)."""
 
     def done(self) -> None:
         """The work is over (finished or given up); later calls are ignored."""
@@ -43,6 +48,9 @@ class Progress(Protocol):
 
 class _NoTask:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def expect(self, n: int) -> None:
         pass
 
     def done(self) -> None:

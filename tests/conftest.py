@@ -51,6 +51,26 @@ def stack_config(path: Path) -> Path:
     return path
 
 
+def stack_env(running: RunningSandbox, folder: Path) -> dict[str, str]:
+    """What a user sets to run firehose against ``running`` and the local stack: the API, a firehose.toml in
+    ``folder`` mapping every credential to the stack, and a state database there."""
+    return {
+        "LEADCONDUIT_API_KEY": API_KEY,
+        "LEADCONDUIT_URL": running.url,
+        "FIREHOSE_CONFIG": str(stack_config(folder / "firehose.toml")),
+        "TEST_AZURE": AZURE_CONNECTION_STRING,
+        "FIREHOSE_STATE": str(folder / "state.sqlite"),
+    }
+
+
+def use_stack_env(running: RunningSandbox, folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``stack_env`` set in this process's environment (for the library's ``Settings.load()``), and returned."""
+    values = stack_env(running, folder)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
 @dataclass
 class RunningSandbox:
     """A sandbox served on a free loopback port, with helpers to talk to it."""

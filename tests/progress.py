@@ -22,6 +22,10 @@ class RecordedTask:
                 self.after_done += n
             self.count += n
 
+    def expect(self, n: int) -> None:
+        with self._lock:
+            self.total = (self.total or 0) + n
+
     def done(self) -> None:
         self.finished = True
 

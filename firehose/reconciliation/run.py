@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,9 @@ class Reconciler:
         each window's content reads (objects read)."""
         self._stores: dict[tuple[str, str, str | None], Store] = {}
         self._cursors: dict[Destination, ListingCursor] = {}
+        self._reads: dict[str, Task] = {}
+        """Each store's content reads for the whole run, their total grown window by window."""
+        self._reads_made = threading.Lock()
         self._event_stream: Iterator[dict[str, Any]] | None = None
         self._run_id = 0
         self._window_start = options.start
@@ -225,7 +229,8 @@ class Reconciler:
             if not options.dry_run:
                 self.state.finish(run_id)
         finally:
-            task.done()
+            for started in (task, *self._reads.values()):
+                started.done()
             for cursor in self._cursors.values():
                 cursor.close()
             for store in self._stores.values():
@@ -515,13 +520,14 @@ class Reconciler:
         ]
         wanted = {f.key: f for f in chosen}
         results: dict[str, Finding] = {}
-        task = self.progress.start(f"reading {store.url}", total=len(wanted))
-        try:
-            for key, body in read_many(store, list(wanted), workers=self.options.workers):
-                results[key] = self._compared(store, wanted[key], by_id, events, body)
-                task.advance()
-        finally:
-            task.done()
+        with self._reads_made:  # destinations of different stores are checked at once, in their own threads
+            task = self._reads.get(store.url)
+            if task is None:
+                task = self._reads[store.url] = self.progress.start(f"reading {store.url}", total=0)
+        task.expect(len(wanted))
+        for key, body in read_many(store, list(wanted), workers=self.options.workers):
+            results[key] = self._compared(store, wanted[key], by_id, events, body)
+            task.advance()
         return [results.get(f.key, f) if f.verdict == Verdict.MATCH else f for f in found]
 
     def _compared(

@@ -35,6 +35,8 @@ class _Rate(ProgressColumn):
 
     def render(self, task: BarTask) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.finished and task.elapsed:
+            speed = task.completed / task.elapsed
         return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
 
@@ -48,6 +50,12 @@ class _LiveTask:
         with self._lock:
             if not self._done:
                 self._bars.advance(self._id, n)
+
+    def expect(self, n: int) -> None:
+        with self._lock:
+            if not self._done:
+                total = next(t for t in self._bars.tasks if t.id == self._id).total
+                self._bars.update(self._id, total=(total or 0) + n)
 
     def done(self) -> None:
         with self._lock:
