@@ -31,7 +31,7 @@ _PUBLIC = {
     "locate": "firehose.whereabouts",
     "AuditOptions": "firehose.evidence.job",
     "AuditResult": "firehose.evidence.job",
-    "audit": "firehose.evidence.job",
+    "audit": "firehose.wiring",
     "verify_pack": "firehose.evidence.job",
     "Verification": "firehose.evidence.verify",
     "ReplayOptions": "firehose.replaying.plan",
@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     from firehose.connections import open_store
     from firehose.errors import ExitCode, FirehoseError
     from firehose.event import Destination
-    from firehose.evidence.job import AuditOptions, AuditResult, audit, verify_pack
+    from firehose.evidence.job import AuditOptions, AuditResult, verify_pack
     from firehose.evidence.verify import Verification
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
@@ -106,6 +106,7 @@ if TYPE_CHECKING:
     from firehose.replaying.request import Edits, Target
     from firehose.replaying.selection import Selection
     from firehose.whereabouts import LocateResult, locate
+    from firehose.wiring import audit
 
 
 def __getattr__(name: str) -> Any:

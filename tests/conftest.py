@@ -51,17 +51,24 @@ def stack_config(path: Path) -> Path:
     return path
 
 
-def stack_env(api_url: str, work: Path) -> dict[str, str]:
-    """What a user of the local stack sets for a command: the API key and URL, a firehose.toml mapping every
-    credential to the stack (``stack_config``), the Azure connection string it names, and a state database, all
-    in ``work``."""
+def stack_env(running: RunningSandbox, folder: Path) -> dict[str, str]:
+    """What a user sets to run firehose against ``running`` and the local stack: the API, a firehose.toml in
+    ``folder`` mapping every credential to the stack, and a state database there."""
     return {
         "LEADCONDUIT_API_KEY": API_KEY,
-        "LEADCONDUIT_URL": api_url,
-        "FIREHOSE_CONFIG": str(stack_config(work / "firehose.toml")),
+        "LEADCONDUIT_URL": running.url,
+        "FIREHOSE_CONFIG": str(stack_config(folder / "firehose.toml")),
         "TEST_AZURE": AZURE_CONNECTION_STRING,
-        "FIREHOSE_STATE": str(work / "state.sqlite"),
+        "FIREHOSE_STATE": str(folder / "state.sqlite"),
     }
+
+
+def use_stack_env(running: RunningSandbox, folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``stack_env`` set in this process's environment (for the library's ``Settings.load()``), and returned."""
+    values = stack_env(running, folder)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
 
 
 @dataclass

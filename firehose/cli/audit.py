@@ -12,7 +12,7 @@ import click
 
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_depth, parse_time, storage_options
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.connections import archive_destination
 from firehose.errors import DataError, UsageError
 
@@ -125,8 +125,8 @@ def _make_pack(
     **storage: Any,
 ) -> None:
     from firehose.evidence.job import AuditOptions
-    from firehose.evidence.job import audit as run_audit
     from firehose.evidence.retention import parse_retention
+    from firehose.wiring import audit as run_audit
 
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
@@ -147,12 +147,8 @@ def _make_pack(
     )
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     started = time.monotonic()
-    result = run_audit(
-        options,
-        settings,
-        credential_id=credential_id,
-        progress=lambda text: tell(f"firehose audit: {text}"),
-    )
+    with shown_progress("audit", notes=True) as progress:
+        result = run_audit(options, settings, credential_id=credential_id, progress=progress)
     summary = result.summary
     size = sum(path.stat().st_size for path in result.out.iterdir())
     tell(
@@ -212,7 +208,10 @@ def audit_verify(
             fingerprint(trusted)  # the key the user trusts must be one, before any object is read
         except DataError:
             raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
-    result = verify_pack(Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers)
+    with shown_progress("audit verify") as progress:
+        result = verify_pack(
+            Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers, progress=progress
+        )
     if fmt == "json":
         out = binary_stdout()
         out.write(encode_pretty(result.report()))

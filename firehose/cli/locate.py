@@ -41,7 +41,7 @@ def locate(
       firehose locate 6ae13b5ba55055783f30ae50 --archive s3://restored-bucket/events --format json
     """
     from firehose.codec import encode
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
     from firehose.whereabouts import locate as locate_events
 
     settings = storage_settings(ctx, storage, url=url)

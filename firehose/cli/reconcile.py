@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.connections import archive_destination
 from firehose.duration import parse_duration
 from firehose.reconciliation.expiry import API_DAYS
@@ -132,18 +131,10 @@ def reconcile(
     )
     within = parse_duration(expiring_within, "--expiring-within")
 
-    def progress(done: int, total: int, day: datetime) -> None:
-        # A progress line on a terminal only; logs and pipes get the summary alone.
-        tell(f"\rfirehose reconcile: window {done}/{total} ({day:%Y-%m-%d})", nl=done == total)
-
-    result = run_reconcile(
-        options,
-        settings,
-        credential_id=credential_id,
-        expiring_within=within,
-        progress=progress if sys.stderr.isatty() else None,
-        now=now,
-    )
+    with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone
+        result = run_reconcile(
+            options, settings, credential_id=credential_id, expiring_within=within, progress=progress, now=now
+        )
     _write_findings(result, fmt)
     if report_file:
         from firehose.codec import encode_pretty
@@ -155,7 +146,7 @@ def reconcile(
 
 def _write_findings(result: ReconcileResult, fmt: str) -> None:
     from firehose.reconciliation.job import FINDING_FIELDS
-    from firehose.report import RowWriter
+    from firehose.report.rows import RowWriter
 
     columns = FINDING_FIELDS + (("values",) if result.options.include_pii else ())
     writer = RowWriter(

@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, paused, shown_progress, tell
 from firehose.codec import encode_line, encode_pretty
 from firehose.duration import parse_duration
 from firehose.errors import ConfigError
+from firehose.progress import NO_PROGRESS, Progress
 from firehose.replaying.diff import diff_lines
 from firehose.replaying.job import ROW_FIELDS, SCHEMA, row
 from firehose.replaying.plan import STATUSES, Result
@@ -187,6 +188,9 @@ def replay(
     with contextlib.ExitStack() as stack:
         if ids_file:
             options = replace(options, ids=_id_lines(ids_file, stack))
+        # A bar for the leads sent when their rows go elsewhere: on a terminal, the rows themselves show it.
+        shown = not options.dry_run and not sys.stdout.isatty()
+        progress = stack.enter_context(shown_progress("replay")) if shown else NO_PROGRESS
         result = run_replay(
             options,
             settings,
@@ -195,8 +199,9 @@ def replay(
             on_result=rows.write,
             on_diff=lambda diff: _show_diff(diff, fmt),
             notice=lambda text: click.echo(f"firehose replay: {text}", err=True),
-            confirm=_ask if sys.stdin.isatty() else None,
+            confirm=_asking(progress) if sys.stdin.isatty() else None,
             keep_rows=report_file is not None,
+            progress=progress,
         )
     if result.dry_run:
         binary_stdout().flush()
@@ -306,9 +311,14 @@ def _id_lines(ids_file: str, stack: contextlib.ExitStack) -> Iterable[str]:
     return sys.stdin
 
 
-def _ask(count: int) -> bool:
-    click.confirm(f"Send {counted(count, 'lead')}, each creating a new lead in LeadConduit?", abort=True, err=True)
-    return True
+def _asking(progress: Progress) -> Callable[[int], bool]:
+    def ask(count: int) -> bool:
+        with paused(progress):
+            question = f"Send {counted(count, 'lead')}, each creating a new lead in LeadConduit?"
+            click.confirm(question, abort=True, err=True)
+        return True
+
+    return ask
 
 
 def _show_diff(diff: dict[str, Any], fmt: str) -> None:

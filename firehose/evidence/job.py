@@ -5,7 +5,6 @@ full reconcile run, in the same state database), hashes every archived object an
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,9 +15,10 @@ from firehose.config import Settings
 from firehose.connections import destination_opener
 from firehose.errors import ExitCode
 from firehose.event import Destination
-from firehose.evidence.pack import PackResult, check_outputs, write_pack
+from firehose.evidence.pack import PackResult, PageRenderer, check_outputs, write_pack
 from firehose.evidence.verify import Verification, check_pack
 from firehose.findings import Finding
+from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.job import run_and_collect
 from firehose.reconciliation.run import ReconcileOptions
 
@@ -87,13 +87,16 @@ def audit(
     settings: Settings,
     *,
     credential_id: str | None = None,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress = NO_PROGRESS,
+    page: PageRenderer | None = None,
 ) -> AuditResult:
     """Check the period's coverage against the API, hash every archived object, and write the signed pack.
 
     The outputs are checked before anything is read (the pack folder new, the key's folder writable). The
     coverage run holds the state database's run lock, as a reconcile does, and counts every repair any run made
-    for the period. ``progress`` gets a line of text at each stage.
+    for the period. ``progress`` gets a note at each stage and a task for the windows and for each destination
+    hashed. ``page`` renders ``report.html`` (``firehose.audit`` passes ``firehose.report.html.render_report``;
+    without one the pack has no page).
     """
     check_outputs(options.out, options.key_file)  # before the long coverage run, not after it
     run = ReconcileOptions(
@@ -117,7 +120,8 @@ def audit(
         credential_id=credential_id,
         holder="firehose audit",
         also=read_repairs,
-        announce=lambda: progress("checking coverage against the API"),
+        announce=lambda: progress.note("checking coverage against the API"),
+        progress=progress,
     )
     destinations = (
         [options.archive] if options.archive else sorted(outcome.destinations.values(), key=lambda d: d.url())
@@ -137,6 +141,7 @@ def audit(
         workers=options.workers,
         progress=progress,
         older_leads=outcome.older_leads,
+        page=page,
     )
     return AuditResult(pack)
 
@@ -164,7 +169,10 @@ def verify_pack(
     trusted_key: bytes | None = None,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
+    progress: Progress = NO_PROGRESS,
 ) -> Verification:
     """Check a pack: its signature (against ``trusted_key``, a PEM public key, when given; else the pack's own),
-    every file's SHA-256, and every object its manifest lists against the stores now. Needs no API access."""
-    return check_pack(pack, destination_opener(settings, credential_id), trusted_key=trusted_key, workers=workers)
+    every file's SHA-256, and every object its manifest lists against the stores now. Needs no API access.
+    ``progress`` gets one task, the manifest's lines checked."""
+    opener = destination_opener(settings, credential_id)
+    return check_pack(pack, opener, trusted_key=trusted_key, workers=workers, progress=progress)

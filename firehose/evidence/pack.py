@@ -47,10 +47,13 @@ from firehose.event import Destination
 from firehose.evidence.retention import Check, days_text, judge, overall
 from firehose.findings import Verdict
 from firehose.ids import seconds_of
-from firehose.reconciliation.run import NO_DESTINATION, Outcome
-from firehose.report_html import render_report
+from firehose.progress import NO_PROGRESS, Progress
+from firehose.reconciliation.run import NO_DESTINATION, PRESENT, Outcome
 
 SCHEMA = "firehose.audit/1"
+PageRenderer = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], str]
+"""Makes ``report.html`` from the summary, the coverage rows and the retention findings
+(``firehose.report.html.render_report``): passed in, because a job never imports rendering."""
 SUMS, SIGNATURE, PUBLIC_KEY = "SHA256SUMS", "SHA256SUMS.sig", "signing-key.pub.pem"
 COVERAGE_FIELDS = (
     "day",
@@ -220,15 +223,18 @@ def write_pack(
     verify: str,
     signing_key: Path,
     workers: int = IN_FLIGHT,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress = NO_PROGRESS,
     older_leads: Mapping[str, Sequence[str]] | None = None,
+    page: PageRenderer | None = None,
 ) -> PackResult:
     """Write the pack into ``out`` (created; refused if it holds files already), sign it, and return the
     summary.
 
     The pack is built in a hidden folder beside ``out`` and renamed to ``out`` once signed: a pack is whole or
     absent, and a run that fails part-way (a store error while hashing, a full disk, a kill) leaves nothing a
-    rerun would refuse or an auditor could take for a pack."""
+    rerun would refuse or an auditor could take for a pack. ``page`` makes ``report.html`` (none without it);
+    ``progress`` gets a note and a task per destination hashed, its total the objects coverage counts archived
+    there (unknown when coverage does not name it)."""
     require_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _whole_or_absent(out) as building:
@@ -247,16 +253,19 @@ def write_pack(
 
         def hash_destination(number: int, destination: Destination) -> tuple[int, int, int, RetentionSettings]:
             """One destination's manifest lines into a part file of their own, and the store's settings."""
-            progress(f"hashing {destination.url()}")
+            progress.note(f"hashing {destination.url()}")
+            task = progress.start(f"hashing {destination.url()}", total=_archived(outcome, destination))
             count = nbytes = broken = 0
-            store = open_store(destination)
+            store: Store | None = None
             try:
+                store = open_store(destination)
                 extra = (older_leads or {}).get(destination.url(), ())
                 with (building / f".manifest-{number}.part").open("wb") as part:
                     for line in manifest_lines(store, destination, start, end, workers=workers, older_leads=extra):
                         if stop.is_set():  # another destination failed: the pack will not be made
                             break
                         part.write(encode_line(line))
+                        task.advance()
                         count += 1
                         nbytes += int(line.get("size") or 0)
                         broken += "error" in line
@@ -265,7 +274,9 @@ def write_pack(
                 stop.set()
                 raise
             finally:
-                store.close()
+                task.done()
+                if store is not None:
+                    store.close()
 
         # Destinations are hashed at the same time (each reads its own store; one slow store does not hold up
         # the rest), each into a part file, joined in order: the manifest reads the same as one made serially.
@@ -330,7 +341,8 @@ def write_pack(
         public = signing.public_pem(key)
         summary["signing_key_sha256"] = signing.fingerprint(public)
         (building / "summary.json").write_bytes(encode_pretty(summary))
-        (building / "report.html").write_text(render_report(summary, coverage, retention), encoding="utf-8")
+        if page is not None:
+            (building / "report.html").write_text(page(summary, coverage, retention), encoding="utf-8")
         (building / PUBLIC_KEY).write_bytes(public)
         sums = "".join(
             f"{sha256_file(path)}  {path.name}\n"
@@ -340,6 +352,15 @@ def write_pack(
         (building / SUMS).write_bytes(sums)
         (building / SIGNATURE).write_text(signing.sign(key, sums) + "\n")
     return PackResult(out, summary, signing_key if created else None)
+
+
+def _archived(outcome: Outcome, destination: Destination) -> int | None:
+    """How many objects coverage found archived at ``destination`` (what its manifest should hold), if it
+    checked it."""
+    counts = outcome.by_destination.get(destination.url())
+    if counts is None:
+        return None
+    return sum(counts[v.value] for v in (*PRESENT, Verdict.ARCHIVE_ONLY))
 
 
 @contextmanager

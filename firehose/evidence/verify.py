@@ -20,6 +20,7 @@ from firehose.codec import decode
 from firehose.errors import ArchiveError, ArchiveNotFound, DataError, ExitCode, FirehoseError
 from firehose.event import Destination
 from firehose.evidence.pack import PUBLIC_KEY, SIGNATURE, SUMS, sha256_file
+from firehose.progress import NO_PROGRESS, Progress
 
 
 @dataclass
@@ -60,9 +61,11 @@ def check_pack(
     *,
     trusted_key: bytes | None = None,
     workers: int = IN_FLIGHT,
+    progress: Progress = NO_PROGRESS,
 ) -> Verification:
     """Check a pack: its signature (against ``trusted_key`` when given, else the pack's own key), each file's
-    SHA-256 against ``SHA256SUMS``, and each manifest line against the archive now."""
+    SHA-256 against ``SHA256SUMS``, and each manifest line against the archive now (``progress``: one task,
+    the manifest's lines, advanced as each is checked)."""
     result = Verification()
     sums = _check_signature(pack, trusted_key, result)
     _check_files(pack, sums, result)
@@ -73,12 +76,17 @@ def check_pack(
         result.pack_problems.append("manifest.ndjson: missing from the pack")
         return result
     manifest = pack / "manifest.ndjson"
+    runs = _store_runs(manifest)
+    task = progress.start("verifying objects", total=sum(run.lines for run in runs))
 
     def check(line: dict[str, Any] | str) -> dict[str, Any] | None:
-        if isinstance(line, str):  # a line that is not a manifest entry: reported, never skipped
-            return {"destination": None, "key": None, "url": None, "event_id": None,
-                    "status": "invalid", "reason": line}  # fmt: skip
-        return _check_line(line, stores, open_store)
+        try:
+            if isinstance(line, str):  # a line that is not a manifest entry: reported, never skipped
+                return {"destination": None, "key": None, "url": None, "event_id": None,
+                        "status": "invalid", "reason": line}  # fmt: skip
+            return _check_line(line, stores, open_store)
+        finally:
+            task.advance()
 
     def check_runs(runs: list[_Run]) -> list[tuple[int, list[dict[str, Any]]]]:
         """The runs of one store, in order: (lines checked, problems) for each."""
@@ -95,7 +103,6 @@ def check_pack(
     try:
         # The lines of each store are checked at the same time as those of the others (one slow store does not
         # hold up the rest); the problems are reported in the manifest's order, as a serial check would.
-        runs = _store_runs(manifest)
         by_store: dict[str, list[_Run]] = {}
         for run in runs:
             by_store.setdefault(run.store, []).append(run)
@@ -108,6 +115,7 @@ def check_pack(
             result.objects += count
             result.changed.extend(problems)
     finally:
+        task.done()
         for store in stores.values():
             store.close()
     claimed = _manifest_claims(pack, result.objects)

@@ -19,8 +19,9 @@ from firehose.config import Settings
 from firehose.connections import api_client, destination_opener
 from firehose.errors import ExitCode
 from firehose.findings import GAPS, Finding, Verdict
+from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.expiry import API_DAYS, AT_RISK_WITHIN, at_risk, by_expiry
-from firehose.reconciliation.run import KEPT, Outcome, Progress, ReconcileOptions, Reconciler
+from firehose.reconciliation.run import KEPT, Outcome, ReconcileOptions, Reconciler
 
 SCHEMA = "firehose.reconcile/1"
 """The versioned report schema (architecture.md §6): a field is added, never renamed or removed, within /1."""
@@ -153,7 +154,7 @@ def reconcile(
     *,
     credential_id: str | None = None,
     expiring_within: timedelta = AT_RISK_WITHIN,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     now: datetime | None = None,
 ) -> ReconcileResult:
     """Reconcile the archive against ``GET /events`` for ``options``' window, and repair gaps if it says so.
@@ -161,7 +162,7 @@ def reconcile(
     The API, each event's stores (through the credentials the settings map, or ``credential_id`` for all) and the
     state database (``settings.state_file``) are opened here and closed before it returns. One run at a time per
     state database: a second one is refused naming who holds it (a dry run writes nothing and takes no lock).
-    ``progress(done, total, window_start)`` is called after each window.
+    ``progress`` is told of the windows (a task advanced after each), the listings and the content reads.
     """
     checked_at = now or datetime.now(UTC)
     outcome, findings = run_and_collect(
@@ -179,7 +180,7 @@ def run_and_collect(
     *,
     credential_id: str | None,
     holder: str,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     also: Callable[[Any], Any] | None = None,
     announce: Callable[[], None] | None = None,
 ) -> tuple[Outcome, list[Finding]]:

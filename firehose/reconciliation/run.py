@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ from firehose.errors import ArchiveError, ArchiveNotFound, ConfigError, DataErro
 from firehose.event import Destination
 from firehose.findings import Finding, Verdict
 from firehose.ids import seconds_of
+from firehose.progress import NO_PROGRESS, Progress, Task
 from firehose.reconciliation.classify import (
     Expected,
     archive_only,
@@ -59,9 +61,6 @@ a run, so more only holds more of the listing in memory (measured: no faster wit
 PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
 """What presence needs from each event: where it should be, and when the API forgets it."""
 
-
-Progress = Callable[[int, int, datetime], None]
-"""Called after each window with (windows done, windows in all, the window's start)."""
 
 PRESENT = frozenset({Verdict.MATCH, Verdict.DIFFER, Verdict.REPAIRED})
 """Verdicts of an object that is in the archive (what coverage counts as archived, with archive-only ones)."""
@@ -160,16 +159,20 @@ class Reconciler:
         state: StateDB,
         options: ReconcileOptions,
         *,
-        progress: Progress | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
         self.api = api
         self.open_store = open_store
         self.state = state
         self.options = options
         self.progress = progress
-        """Called after each window with (windows done, windows in all, the window's start)."""
+        """Told of the run's windows (a task, advanced after each), each destination's listing (keys listed) and
+        each window's content reads (objects read)."""
         self._stores: dict[tuple[str, str, str | None], Store] = {}
         self._cursors: dict[Destination, ListingCursor] = {}
+        self._reads: dict[str, Task] = {}
+        """Each store's content reads for the whole run, their total grown window by window."""
+        self._reads_made = threading.Lock()
         self._event_stream: Iterator[dict[str, Any]] | None = None
         self._run_id = 0
         self._window_start = options.start
@@ -186,10 +189,11 @@ class Reconciler:
         """The windows this run has passed (examined or reused), in order, each with the destinations (URLs)
         whose archive-only objects its record holds: a destination first named later is back-filled into the
         others, whether this run examined them or reused them from an earlier, interrupted invocation."""
+        task = self.progress.start("reconcile windows", total=len(windows))
         try:
             if not options.dry_run:
                 self._settle_intents()
-            for number, (start, end) in enumerate(windows, start=1):
+            for start, end in windows:
                 record = done.get(start)
                 settled = (
                     record is not None
@@ -221,11 +225,12 @@ class Reconciler:
                 behind.append((start, end, set(record.counts) | set(record.requests)))
                 self._add(outcome, record)
                 outcome.windows.append(start)
-                if self.progress is not None:
-                    self.progress(number, len(windows), start)
+                task.advance()
             if not options.dry_run:
                 self.state.finish(run_id)
         finally:
+            for started in (task, *self._reads.values()):
+                started.done()
             for cursor in self._cursors.values():
                 cursor.close()
             for store in self._stores.values():
@@ -482,7 +487,8 @@ class Reconciler:
                 workers=self.options.workers,
                 ahead=LISTING_AHEAD,
             )
-            cursor = self._cursors[destination] = ListingCursor(stream)
+            listed_task = self.progress.start(f"listing {destination.url()}")
+            cursor = self._cursors[destination] = ListingCursor(stream, listed_task)
         listed = dict(
             cursor.advance(
                 until_seconds=int(end.timestamp()), keep_from_seconds=earliest, window_seconds=int(start.timestamp())
@@ -514,30 +520,38 @@ class Reconciler:
         ]
         wanted = {f.key: f for f in chosen}
         results: dict[str, Finding] = {}
+        with self._reads_made:  # destinations of different stores are checked at once, in their own threads
+            task = self._reads.get(store.url)
+            if task is None:
+                task = self._reads[store.url] = self.progress.start(f"reading {store.url}", total=0)
+        task.expect(len(wanted))
         for key, body in read_many(store, list(wanted), workers=self.options.workers):
-            finding = wanted[key]
-            item = by_id[finding.event_id]
-            try:
-                if isinstance(body, Exception):
-                    raise body
-                results[key] = classify_content(
-                    item,
-                    events[item.event_id],
-                    records(body, where=f"{store.url}/{key}"),
-                    include_pii=self.options.include_pii,
-                )
-            except (DataError, ArchiveError) as exc:
-                results[key] = Finding(
-                    Verdict.ERROR,
-                    finding.event_id,
-                    key,
-                    finding.destination,
-                    finding.lead_id,
-                    finding.type,
-                    finding.expires_at,
-                    reason=str(exc),
-                )
+            results[key] = self._compared(store, wanted[key], by_id, events, body)
+            task.advance()
         return [results.get(f.key, f) if f.verdict == Verdict.MATCH else f for f in found]
+
+    def _compared(
+        self,
+        store: Store,
+        finding: Finding,
+        by_id: dict[str, Expected],
+        events: dict[str, dict[str, Any]],
+        body: bytes | ArchiveError,
+    ) -> Finding:
+        """One object read for a content check, against the API's event."""
+        key = finding.key
+        item = by_id[finding.event_id]
+        try:
+            if isinstance(body, Exception):
+                raise body
+            return classify_content(
+                item,
+                events[item.event_id],
+                records(body, where=f"{store.url}/{key}"),
+                include_pii=self.options.include_pii,
+            )
+        except (DataError, ArchiveError) as exc:
+            return _with(finding, Verdict.ERROR, str(exc))
 
     def _settle_intents(self) -> None:
         """Repairs an earlier run said it would write and was killed before it heard back: those whose key
@@ -606,8 +620,10 @@ class ListingCursor:
     walk, instead of once per window.
     """
 
-    def __init__(self, stream: Iterator[ObjectInfo]) -> None:
+    def __init__(self, stream: Iterator[ObjectInfo], task: Task | None = None) -> None:
         self._stream = stream
+        self._task = task
+        """Advanced by each key taken from the listing."""
         self._ahead: ObjectInfo | None = None
         self._held: dict[str, tuple[int, ObjectInfo, str]] = {}
         """key -> (its lead's second, the object, its event id)"""
@@ -632,9 +648,11 @@ class ListingCursor:
             except ArchiveError as exc:
                 self._failed = exc
                 raise
-            self._ahead = None
             if info is None:
                 break
+            if self._ahead is None and self._task is not None:
+                self._task.advance()
+            self._ahead = None
             ids = parse_key(info.key)
             if ids is None:
                 continue
@@ -647,6 +665,8 @@ class ListingCursor:
         return {key: info for key, (_, info, _) in self._held.items()}
 
     def close(self) -> None:
+        if self._task is not None:
+            self._task.done()
         close = getattr(self._stream, "close", None)
         if close is not None:
             close()

@@ -20,6 +20,7 @@ from firehose.config import Settings
 from firehose.connections import api_client, open_url
 from firehose.errors import ExitCode, FirehoseError, UsageError
 from firehose.http import RetryPolicy, Sender
+from firehose.progress import NO_PROGRESS, Progress
 from firehose.replaying.dead_letters import DeadLetters, prune_dead_letters
 from firehose.replaying.diff import request_diff
 from firehose.replaying.plan import Plan, ReplayOptions, Result, Summary, plan
@@ -142,12 +143,14 @@ def replay(
     notice: Notice = lambda _: None,
     confirm: Callable[[int], bool] | None = None,
     keep_rows: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> ReplayResult:
     """Replay the source events ``options`` selects, each lead once (the ledger in ``settings.state_file``).
 
     ``on_result(result)`` gets each lead's row as it is settled (skipped ones first), ``on_diff(diff)`` each dry
     run diff. Above ``options.confirm_over`` leads, ``confirm(count)`` is asked first; without it, the run is
     refused (a ``UsageError`` naming ``--yes`` and ``--max``). ``keep_rows``: keep every row for ``report()``.
+    ``progress`` is told each lead sent (task ``sending leads``, out of the plan's count), after the confirmation.
     Every option is checked before anything is read or claimed: a bad one never leaves a lead in doubt.
     """
     if options.target.base_url is None:
@@ -176,7 +179,7 @@ def replay(
             _dry_run(to_send, result, on_diff, notice, keep_rows)
             return result
         _confirmed(to_send.count, options.confirm_over, confirm)
-        run.send(to_send, sender, on_result, keep_rows)
+        run.send(to_send, sender, on_result, keep_rows, progress)
     return result
 
 
@@ -303,7 +306,14 @@ class _Run:
         self.result.skipped, self.result.skipped_rows = len(to_send.skipped), to_send.skipped
         return to_send
 
-    def send(self, to_send: Plan, sender: Sender, on_result: Callable[[Result], None], keep_rows: bool) -> None:
+    def send(
+        self,
+        to_send: Plan,
+        sender: Sender,
+        on_result: Callable[[Result], None],
+        keep_rows: bool,
+        progress: Progress,
+    ) -> None:
         options, result = self.options, self.result
 
         def record(outcome: Result) -> None:
@@ -315,11 +325,18 @@ class _Run:
         for skipped in to_send.skipped:
             record(skipped)
         letters = DeadLetters(options.dead_letter)
+        sending = progress.start("sending leads", total=to_send.count)
+
+        def settled(outcome: Result) -> None:
+            record(outcome)
+            sending.advance()
+
         began, cpu = time.monotonic(), time.process_time()
         try:
-            send(to_send, self.ledger, sender, options, dead_letter=letters.add, on_result=record, shared=self.shared,
-                 settler=self.settler)  # fmt: skip
+            send(to_send, self.ledger, sender, options, dead_letter=letters.add, on_result=settled,
+                 shared=self.shared, settler=self.settler)  # fmt: skip
         finally:
+            sending.done()
             letters.close()  # this run's failures are in the file before it is pruned
             result.dead_letters = letters.written
         result.seconds |= {"sending": time.monotonic() - began, "sending_cpu": time.process_time() - cpu}

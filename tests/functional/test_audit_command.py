@@ -69,7 +69,7 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSa
     running, server = start_sandbox(targets, seed=23, leads=40, days=6, drop_rate=0.05, bucket=bucket)
     firehose_written(running, 120)
     work = tmp_path_factory.mktemp("audit")
-    env = stack_env(running.url, work)
+    env = stack_env(running, work)
     repair = run(env, "reconcile", "--start", START, "--end", END, "--repair")
     assert repair.exit_code == ExitCode.OK, repair.stderr
     yield running, env

@@ -108,7 +108,7 @@ def findings_agree_with_counts(report: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("scheme", ["s3", "az", "file"])
 def test_every_spelling_is_the_one_event_it_names(box: RunningSandbox, tmp_path: Path, scheme: str) -> None:
-    env = stack_env(box.url, tmp_path)
+    env = stack_env(box, tmp_path)
     extra: list[str] = []
     if scheme == "file":  # every event the firehose sent, in a directory (a few left out), checked with --archive
         root = tmp_path / "archive"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import firehose
-from tests.conftest import UNTIL, RunningSandbox, stack_env, stack_sandbox
+from tests.conftest import UNTIL, RunningSandbox, stack_sandbox, use_stack_env
 from tests.functional.clirun import invoke
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -36,10 +36,7 @@ def box(stack: None) -> Iterator[RunningSandbox]:
 
 @pytest.fixture()
 def env(box: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = stack_env(box.url, tmp_path)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
+    return use_stack_env(box, tmp_path, monkeypatch)
 
 
 def test_the_readme_example_repairs_a_day_and_returns_its_report(env: dict[str, str]) -> None:

@@ -39,7 +39,7 @@ def box() -> Iterator[RunningSandbox]:
 
 @pytest.fixture()
 def env(tmp_path: Path, box: RunningSandbox) -> dict[str, str]:
-    return stack_env(box.url, tmp_path)
+    return stack_env(box, tmp_path)
 
 
 def reconcile(env: dict[str, str], *args: str) -> Result:
@@ -217,8 +217,10 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
     from firehose.api import LeadConduit
     from firehose.findings import Verdict
     from firehose.http import HttpClient
+    from firehose.progress import NO_PROGRESS
     from firehose.reconciliation.run import ReconcileOptions, Reconciler
     from firehose.state import StateDB
+    from tests.progress import Recorded
 
     expected = dropped(box)
 
@@ -229,11 +231,11 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
 
     options = ReconcileOptions(start=datetime.fromisoformat(WINDOW[1] + "T00:00:00+00:00"), end=UNTIL, repair=True)
     results: dict[int, list] = {}
-    progress: list[tuple[int, int]] = []
+    progress = Recorded()
 
     def repair(number: int) -> None:
         with HttpClient(box.url, auth=("API", API_KEY)) as http, StateDB(tmp_path / f"s{number}.sqlite") as state:
-            report = (lambda done, total, day: progress.append((done, total))) if number == 1 else None
+            report = progress if number == 1 else NO_PROGRESS
             outcome = Reconciler(LeadConduit(http), store_for, state, options, progress=report).run()
             results[number] = list(state.findings(outcome.run_id, outcome.windows))
 
@@ -252,7 +254,8 @@ def test_two_repairs_at_once_write_each_object_once(box: RunningSandbox, tmp_pat
     assert not [f for found in results.values() for f in found if f.verdict in (Verdict.DIFFER, Verdict.ERROR)]
     assert dropped(box) == set()
     windows = len(list(options.windows()))
-    assert progress == [(n, windows) for n in range(1, windows + 1)], "one progress call per window"
+    [task] = progress.named("reconcile windows")
+    assert (task.total, task.count, task.finished) == (windows, windows, True), "advanced once per window"
 
 
 def test_kill_9_mid_run_then_the_same_command_ends_with_the_same_report(

@@ -19,6 +19,7 @@ VENDOR_HOME = {
     "tenacity": {"http.py"},
     "httpx": {"http.py"},
     "cryptography": {"signing.py"},
+    "rich": {"report/"},
 }
 
 
@@ -121,11 +122,43 @@ def test_the_pure_classifier_imports_nothing_that_does_io() -> None:
     assert found <= allowed, found - allowed
 
 
-@pytest.mark.parametrize("folder", ["reconciliation", "evidence", "replaying"])
-def test_jobs_never_import_the_command_line_or_its_rendering(folder: str) -> None:
-    for path in sorted((PACKAGE / folder).glob("*.py")):
+JOBS = [
+    "reconciliation/",
+    "evidence/",
+    "replaying/",
+    "feed.py",
+    "whereabouts.py",
+    "history.py",
+    "archive/browse.py",
+    "progress.py",
+]
+"""The library's jobs (and the progress protocol they call): they return results and report progress through
+``firehose.progress``; the command line renders."""
+
+
+def _is(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_jobs_never_import_the_command_line_or_its_rendering(job: str) -> None:
+    paths = sorted((PACKAGE / job).glob("*.py")) if job.endswith("/") else [PACKAGE / job]
+    assert paths and all(path.is_file() for path in paths), job
+    for path in paths:
         found = _firehose_imports(path)
-        assert not any(m.startswith("firehose.cli") or m == "firehose.report" for m in found), (_name(path), found)
+        assert not any(_is(m, "firehose.cli") or _is(m, "firehose.report") for m in found), (_name(path), found)
+
+
+def test_rendering_knows_nothing_of_click_or_the_command_line() -> None:
+    paths = sorted((PACKAGE / "report").glob("*.py"))
+    assert {path.name for path in paths} >= {"__init__.py", "rows.py", "tables.py", "html.py", "progress.py"}
+    for path in paths:
+        found = _imports(path)
+        assert not any(_is(m, "click") or _is(m, "firehose.cli") for m in found), (_name(path), found)
+
+
+def test_the_progress_protocol_is_the_bottom_layer() -> None:
+    assert _firehose_imports(PACKAGE / "progress.py") == set(), "progress.py imports no firehose"
 
 
 COMMAND_BODY_LINES = 60

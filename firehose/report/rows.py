@@ -2,7 +2,8 @@
 their own: they write to the binary stream they are given, so memory stays flat however many rows pass.
 
 JSON output is one versioned document, ``{"schema": "firehose.<command>/1", ..., "<rows>": [...], ...}``, written
-as rows arrive; NDJSON is one row per line; CSV has a header row; text is aligned columns for people.
+as rows arrive; NDJSON is one row per line; CSV has a header row; text is aligned columns for people
+(``tables.TextTable``: rich on a terminal, plain text elsewhere; a long value folds inside its column).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from firehose.codec import encode, encode_line
+from firehose.report.tables import TextTable
 
 FORMATS = ("text", "json", "ndjson", "csv")
 
@@ -38,7 +40,8 @@ class RowWriter:
     """Writes rows (dicts with the given ``fields``) in one of ``FORMATS``.
 
     ``widths`` gives text columns their width (the last column is never padded). ``meta`` goes before the rows
-    in JSON (after ``schema``), ``summary`` after them (``close(summary)``).
+    in JSON (after ``schema``), ``summary`` after them (``close(summary)``). ``terminal``: whether text is drawn
+    for a terminal (default: whether ``out`` is one).
     """
 
     def __init__(
@@ -51,11 +54,11 @@ class RowWriter:
         rows_name: str = "rows",
         widths: Mapping[str, int] | None = None,
         meta: Mapping[str, Any] | None = None,
+        terminal: bool | None = None,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}")
         self.out, self.fmt, self.fields = out, fmt, list(fields)
-        self.widths = dict(widths or {})
         self.count = 0
         self._text = io.StringIO()
         self._csv = csv.writer(self._text, lineterminator="\n")
@@ -64,23 +67,13 @@ class RowWriter:
             out.write(head[:-1] + (b"," if len(head) > 2 else b"") + b'"' + rows_name.encode() + b'":[')
         elif fmt == "csv":
             self._emit_csv(self.fields)
-        elif fmt == "text":
-            self._emit_text({name: name for name in self.fields})
+        self._table = TextTable(out, self.fields, widths, terminal=terminal) if fmt == "text" else None
 
     def _emit_csv(self, values: Sequence[Any]) -> None:
         self._csv.writerow(values)
         self.out.write(self._text.getvalue().encode())
         self._text.seek(0)
         self._text.truncate()
-
-    def _emit_text(self, row: Mapping[str, Any]) -> None:
-        cells = []
-        for index, name in enumerate(self.fields):
-            value = row.get(name)
-            text = "-" if value is None else _cell(_plain(value))
-            last = index == len(self.fields) - 1
-            cells.append(text if last else text.ljust(self.widths.get(name, len(name))))
-        self.out.write(("  ".join(cells).rstrip() + "\n").encode())
 
     def write(self, row: Mapping[str, Any]) -> None:
         plain = {name: _plain(row.get(name)) for name in self.fields}
@@ -90,12 +83,14 @@ class RowWriter:
             self.out.write(encode_line(plain))
         elif self.fmt == "csv":
             self._emit_csv([_cell(plain[name]) for name in self.fields])
-        else:
-            self._emit_text(row)
+        elif self._table is not None:
+            self._table.row(["-" if plain[name] is None else _cell(plain[name]) for name in self.fields])
         self.count += 1
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         if self.fmt == "json":
             tail = encode({k: _plain(v) for k, v in (summary or {}).items()})
             self.out.write(b"]" + (b"," + tail[1:] if len(tail) > 2 else b"}") + b"\n")
+        elif self._table is not None:
+            self._table.close()
         self.out.flush()
