@@ -36,14 +36,17 @@ _PUBLIC = {
     "Verification": "firehose.evidence.verify",
     "ReplayOptions": "firehose.replaying.plan",
     "ReplayResult": "firehose.replaying.job",
+    "LeadResult": "firehose.replaying.plan",
     "replay": "firehose.replaying.job",
     "Target": "firehose.replaying.request",
     "Edits": "firehose.replaying.request",
     "Selection": "firehose.replaying.selection",
     "list_archive": "firehose.archive.browse",
+    "ArchiveList": "firehose.archive.browse",
     "read_archive": "firehose.archive.browse",
     "Unreadable": "firehose.archive.browse",
     "past_runs": "firehose.history",
+    "History": "firehose.history",
     "replay_ledger": "firehose.history",
     "Finding": "firehose.findings",
     "Verdict": "firehose.findings",
@@ -54,6 +57,7 @@ _PUBLIC = {
 """Each public name and the module it lives in."""
 
 __all__ = [
+    "ArchiveList",
     "AuditOptions",
     "AuditResult",
     "Destination",
@@ -62,6 +66,8 @@ __all__ = [
     "ExitCode",
     "Finding",
     "FirehoseError",
+    "History",
+    "LeadResult",
     "LocateResult",
     "ReconcileOptions",
     "ReconcileResult",
@@ -89,7 +95,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from firehose.api import EventQuery
-    from firehose.archive.browse import Unreadable, list_archive, read_archive
+    from firehose.archive.browse import ArchiveList, Unreadable, list_archive, read_archive
     from firehose.config import Settings
     from firehose.connections import open_store
     from firehose.errors import ExitCode, FirehoseError
@@ -98,11 +104,11 @@ if TYPE_CHECKING:
     from firehose.evidence.verify import Verification
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
-    from firehose.history import past_runs, replay_ledger
+    from firehose.history import History, past_runs, replay_ledger
     from firehose.reconciliation.job import ReconcileResult, reconcile
     from firehose.reconciliation.run import ReconcileOptions
     from firehose.replaying.job import ReplayResult, replay
-    from firehose.replaying.plan import ReplayOptions
+    from firehose.replaying.plan import LeadResult, ReplayOptions
     from firehose.replaying.request import Edits, Target
     from firehose.replaying.selection import Selection
     from firehose.whereabouts import LocateResult, locate

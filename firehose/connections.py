@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 StoreOpener = Callable[[Destination], Store]
 """Opens the store of an event's destination (what a reconcile, audit or verify run is given)."""
 
-__all__ = ["StoreOpener", "api_client", "archive_destination", "destination_opener", "open_store", "open_url"]
+__all__ = ["StoreOpener", "api_client", "destination_opener", "open_store", "open_url"]
 
 
 def _open(where: StoreUrl, settings: Settings, credential_id: str | None) -> Store:
@@ -57,18 +57,6 @@ def destination_opener(settings: Settings, credential_id: str | None = None) -> 
         return _open(where, settings, credential_id or destination.credential_id)
 
     return open_for
-
-
-def archive_destination(
-    url: str | None, credential_id: str | None = None, name: str = "--archive"
-) -> Destination | None:
-    """A store URL as the one destination to check instead of each event's own (``--archive``); None without
-    one."""
-    if not url:
-        return None
-    target = StoreUrl.parse(url, name)
-    service = {"s3": "aws", "az": "azure"}.get(target.scheme, "file")
-    return Destination(service, target.bucket, target.prefix, credential_id)
 
 
 def api_client(settings: Settings) -> HttpClient:

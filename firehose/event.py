@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from firehose.codec import decode
-from firehose.errors import DataError
+from firehose.errors import DataError, UsageError
 from firehose.ids import is_object_id, time_of
 
 SERVICES = ("aws", "azure")
@@ -47,16 +47,20 @@ class Destination:
         return f"{self.scheme}://{self.bucket}/{self.prefix}".rstrip("/")
 
     @classmethod
-    def from_url(cls, url: str, credential_id: str | None = None) -> Destination:
-        """The destination a store URL names (``s3://bucket/prefix``), as ``url()`` writes it."""
-        scheme, _, rest = url.partition("://")
-        service = {"s3": "aws", "az": "azure", "file": "file"}.get(scheme)
-        if service is None or not rest:
-            raise DataError(f"{url!r} is not a destination URL (s3://, az:// or file://)")
-        if scheme == "file":  # file:///abs/dir: the whole path is the folder, no prefix
-            return cls("file", rest, "", credential_id)
-        bucket, _, prefix = rest.partition("/")
-        return cls(service, bucket, prefix, credential_id)
+    def from_url(cls, url: str, credential_id: str | None = None, *, name: str | None = None) -> Destination:
+        """The destination a store URL names (``s3://bucket/prefix``), as ``url()`` writes it, parsed as every
+        store URL is (``archive.StoreUrl``). ``name``: the flag it came from, for a ``UsageError`` naming it;
+        without one the URL is data (a pack's manifest line), and a bad one a ``DataError``."""
+        from firehose.archive import StoreUrl
+
+        try:
+            parsed = StoreUrl.parse(url, name or "destination URL")
+        except UsageError as exc:
+            if name:
+                raise
+            raise DataError(str(exc)) from None
+        service = {"s3": "aws", "az": "azure"}.get(parsed.scheme, "file")
+        return cls(service, parsed.bucket, parsed.prefix, credential_id)
 
 
 def object_key(prefix: str, lead_id: str, event_id: str) -> str:

@@ -27,6 +27,10 @@ class History:
     """Rows read from the state database, which is opened on entering (before anything is written: one that
     cannot be read is the caller's one error, not a half-written listing) and closed on leaving."""
 
+    RUN_FIELDS = RUN_FIELDS
+    LEDGER_FIELDS = LEDGER_FIELDS
+    LEDGER_STATUSES = LEDGER_STATUSES
+
     def __init__(self, path: Path, rows: Callable[[StateDB], Iterator[dict[str, Any]]]) -> None:
         self.path = path
         self.exists = not no_database_yet(path)

@@ -15,7 +15,7 @@ from typing import Any
 from firehose.archive import ObjectInfo, Store
 from firehose.archive.listing import lead_objects
 from firehose.config import Settings
-from firehose.connections import api_client, archive_destination, destination_opener
+from firehose.connections import api_client, destination_opener
 from firehose.errors import ArchiveError, ConfigError, DataError, ExitCode
 from firehose.event import Destination, EventView
 
@@ -182,9 +182,7 @@ def locate(
     that is not mapped is reported on its row; an event that names no lead id raises ``DataError``.
     """
     wanted = [events] if isinstance(events, (str, Mapping)) else list(events)
-    override = (
-        archive if isinstance(archive, Destination) or archive is None else archive_destination(archive, credential_id)
-    )
+    override = Destination.from_url(archive, credential_id, name="--archive") if isinstance(archive, str) else archive
     open_for = destination_opener(settings, credential_id)
     fetched = _fetch([given for given in wanted if isinstance(given, str)], settings)
     found = []

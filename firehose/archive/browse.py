@@ -70,6 +70,8 @@ class _Browse:
 class ArchiveList(_Browse):
     """The objects under a URL (for a window: the events of its leads), as report rows; then their ``counts``."""
 
+    FIELDS = LISTED_FIELDS
+
     def __init__(
         self,
         url: str,

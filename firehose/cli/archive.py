@@ -7,14 +7,12 @@ from typing import Any
 
 import click
 
-from firehose import Unreadable, list_archive, read_archive
-from firehose.archive.browse import LISTED_FIELDS
+from firehose import ArchiveList, Unreadable, list_archive, read_archive
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_window, storage_options
 from firehose.cli.output import binary_stdout, counted, tell
-from firehose.codec import encode_line, encode_pretty
 from firehose.errors import ExitCode
-from firehose.report import RowWriter
+from firehose.report import RowWriter, json_document, json_line
 
 
 @cli.group()
@@ -71,7 +69,7 @@ def archive_ls(
     settings = storage_settings(ctx, storage)
     started = time.monotonic()
     meta = {"url": url, "start": start, "end": end}
-    writer = RowWriter(binary_stdout(), fmt, LISTED_FIELDS, schema="firehose.archive-ls/1", rows_name="objects",
+    writer = RowWriter(binary_stdout(), fmt, ArchiveList.FIELDS, schema="firehose.archive-ls/1", rows_name="objects",
                        widths=LS_WIDTHS, meta=meta)  # fmt: skip
     with list_archive(url, settings, start=start_seconds, end=end_seconds, include_other=show_all,
                       credential_id=credential_id, workers=workers) as listing:  # fmt: skip
@@ -138,7 +136,7 @@ def archive_cat(
             if isinstance(record, Unreadable):
                 click.echo(f"firehose: error: {record}", err=True)
             else:
-                out.write(encode_pretty(record) if pretty else encode_line(record))
+                out.write(json_document(record) if pretty else json_line(record))
         out.flush()
         hint = _elsewhere_hint(reading.elsewhere())
     if hint:

@@ -10,11 +10,14 @@ from typing import Any
 
 import click
 
+from firehose import AuditOptions, Destination, verify_pack
+from firehose import audit as run_audit
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_depth, parse_time, storage_options
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
-from firehose.connections import archive_destination
-from firehose.errors import DataError, UsageError
+from firehose.duration import days_of
+from firehose.errors import UsageError
+from firehose.report import json_document
 
 log = logging.getLogger("firehose")
 
@@ -124,10 +127,6 @@ def _make_pack(
     workers: int,
     **storage: Any,
 ) -> None:
-    from firehose.evidence.job import AuditOptions
-    from firehose.evidence.retention import parse_retention
-    from firehose.wiring import audit as run_audit
-
     for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
         if not value:
             raise UsageError(f"audit needs {flag} (or use `firehose audit verify DIR`)")
@@ -138,10 +137,10 @@ def _make_pack(
         end=parse_time(end, "--end", end_of_day=True),
         out=Path(out_dir),
         signing_key=Path(signing_key) if signing_key else None,
-        required_days=parse_retention(require_retention) if require_retention else None,
+        required_days=days_of(require_retention, "--require-retention") if require_retention else None,
         verify=mode,
         sample_percent=percent,
-        archive=archive_destination(archive_url, credential_id),
+        archive=Destination.from_url(archive_url, credential_id, name="--archive") if archive_url else None,
         include_pii=include_pii,
         workers=workers,
     )
@@ -195,26 +194,15 @@ def audit_verify(
     Example:
       firehose audit verify evidence-2026-10 --public-key auditor-trusted.pub.pem
     """
-    from firehose.codec import encode_pretty
-    from firehose.evidence.job import verify_pack
-
     settings = storage_settings(ctx, storage)
-    trusted = None
-    if public_key:
-        from firehose.signing import fingerprint
-
-        trusted = Path(public_key).read_bytes()
-        try:
-            fingerprint(trusted)  # the key the user trusts must be one, before any object is read
-        except DataError:
-            raise UsageError(f"--public-key {public_key}: not a PEM Ed25519 public key") from None
+    trusted = Path(public_key) if public_key else None  # checked by verify_pack before any object is read
     with shown_progress("audit verify") as progress:
         result = verify_pack(
             Path(pack), settings, trusted_key=trusted, credential_id=credential_id, workers=workers, progress=progress
         )
     if fmt == "json":
         out = binary_stdout()
-        out.write(encode_pretty(result.report()))
+        out.write(json_document(result.report()))
         out.flush()
     else:
         for problem in result.pack_problems:

@@ -73,10 +73,10 @@ def config_show(ctx: click.Context, /, fmt: str, url: str | None, **storage: Any
     settings = storage_settings(ctx, storage, url=url)
     described = settings.described()
     if fmt == "json":
-        from firehose.codec import encode_pretty
+        from firehose.report import json_document
 
         out = binary_stdout()
-        out.write(encode_pretty({"schema": "firehose.config/1", **described}))
+        out.write(json_document({"schema": "firehose.config/1", **described}))
         out.flush()
         return
     for line in _text(described):

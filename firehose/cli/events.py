@@ -88,9 +88,9 @@ def events(
       firehose events --start 2026-11-01 --end 2026-11-02T00:00:00Z --type source -o day.ndjson
       firehose events --rules '[{"lhv":"lead.state","op":"is equal to","rhv":"TX"}]' --max 10
     """
-    from firehose.api import EventQuery
-    from firehose.codec import encode_line
-    from firehose.feed import events as events_of
+    from firehose import EventQuery
+    from firehose import events as events_of
+    from firehose.report import json_line
 
     settings = settings_from(ctx, url=url, max_attempts=max_attempts, backoff_max_seconds=backoff_max_seconds)
     rules = parse_rules(rules_json)
@@ -115,7 +115,7 @@ def events(
             out = stack.enter_context(Path(output).open("wb"))
         try:
             for event in stream:
-                out.write(encode_line(event))
+                out.write(json_line(event))
                 count += 1
                 last_id = event["id"]
         except FirehoseError:

@@ -6,10 +6,9 @@ from typing import Any
 
 import click
 
-from firehose import past_runs, replay_ledger
+from firehose import History, past_runs, replay_ledger
 from firehose.cli.app import cli, settings_from
 from firehose.cli.output import binary_stdout, tell
-from firehose.history import LEDGER_FIELDS, LEDGER_STATUSES, RUN_FIELDS
 from firehose.report import RowWriter
 
 FORMATS = click.Choice(["text", "json", "ndjson", "csv"])
@@ -31,7 +30,7 @@ def runs(ctx: click.Context, /, state_file: str | None, fmt: str) -> None:
     settings = settings_from(ctx, state_file=state_file)
     widths = {"run": 4, "started_at": 26, "verify": 9, "repair": 6, "windows": 7, "from": 26, "to": 26, "counts": 50}
     with past_runs(settings) as history:
-        writer = RowWriter(binary_stdout(), fmt, RUN_FIELDS, schema="firehose.runs/1", rows_name="runs",
+        writer = RowWriter(binary_stdout(), fmt, History.RUN_FIELDS, schema="firehose.runs/1", rows_name="runs",
                            widths=widths)  # fmt: skip
         for row in history:
             writer.write(_flat(row) if fmt in ("text", "csv") else row)
@@ -46,7 +45,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(LEDGER_STATUSES), help="Only leads with this status.")
+@click.option("--status", type=click.Choice(History.LEDGER_STATUSES), help="Only leads with this status.")
 @click.option("--state", "state_file", help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose).")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.pass_context
@@ -63,7 +62,7 @@ def ledger(ctx: click.Context, /, status: str | None, state_file: str | None, fm
     widths = {"event_id": 24, "status": 8, "lead_id": 24, "flow_id": 24, "target": 40, "attempts": 8}
     count = 0
     with replay_ledger(settings, status) as leads:
-        writer = RowWriter(binary_stdout(), fmt, LEDGER_FIELDS, schema="firehose.ledger/1", rows_name="leads",
+        writer = RowWriter(binary_stdout(), fmt, History.LEDGER_FIELDS, schema="firehose.ledger/1", rows_name="leads",
                            widths=widths)  # fmt: skip
         for row in leads:
             writer.write(row)

@@ -40,15 +40,14 @@ def locate(
       firehose locate 6ae13b5ba55055783f30ae50
       firehose locate 6ae13b5ba55055783f30ae50 --archive s3://restored-bucket/events --format json
     """
-    from firehose.codec import encode
-    from firehose.report.rows import RowWriter
-    from firehose.whereabouts import locate as locate_events
+    from firehose import locate as locate_events
+    from firehose.report import RowWriter, json_compact
 
     settings = storage_settings(ctx, storage, url=url)
     result = locate_events(event_ids, settings, archive=archive_url, credential_id=credential_id)
     out = binary_stdout()
     if fmt == "json":
-        out.write(encode(result.report()) + b"\n")
+        out.write(json_compact(result.report()) + b"\n")
         out.flush()
     else:
         fields = ("status", "url", "size", "etag", "last_modified", "error")

@@ -3,6 +3,7 @@ rules, verify depth, files to write, and the storage options every command that 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from firehose.errors import DataError, UsageError
+from firehose.errors import UsageError
 
 if TYPE_CHECKING:
     _StrParam = click.ParamType[str, Any]  # generic for type checkers from click 8.2 on
@@ -136,14 +137,12 @@ def parse_depth(verify: str) -> tuple[str, float]:
 
 def parse_rules(rules_json: str | None) -> tuple[dict[str, Any], ...]:
     """``--rules``: a JSON array of LeadConduit rule objects."""
-    from firehose.codec import decode
-
     if not rules_json:
         return ()
-    try:
-        parsed = decode(rules_json, where="--rules")
-    except DataError as exc:  # the user's own flag: a usage error (2), not an unreadable archive (5)
-        raise UsageError(str(exc)) from None
+    try:  # the standard library's parser: a flag's few bytes need no orjson, and the CLI no codec of its own
+        parsed = json.loads(rules_json)
+    except json.JSONDecodeError as exc:  # the user's own flag: a usage error (2), not an unreadable archive (5)
+        raise UsageError(f"--rules: not valid JSON ({exc})") from None
     if not isinstance(parsed, list) or not all(isinstance(rule, dict) for rule in parsed):
         raise UsageError("--rules must be a JSON array of rule objects")
     return tuple(parsed)

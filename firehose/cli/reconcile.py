@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from firehose import Destination, ReconcileOptions, ReconcileResult
+from firehose import reconcile as run_reconcile
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
@@ -17,14 +19,10 @@ from firehose.cli.options import (
     storage_options,
 )
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
-from firehose.connections import archive_destination
 from firehose.duration import parse_duration
-from firehose.reconciliation.expiry import API_DAYS
+from firehose.report import RowWriter, json_document
 
 log = logging.getLogger("firehose")
-
-if TYPE_CHECKING:
-    from firehose.reconciliation.job import ReconcileResult
 
 
 @cli.command()
@@ -109,9 +107,6 @@ def reconcile(
       firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
       firehose reconcile --repair --verify sample:5
     """
-    from firehose.reconciliation.job import reconcile as run_reconcile
-    from firehose.reconciliation.run import ReconcileOptions
-
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     now = datetime.now(UTC)
     lag_time = parse_duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
@@ -122,7 +117,7 @@ def reconcile(
         verify=mode,
         sample_percent=percent,
         repair=repair,
-        archive=archive_destination(archive_url, credential_id),
+        archive=Destination.from_url(archive_url, credential_id, name="--archive") if archive_url else None,
         workers=workers,
         full=full,
         dry_run=dry_run,
@@ -137,21 +132,13 @@ def reconcile(
         )
     _write_findings(result, fmt)
     if report_file:
-        from firehose.codec import encode_pretty
-
-        Path(report_file).write_bytes(encode_pretty(result.report()))
+        Path(report_file).write_bytes(json_document(result.report()))
     _summarise(result, expiring_within)
     ctx.exit(int(result.exit_code))
 
 
 def _write_findings(result: ReconcileResult, fmt: str) -> None:
-    from firehose.reconciliation.job import FINDING_FIELDS
-    from firehose.report.rows import RowWriter
-
-    columns = FINDING_FIELDS + (("values",) if result.options.include_pii else ())
-    writer = RowWriter(
-        binary_stdout(), fmt, columns, schema="firehose.reconcile/1", rows_name="findings", widths=WIDTHS
-    )
+    writer = RowWriter(binary_stdout(), fmt, result.fields, schema=result.SCHEMA, rows_name="findings", widths=WIDTHS)
     for row in result.rows():
         writer.write(row)
     writer.close(result.summary())
@@ -168,7 +155,7 @@ def _summarise(result: ReconcileResult, expiring_within: str) -> None:
     )
     if result.forgotten_until is not None:
         tell(
-            f"  LeadConduit's API keeps events {API_DAYS} days: it no longer holds those made before "
+            f"  LeadConduit's API keeps events {result.API_DAYS} days: it no longer holds those made before "
             f"{result.forgotten_until:%Y-%m-%dT%H:%M:%SZ}, so that part of the window was not checked against it",
         )
     tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from firehose import Edits, ReplayOptions, ReplayResult, Selection, Target
+from firehose import Edits, LeadResult, ReplayOptions, ReplayResult, Selection, Target
 from firehose import replay as run_replay
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
@@ -26,14 +26,10 @@ from firehose.cli.options import (
     storage_options,
 )
 from firehose.cli.output import binary_stdout, counted, paused, shown_progress, tell
-from firehose.codec import encode_line, encode_pretty
 from firehose.duration import parse_duration
 from firehose.errors import ConfigError
 from firehose.progress import NO_PROGRESS, Progress
-from firehose.replaying.diff import diff_lines
-from firehose.replaying.job import ROW_FIELDS, SCHEMA, row
-from firehose.replaying.plan import STATUSES, Result
-from firehose.report import RowWriter
+from firehose.report import RowWriter, diff_lines, json_document, json_line
 from firehose.secret import Secret
 
 TARGETS_SHOWN = 5
@@ -210,7 +206,7 @@ def replay(
         rows.close({"counts": dict(result.counts), "pairs": dict(result.summary.pairs)})
         _summarise(result)
     if report_file:
-        Path(report_file).write_bytes(encode_pretty(result.report()))
+        Path(report_file).write_bytes(json_document(result.report()))
         if result.dry_run:
             tell(f"  the plan is in {report_file}")
     ctx.exit(int(result.exit_code))
@@ -224,16 +220,16 @@ class _Rows:
         self.fmt = fmt
         self.writer: RowWriter | None = None
 
-    def write(self, outcome: Result) -> None:
-        self._begun().write(row(outcome))
+    def write(self, outcome: LeadResult) -> None:
+        self._begun().write(outcome.row())
 
     def close(self, summary: dict[str, Any]) -> None:
         self._begun().close(summary)
 
     def _begun(self) -> RowWriter:
         if self.writer is None:
-            self.writer = RowWriter(binary_stdout(), self.fmt, ROW_FIELDS, schema=SCHEMA, rows_name="results",
-                                    widths=WIDTHS)  # fmt: skip
+            self.writer = RowWriter(binary_stdout(), self.fmt, ReplayResult.FIELDS, schema=ReplayResult.SCHEMA,
+                                    rows_name="results", widths=WIDTHS)  # fmt: skip
         return self.writer
 
 
@@ -326,7 +322,7 @@ def _show_diff(diff: dict[str, Any], fmt: str) -> None:
     if fmt == "text":
         out.write(("\n".join(diff_lines(diff)) + "\n").encode())
     else:
-        out.write(encode_line(diff))
+        out.write(json_line(diff))
 
 
 def _summarise_dry_run(result: ReplayResult) -> None:
@@ -349,7 +345,7 @@ def _summarise(result: ReplayResult) -> None:
     counts, options = result.counts, result.options
     tell(
         "firehose replay: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ReplayResult.STATUSES)
         + "".join(f"; {n} {pair}" for pair, n in result.summary.pairs.most_common()),
     )
     if result.planned:

@@ -13,7 +13,7 @@ from typing import Any
 from firehose.archive.base import IN_FLIGHT
 from firehose.config import Settings
 from firehose.connections import destination_opener
-from firehose.errors import ExitCode
+from firehose.errors import DataError, ExitCode, UsageError
 from firehose.event import Destination
 from firehose.evidence.pack import PackResult, PageRenderer, check_outputs, write_pack
 from firehose.evidence.verify import Verification, check_pack
@@ -166,13 +166,27 @@ def verify_pack(
     pack: Path,
     settings: Settings,
     *,
-    trusted_key: bytes | None = None,
+    trusted_key: bytes | Path | None = None,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
     progress: Progress = NO_PROGRESS,
 ) -> Verification:
     """Check a pack: its signature (against ``trusted_key``, a PEM public key, when given; else the pack's own),
     every file's SHA-256, and every object its manifest lists against the stores now. Needs no API access.
-    ``progress`` gets one task, the manifest's lines checked."""
+    ``progress`` gets one task, the manifest's lines checked. A ``trusted_key`` given as a file is read and
+    checked first: one that is no Ed25519 public key is a ``UsageError`` naming it, before any object is read."""
+    if isinstance(trusted_key, Path):
+        trusted_key = _trusted(trusted_key)
     opener = destination_opener(settings, credential_id)
     return check_pack(pack, opener, trusted_key=trusted_key, workers=workers, progress=progress)
+
+
+def _trusted(path: Path) -> bytes:
+    from firehose.signing import fingerprint
+
+    key = path.read_bytes()
+    try:
+        fingerprint(key)
+    except DataError:
+        raise UsageError(f"--public-key {path}: not a PEM Ed25519 public key") from None
+    return key

@@ -46,6 +46,15 @@ class ReconcileResult:
     expiring_within: timedelta
     checked_at: datetime
 
+    SCHEMA = SCHEMA
+    API_DAYS = API_DAYS
+    """How long LeadConduit's API keeps an event."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """A finding's fields in the report's rows, in order (``values``, lead data, only with ``include_pii``)."""
+        return FINDING_FIELDS + (("values",) if self.options.include_pii else ())
+
     @property
     def counts(self) -> Mapping[str, int]:
         return self.outcome.counts

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from firehose.codec import decode, encode_line
 from firehose.errors import ConfigError, DataError
-from firehose.replaying.plan import Result
+from firehose.replaying.plan import LeadResult
 from firehose.replaying.request import origin
 from firehose.secret import REDACTED, is_credential, redact_url
 from firehose.state import ReplayLedger
@@ -50,7 +50,7 @@ class DeadLetters:
         self.written = 0
         self._file: BinaryIO | None = None
 
-    def add(self, result: Result, event: Mapping[str, Any]) -> None:
+    def add(self, result: LeadResult, event: Mapping[str, Any]) -> None:
         if self._file is None:
             self._file = _private_append(self.path)
         line = {

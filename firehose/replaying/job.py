@@ -23,7 +23,7 @@ from firehose.http import RetryPolicy, Sender
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.replaying.dead_letters import DeadLetters, prune_dead_letters
 from firehose.replaying.diff import request_diff
-from firehose.replaying.plan import Plan, ReplayOptions, Result, Summary, plan
+from firehose.replaying.plan import LEAD_FIELDS, STATUSES, LeadResult, Plan, ReplayOptions, Summary, plan
 from firehose.replaying.request import origin
 from firehose.replaying.selection import Problems, Sources
 from firehose.replaying.send import RateLimiter, send
@@ -36,27 +36,9 @@ if TYPE_CHECKING:
 SCHEMA = "firehose.replay/1"
 """The versioned report schema (architecture.md §6): a field is added, never renamed or removed, within /1."""
 
-ROW_FIELDS = (
-    "status",
-    "event_id",
-    "lead_id",
-    "flow_id",
-    "original_outcome",
-    "new_outcome",
-    "new_lead_id",
-    "http_status",
-    "attempts",
-    "reason",
-)
-"""A lead's fields in a report, in order."""
 
 Notice = Callable[[str], None]
 """Where a run says what the operator should know as it happens (a lead still in doubt, an unusable object)."""
-
-
-def row(result: Result) -> dict[str, Any]:
-    """A lead's row in a report."""
-    return {name: getattr(result, name) for name in ROW_FIELDS}
 
 
 @dataclass
@@ -73,7 +55,7 @@ class ReplayResult:
     """Where the leads went, as people read it (credentials hidden)."""
     planned: int = 0
     skipped: int = 0
-    skipped_rows: list[Result] = field(default_factory=list)
+    skipped_rows: list[LeadResult] = field(default_factory=list)
     """The leads the plan left out, each with why (a dry run's summary names some)."""
     left_over: int = 0
     """Selected, but past ``max_count``: left for a later run."""
@@ -87,6 +69,10 @@ class ReplayResult:
     """Leads this run appended to the dead-letter file."""
     pruned: int = 0
     """Leads taken out of the dead-letter file because they have been sent since they failed."""
+
+    SCHEMA = SCHEMA
+    FIELDS = LEAD_FIELDS
+    STATUSES = STATUSES
 
     @property
     def dry_run(self) -> bool:
@@ -138,7 +124,7 @@ def replay(
     *,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
-    on_result: Callable[[Result], None] = lambda _: None,
+    on_result: Callable[[LeadResult], None] = lambda _: None,
     on_diff: Callable[[dict[str, Any]], None] = lambda _: None,
     notice: Notice = lambda _: None,
     confirm: Callable[[int], bool] | None = None,
@@ -228,7 +214,7 @@ def _dry_run(
             planned.append(kept | {"status": "would send", "url": diff["url"]["to"]})
         on_diff(diff)
     if keep_rows:
-        result.rows = planned + [row(skipped) for skipped in to_send.skipped]
+        result.rows = planned + [skipped.row() for skipped in to_send.skipped]
 
 
 class _Run:
@@ -310,16 +296,16 @@ class _Run:
         self,
         to_send: Plan,
         sender: Sender,
-        on_result: Callable[[Result], None],
+        on_result: Callable[[LeadResult], None],
         keep_rows: bool,
         progress: Progress,
     ) -> None:
         options, result = self.options, self.result
 
-        def record(outcome: Result) -> None:
+        def record(outcome: LeadResult) -> None:
             result.summary.add(outcome)
             if keep_rows:
-                result.rows.append(row(outcome))
+                result.rows.append(outcome.row())
             on_result(outcome)
 
         for skipped in to_send.skipped:
@@ -327,7 +313,7 @@ class _Run:
         letters = DeadLetters(options.dead_letter)
         sending = progress.start("sending leads", total=to_send.count)
 
-        def settled(outcome: Result) -> None:
+        def settled(outcome: LeadResult) -> None:
             record(outcome)
             sending.advance()
 

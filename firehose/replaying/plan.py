@@ -22,6 +22,11 @@ from firehose.secret import Secret
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal, same_lead
 
 STATUSES = ("sent", "failed", "unknown", "skipped")
+LEAD_FIELDS = (
+    "status", "event_id", "lead_id", "flow_id", "original_outcome", "new_outcome", "new_lead_id", "http_status",
+    "attempts", "reason",
+)  # fmt: skip
+"""A lead's fields in a report's rows, in order."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class ReplayOptions:
 
 
 @dataclass(frozen=True)
-class Result:
+class LeadResult:
     """One event's row in a replay report."""
 
     event_id: str
@@ -90,6 +95,10 @@ class Result:
     url: str | None = None
     """Where it went, redacted (``Prepared.shown_url``)."""
 
+    def row(self) -> dict[str, Any]:
+        """The lead's row in a report (``ReplayResult.FIELDS``)."""
+        return {name: getattr(self, name) for name in LEAD_FIELDS}
+
     @property
     def pair(self) -> str:
         return f"{self.original_outcome or '?'} → {self.new_outcome or '?'}"
@@ -102,7 +111,7 @@ class Plan:
 
     spool: IO[bytes]
     count: int = 0
-    skipped: list[Result] = field(default_factory=list)
+    skipped: list[LeadResult] = field(default_factory=list)
     left_over: int = 0
     """Selected, but past ``max_count``: left for a later run."""
 
@@ -130,7 +139,7 @@ class Summary:
     pairs: Counter[str] = field(default_factory=Counter)
     by_flow: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
-    def add(self, result: Result) -> None:
+    def add(self, result: LeadResult) -> None:
         self.statuses[result.status] += 1
         self.by_flow[result.flow_id or "?"][result.status] += 1
         if result.status == "sent":
@@ -197,11 +206,11 @@ def _lookup(
     return own, twin, origin, dict(prepared.identity)
 
 
-def skipped_row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEntry | None = None) -> Result:
+def skipped_row(event: Mapping[str, Any], status: str, *, reason: str, entry: LedgerEntry | None = None) -> LeadResult:
     """The row of an event a run did not send (or sent before): from the event, and its ledger entry if any."""
     view = EventView(event)
     flow = view.get("vars", "flow", "id")
-    return Result(
+    return LeadResult(
         view.id,
         view.lead_id,
         str(flow) if flow else None,
@@ -215,7 +224,7 @@ def skipped_row(event: Mapping[str, Any], status: str, *, reason: str, entry: Le
 
 
 def ledger_entry(
-    prepared: Prepared, status: str, attempts: int, options: ReplayOptions, result: Result | None = None
+    prepared: Prepared, status: str, attempts: int, options: ReplayOptions, result: LeadResult | None = None
 ) -> LedgerEntry:
     return LedgerEntry(
         prepared.event_id,

@@ -23,7 +23,7 @@ from firehose.claims import claimed_at as claim_time
 from firehose.codec import decode
 from firehose.errors import ArchiveError, DataError, UsageError
 from firehose.http import Delivery, Sender
-from firehose.replaying.plan import Plan, ReplayOptions, Result, ledger_entry, skipped_row
+from firehose.replaying.plan import LeadResult, Plan, ReplayOptions, ledger_entry, skipped_row
 from firehose.replaying.request import Prepared, body_bytes
 from firehose.replaying.settle import Doubt, Settler
 from firehose.secret import REDACTED, is_credential
@@ -80,8 +80,8 @@ def send(
     sender: Sender,
     options: ReplayOptions,
     *,
-    dead_letter: Callable[[Result, Mapping[str, Any]], None],
-    on_result: Callable[[Result], None],
+    dead_letter: Callable[[LeadResult, Mapping[str, Any]], None],
+    on_result: Callable[[LeadResult], None],
     shared: StoreLedger | None = None,
     settler: Settler | None = None,
 ) -> None:
@@ -249,7 +249,7 @@ def _claim_shared(
     )
 
 
-def result_of(prepared: Prepared, delivery: Delivery, earlier_attempts: int, options: ReplayOptions) -> Result:
+def result_of(prepared: Prepared, delivery: Delivery, earlier_attempts: int, options: ReplayOptions) -> LeadResult:
     """What an answer means for the lead. 2xx: sent. 303 to a request that carried ``redir_url``: sent (it is
     LeadConduit's answer to a taken lead). Any other 3xx: failed, the lead was not taken (``Location`` named).
     No usable answer after sending: unknown. Nothing sent, or refused: failed."""
@@ -268,7 +268,7 @@ def result_of(prepared: Prepared, delivery: Delivery, earlier_attempts: int, opt
         why = _masked(why, prepared, lead_values=not options.include_pii)
     if status == "failed" and delivery.attempts > 1:
         why = f"{why} (gave up after {delivery.attempts} attempts)"
-    return Result(
+    return LeadResult(
         prepared.event_id,
         prepared.lead_id,
         prepared.flow_id,

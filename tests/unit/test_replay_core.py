@@ -13,9 +13,10 @@ import pytest
 
 from firehose import payload
 from firehose.errors import DataError, UsageError
-from firehose.replaying.diff import diff_lines, request_diff
+from firehose.replaying.diff import request_diff
 from firehose.replaying.request import Edits, Target, prepare
 from firehose.replaying.send import RateLimiter, read_answer
+from firehose.report.diffs import diff_lines
 from firehose.secret import Secret
 
 FLOW, SOURCE = "65a51e40f610ae996f24fceb", "65a51e40f610ae996f24fce6"

@@ -176,3 +176,40 @@ def test_no_command_line_function_is_longer_than_a_screen() -> None:
             if body and (node.end_lineno or 0) - body[0].lineno + 1 > COMMAND_BODY_LINES:
                 too_long.append(f"{_name(path)}:{node.name}")
     assert not too_long, too_long
+
+
+CLI_MAY_IMPORT = {
+    "firehose": "the public API",
+    "firehose.cli": "the command line's own modules",
+    "firehose.config": "settings",
+    "firehose.secret": "secret values and their redaction (settings hold keys)",
+    "firehose.errors": "the exception tree and exit codes",
+    "firehose.duration": "the one duration grammar of every flag",
+    "firehose.progress": "the protocol the jobs report progress through",
+    "firehose.report": "rendering",
+}
+"""What a command-line module may import from firehose (a module here, or one below a package here)."""
+SANDBOX_MAY_IMPORT = {"firehose.sandbox", "firehose.archive"}
+"""``firehose sandbox`` serves the LeadConduit stand-in, a tool of its own, writing to stores it is given."""
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "cli").glob("*.py")), ids=_name)
+def test_the_command_line_imports_only_the_public_api_settings_and_rendering(path: Path) -> None:
+    allowed = set(CLI_MAY_IMPORT) | (SANDBOX_MAY_IMPORT if path.name == "sandbox.py" else set())
+    outside = sorted(
+        module
+        for module in _firehose_imports(path)
+        if module != "firehose"
+        and not any(module.startswith(ok + ".") or module == ok for ok in allowed - {"firehose"})
+    )
+    assert not outside, f"{_name(path)} imports {outside}: give the library a public name for it"
+    import firehose
+
+    tree = ast.parse(path.read_text())
+    from_public = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "firehose" and node.level == 0
+        for alias in node.names
+    }
+    assert from_public <= set(firehose.__all__), from_public - set(firehose.__all__)
