@@ -119,50 +119,7 @@ WIDTHS = {"status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_o
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
 @storage_options
 @click.pass_context
-def replay(
-    ctx: click.Context,
-    /,
-    from_urls: tuple[str, ...],
-    from_api: bool,
-    ids_file: str | None,
-    start: str | None,
-    end: str | None,
-    flows: tuple[str, ...],
-    sources: tuple[str, ...],
-    outcomes: tuple[str, ...],
-    reason: str | None,
-    rules_json: str | None,
-    target_url: str | None,
-    to_flow: str | None,
-    to_source: str | None,
-    source_api_key_env: str | None,
-    sets: tuple[str, ...],
-    unsets: tuple[str, ...],
-    mark_test: bool,
-    dry_run: bool,
-    include_pii: bool,
-    concurrency: int,
-    rate: str | None,
-    max_attempts: int,
-    timeout: float,
-    retry_unknown: bool,
-    settle_after: str,
-    follow_redirects: bool,
-    keep_query_credentials: bool,
-    ledger_url: str | None,
-    force: bool,
-    max_count: int | None,
-    confirm_over: int,
-    yes: bool,
-    dead_letter: str,
-    state_file: str | None,
-    report_file: str | None,
-    fmt: str,
-    url: str | None,
-    credential_id: str | None,
-    workers: int,
-    **storage: Any,
-) -> None:
+def replay(ctx: click.Context, /, **flags: Any) -> None:  # 40 flags, each named in its decorator above
     """Send the stored inbound requests of source events to a flow again, once each.
 
     Each request is rebuilt from the event's request (method, body byte for byte, Content-Type, query string;
@@ -176,22 +133,21 @@ def replay(
       firehose replay --from-api --start 2026-11-20 --end 2026-11-20 --outcome error --dry-run
       firehose replay --from s3://lc-archive/events --outcome error --to-flow F --to-source S --rate 10/s
     """
-    settings = storage_settings(ctx, storage, url=url, state_file=state_file)
-    options = _options(
-        from_urls, from_api, ids_file, ctx.params, parse_assignments(sets), unsets, mark_test, rate, settle_after
-    )
+    settings = storage_settings(ctx, flags, url=flags["url"], state_file=flags["state_file"])
+    options = _options(flags)
+    fmt, report_file = flags["fmt"], flags["report_file"]
     rows = _Rows(fmt)
     with contextlib.ExitStack() as stack:
-        if ids_file:
-            options = replace(options, ids=_id_lines(ids_file, stack))
+        if flags["ids_file"]:
+            options = replace(options, ids=_id_lines(flags["ids_file"], stack))
         # A bar for the leads sent when their rows go elsewhere: on a terminal, the rows themselves show it.
         shown = not options.dry_run and not sys.stdout.isatty()
         progress = stack.enter_context(shown_progress("replay")) if shown else NO_PROGRESS
         result = run_replay(
             options,
             settings,
-            credential_id=credential_id,
-            workers=workers,
+            credential_id=flags["credential_id"],
+            workers=flags["workers"],
             on_result=rows.write,
             on_diff=lambda diff: _show_diff(diff, fmt),
             notice=lambda text: click.echo(f"firehose replay: {text}", err=True),
@@ -233,17 +189,7 @@ class _Rows:
         return self.writer
 
 
-def _options(
-    from_urls: tuple[str, ...],
-    from_api: bool,
-    ids_file: str | None,
-    flags: dict[str, Any],
-    sets: tuple[tuple[str, str], ...],
-    unsets: tuple[str, ...],
-    mark_test: bool,
-    rate: str | None,
-    settle_after: str,
-) -> ReplayOptions:
+def _options(flags: dict[str, Any]) -> ReplayOptions:
     """The flags as the library's options; each is checked here or in the options themselves."""
     selection = Selection(
         start=parse_time(flags["start"], "--start") if flags["start"] else None,
@@ -257,14 +203,14 @@ def _options(
     return ReplayOptions(
         target=Target(flags["target_url"], flags["to_flow"], flags["to_source"], base_url=None),
         selection=selection,
-        archives=from_urls,
-        from_api=from_api,
-        edits=Edits(sets, unsets, mark_test),
+        archives=flags["from_urls"],
+        from_api=flags["from_api"],
+        edits=Edits(parse_assignments(flags["sets"]), flags["unsets"], flags["mark_test"]),
         source_key=_source_key(flags["source_api_key_env"]),
         **{name: flags[name] for name in PASSED_AS_IS},
-        rate=parse_rate(rate),
+        rate=parse_rate(flags["rate"]),
         timeout_seconds=flags["timeout"],
-        settle_after_seconds=parse_duration(settle_after, "--settle-after").total_seconds(),
+        settle_after_seconds=parse_duration(flags["settle_after"], "--settle-after").total_seconds(),
         ledger=flags["ledger_url"],
         confirm_over=None if flags["yes"] else flags["confirm_over"],
         dead_letter=Path(flags["dead_letter"]),
