@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import html
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -30,7 +29,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo, RequestCount, RetentionSettings, walk_pages
+from firehose.archive.base import AzureCredential, ObjectInfo, Once, RequestCount, RetentionSettings, walk_pages
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
 from firehose.secret import redact_url
@@ -295,10 +294,7 @@ class AzureStore:
             # The SDK's message may quote the connection string; ours names only the container.
             raise ConfigError(f"az://{container}: the Azure connection string or account URL is malformed") from exc
         self._client: ContainerClient = self._service.get_container_client(container)
-        self._credential = credential
-        self._lean: LeanReads | None = None
-        self._lean_checked = sdk_reads  # True: never set up, reads go through the SDK
-        self._lean_lock = threading.Lock()
+        self._lean: Once[LeanReads | None] = Once(lambda: None if sdk_reads else _lean_reads(self._client, credential))
 
     def __repr__(self) -> str:
         return f"AzureStore({self.url!r})"
@@ -335,14 +331,10 @@ class AzureStore:
 
     def _lean_get(self, key: str, version_id: str | None = None) -> Answer | None:
         """A 200 answer from the lean path; None where only the SDK goes; raises for a missing or refused blob."""
-        if not self._lean_checked:
-            with self._lean_lock:
-                if not self._lean_checked:
-                    self._lean = _lean_reads(self._client, self._credential)
-                    self._lean_checked = True
-        if self._lean is None:
+        lean = self._lean.get()
+        if lean is None:
             return None
-        answer = self._lean.get(self.container, key, version_id)
+        answer = lean.get(self.container, key, version_id)
         if answer.status == 200:
             return answer
         raise answer_error(answer, container=self.container, key=key)
@@ -458,7 +450,7 @@ class AzureStore:
             raise translate(exc, container=self.container) from exc
 
     def close(self) -> None:
-        if self._lean is not None:
-            self._lean.close()
+        if (lean := self._lean.made) is not None:
+            lean.close()
         self._client.close()
         self._service.close()

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from firehose.secret import Secret
 
@@ -187,3 +187,30 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class Once(Generic[T]):
+    """A value made on first use by one thread, however many ask at once, then read without a lock: a store's
+    lean read path, set up by the first read (``None`` made: reads go through the SDK)."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._made = False
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if not self._made:
+            with self._lock:
+                if not self._made:
+                    self._value = self._make()
+                    self._made = True
+        return self._value  # type: ignore[return-value]  # set above, before _made
+
+    @property
+    def made(self) -> T | None:
+        """The value if it has been made (for closing it), else None."""
+        return self._value if self._made else None

@@ -27,6 +27,7 @@ import botocore.handlers
 from firehose.archive.base import (
     LifecycleRule,
     ObjectInfo,
+    Once,
     RequestCount,
     RetentionSettings,
     S3Credential,
@@ -362,9 +363,7 @@ class S3Store:
         self.requests = RequestCount()
         self._client = client or _open_client(credential, bucket)
         self._credential = credential
-        self._lean: LeanReads | None = None
-        self._lean_checked = sdk_reads  # True: never set up, reads go through the SDK
-        self._lean_lock = threading.Lock()
+        self._lean: Once[LeanReads | None] = Once(lambda: None if sdk_reads else self._lean_reads())
         events = self._client.meta.events
         events.register("before-parse.s3.ListObjectsV2", _keep_raw_listing)
         # botocore parses every 200 answer's whole body once more, looking for an error inside (S3 does that for
@@ -397,23 +396,18 @@ class S3Store:
 
     def _lean_reads(self) -> LeanReads | None:
         """The lean read path, set up on first use; None where only boto3 can go (a proxy, no credentials)."""
-        if self._lean_checked:
-            return self._lean
-        with self._lean_lock:
-            if not self._lean_checked:
-                endpoint = self._client.meta.endpoint_url
-                credentials = None if _proxied(endpoint) else _credentials(self._credential)
-                if credentials is not None:
-                    s3_config: dict[str, Any] = getattr(self._client.meta.config, "s3", None) or {}
-                    path_style = s3_config.get("addressing_style") == "path"
-                    region = self._client.meta.region_name or "us-east-1"
-                    self._lean = LeanReads(self.bucket, endpoint, region, path_style, SigV4(credentials, region))
-                self._lean_checked = True
-        return self._lean
+        endpoint = self._client.meta.endpoint_url
+        credentials = None if _proxied(endpoint) else _credentials(self._credential)
+        if credentials is None:
+            return None
+        s3_config: dict[str, Any] = getattr(self._client.meta.config, "s3", None) or {}
+        path_style = s3_config.get("addressing_style") == "path"
+        region = self._client.meta.region_name or "us-east-1"
+        return LeanReads(self.bucket, endpoint, region, path_style, SigV4(credentials, region))
 
     def _lean_get(self, key: str, version_id: str | None = None) -> Answer | None:
         """A 200 answer from the lean path; None to ask boto3 instead; raises for a missing or refused object."""
-        lean = self._lean_reads()
+        lean = self._lean.get()
         answer = lean.get(key, version_id) if lean is not None else None
         if answer is None or answer.status == 200:
             return answer
@@ -536,8 +530,8 @@ class S3Store:
             raise translate(exc, bucket=self.bucket) from exc
 
     def close(self) -> None:
-        if self._lean is not None:
-            self._lean.close()
+        if (lean := self._lean.made) is not None:
+            lean.close()
         self._client.close()
 
 
