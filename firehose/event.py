@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from firehose.codec import decode
-from firehose.errors import DataError, UsageError
+from firehose.errors import DataError
 from firehose.ids import is_object_id, time_of
 
 SERVICES = ("aws", "azure")
@@ -48,19 +48,27 @@ class Destination:
 
     @classmethod
     def from_url(cls, url: str, credential_id: str | None = None, *, name: str | None = None) -> Destination:
-        """The destination a store URL names (``s3://bucket/prefix``), as ``url()`` writes it, parsed as every
-        store URL is (``archive.StoreUrl``). ``name``: the flag it came from, for a ``UsageError`` naming it;
-        without one the URL is data (a pack's manifest line), and a bad one a ``DataError``."""
-        from firehose.archive import StoreUrl
+        """The destination a store URL names (``s3://bucket/prefix``).
 
-        try:
-            parsed = StoreUrl.parse(url, name or "destination URL")
-        except UsageError as exc:
-            if name:
-                raise
-            raise DataError(str(exc)) from None
-        service = {"s3": "aws", "az": "azure"}.get(parsed.scheme, "file")
-        return cls(service, parsed.bucket, parsed.prefix, credential_id)
+        With ``name`` (the flag it came from) the URL is a user's, parsed as every store URL a user gives is
+        (``archive.StoreUrl``: percent-decoded, file URLs checked), and a bad one is a ``UsageError`` naming
+        the flag. Without it the URL is data that ``url()`` wrote (a pack's manifest, a repair's intent): read
+        back exactly as written, so a prefix with ``%``, ``?`` or ``#`` in it stays itself, and a bad one is
+        a ``DataError``."""
+        if name is not None:
+            from firehose.archive import StoreUrl
+
+            parsed = StoreUrl.parse(url, name)
+            service = {"s3": "aws", "az": "azure"}.get(parsed.scheme, "file")
+            return cls(service, parsed.bucket, parsed.prefix, credential_id)
+        scheme, _, rest = url.partition("://")
+        kind = {"s3": "aws", "az": "azure", "file": "file"}.get(scheme)
+        if kind is None or not rest:
+            raise DataError(f"{url!r} is not a destination URL (s3://, az:// or file://)")
+        if scheme == "file":  # file:///abs/dir: the whole path is the folder, no prefix
+            return cls("file", rest, "", credential_id)
+        bucket, _, prefix = rest.partition("/")
+        return cls(kind, bucket, prefix, credential_id)
 
 
 def object_key(prefix: str, lead_id: str, event_id: str) -> str:

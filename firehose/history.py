@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from firehose.config import Settings
+from firehose.errors import UsageError
 from firehose.secret import redact_url
 from firehose.state import LedgerEntry, ReplayLedger, RunSummary, StateDB, no_database_yet
 
@@ -49,6 +50,9 @@ class History:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self._state is not None:
             yield from self._rows(self._state)
+        elif self.exists:  # iterated outside a with block: opened for this iteration alone
+            with StateDB(self.path) as state:
+                yield from self._rows(state)
 
 
 def past_runs(settings: Settings) -> History:
@@ -60,6 +64,8 @@ def past_runs(settings: Settings) -> History:
 def replay_ledger(settings: Settings, status: str | None = None) -> History:
     """The replay ledger of ``settings.state_file``, most recently changed first (only ``status``, if given);
     targets with their credentials hidden."""
+    if status is not None and status not in LEDGER_STATUSES:
+        raise UsageError(f"--status {status!r} is not one of {', '.join(LEDGER_STATUSES)}")
     return History(settings.state_file, lambda state: map(ledger_row, ReplayLedger(state).entries(status)))
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from firehose.archive.base import IN_FLIGHT, Store
 from firehose.archive.layout import ArchivedEvent, folder
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
+from firehose.arguments import epoch_seconds, names
 from firehose.codec import iter_records
 from firehose.config import Settings
 from firehose.connections import open_url
@@ -42,12 +44,22 @@ class _Browse:
         self.store, where = open_url(url, settings, credential_id)
         self.prefix = where.prefix
         self.listing: ArchiveListing | None = None
+        self._in_block = False
 
     def __enter__(self) -> Any:
+        self._in_block = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.store.close()
+
+    def _closing(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``items``, and the store closed after them when no ``with`` block will close it."""
+        try:
+            yield from items
+        finally:
+            if not self._in_block:
+                self.store.close()
 
     def window(self, start: int | None, end: int | None, *, include_other: bool = False) -> ArchiveListing:
         self.listing = ArchiveListing(
@@ -87,6 +99,9 @@ class ArchiveList(_Browse):
         self.objects = self.window(start, end, include_other=include_other)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._closing(self._rows())
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
         for item in self.objects:
             if isinstance(item, ArchivedEvent):
                 yield {name: getattr(item, name) for name in LISTED_FIELDS}
@@ -103,19 +118,29 @@ def list_archive(
     url: str,
     settings: Settings,
     *,
-    start: int | None = None,
-    end: int | None = None,
+    start: datetime | int | None = None,
+    end: datetime | int | None = None,
     include_other: bool = False,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
 ) -> ArchiveList:
     """The archived events under ``url``; with ``start``/``end`` (epoch seconds), those of the leads made in that
     window, listed as one key range in parallel slices. Verification files are counted, not listed; keys outside
-    the layout are counted, and listed with ``include_other``. Use in a ``with`` block."""
+    the layout are counted, and listed with ``include_other``. Use in a ``with`` block (or iterate it to the end:
+    the store is closed then)."""
+    first, last = _window(start, end)
     return ArchiveList(
-        url, settings, start=start, end=end, include_other=include_other, credential_id=credential_id,
+        url, settings, start=first, end=last, include_other=include_other, credential_id=credential_id,
         workers=workers,
     )  # fmt: skip
+
+
+def _window(start: datetime | int | None, end: datetime | int | None) -> tuple[int | None, int | None]:
+    """A window as epoch seconds (a ``datetime`` or seconds; naive is UTC); a ``UsageError`` when it ends first."""
+    first, last = epoch_seconds(start, "--start"), epoch_seconds(end, "--end")
+    if first is not None and last is not None and first > last:
+        raise UsageError("--start is after --end")
+    return first, last
 
 
 class ArchiveReading(_Browse):
@@ -142,6 +167,9 @@ class ArchiveReading(_Browse):
         """Objects or event ids that yielded an ``Unreadable``."""
 
     def __iter__(self) -> Iterator[Any]:
+        return self._closing(self._all())
+
+    def _all(self) -> Iterator[Any]:
         keys: list[str] = []
         for target in self.targets:
             found = self._key_of(target)
@@ -178,17 +206,18 @@ def read_archive(
     url: str,
     settings: Settings,
     *,
-    targets: Iterable[str] = (),
-    start: int | None = None,
-    end: int | None = None,
+    targets: str | Iterable[str] = (),
+    start: datetime | int | None = None,
+    end: datetime | int | None = None,
     lead_id: str | None = None,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
 ) -> ArchiveReading:
     """Every record of the objects ``targets`` name (keys, or event ids found by a search; ``lead_id`` saves the
     search), then of every event of the leads made in ``start``..``end`` (epoch seconds). An object may hold one
-    event, a JSON array or NDJSON, gzip-compressed or not. Use in a ``with`` block."""
-    targets = tuple(targets)
+    event, a JSON array or NDJSON, gzip-compressed or not. Use in a ``with`` block (or iterate it to the end)."""
+    targets = names(targets, "targets")
+    start, end = _window(start, end)
     if not targets and start is None and end is None:
         raise UsageError("give KEYs or EVENT_IDs, or --start/--end for a window")
     if lead_id is not None and not is_object_id(lead_id):

@@ -69,10 +69,11 @@ def archive_ls(
     settings = storage_settings(ctx, storage)
     started = time.monotonic()
     meta = {"url": url, "start": start, "end": end}
-    writer = RowWriter(binary_stdout(), fmt, ArchiveList.FIELDS, schema="firehose.archive-ls/1", rows_name="objects",
-                       widths=LS_WIDTHS, meta=meta)  # fmt: skip
     with list_archive(url, settings, start=start_seconds, end=end_seconds, include_other=show_all,
                       credential_id=credential_id, workers=workers) as listing:  # fmt: skip
+        # Begun once the store is open: a URL or credential that fails leaves stdout empty, not half a document.
+        writer = RowWriter(binary_stdout(), fmt, ArchiveList.FIELDS, schema="firehose.archive-ls/1",
+                           rows_name="objects", widths=LS_WIDTHS, meta=meta)  # fmt: skip
         for row in listing:
             writer.write(row)
         writer.close(listing.counts)

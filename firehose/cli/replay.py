@@ -35,7 +35,10 @@ from firehose.secret import Secret
 TARGETS_SHOWN = 5
 """Target URLs a dry run's summary names, most leads first (the report names them all)."""
 
-WIDTHS = {"status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_outcome": 8}
+WIDTHS = {
+    "status": 8, "event_id": 24, "lead_id": 24, "flow_id": 24, "original_outcome": 8, "new_outcome": 8,
+    "new_lead_id": 24, "http_status": 4, "attempts": 3,
+}  # fmt: skip
 
 
 @cli.command()
@@ -139,7 +142,7 @@ def replay(ctx: click.Context, /, **flags: Any) -> None:  # 40 flags, each named
     rows = _Rows(fmt)
     with contextlib.ExitStack() as stack:
         if flags["ids_file"]:
-            options = replace(options, ids=_id_lines(flags["ids_file"], stack))
+            options = replace(options, ids=_id_lines(flags["ids_file"]))
         # A bar for the leads sent when their rows go elsewhere: on a terminal, the rows themselves show it.
         shown = not options.dry_run and not sys.stdout.isatty()
         progress = stack.enter_context(shown_progress("replay")) if shown else NO_PROGRESS
@@ -244,9 +247,9 @@ def _source_key(variable: str | None) -> Secret | None:
     return Secret(value)
 
 
-def _id_lines(ids_file: str, stack: contextlib.ExitStack) -> Iterable[str]:
+def _id_lines(ids_file: str) -> Iterable[str] | Path:
     if ids_file != "-":
-        return stack.enter_context(Path(ids_file).open(errors="replace"))
+        return Path(ids_file)  # read as the replay goes
     # Bytes that are not UTF-8 become U+FFFD: that line is reported as no id, the others go on.
     if isinstance(sys.stdin, io.TextIOWrapper):
         sys.stdin.reconfigure(errors="replace")
@@ -309,4 +312,5 @@ def _summarise(result: ReplayResult) -> None:
             err=True,
         )
     if result.pruned:
-        tell(f"  {counted(result.pruned, 'lead')} sent since it failed, taken out of {options.dead_letter}")
+        they = "it" if result.pruned == 1 else "they"
+        tell(f"  {counted(result.pruned, 'lead')} sent since {they} failed, taken out of {options.dead_letter}")

@@ -163,10 +163,10 @@ def _finding_line(finding: Finding, include_pii: bool) -> dict[str, Any]:
 
 
 def verify_pack(
-    pack: Path,
+    pack: Path | str,
     settings: Settings,
     *,
-    trusted_key: bytes | Path | None = None,
+    trusted_key: bytes | Path | str | None = None,
     credential_id: str | None = None,
     workers: int = IN_FLIGHT,
     progress: Progress = NO_PROGRESS,
@@ -175,16 +175,19 @@ def verify_pack(
     every file's SHA-256, and every object its manifest lists against the stores now. Needs no API access.
     ``progress`` gets one task, the manifest's lines checked. A ``trusted_key`` given as a file is read and
     checked first: one that is no Ed25519 public key is a ``UsageError`` naming it, before any object is read."""
-    if isinstance(trusted_key, Path):
-        trusted_key = _trusted(trusted_key)
+    if isinstance(trusted_key, Path | str):
+        trusted_key = _trusted(Path(trusted_key))
     opener = destination_opener(settings, credential_id)
-    return check_pack(pack, opener, trusted_key=trusted_key, workers=workers, progress=progress)
+    return check_pack(Path(pack), opener, trusted_key=trusted_key, workers=workers, progress=progress)
 
 
 def _trusted(path: Path) -> bytes:
     from firehose.signing import fingerprint
 
-    key = path.read_bytes()
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--public-key {path}: cannot read it ({exc.strerror})") from None
     try:
         fingerprint(key)
     except DataError:

@@ -93,7 +93,7 @@ class ReconcileOptions:
         # Tolerant of what a Python caller writes: a store URL for ``archive``, a time without a zone (UTC).
         archive: Any = self.archive  # typed Destination; a Python caller may give the URL
         if isinstance(archive, str):
-            object.__setattr__(self, "archive", Destination.from_url(archive))
+            object.__setattr__(self, "archive", Destination.from_url(archive, name="archive"))
         for name in ("start", "end"):
             moment = getattr(self, name)
             if not isinstance(moment, datetime):

@@ -71,6 +71,19 @@ class DeadLetters:
             self._file = None
 
 
+def writable(path: Path) -> None:
+    """A ``ConfigError`` now when the dead-letter file could not be written later (its folder missing or read-only,
+    or the file itself read-only or a folder); nothing is created."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"--dead-letter {path}: cannot write it (it is a folder)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"--dead-letter {path}: cannot write it (permission denied)")
+    if not path.exists() and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        reason = "permission denied" if folder.is_dir() else "no such folder"
+        raise ConfigError(f"--dead-letter {path}: cannot write it ({reason})")
+
+
 def _private_append(path: Path) -> BinaryIO:
     """A file opened for appending that only its owner may read (0600, also when it existed): dead letters hold
     lead data."""

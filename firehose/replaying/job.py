@@ -10,7 +10,7 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from firehose.connections import api_client, open_url
 from firehose.errors import ExitCode, FirehoseError, UsageError
 from firehose.http import RetryPolicy, Sender
 from firehose.progress import NO_PROGRESS, Progress
-from firehose.replaying.dead_letters import DeadLetters, prune_dead_letters
+from firehose.replaying.dead_letters import DeadLetters, prune_dead_letters, writable
 from firehose.replaying.diff import request_diff
 from firehose.replaying.plan import LEAD_FIELDS, STATUSES, LeadResult, Plan, ReplayOptions, Summary, plan
 from firehose.replaying.request import origin
@@ -55,7 +55,7 @@ class ReplayResult:
     """Where the leads went, as people read it (credentials hidden)."""
     planned: int = 0
     skipped: int = 0
-    skipped_rows: list[LeadResult] = field(default_factory=list)
+    skipped_rows: list[LeadResult] = field(default_factory=list, repr=False)
     """The leads the plan left out, each with why (a dry run's summary names some)."""
     left_over: int = 0
     """Selected, but past ``max_count``: left for a later run."""
@@ -63,7 +63,7 @@ class ReplayResult:
     differ: int = 0
     to: Counter[str] = field(default_factory=Counter)
     problems: list[tuple[str, str]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)  # lead data: not in a log line
     seconds: dict[str, float] = field(default_factory=dict)
     dead_letters: int = 0
     """Leads this run appended to the dead-letter file."""
@@ -141,6 +141,8 @@ def replay(
     """
     if options.target.base_url is None:
         options = replace(options, target=replace(options.target, base_url=settings.api.url))
+    if not options.dry_run:
+        writable(options.dead_letter)  # before any claim: a failure with nowhere to go would stop the run midway
     if options.ledger:  # checked in a dry run too, which does not use it: a bad value is never ignored
         from firehose.archive import StoreUrl
 
@@ -283,7 +285,9 @@ class _Run:
         return settler
 
     def plan(self) -> Plan:
-        selected = self.sources.select(self.options.selection, self.problems, ids=self.options.ids)
+        ids = self.options.ids
+        assert not isinstance(ids, Path)  # made lines by ReplayOptions
+        selected = self.sources.select(self.options.selection, self.problems, ids=ids)
         to_send = plan(selected, self.ledger, self.options)
         self.stack.callback(to_send.close)
         for place, why in self.problems.items:
@@ -331,10 +335,3 @@ class _Run:
                 result.pruned = prune_dead_letters(options.dead_letter, self.ledger, self.settings.api.url)
             except OSError as exc:  # the leads are sent and on the ledger: the report still goes out
                 self.notice(f"{options.dead_letter} not pruned of the leads sent: {exc.strerror}")
-
-
-def read_ids(path: Path) -> Iterator[str]:
-    """An id list's lines; bytes that are not UTF-8 become U+FFFD, so that line is reported as no id and the
-    others go on."""
-    with path.open(errors="replace") as lines:
-        yield from lines

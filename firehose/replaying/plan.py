@@ -9,16 +9,17 @@ import tempfile
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
+from firehose.arguments import lines, names
 from firehose.codec import decode, encode_line
-from firehose.errors import DataError
+from firehose.errors import DataError, UsageError
 from firehose.event import EventView
 from firehose.replaying.request import Edits, Prepared, Target, prepare
 from firehose.replaying.selection import Selection
-from firehose.secret import Secret
+from firehose.secret import Secret, redact_url
 from firehose.state import SENDING, LedgerEntry, ReplayLedger, refusal, same_lead
 
 STATUSES = ("sent", "failed", "unknown", "skipped")
@@ -29,7 +30,7 @@ LEAD_FIELDS = (
 """A lead's fields in a report's rows, in order."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ReplayOptions:
     """What a replay sends, from where, to where, and how. Each field is the command's flag of the same name."""
 
@@ -40,7 +41,7 @@ class ReplayOptions:
     """``--from``: archive URLs to read source events from."""
     from_api: bool = False
     """``--from-api``: read them from ``GET /events`` (the default when no archive is named)."""
-    ids: Iterable[str] | None = None
+    ids: Iterable[str] | Path | None = None
     """``--ids``: the lines of an id list (a bare id, or NDJSON such as a dead-letter file); read once."""
     edits: Edits = field(default_factory=Edits)
     source_key: Secret | None = None
@@ -66,6 +67,23 @@ class ReplayOptions:
     """Ask ``confirm`` before sending more leads than this (None: never ask)."""
     dead_letter: Path = Path("replay-dead-letter.ndjson")
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        # Tolerant of what a Python caller writes: one archive URL, one id or an id file, a dead letter as text.
+        object.__setattr__(self, "archives", names(self.archives, "archives"))
+        object.__setattr__(self, "ids", lines(self.ids, "--ids"))
+        object.__setattr__(self, "dead_letter", Path(self.dead_letter))
+        for name, value, least in (("--max", self.max_count, 1), ("--confirm-over", self.confirm_over, 0)):
+            if value is not None and value < least:
+                raise UsageError(f"{name} must be at least {least}, got {value}")
+
+    def __repr__(self) -> str:
+        """Its fields, with any URL's credentials hidden (a target's user info, an archive's SAS token): a
+        repr goes to task logs."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["archives"] = tuple(redact_url(url) for url in self.archives)
+        shown["ledger"] = redact_url(self.ledger) if self.ledger else None
+        return f"ReplayOptions({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def prepare(self, event: Mapping[str, Any], known_identity: Mapping[str, str] | None = None) -> Prepared:
         return prepare(

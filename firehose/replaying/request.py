@@ -100,7 +100,7 @@ class StoredRequest:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Target:
     """Where a replay goes. An archive is data, not instructions: a request goes only to a host the user named.
 
@@ -130,6 +130,11 @@ class Target:
                 raise UsageError(f"{name} {redact_url(value)!r} is not a URL: {exc}") from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise UsageError(f"{name} {redact_url(value)!r} is not an http(s) URL with a host")
+
+    def __repr__(self) -> str:
+        url = redact_url(self.url) if self.url else None
+        base = redact_url(self.base_url) if self.base_url else None
+        return f"Target(url={url!r}, flow_id={self.flow_id!r}, source_id={self.source_id!r}, base_url={base!r})"
 
     @property
     def named(self) -> str:

@@ -15,6 +15,7 @@ from firehose.archive import Store
 from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import ArchivedEvent
 from firehose.archive.listing import ArchiveListing, find_event_keys, read_many
+from firehose.arguments import names
 from firehose.codec import decode, records
 from firehose.errors import ArchiveError, DataError, FirehoseError, UsageError
 from firehose.event import EventView
@@ -36,6 +37,10 @@ class Selection:
     rules: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("flows", "sources", "outcomes"):  # a caller's outcomes="error" is one outcome
+            object.__setattr__(self, name, names(getattr(self, name), name))
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise UsageError(f"--start {self.start.isoformat()} is after --end {self.end.isoformat()}")
         if self.reason is not None:
             try:
                 re.compile(self.reason)

@@ -95,65 +95,104 @@ def send(
     in doubt too: never as not sent. A claim whose request never reached the socket is released (``failed``,
     free to send again). The sender paces each attempt itself (the rate limiter), right before the socket.
     """
-    answers: queue.SimpleQueue[tuple[Prepared, Mapping[str, Any], int, Delivery | _Skip | BaseException]] = (
-        queue.SimpleQueue()
-    )
-    finals: list[LedgerEntry] = []
-    in_flight = 0
+    _Sending(ledger, sender, options, dead_letter, on_result, shared, settler).run(to_send)
 
-    def work(prepared: Prepared, event: Mapping[str, Any], earlier: int) -> None:
+
+Answer = tuple[Prepared, Mapping[str, Any], int, "Delivery | _Skip | BaseException"]
+"""A worker's answer for one lead: what was sent, its event, attempts before this run, and what came back."""
+
+
+class _Sending:
+    """One ``send``: the claims in this thread, the requests in ``concurrency`` workers, their answers back here."""
+
+    def __init__(
+        self,
+        ledger: ReplayLedger,
+        sender: Sender,
+        options: ReplayOptions,
+        dead_letter: Callable[[LeadResult, Mapping[str, Any]], None],
+        on_result: Callable[[LeadResult], None],
+        shared: StoreLedger | None,
+        settler: Settler | None,
+    ) -> None:
+        self.ledger, self.sender, self.options = ledger, sender, options
+        self.dead_letter, self.on_result = dead_letter, on_result
+        self.shared, self.settler = shared, settler
+        self.answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
+        self.finals: list[LedgerEntry] = []
+        """Final rows of answers not yet written: they go in the next claim's transaction, or the last write."""
+        self.in_flight = 0
+
+    def run(self, to_send: Plan) -> None:
+        pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="replay")
+        try:
+            for earlier, planned, known in to_send.entries():
+                self._hand_over(pool, planned, earlier, known)
+            while self.in_flight:
+                self._settle()
+        finally:
+            # Stopped early (a caller's callback raised, the dead-letter file failed, Ctrl-C): the requests already
+            # handed over finish, and every answer that came is recorded: no lead that was answered stays in doubt.
+            pool.shutdown(wait=True)
+            while self.in_flight:
+                prepared, answered, earlier, outcome = self.answers.get()
+                self.in_flight -= 1
+                if not isinstance(outcome, BaseException):
+                    self._record(prepared, answered, earlier, outcome)
+            self.ledger.write(self.finals)
+
+    def _hand_over(
+        self, pool: ThreadPoolExecutor, event: Mapping[str, Any], earlier: int, known: Mapping[str, str] | None
+    ) -> None:
+        options = self.options
+        try:
+            prepared = options.prepare(event, known)
+        except DataError as exc:  # refused before any claim: nothing to release
+            result = skipped_row(event, "failed", reason=str(exc))
+            self.dead_letter(result, event)
+            self.on_result(result)
+            return
+        while self.in_flight >= options.concurrency:  # every request handed over starts at once
+            self._settle()
+        claim = ledger_entry(prepared, SENDING, earlier, options)
+        why = self.ledger.claim(claim, self.finals, force=options.force, retry_unknown=options.retry_unknown)
+        self.finals.clear()
+        if why is not None:
+            self.on_result(skipped_row(event, "skipped", reason=why))
+            return
+        pool.submit(self._work, prepared, event, earlier)
+        self.in_flight += 1
+
+    def _work(self, prepared: Prepared, event: Mapping[str, Any], earlier: int) -> None:
         outcome: Delivery | _Skip | BaseException
         try:
-            outcome = _deliver(prepared, sender, options, shared, settler)
+            outcome = _deliver(prepared, self.sender, self.options, self.shared, self.settler)
         except BaseException as exc:  # handed back, raised in the sending thread
             outcome = exc
-        answers.put((prepared, event, earlier, outcome))
+        self.answers.put((prepared, event, earlier, outcome))
 
-    def settle() -> None:
-        nonlocal in_flight
-        prepared, event, earlier, outcome = answers.get()
-        in_flight -= 1
+    def _settle(self) -> None:
+        prepared, event, earlier, outcome = self.answers.get()
+        self.in_flight -= 1
         if isinstance(outcome, BaseException):
             # Nothing is known of whether it went out: the claim stays as it is (in doubt), and the run stops.
             raise outcome
+        result = self._record(prepared, event, earlier, outcome)  # recorded before anyone hears of it
+        if result.status == "failed":
+            self.dead_letter(result, event)
+        self.on_result(result)
+
+    def _record(
+        self, prepared: Prepared, event: Mapping[str, Any], earlier: int, outcome: Delivery | _Skip
+    ) -> LeadResult:
+        options = self.options
         if isinstance(outcome, _Skip):
             result = skipped_row(event, "skipped", reason=outcome.reason)
-            finals.append(ledger_entry(prepared, "skipped", earlier, options, result))
+            self.finals.append(ledger_entry(prepared, "skipped", earlier, options, result))
         else:
             result = result_of(prepared, outcome, earlier, options)
-            finals.append(ledger_entry(prepared, result.status, result.attempts, options, result))
-            if result.status == "failed":
-                dead_letter(result, event)
-        on_result(result)
-
-    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="replay") as pool:
-        try:
-            for earlier, event, known in to_send.entries():
-                try:
-                    prepared = options.prepare(event, known)
-                except DataError as exc:  # refused before any claim: nothing to release
-                    result = skipped_row(event, "failed", reason=str(exc))
-                    dead_letter(result, event)
-                    on_result(result)
-                    continue
-                while in_flight >= options.concurrency:  # every request handed over starts at once
-                    settle()
-                why = ledger.claim(
-                    ledger_entry(prepared, SENDING, earlier, options),
-                    finals,
-                    force=options.force,
-                    retry_unknown=options.retry_unknown,
-                )
-                finals.clear()
-                if why is not None:
-                    on_result(skipped_row(event, "skipped", reason=why))
-                    continue
-                pool.submit(work, prepared, event, earlier)
-                in_flight += 1
-            while in_flight:
-                settle()
-        finally:
-            ledger.write(finals)
+            self.finals.append(ledger_entry(prepared, result.status, result.attempts, options, result))
+        return result
 
 
 def _deliver(

@@ -478,6 +478,9 @@ def test_a_bad_input_is_one_line_with_the_documented_code(world: World, path: tu
     assert SECRET not in run.stdout + run.stderr, "the API key showed"
     assert run.code in case.codes, f"exit {run.code}, expected {sorted(case.codes)}: {run.stderr}"
     assert "Traceback" not in run.stdout + run.stderr, run.stderr
+    if run.code in (ExitCode.USAGE, ExitCode.CONFIG) and "--report" not in case.args:
+        # Refused before any work: no header, no half a document (a report file fails at the end, after the rows).
+        assert run.stdout == "", f"stdout of a refused command: {run.stdout[:200]!r}"
     if run.code in (ExitCode.OK, ExitCode.DIFFERENCES):
         line = ""  # not a failure: data the command takes as it is
     elif case.report:

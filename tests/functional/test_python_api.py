@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import firehose
+from firehose.event import EventView
 from tests.conftest import UNTIL, RunningSandbox, stack_sandbox, use_stack_env
 from tests.functional.clirun import invoke
 
@@ -148,3 +149,62 @@ def test_the_command_and_the_library_locate_the_same(box: RunningSandbox, env: d
     given = firehose.locate([first, events[-1]], firehose.Settings.load())  # an id, and an event as it is
     assert json.loads(json.dumps(given.report())) == json.loads(both.stdout) and given.exit_code == both.code
     assert {row["event_id"] for row in given.report()["destinations"]} == {first, second}
+
+
+def test_a_replay_that_could_not_keep_its_dead_letters_refuses_before_claiming_anything(
+    env: dict[str, str], box: RunningSandbox, tmp_path: Path
+) -> None:
+    selection = firehose.Selection(start=DAY - timedelta(days=3), end=UNTIL, outcomes="failure")  # type: ignore[arg-type]
+    assert selection.outcomes == ("failure",), "one outcome, not seven letters"
+    before = len(box.sandbox.submissions)
+    for dead_letter in (tmp_path / "no-such-folder" / "dl.ndjson", tmp_path):
+        options = firehose.ReplayOptions(
+            target=firehose.Target(url="http://127.0.0.1:1"), selection=selection, confirm_over=None,
+            max_attempts=1, dead_letter=dead_letter,
+        )  # fmt: skip
+        with pytest.raises(firehose.FirehoseError, match=r"--dead-letter .*cannot write it"):
+            firehose.replay(options, firehose.Settings.load())
+    assert len(box.sandbox.submissions) == before
+    with firehose.replay_ledger(firehose.Settings.load()) as ledger:
+        assert list(ledger) == [], "nothing claimed"
+
+
+def test_a_caller_whose_callback_fails_loses_no_answer(env: dict[str, str], box: RunningSandbox) -> None:
+    settings = firehose.Settings.load()
+    selection = firehose.Selection(start=DAY - timedelta(days=3), end=UNTIL, outcomes="failure")  # type: ignore[arg-type]
+    options = firehose.ReplayOptions(
+        target=firehose.Target(url=box.url), selection=selection, confirm_over=None, concurrency=4
+    )
+    before = len(box.sandbox.submissions)
+
+    def explode(row: firehose.LeadResult) -> None:
+        raise RuntimeError("the caller's own bug")
+
+    with pytest.raises(RuntimeError, match="own bug"):
+        firehose.replay(options, settings, on_result=explode)
+    sent = len(box.sandbox.submissions) - before
+    assert sent >= 1
+    rows = list(firehose.replay_ledger(settings))  # without a with block: opened for the iteration
+    assert sorted(row["status"] for row in rows) == ["sent"] * sent, "every answered lead recorded, none in doubt"
+    again = firehose.replay(options, settings)
+    assert len(box.sandbox.submissions) - before == sent + again.counts["sent"], "none of them sent twice"
+    assert again.counts["skipped"] == sent and again.counts.get("unknown", 0) == 0
+    with pytest.raises(firehose.FirehoseError, match="--status 'SENT'"):
+        firehose.replay_ledger(settings, "SENT")
+
+
+def test_library_arguments_are_taken_as_a_caller_writes_them(env: dict[str, str], box: RunningSandbox) -> None:
+    settings = firehose.Settings.load()
+    event = next(e for e in box.sandbox_events() if e["type"] == "source" and EventView(e).destinations())
+    url = EventView(event).destinations()[0].url()
+    start = UNTIL - timedelta(days=30)  # a datetime, as every other call takes
+    with firehose.list_archive(url, settings, start=start, end=UNTIL) as listing:
+        listed = list(listing)
+    assert listed and listing.counts["events"] == len([row for row in listed if "event_id" in row])
+    with pytest.raises(firehose.FirehoseError, match="--start is after --end"):
+        firehose.list_archive(url, settings, start=UNTIL, end=start)
+    with firehose.read_archive(url, settings, targets=event["id"]) as reading:  # one id, not 24 characters
+        records = list(reading)
+    assert [r["id"] for r in records if isinstance(r, dict)] == [event["id"]] and reading.problems == 0
+    plan = firehose.replay(firehose.ReplayOptions(archives=url, ids=event["id"], dry_run=True), settings)  # type: ignore[arg-type]
+    assert plan.planned == 1 and plan.exit_code == firehose.ExitCode.OK, plan.report()

@@ -122,3 +122,12 @@ def test_azure_default_credential_without_azure_identity_says_what_to_install() 
     with pytest.raises(ConfigError, match="needs azure-identity") as raised:
         open_store("az://c", azure=AzureCredential(account_url="https://acct.blob.core.windows.net/?sig=s3cr3t"))
     assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.parametrize("prefix", ["events", "ev#1", "a%20b", "p?x", "deep/er/"])
+def test_a_destination_read_back_from_its_url_is_itself(prefix: str) -> None:
+    from firehose.event import Destination
+
+    for service in ("aws", "azure"):
+        destination = Destination(service, "bucket", prefix.rstrip("/"), "cred")
+        assert Destination.from_url(destination.url(), "cred") == destination

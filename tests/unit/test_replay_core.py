@@ -387,3 +387,26 @@ def test_a_dead_letter_file_loses_only_the_leads_sent_to_leadconduit(tmp_path: P
     assert dead.read_bytes() == b"".join(lines[1:]), "the sandbox's, the failed, the unknown and junk stay"
     assert stat.S_IMODE(os.stat(dead).st_mode) == 0o600 and not dead.is_symlink()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".dead")], "no temporary file left"
+
+
+def test_replay_options_never_show_a_credential_in_their_repr() -> None:
+    from firehose import ReplayOptions, Target
+
+    options = ReplayOptions(
+        target=Target(url="http://user:hunter2@flows.example/x?api_key=K3Y"),
+        archives="az://container/events?sv=2024&sig=S1GNATURE",  # type: ignore[arg-type]  # as an untyped caller writes it
+        ledger="az://ledger/claims?sig=L3DGER",
+    )
+    shown = repr(options) + repr(options.target)
+    for secret in ("hunter2", "K3Y", "S1GNATURE", "L3DGER"):
+        assert secret not in shown, shown
+    assert options.archives == ("az://container/events?sv=2024&sig=S1GNATURE",), "one URL, not its characters"
+
+
+def test_replay_options_refuse_what_the_command_line_refuses() -> None:
+    from firehose import FirehoseError, ReplayOptions
+
+    with pytest.raises(FirehoseError, match="--max must be at least 1"):
+        ReplayOptions(max_count=0)
+    with pytest.raises(FirehoseError, match="--confirm-over must be at least 0"):
+        ReplayOptions(confirm_over=-1)
