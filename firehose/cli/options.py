@@ -179,3 +179,45 @@ def parse_assignments(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             raise UsageError(f"--set {value!r}: write FIELD=VALUE, e.g. --set state=TX")
         pairs.append((name.strip(), new))
     return tuple(pairs)
+
+
+SHARD_VARIABLES = ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX")
+"""Where orchestrators put an array job's index: a Kubernetes Indexed Job, an AWS Batch array job."""
+
+
+def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--shards N`` with ``--shard I`` or ``--shard-from-env``: run one slice of the window."""
+    for option in reversed(
+        [
+            click.option("--shards", type=click.IntRange(min=1), help="Cut the window into this many slices..."),
+            click.option("--shard", type=click.IntRange(min=0), help="... and run this one (0-based)."),
+            click.option(
+                "--shard-from-env",
+                is_flag=True,
+                help="Take --shard from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def parse_shard(shards: int | None, shard: int | None, from_env: bool) -> tuple[int, int] | None:
+    """``(index, count)``, or None when the run is not sharded."""
+    if from_env:
+        if shard is not None:
+            raise UsageError("--shard and --shard-from-env cannot be used together")
+        found = next(((name, os.environ[name]) for name in SHARD_VARIABLES if os.environ.get(name)), None)
+        if found is None:
+            raise UsageError(f"--shard-from-env: neither {' nor '.join(SHARD_VARIABLES)} is set")
+        name, value = found
+        if not value.isdigit():
+            raise UsageError(f"--shard-from-env: ${name} is {value[:20]!r}, not a shard number")
+        shard = int(value)
+    if shards is None:
+        if shard is not None:
+            raise UsageError("--shard needs --shards (how many slices the window is cut into)")
+        return None
+    if shard is None:
+        raise UsageError("--shards needs --shard I or --shard-from-env (which slice this run is)")
+    return shard, shards

@@ -15,11 +15,14 @@ from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
     parse_depth,
+    parse_shard,
     parse_time,
+    shard_options,
     storage_options,
 )
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.duration import parse_duration
+from firehose.errors import UsageError
 from firehose.report import RowWriter, json_document
 
 log = logging.getLogger("firehose")
@@ -71,6 +74,7 @@ log = logging.getLogger("firehose")
     help="How the findings that are not match go to stdout.",
 )
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
+@shard_options
 @storage_options
 @click.pass_context
 def reconcile(
@@ -93,6 +97,9 @@ def reconcile(
     url: str | None,
     credential_id: str | None,
     workers: int,
+    shards: int | None,
+    shard: int | None,
+    shard_from_env: bool,
     **storage: Any,
 ) -> None:
     """Check that every event LeadConduit still holds is in its firehose archive, and repair the gaps.
@@ -106,7 +113,11 @@ def reconcile(
     Example:
       firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
       firehose reconcile --repair --verify sample:5
+      firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
     """
+    sliced = parse_shard(shards, shard, shard_from_env)
+    if sliced and not (start and end):  # each machine's "now" differs: its slices would not fit together
+        raise UsageError("--shards needs --start and --end: every slice must cut the same window")
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     now = datetime.now(UTC)
     lag_time = parse_duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
@@ -124,6 +135,8 @@ def reconcile(
         include_pii=include_pii,
         recheck=parse_duration(recheck, "--recheck"),
     )
+    if sliced:
+        options = options.sharded(*sliced)
     within = parse_duration(expiring_within, "--expiring-within")
 
     with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone

@@ -149,6 +149,7 @@ class ReconcileResult:
             "by_day": {d: dict(c) for d, c in sorted(self.by_day.items())},
             "requests": {name: dict(kinds) for name, kinds in sorted(self.requests.items())},
             "resumed_windows": self.resumed_windows,
+            **({"shard": {"index": self.options.shard[0], "of": self.options.shard[1]}} if self.options.shard else {}),
             **({"dry_run": True, "would_write": self.would_write} if self.options.dry_run else {}),
             "findings": [
                 {**row, "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}

@@ -88,6 +88,8 @@ class ReconcileOptions:
     recheck: timedelta = timedelta(days=1)
     """A finished window is taken as settled only if it was checked this long after its end: firehose writes
     can land late (spool retries), so recent windows are examined again on the next run."""
+    shard: tuple[int, int] | None = None
+    """``(index, count)`` when this run is one slice of a larger window (``sharded``): for its report."""
 
     def __post_init__(self) -> None:
         # Tolerant of what a Python caller writes: a store URL for ``archive``, a time without a zone (UTC).
@@ -108,9 +110,26 @@ class ReconcileOptions:
     def fingerprint(self) -> str:
         """Runs with the same fingerprint share their finished windows. The time range is left out, so tonight's
         run reuses last night's settled windows; what is checked, and how, is in."""
-        ignored = {"start", "end", "workers", "full", "recheck", "dry_run"}
+        ignored = {"start", "end", "workers", "full", "recheck", "dry_run", "shard"}
         values = {name: str(value) for name, value in asdict(self).items() if name not in ignored}
         return hashlib.sha256(canonical(values)).hexdigest()[:32]
+
+    def sharded(self, index: int, count: int) -> ReconcileOptions:
+        """Slice ``index`` of ``count`` (0-based) of this window, cut by event-id time (an ObjectId's seconds):
+        equal spans of whole seconds, each event in exactly one, whatever machine computes it. Any orchestrator
+        runs the same command ``count`` times with another index; many more slices than workers even out the
+        busy hours. The window's end is inclusive, so a slice ends one second before the next begins."""
+        if not 0 <= index < count:
+            raise UsageError(f"--shard must be from 0 to {count - 1} for --shards {count}, got {index}")
+        first, last = int(self.start.timestamp()), int(self.end.timestamp())
+        if count > (last - first + 1) // 2:
+            raise UsageError(
+                f"--shards {count} cuts the window's {last - first + 1} seconds too fine (2 seconds each at least)"
+            )
+        edges = [first + (last - first + 1) * n // count for n in range(count + 1)]
+        start = self.start if index == 0 else datetime.fromtimestamp(edges[index], tz=UTC)
+        end = self.end if index == count - 1 else datetime.fromtimestamp(edges[index + 1] - 1, tz=UTC)
+        return replace(self, start=start, end=end, shard=(index, count))
 
     def windows(self) -> Iterator[tuple[datetime, datetime]]:
         """The range cut at fixed boundaries (multiples of ``window`` since the epoch, so midnights UTC for a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -432,3 +433,40 @@ def test_the_summary_names_the_first_expiry_and_what_the_api_no_longer_holds(
     )  # fmt: skip
     assert old.exit_code == ExitCode.OK, old.stderr
     assert "it no longer holds those made before" in old.stderr and "not checked against it" in old.stderr
+
+
+@pytest.mark.parametrize("count", [3, 7])
+def test_shards_of_a_window_find_together_what_the_whole_window_finds(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path, count: int
+) -> None:
+    whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--format", "json")
+    assert whole.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), whole.stderr
+    expected = json.loads(whole.stdout)
+    counts: Counter[str] = Counter()
+    found = []
+    for index in range(count):
+        # Each slice as an orchestrator runs it: its index from the environment, its own machine (state).
+        shard_env = {
+            **env,
+            "FIREHOSE_STATE": str(tmp_path / f"shard{index}.sqlite"),
+            "JOB_COMPLETION_INDEX": str(index),
+        }
+        run = reconcile(shard_env, "--format", "json", "--shards", str(count), "--shard-from-env")
+        assert run.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), run.stderr
+        document = json.loads(run.stdout)
+        counts.update(document["counts"])
+        found += document["findings"]
+    assert +counts == +Counter(expected["counts"]), "every event in exactly one slice"
+    key = lambda row: (row["verdict"], row["event_id"], row["destination"])  # noqa: E731
+    assert sorted(map(key, found)) == sorted(map(key, expected["findings"]))
+
+
+def test_shards_need_one_window_for_every_slice(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["reconcile", "--shards", "4", "--shard", "1"], env=env)
+    assert result.exit_code == ExitCode.USAGE and "--shards needs --start and --end" in result.stderr
+    result = reconcile(env, "--shards", "4")
+    assert result.exit_code == ExitCode.USAGE and "--shard I or --shard-from-env" in result.stderr
+    result = reconcile(env, "--shards", "4", "--shard", "4")
+    assert result.exit_code == ExitCode.USAGE and "--shard must be from 0 to 3" in result.stderr
+    result = reconcile({k: v for k, v in env.items() if "INDEX" not in k}, "--shards", "4", "--shard-from-env")
+    assert result.exit_code == ExitCode.USAGE and "JOB_COMPLETION_INDEX" in result.stderr

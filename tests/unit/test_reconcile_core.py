@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from firehose.archive.base import ObjectInfo
 from firehose.event import Destination
@@ -175,3 +178,20 @@ def test_an_archive_override_expects_only_the_events_the_firehose_sent() -> None
     every_service_off = {"services": {"aws": {"enabled": False, "bucket": "b"}}}
     assert expected_objects(event("6ae18ae9a55055783f30ae4e", firehose=every_service_off), destinations=override) == []
     assert expected_objects(event("6ae18ae9a55055783f30ae4f", firehose={}), destinations=override) == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 1000])
+def test_the_slices_of_a_window_cover_it_once(count: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from firehose.reconciliation.run import ReconcileOptions
+
+    start = datetime(2026, 11, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    options = ReconcileOptions(start=start, end=start + timedelta(days=3, seconds=17))
+    slices = [options.sharded(index, count) for index in range(count)]
+    assert slices[0].start == options.start and slices[-1].end == options.end
+    for before, after in itertools.pairwise(slices):
+        assert int(after.start.timestamp()) == int(before.end.timestamp()) + 1, "no second in two slices, none lost"
+    assert all(s.start < s.end and s.shard == (i, count) for i, s in enumerate(slices))
+    assert {s.fingerprint() for s in slices} == {options.fingerprint()}, "slices share the window's settled state"
+    assert [s.start for s in slices] == [options.sharded(i, count).start for i in range(count)], "deterministic"
