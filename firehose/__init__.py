@@ -27,6 +27,9 @@ _PUBLIC = {
     "ReconcileOptions": "firehose.reconciliation.run",
     "ReconcileResult": "firehose.reconciliation.job",
     "reconcile": "firehose.reconciliation.job",
+    "reconcile_slice": "firehose.reconciliation.job",
+    "merge_slices": "firehose.reconciliation.job",
+    "SlicedReport": "firehose.reconciliation.job",
     "LocateResult": "firehose.whereabouts",
     "locate": "firehose.whereabouts",
     "AuditOptions": "firehose.evidence.job",
@@ -75,6 +78,7 @@ __all__ = [
     "ReplayResult",
     "Selection",
     "Settings",
+    "SlicedReport",
     "Target",
     "Unreadable",
     "Verdict",
@@ -84,10 +88,12 @@ __all__ = [
     "events",
     "list_archive",
     "locate",
+    "merge_slices",
     "open_store",
     "past_runs",
     "read_archive",
     "reconcile",
+    "reconcile_slice",
     "replay",
     "replay_ledger",
     "verify_pack",
@@ -105,7 +111,7 @@ if TYPE_CHECKING:
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
     from firehose.history import History, past_runs, replay_ledger
-    from firehose.reconciliation.job import ReconcileResult, reconcile
+    from firehose.reconciliation.job import ReconcileResult, SlicedReport, merge_slices, reconcile, reconcile_slice
     from firehose.reconciliation.run import ReconcileOptions
     from firehose.replaying.job import ReplayResult, replay
     from firehose.replaying.plan import LeadResult, ReplayOptions

@@ -431,7 +431,8 @@ class StateDB:
         wanted = {_iso(start) for start in windows} if windows is not None else None
         rows = self._db.execute(
             "SELECT verdict, event_id, key, destination, lead_id, type, expires_at, reason, fields, detail, "
-            "window_start FROM findings WHERE run_id = ? ORDER BY expires_at IS NOT NULL, expires_at, event_id",
+            "window_start FROM findings WHERE run_id = ? "
+            "ORDER BY expires_at IS NOT NULL, expires_at, event_id, destination, verdict",
             (run_id,),
         )
         for verdict, event_id, key, destination, lead_id, kind, expires, reason, fields, detail, window_start in rows:

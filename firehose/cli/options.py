@@ -196,14 +196,27 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 is_flag=True,
                 help="Take --shard from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX.",
             ),
+            click.option(
+                "--run-state",
+                help="Keep each finished slice's checkpoint here (s3://, az://, file://; a folder per run).",
+            ),
+            click.option(
+                "--merge", is_flag=True, help="Merge the --shards checkpoints in --run-state into one report."
+            ),
         ]
     ):
         command = option(command)
     return command
 
 
-def parse_shard(shards: int | None, shard: int | None, from_env: bool) -> tuple[int, int] | None:
-    """``(index, count)``, or None when the run is not sharded."""
+def parse_shard(shards: int | None, shard: int | None, from_env: bool, merge: bool = False) -> tuple[int, int] | None:
+    """``(index, count)``, or None when the run is not sharded (or merges every slice)."""
+    if merge:
+        if shard is not None or from_env:
+            raise UsageError("--merge takes every slice: give --shards N without --shard")
+        if shards is None:
+            raise UsageError("--merge needs --shards N (how many slices to merge)")
+        return None
     if from_env:
         if shard is not None:
             raise UsageError("--shard and --shard-from-env cannot be used together")

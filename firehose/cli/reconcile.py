@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from firehose import Destination, ReconcileOptions, ReconcileResult
+from firehose import Destination, ReconcileOptions, ReconcileResult, SlicedReport, merge_slices, reconcile_slice
 from firehose import reconcile as run_reconcile
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
@@ -100,6 +100,8 @@ def reconcile(
     shards: int | None,
     shard: int | None,
     shard_from_env: bool,
+    run_state: str | None,
+    merge: bool,
     **storage: Any,
 ) -> None:
     """Check that every event LeadConduit still holds is in its firehose archive, and repair the gaps.
@@ -115,10 +117,20 @@ def reconcile(
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
     """
-    sliced = parse_shard(shards, shard, shard_from_env)
+    sliced = parse_shard(shards, shard, shard_from_env, merge)
     if sliced and not (start and end):  # each machine's "now" differs: its slices would not fit together
         raise UsageError("--shards needs --start and --end: every slice must cut the same window")
+    if merge and not run_state:
+        raise UsageError("--merge needs --run-state URL (where the slices' checkpoints are)")
+    if run_state and not (merge or sliced):
+        raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
+    if merge:
+        assert run_state and shards
+        merged = merge_slices(run_state, shards, settings, credential_id=credential_id)
+        _finish(
+            ctx, merged, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} merged from {run_state}"
+        )
     now = datetime.now(UTC)
     lag_time = parse_duration(lag, "--lag")  # checked even when --end makes it unused: a bad value is never ignored
     mode, percent = parse_depth(verify)
@@ -140,6 +152,10 @@ def reconcile(
     within = parse_duration(expiring_within, "--expiring-within")
 
     with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone
+        if run_state:
+            done = reconcile_slice(options, settings, run_state, credential_id=credential_id,
+                                   expiring_within=within, progress=progress)  # fmt: skip
+            _finish(ctx, done, fmt, report_file, _slice_note(options, done, run_state))
         result = run_reconcile(
             options, settings, credential_id=credential_id, expiring_within=within, progress=progress, now=now
         )
@@ -150,7 +166,23 @@ def reconcile(
     ctx.exit(int(result.exit_code))
 
 
-def _write_findings(result: ReconcileResult, fmt: str) -> None:
+def _slice_note(options: ReconcileOptions, done: SlicedReport, run_state: str) -> str:
+    index, count = options.shard or (0, 1)
+    how = "done before, not checked again" if done.reused else "checkpoint written" if done.recorded else "checked"
+    return f"firehose reconcile: slice {index} of {count} ({how}; --run-state {run_state})"
+
+
+def _finish(ctx: click.Context, result: SlicedReport, fmt: str, report_file: str | None, note: str) -> None:
+    """A slice's or a merged report: its findings on stdout, the report file, its counts, its exit code."""
+    _write_findings(result, fmt)
+    if report_file:
+        Path(report_file).write_bytes(json_document(result.report()))
+    tell(note)
+    tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
+    ctx.exit(int(result.exit_code))
+
+
+def _write_findings(result: ReconcileResult | SlicedReport, fmt: str) -> None:
     writer = RowWriter(binary_stdout(), fmt, result.fields, schema=result.SCHEMA, rows_name="findings", widths=WIDTHS)
     for row in result.rows():
         writer.write(row)

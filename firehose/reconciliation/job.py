@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firehose.config import Settings
-from firehose.connections import api_client, destination_opener
+from firehose.connections import api_client, destination_opener, open_url
 from firehose.errors import ExitCode
 from firehose.findings import GAPS, Finding, Verdict
 from firehose.progress import NO_PROGRESS, Progress
@@ -221,3 +221,84 @@ def run_and_collect(
         if also is not None:
             also(state)
     return outcome, findings
+
+
+@dataclass(frozen=True)
+class SlicedReport:
+    """A slice's report as its checkpoint holds it, or the report all slices make together (``merge_slices``):
+    the ``firehose.reconcile/1`` document itself, with its findings as rows and its exit code."""
+
+    document: Mapping[str, Any]
+    recorded: bool = False
+    """This process wrote the slice's checkpoint (False: it was there already, or another process won)."""
+    reused: bool = False
+    """The slice had a checkpoint already: nothing was checked again."""
+
+    SCHEMA = SCHEMA
+
+    def report(self) -> dict[str, Any]:
+        return dict(self.document)
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        return dict(self.document["counts"])
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        pii = any("values" in row for row in self.document["findings"])
+        return FINDING_FIELDS + (("values",) if pii else ())
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        yield from self.document["findings"]
+
+    def summary(self) -> dict[str, Any]:
+        return {name: self.document[name] for name in ("counts", "at_risk", "earliest_expiry")}
+
+    @property
+    def exit_code(self) -> ExitCode:
+        from firehose.reconciliation.checkpoints import exit_code
+
+        return exit_code(self.document)
+
+
+def reconcile_slice(
+    options: ReconcileOptions,
+    settings: Settings,
+    run_state: str,
+    *,
+    credential_id: str | None = None,
+    expiring_within: timedelta = AT_RISK_WITHIN,
+    progress: Progress = NO_PROGRESS,
+) -> SlicedReport:
+    """One slice of a sliced run (``options.sharded(i, n)``) with its checkpoint in ``run_state`` (a store URL,
+    one folder per run): a slice done before is not checked again; a finished one is recorded, never over
+    another's record. A dry run neither reads nor writes checkpoints' effect: it plans the slice as ever."""
+    from firehose.reconciliation.checkpoints import RunState
+
+    store, where = open_url(run_state, settings, credential_id, "--run-state")
+    try:
+        if where.scheme == "file":
+            store.create()  # a folder of our own; a bucket or container is never made by firehose
+        state = RunState(store, where.prefix)
+        earlier = state.done(options)
+        if earlier is not None and not options.dry_run:
+            return SlicedReport(earlier, reused=True)
+        result = reconcile(options, settings, credential_id=credential_id, expiring_within=expiring_within,
+                           progress=progress)  # fmt: skip
+        document = result.report()
+        recorded = False if options.dry_run else state.record(options, document)
+        return SlicedReport(document, recorded=recorded)
+    finally:
+        store.close()
+
+
+def merge_slices(run_state: str, shards: int, settings: Settings, *, credential_id: str | None = None) -> SlicedReport:
+    """The one report of a sliced run's ``shards`` checkpoints in ``run_state``, as one run over the whole window
+    writes it; a ``UsageError`` naming the slices not done yet."""
+    from firehose.reconciliation.checkpoints import RunState
+
+    store, where = open_url(run_state, settings, credential_id, "--run-state")
+    try:
+        return SlicedReport(RunState(store, where.prefix).merge(shards))
+    finally:
+        store.close()

@@ -90,6 +90,8 @@ class ReconcileOptions:
     can land late (spool retries), so recent windows are examined again on the next run."""
     shard: tuple[int, int] | None = None
     """``(index, count)`` when this run is one slice of a larger window (``sharded``): for its report."""
+    sliced_from: tuple[datetime, datetime] | None = None
+    """The whole window a slice was cut from: what its checkpoint belongs to."""
 
     def __post_init__(self) -> None:
         # Tolerant of what a Python caller writes: a store URL for ``archive``, a time without a zone (UTC).
@@ -110,7 +112,7 @@ class ReconcileOptions:
     def fingerprint(self) -> str:
         """Runs with the same fingerprint share their finished windows. The time range is left out, so tonight's
         run reuses last night's settled windows; what is checked, and how, is in."""
-        ignored = {"start", "end", "workers", "full", "recheck", "dry_run", "shard"}
+        ignored = {"start", "end", "workers", "full", "recheck", "dry_run", "shard", "sliced_from"}
         values = {name: str(value) for name, value in asdict(self).items() if name not in ignored}
         return hashlib.sha256(canonical(values)).hexdigest()[:32]
 
@@ -129,7 +131,7 @@ class ReconcileOptions:
         edges = [first + (last - first + 1) * n // count for n in range(count + 1)]
         start = self.start if index == 0 else datetime.fromtimestamp(edges[index], tz=UTC)
         end = self.end if index == count - 1 else datetime.fromtimestamp(edges[index + 1] - 1, tz=UTC)
-        return replace(self, start=start, end=end, shard=(index, count))
+        return replace(self, start=start, end=end, shard=(index, count), sliced_from=(self.start, self.end))
 
     def windows(self) -> Iterator[tuple[datetime, datetime]]:
         """The range cut at fixed boundaries (multiples of ``window`` since the epoch, so midnights UTC for a

@@ -470,3 +470,37 @@ def test_shards_need_one_window_for_every_slice(env: dict[str, str]) -> None:
     assert result.exit_code == ExitCode.USAGE and "--shard must be from 0 to 3" in result.stderr
     result = reconcile({k: v for k, v in env.items() if "INDEX" not in k}, "--shards", "4", "--shard-from-env")
     assert result.exit_code == ExitCode.USAGE and "JOB_COMPLETION_INDEX" in result.stderr
+
+
+def test_slices_with_shared_checkpoints_merge_into_the_whole_windows_report(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    whole_file = tmp_path / "whole.json"
+    whole = reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(whole_file))
+    expected = json.loads(whole_file.read_text())
+    run_state = (tmp_path / "run").as_uri()
+    count = 5
+
+    def slice_(index: int, *extra: str) -> Result:
+        state = str(tmp_path / f"slice{index}.sqlite")
+        return reconcile({**env, "FIREHOSE_STATE": state}, "--format", "json", "--shards", str(count),
+                         "--shard", str(index), "--run-state", run_state, *extra)  # fmt: skip
+
+    for index in range(count - 1):
+        assert slice_(index).exit_code in (ExitCode.OK, ExitCode.DIFFERENCES)
+    early = reconcile(env, "--shards", str(count), "--merge", "--run-state", run_state)
+    assert early.exit_code == ExitCode.USAGE and f"no checkpoint yet for slice {count - 1}" in early.stderr
+    last = slice_(count - 1)
+    assert "checkpoint written" in last.stderr, last.stderr
+    again = slice_(count - 1)  # a retried array job: nothing checked again, the same report
+    assert "done before, not checked again" in again.stderr and json.loads(again.stdout) == json.loads(last.stdout)
+    report_file = tmp_path / "merged.json"
+    merged = reconcile(env, "--shards", str(count), "--merge", "--run-state", run_state, "--report", str(report_file))
+    assert merged.exit_code == whole.exit_code, merged.stderr
+    document = json.loads(report_file.read_text())
+    assert document["schema"] == "firehose.reconcile/1" and document["shards"] == count
+    for name in ("window", "counts", "by_destination", "by_day", "findings"):
+        assert document[name] == expected[name], name
+    other = reconcile(env, *WINDOW[:2], "--end", UNTIL.isoformat(), "--verify", "content", "--shards", str(count),
+                      "--shard", "0", "--run-state", run_state)  # fmt: skip
+    assert other.exit_code == ExitCode.USAGE and "another run" in other.stderr, "one run per folder"
