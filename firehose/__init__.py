@@ -29,6 +29,8 @@ _PUBLIC = {
     "reconcile": "firehose.reconciliation.job",
     "reconcile_slice": "firehose.reconciliation.job",
     "merge_slices": "firehose.reconciliation.job",
+    "reconcile_all_slices": "firehose.reconciliation.fanout",
+    "parse_executor": "firehose.reconciliation.fanout",
     "SlicedReport": "firehose.reconciliation.job",
     "LocateResult": "firehose.whereabouts",
     "locate": "firehose.whereabouts",
@@ -90,9 +92,11 @@ __all__ = [
     "locate",
     "merge_slices",
     "open_store",
+    "parse_executor",
     "past_runs",
     "read_archive",
     "reconcile",
+    "reconcile_all_slices",
     "reconcile_slice",
     "replay",
     "replay_ledger",
@@ -111,6 +115,7 @@ if TYPE_CHECKING:
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
     from firehose.history import History, past_runs, replay_ledger
+    from firehose.reconciliation.fanout import parse_executor, reconcile_all_slices
     from firehose.reconciliation.job import ReconcileResult, SlicedReport, merge_slices, reconcile, reconcile_slice
     from firehose.reconciliation.run import ReconcileOptions
     from firehose.replaying.job import ReplayResult, replay

@@ -203,6 +203,10 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--merge", is_flag=True, help="Merge the --shards checkpoints in --run-state into one report."
             ),
+            click.option(
+                "--executor",
+                help="Run every slice here and merge them: local:N (N worker processes on this machine).",
+            ),
         ]
     ):
         command = option(command)
@@ -210,7 +214,7 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def parse_shard(shards: int | None, shard: int | None, from_env: bool, merge: bool = False) -> tuple[int, int] | None:
-    """``(index, count)``, or None when the run is not sharded (or merges every slice)."""
+    """``(index, count)``, or None when the run is not sharded (or merges, or runs, every slice: ``merge``)."""
     if merge:
         if shard is not None or from_env:
             raise UsageError("--merge takes every slice: give --shards N without --shard")

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from firehose import Destination, ReconcileOptions, ReconcileResult, SlicedReport, merge_slices, reconcile_slice
+from firehose import (
+    Destination,
+    ReconcileOptions,
+    ReconcileResult,
+    SlicedReport,
+    merge_slices,
+    parse_executor,
+    reconcile_all_slices,
+    reconcile_slice,
+)
 from firehose import reconcile as run_reconcile
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
@@ -102,6 +111,7 @@ def reconcile(
     shard_from_env: bool,
     run_state: str | None,
     merge: bool,
+    executor: str | None,
     **storage: Any,
 ) -> None:
     """Check that every event LeadConduit still holds is in its firehose archive, and repair the gaps.
@@ -117,12 +127,12 @@ def reconcile(
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
     """
-    sliced = parse_shard(shards, shard, shard_from_env, merge)
-    if sliced and not (start and end):  # each machine's "now" differs: its slices would not fit together
+    sliced = parse_shard(shards, shard, shard_from_env, merge or bool(executor))
+    if (sliced or executor) and not (start and end):  # each machine's "now" differs: its slices would not fit together
         raise UsageError("--shards needs --start and --end: every slice must cut the same window")
-    if merge and not run_state:
-        raise UsageError("--merge needs --run-state URL (where the slices' checkpoints are)")
-    if run_state and not (merge or sliced):
+    if (merge or executor) and not run_state:
+        raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
+    if run_state and not (merge or sliced or executor):
         raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     if merge:
@@ -150,6 +160,13 @@ def reconcile(
     if sliced:
         options = options.sharded(*sliced)
     within = parse_duration(expiring_within, "--expiring-within")
+    if executor:
+        assert run_state and shards
+        processes = parse_executor(executor)
+        with shown_progress("reconcile") as progress:
+            everything = reconcile_all_slices(options, settings, run_state, shards, workers=processes,
+                                              credential_id=credential_id, progress=progress)  # fmt: skip
+        _finish(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
 
     with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone
         if run_state:

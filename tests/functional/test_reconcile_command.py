@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -27,6 +30,7 @@ from tests.conftest import (
     stack_env,
     stack_sandbox,
 )
+from tests.functional.clirun import process_env, run_process, spawn
 
 pytestmark = pytest.mark.usefixtures("stack")
 WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "--end", UNTIL.isoformat()]
@@ -504,3 +508,43 @@ def test_slices_with_shared_checkpoints_merge_into_the_whole_windows_report(
     other = reconcile(env, *WINDOW[:2], "--end", UNTIL.isoformat(), "--verify", "content", "--shards", str(count),
                       "--shard", "0", "--run-state", run_state)  # fmt: skip
     assert other.exit_code == ExitCode.USAGE and "another run" in other.stderr, "one run per folder"
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_report(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    whole_file = tmp_path / "whole.json"
+    reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(whole_file))
+    expected = json.loads(whole_file.read_text())
+    report_file = tmp_path / "all.json"
+    args = ["reconcile", *WINDOW, "--shards", "6", "--executor", "local:2", "--run-state", (tmp_path / "run").as_uri(),
+            "--report", str(report_file), "--format", "ndjson"]  # fmt: skip
+    process = spawn(args, process_env(**env), tmp_path)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and process.poll() is None:
+        workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)  # a worker dies mid-run: its slice is submitted again
+        time.sleep(0.05)
+    _, err = process.communicate(timeout=240)
+    assert killed is not None, "no worker to kill"
+    assert process.returncode == (ExitCode.DIFFERENCES if expected["counts"].get("missing") else ExitCode.OK), err
+    document = json.loads(report_file.read_text())
+    for name in ("window", "counts", "by_destination", "by_day", "findings"):
+        assert document[name] == expected[name], name
+    again = run_process(args, process_env(**env), tmp_path, timeout=120)  # every slice done: nothing run again
+    assert again.code == process.returncode and json.loads(report_file.read_text()) == document
