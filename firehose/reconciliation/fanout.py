@@ -10,30 +10,33 @@ its slice: the pool is made again and every slice still without a checkpoint is 
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from firehose.config import Settings
 from firehose.connections import open_url
-from firehose.errors import FirehoseError, UsageError
+from firehose.errors import ConfigError, FirehoseError, UsageError
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.checkpoints import RunState
 from firehose.reconciliation.job import SlicedReport, merge_slices, reconcile_slice
 from firehose.reconciliation.run import ReconcileOptions
 
 
-def parse_executor(spec: str) -> int:
-    """``local:N``: N worker processes on this machine (the only executor built yet)."""
-    kind, _, number = spec.partition(":")
-    if kind == "local" and number.isdigit() and int(number) >= 1:
-        return int(number)
-    if kind == "dask":
-        raise UsageError("--executor dask://...: not built yet; use local:N, or run each --shard on a machine")
-    raise UsageError(f"--executor {spec!r}: use local:N (N worker processes)")
+def parse_executor(spec: str) -> int | str:
+    """``local:N``: N worker processes on this machine (the number); ``dask://host:port``: a Dask scheduler (its
+    ``tcp://`` address)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "local" and rest.isdigit() and int(rest) >= 1:
+        return int(rest)
+    if kind == "dask" and rest.startswith("//") and len(rest) > 2:
+        return "tcp:" + rest
+    raise UsageError(f"--executor {spec!r}: use local:N (N worker processes) or dask://host:port (a Dask scheduler)")
 
 
 def reconcile_all_slices(
@@ -42,13 +45,15 @@ def reconcile_all_slices(
     run_state: str,
     shards: int,
     *,
-    workers: int,
+    workers: int | str,
     credential_id: str | None = None,
     attempts: int = 3,
     progress: Progress = NO_PROGRESS,
 ) -> SlicedReport:
-    """Reconcile every slice of ``options``' window (``shards`` of them) in ``workers`` processes, each recording
-    its checkpoint in ``run_state``, and merge them. Slices done before are not run again."""
+    """Reconcile every slice of ``options``' window (``shards`` of them) in ``workers`` local processes, or on the
+    Dask scheduler at ``workers`` (``tcp://host:port``), each recording its checkpoint in ``run_state``, and merge
+    them. Slices done before are not run again. On Dask the settings (keys included) travel to the workers, as
+    every task's arguments do: run the scheduler on a network you trust."""
     if options.dry_run:
         raise UsageError("--executor runs and records every slice: a --dry-run plans one (give --shard I)")
     for index in range(shards):
@@ -56,21 +61,13 @@ def reconcile_all_slices(
     task = progress.start("reconcile slices", total=shards)
     left = _left(options, settings, run_state, shards, credential_id)
     task.advance(shards - len(left))
-    for _ in range(attempts):
-        if not left:
-            break
-        try:
-            with _pool(workers) as pool:
-                futures: dict[Future[Any], int] = {
-                    pool.submit(_one_slice, options, index, shards, settings, run_state, credential_id): index
-                    for index in left
-                }
-                for future in as_completed(futures):
-                    future.result()  # a slice's own error (a refused key, a full disk) ends the run, named
-                    task.advance()
-        except BrokenProcessPool:
-            pass  # a worker died: what has no checkpoint is submitted again
+    if isinstance(workers, str):
+        _on_dask(workers, left, attempts, (options, shards, settings, run_state, credential_id), task.advance)
         left = _left(options, settings, run_state, shards, credential_id)
+    else:
+        left = _on_processes(
+            workers, left, attempts, (options, shards, settings, run_state, credential_id), task.advance
+        )
     task.done()
     if left:
         shown = ", ".join(map(str, left[:20]))
@@ -88,6 +85,55 @@ def _left(
         return [index for index in range(shards) if state.done(options.sharded(index, shards)) is None]
     finally:
         store.close()
+
+
+def _on_processes(workers: int, left: list[int], attempts: int, arguments: tuple[Any, ...], done: Any) -> list[int]:
+    """The slices on a pool of local processes; the pool made again when a worker dies, for what is left."""
+    options, shards, settings, run_state, credential_id = arguments
+    for _ in range(attempts):
+        if not left:
+            break
+        try:
+            with _pool(workers) as pool:
+                futures = [pool.submit(_one_slice, *(options, index, shards, settings, run_state, credential_id))
+                           for index in left]  # fmt: skip
+                for future in as_completed(futures):
+                    future.result()  # a slice's own error (a refused key, a full disk) ends the run, named
+                    done()
+        except BrokenProcessPool:
+            pass  # a worker died: what has no checkpoint is submitted again
+        left = _left(options, settings, run_state, shards, credential_id)
+    return left
+
+
+def _on_dask(address: str, left: list[int], attempts: int, arguments: tuple[Any, ...], done: Any) -> None:
+    """The slices as Dask tasks: a worker that dies has its task run on another (``retries``, and Dask's own
+    rescheduling of a lost worker's tasks)."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as finished
+    except ImportError:
+        raise ConfigError("--executor dask://: Dask is not installed (pip install 'firehose[dask]')") from None
+    options, shards, settings, run_state, credential_id = arguments
+    with Client(address) as client:  # type: ignore[no-untyped-call]  # Dask has no types
+        futures = [
+            client.submit(
+                _one_slice,
+                options,
+                index,
+                shards,
+                settings,
+                run_state,
+                credential_id,
+                key=f"firehose-slice-{index}-of-{shards}-{options.fingerprint()[:12]}",
+                pure=False,
+                retries=attempts,
+            )
+            for index in left
+        ]
+        for future in finished(futures):  # type: ignore[no-untyped-call]
+            future.result()
+            done()
 
 
 @contextmanager
@@ -110,7 +156,10 @@ def _one_slice(
     credential_id: str | None,
 ) -> dict[str, Any]:
     """One slice in a worker, with a state database of its own beside the settings' one."""
-    state_file = settings.state_file.with_name(f"{settings.state_file.stem}.slice-{index}-of-{shards}.sqlite")
+    folder = settings.state_file.parent
+    if not folder.is_dir():  # a worker on another machine: a scratch folder there
+        folder = Path(tempfile.gettempdir())
+    state_file = folder / f"{settings.state_file.stem}.slice-{index}-of-{shards}.sqlite"
     done = reconcile_slice(
         options.sharded(index, shards), replace(settings, state_file=state_file), run_state, credential_id=credential_id
     )

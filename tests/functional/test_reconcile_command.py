@@ -548,3 +548,37 @@ def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_r
         assert document[name] == expected[name], name
     again = run_process(args, process_env(**env), tmp_path, timeout=120)  # every slice done: nothing run again
     assert again.code == process.returncode and json.loads(report_file.read_text()) == document
+
+
+def test_every_slice_on_a_dask_cluster_one_worker_killed_merges_into_the_whole_windows_report(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    whole_file = tmp_path / "whole.json"
+    reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(whole_file))
+    expected = json.loads(whole_file.read_text())
+    for name, value in env.items():  # the workers' own environment, as a cluster's machines would have it
+        monkeypatch.setenv(name, value)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        client = distributed.Client(cluster)
+        address = cluster.scheduler_address.replace("tcp://", "dask://")
+        report_file = tmp_path / "dask.json"
+        args = ["reconcile", *WINDOW, "--shards", "6", "--executor", address, "--run-state",
+                (tmp_path / "run").as_uri(), "--report", str(report_file), "--format", "ndjson"]  # fmt: skip
+        process = spawn(args, process_env(**env), tmp_path)
+        killed = None
+        deadline = time.monotonic() + 60
+        while killed is None and time.monotonic() < deadline and process.poll() is None:
+            busy = [worker for worker, tasks in client.processing().items() if tasks]
+            if busy:
+                pids = client.run(os.getpid, workers=busy[:1])
+                killed = next(iter(pids.values()))
+                os.kill(killed, signal.SIGKILL)  # a worker dies with a slice on it: Dask runs it elsewhere
+            time.sleep(0.02)
+        _, err = process.communicate(timeout=240)
+        client.close()
+    assert killed is not None, "no busy worker to kill"
+    assert process.returncode in (ExitCode.OK, ExitCode.DIFFERENCES), err
+    document = json.loads(report_file.read_text())
+    for name in ("window", "counts", "by_destination", "by_day", "findings"):
+        assert document[name] == expected[name], name

@@ -20,6 +20,8 @@ VENDOR_HOME = {
     "httpx": {"http.py"},
     "cryptography": {"signing.py"},
     "rich": {"report/"},
+    "distributed": {"reconciliation/fanout.py"},
+    "dask": {"reconciliation/fanout.py"},
 }
 
 
