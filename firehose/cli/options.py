@@ -205,7 +205,12 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--executor",
-                help="Run every slice here and merge them: local:N (N worker processes on this machine).",
+                help="Run every slice here and merge them: local:N (N processes here) or dask://host:port.",
+            ),
+            click.option(
+                "--api-concurrency",
+                type=click.IntRange(min=1),
+                help="With --executor: at most this many slices page /events at once (default: no cap).",
             ),
         ]
     ):

@@ -112,6 +112,7 @@ def reconcile(
     run_state: str | None,
     merge: bool,
     executor: str | None,
+    api_concurrency: int | None,
     **storage: Any,
 ) -> None:
     """Check that every event LeadConduit still holds is in its firehose archive, and repair the gaps.
@@ -132,6 +133,8 @@ def reconcile(
         raise UsageError("--shards needs --start and --end: every slice must cut the same window")
     if (merge or executor) and not run_state:
         raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
+    if api_concurrency and not executor:
+        raise UsageError("--api-concurrency caps the slices an --executor runs at once: give --executor")
     if run_state and not (merge or sliced or executor):
         raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
@@ -165,7 +168,8 @@ def reconcile(
         processes = parse_executor(executor)
         with shown_progress("reconcile") as progress:
             everything = reconcile_all_slices(options, settings, run_state, shards, workers=processes,
-                                              credential_id=credential_id, progress=progress)  # fmt: skip
+                                              credential_id=credential_id, api_concurrency=api_concurrency,
+                                              progress=progress)  # fmt: skip
         _finish(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
 
     with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone

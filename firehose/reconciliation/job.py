@@ -10,6 +10,7 @@ import contextlib
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,6 +167,7 @@ def reconcile(
     expiring_within: timedelta = AT_RISK_WITHIN,
     progress: Progress = NO_PROGRESS,
     now: datetime | None = None,
+    api_gate: AbstractContextManager[Any] | None = None,
 ) -> ReconcileResult:
     """Reconcile the archive against ``GET /events`` for ``options``' window, and repair gaps if it says so.
 
@@ -176,7 +178,12 @@ def reconcile(
     """
     checked_at = now or datetime.now(UTC)
     outcome, findings = run_and_collect(
-        options, settings, credential_id=credential_id, holder="firehose reconcile", progress=progress
+        options,
+        settings,
+        credential_id=credential_id,
+        holder="firehose reconcile",
+        progress=progress,
+        api_gate=api_gate,
     )
     if options.dry_run:
         findings = by_expiry(findings) + [f for f in findings if f.verdict not in GAPS]
@@ -193,6 +200,7 @@ def run_and_collect(
     progress: Progress = NO_PROGRESS,
     also: Callable[[Any], Any] | None = None,
     announce: Callable[[], None] | None = None,
+    api_gate: AbstractContextManager[Any] | None = None,
 ) -> tuple[Outcome, list[Finding]]:
     """Run the reconciler with the run lock, the API client and the state database, and read back the findings a
     report lists (a dry run's are kept in memory, the others in the state database). ``also(state)`` reads
@@ -213,7 +221,7 @@ def run_and_collect(
         state = stack.enter_context(StateDB(database))
         if announce is not None:
             announce()
-        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress).run()
+        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress, api_gate=api_gate).run()
         if options.dry_run:
             findings = list(outcome.planned)
         else:
@@ -269,6 +277,7 @@ def reconcile_slice(
     credential_id: str | None = None,
     expiring_within: timedelta = AT_RISK_WITHIN,
     progress: Progress = NO_PROGRESS,
+    api_gate: AbstractContextManager[Any] | None = None,
 ) -> SlicedReport:
     """One slice of a sliced run (``options.sharded(i, n)``) with its checkpoint in ``run_state`` (a store URL,
     one folder per run): a slice done before is not checked again; a finished one is recorded, never over
@@ -284,7 +293,7 @@ def reconcile_slice(
         if earlier is not None and not options.dry_run:
             return SlicedReport(earlier, reused=True)
         result = reconcile(options, settings, credential_id=credential_id, expiring_within=expiring_within,
-                           progress=progress)  # fmt: skip
+                           progress=progress, api_gate=api_gate)  # fmt: skip
         document = result.report()
         recorded = False if options.dry_run else state.record(options, document)
         return SlicedReport(document, recorded=recorded)

@@ -25,6 +25,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,8 +182,12 @@ class Reconciler:
         options: ReconcileOptions,
         *,
         progress: Progress = NO_PROGRESS,
+        api_gate: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.api = api
+        self.api_gate = api_gate or nullcontext()
+        """Held while a window pages ``/events``: a semaphore shared by every slice of a run caps how many page
+        LeadConduit at once (``--api-concurrency``)."""
         self.open_store = open_store
         self.state = state
         self.options = options
@@ -309,20 +314,21 @@ class Reconciler:
         expected: dict[Destination, list[Expected]] = defaultdict(list)
         findings: list[Finding] = []
         api_events = 0
-        for event in self._events_until(start, end, include=() if full else PRESENCE_FIELDS):
-            api_events += 1
-            targets = [options.archive] if options.archive else None
-            items = expected_objects(event, destinations=targets)
-            if not items and not full and event.get("firehose") and _lead_unknown(event):
-                event = self.api.get_event(event["id"])  # the lead id may be only in the source response
+        with self.api_gate:  # the window's paging of /events, and nothing slower: no store is asked in here
+            for event in self._events_until(start, end, include=() if full else PRESENCE_FIELDS):
+                api_events += 1
+                targets = [options.archive] if options.archive else None
                 items = expected_objects(event, destinations=targets)
-            if not items:
-                findings.append(Finding(Verdict.NOT_CONFIGURED, str(event["id"]), "", NO_DESTINATION))
-                continue
-            if full:
-                events[items[0].event_id] = event
-            for item in items:
-                expected[item.destination].append(item)
+                if not items and not full and event.get("firehose") and _lead_unknown(event):
+                    event = self.api.get_event(event["id"])  # the lead id may be only in the source response
+                    items = expected_objects(event, destinations=targets)
+                if not items:
+                    findings.append(Finding(Verdict.NOT_CONFIGURED, str(event["id"]), "", NO_DESTINATION))
+                    continue
+                if full:
+                    events[items[0].event_id] = event
+                for item in items:
+                    expected[item.destination].append(item)
         requests: dict[str, Counter[str]] = defaultdict(Counter)
         requests["api"]["events"] = api_events
         # Every destination the run has met is checked in every window, not only those this window's events name:

@@ -529,7 +529,8 @@ def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_r
     reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(whole_file))
     expected = json.loads(whole_file.read_text())
     report_file = tmp_path / "all.json"
-    args = ["reconcile", *WINDOW, "--shards", "6", "--executor", "local:2", "--run-state", (tmp_path / "run").as_uri(),
+    args = ["reconcile", *WINDOW, "--shards", "6", "--executor", "local:2", "--api-concurrency", "1",
+            "--run-state", (tmp_path / "run").as_uri(),
             "--report", str(report_file), "--format", "ndjson"]  # fmt: skip
     process = spawn(args, process_env(**env), tmp_path)
     killed = None
@@ -563,7 +564,7 @@ def test_every_slice_on_a_dask_cluster_one_worker_killed_merges_into_the_whole_w
         client = distributed.Client(cluster)
         address = cluster.scheduler_address.replace("tcp://", "dask://")
         report_file = tmp_path / "dask.json"
-        args = ["reconcile", *WINDOW, "--shards", "6", "--executor", address, "--run-state",
+        args = ["reconcile", *WINDOW, "--shards", "6", "--executor", address, "--api-concurrency", "1", "--run-state",
                 (tmp_path / "run").as_uri(), "--report", str(report_file), "--format", "ndjson"]  # fmt: skip
         process = spawn(args, process_env(**env), tmp_path)
         killed = None
@@ -582,3 +583,32 @@ def test_every_slice_on_a_dask_cluster_one_worker_killed_merges_into_the_whole_w
     document = json.loads(report_file.read_text())
     for name in ("window", "counts", "by_destination", "by_day", "findings"):
         assert document[name] == expected[name], name
+
+
+def test_a_window_pages_the_api_inside_the_gate_it_is_given(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import firehose
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    class Gate:
+        held = entered = 0
+        most = 0
+
+        def __enter__(self) -> None:
+            self.entered += 1
+            self.held += 1
+            self.most = max(self.most, self.held)
+
+        def __exit__(self, *exc_info: object) -> None:
+            self.held -= 1
+
+    gate = Gate()
+    options = firehose.ReconcileOptions(start=UNTIL - timedelta(days=3), end=UNTIL)
+    result = firehose.reconcile(options, firehose.Settings.load(), api_gate=gate)
+    assert gate.entered == len(result.outcome.windows) == len(list(options.windows())) and gate.most == 1
+    assert result.outcome.requests["api"]["events"] > 0
+    refused = reconcile(env, "--shards", "4", "--shard", "0", "--api-concurrency", "1")
+    assert refused.exit_code == ExitCode.USAGE and "give --executor" in refused.stderr
