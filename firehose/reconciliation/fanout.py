@@ -21,7 +21,7 @@ from typing import Any
 
 from firehose.config import Settings
 from firehose.connections import open_url
-from firehose.errors import ConfigError, FirehoseError, UsageError
+from firehose.errors import ArchiveError, ConfigError, UsageError
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.checkpoints import RunState
 from firehose.reconciliation.job import SlicedReport, merge_slices, reconcile_slice
@@ -73,8 +73,11 @@ def reconcile_all_slices(
         left = _on_processes(workers, left, attempts, arguments, task.advance, api_concurrency)
     task.done()
     if left:
-        shown = ", ".join(map(str, left[:20]))
-        raise FirehoseError(f"slices {shown} did not finish after {attempts} attempts (their workers died)")
+        shown = ", ".join(map(str, left[:20])) + (f" and {len(left) - 20} more" if len(left) > 20 else "")
+        raise ArchiveError(
+            f"slices {shown} have no checkpoint after {attempts} attempts: a store could not be checked (their error "
+            "findings name it) or their workers died; the same command retries them"
+        )
     return merge_slices(run_state, shards, settings, credential_id=credential_id)
 
 
@@ -103,8 +106,9 @@ def _on_processes(
                 futures = [pool.submit(_one_slice, *(options, index, shards, settings, run_state, credential_id))
                            for index in left]  # fmt: skip
                 for future in as_completed(futures):
-                    future.result()  # a slice's own error (a refused key, a full disk) ends the run, named
-                    done()
+                    # a slice's own failure (a refused key, a full disk) ends the run, named
+                    if _checked(future.result()):
+                        done()
         except BrokenProcessPool:
             pass  # a worker died (the pool ends the others): what has no checkpoint is submitted again
         left = _left(options, settings, run_state, shards, credential_id)
@@ -144,8 +148,8 @@ def _on_dask(
             for index in left
         ]
         for future in finished(futures):  # type: ignore[no-untyped-call]
-            future.result()
-            done()
+            if _checked(future.result()):
+                done()
 
 
 @contextmanager
@@ -160,6 +164,11 @@ def _pool(workers: int, api_concurrency: int | None) -> Iterator[Executor]:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _checked(report: dict[str, Any]) -> bool:
+    """A slice that checked every object; one with ``error`` findings keeps no checkpoint, and is run again."""
+    return not report["counts"].get("error", 0)
 
 
 _GATE: Any = None

@@ -295,7 +295,9 @@ def reconcile_slice(
         result = reconcile(options, settings, credential_id=credential_id, expiring_within=expiring_within,
                            progress=progress, api_gate=api_gate)  # fmt: skip
         document = result.report()
-        recorded = False if options.dry_run else state.record(options, document)
+        # A slice that could not check a store keeps no checkpoint: the next run checks it again.
+        complete = not options.dry_run and result.exit_code != ExitCode.ARCHIVE
+        recorded = state.record(options, document) if complete else False
         return SlicedReport(document, recorded=recorded)
     finally:
         store.close()

@@ -612,3 +612,13 @@ def test_a_window_pages_the_api_inside_the_gate_it_is_given(
     assert result.outcome.requests["api"]["events"] > 0
     refused = reconcile(env, "--shards", "4", "--shard", "0", "--api-concurrency", "1")
     assert refused.exit_code == ExitCode.USAGE and "give --executor" in refused.stderr
+
+
+def test_a_slice_that_could_not_check_a_store_keeps_no_checkpoint(env: dict[str, str], tmp_path: Path) -> None:
+    run_state = (tmp_path / "run").as_uri()
+    args = ["--shards", "2", "--shard", "0", "--run-state", run_state, "--archive", "s3://no-such-bucket-here"]
+    first = reconcile(env, *args)
+    assert first.exit_code == ExitCode.ARCHIVE, first.stderr
+    assert "checkpoint written" not in first.stderr and not list((tmp_path / "run").glob("*.json"))
+    again = reconcile(env, *args)
+    assert again.exit_code == ExitCode.ARCHIVE and "done before" not in again.stderr, "checked again, not skipped"
