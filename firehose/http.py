@@ -18,8 +18,10 @@ import random
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +30,15 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpcore
-import httpx
+
+# httpx's package imports its own command-line tool (httpx._main), which imports rich and pygments whenever they
+# are installed (rich is firehose's): 6 MiB and a fifth of a second at every start, for a tool firehose never
+# runs. A stand-in for that one module keeps them out; a program that imported httpx first keeps its own.
+if "httpx" not in sys.modules:
+    _tool = types.ModuleType("httpx._main")
+    _tool.main = lambda: None  # type: ignore[attr-defined]
+    sys.modules.setdefault("httpx._main", _tool)
+import httpx  # after the stand-in above
 import tenacity
 
 from firehose import __version__

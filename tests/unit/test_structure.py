@@ -215,3 +215,17 @@ def test_the_command_line_imports_only_the_public_api_settings_and_rendering(pat
         for alias in node.names
     }
     assert from_public <= set(firehose.__all__), from_public - set(firehose.__all__)
+
+
+def test_the_command_line_starts_without_rich_or_pygments() -> None:
+    """rich is loaded to draw (a terminal table, live bars), never at start: httpx's own command-line tool would
+    load it, and pygments, at every import of httpx (6 MiB, a fifth of a second), were it not kept out."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, firehose.cli, firehose.http\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygments'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
