@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firehose.config import Settings
 from firehose.errors import UsageError
 from firehose.secret import redact_url
-from firehose.state import LedgerEntry, ReplayLedger, RunSummary, StateDB, no_database_yet
+
+if TYPE_CHECKING:  # the state database (sqlite3) is loaded when a listing opens it, not at start
+    from firehose.state import LedgerEntry, RunSummary, StateDB
 
 RUN_FIELDS = ("run", "started_at", "verify", "repair", "windows", "from", "to", "counts", "repairs")
 LEDGER_FIELDS = (
@@ -33,6 +35,8 @@ class History:
     LEDGER_STATUSES = LEDGER_STATUSES
 
     def __init__(self, path: Path, rows: Callable[[StateDB], Iterator[dict[str, Any]]]) -> None:
+        from firehose.state import no_database_yet
+
         self.path = path
         self.exists = not no_database_yet(path)
         self._rows = rows
@@ -40,6 +44,8 @@ class History:
         self._state: StateDB | None = None
 
     def __enter__(self) -> History:
+        from firehose.state import StateDB
+
         if self.exists:
             self._state = self._stack.enter_context(StateDB(self.path))
         return self
@@ -51,6 +57,8 @@ class History:
         if self._state is not None:
             yield from self._rows(self._state)
         elif self.exists:  # iterated outside a with block: opened for this iteration alone
+            from firehose.state import StateDB
+
             with StateDB(self.path) as state:
                 yield from self._rows(state)
 
@@ -66,6 +74,8 @@ def replay_ledger(settings: Settings, status: str | None = None) -> History:
     targets with their credentials hidden."""
     if status is not None and status not in LEDGER_STATUSES:
         raise UsageError(f"--status {status!r} is not one of {', '.join(LEDGER_STATUSES)}")
+    from firehose.state import ReplayLedger
+
     return History(settings.state_file, lambda state: map(ledger_row, ReplayLedger(state).entries(status)))
 
 

@@ -189,7 +189,7 @@ def main() -> None:
             pack = work / "evidence"
             started = time.perf_counter()
             timed(
-                [str(BIN / "firehose"), "audit", *window, "--out", str(pack), "--require-retention", "7y",
+                [str(BIN / "firehose"), "audit", "pack", *window, "--out", str(pack), "--require-retention", "7y",
                  "--state", str(work / "audit.sqlite")],
                 run_env,
             )  # fmt: skip

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from firehose import ArchiveList, Unreadable, list_archive, read_archive
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_window, storage_options
 from firehose.cli.output import binary_stdout, counted, tell
@@ -69,6 +68,8 @@ def archive_ls(
     settings = storage_settings(ctx, storage)
     started = time.monotonic()
     meta = {"url": url, "start": start, "end": end}
+    from firehose import ArchiveList, list_archive  # here, not at the top: a command loads only its own job
+
     with list_archive(url, settings, start=start_seconds, end=end_seconds, include_other=show_all,
                       credential_id=credential_id, workers=workers) as listing:  # fmt: skip
         # Begun once the store is open: a URL or credential that fails leaves stdout empty, not half a document.
@@ -131,6 +132,8 @@ def archive_cat(
     start_seconds, end_seconds = parse_window(start, end)
     settings = storage_settings(ctx, storage)
     out = binary_stdout()
+    from firehose import Unreadable, read_archive
+
     with read_archive(url, settings, targets=targets, start=start_seconds, end=end_seconds, lead_id=lead_id,
                       credential_id=credential_id, workers=workers) as reading:  # fmt: skip
         for record in reading:

@@ -10,8 +10,6 @@ from typing import Any
 
 import click
 
-from firehose import AuditOptions, Destination, verify_pack
-from firehose import audit as run_audit
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_depth, parse_time, storage_options
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
@@ -132,6 +130,9 @@ def _make_pack(
             raise UsageError(f"audit needs {flag} (or use `firehose audit verify DIR`)")
     assert start and end and out_dir
     mode, percent = parse_depth(depth)
+    from firehose import AuditOptions, Destination  # here, not at the top: a command loads only its own job
+    from firehose import audit as run_audit
+
     options = AuditOptions(
         start=parse_time(start, "--start"),
         end=parse_time(end, "--end", end_of_day=True),
@@ -195,6 +196,8 @@ def audit_verify(
       firehose audit verify evidence-2026-10 --public-key auditor-trusted.pub.pem
     """
     settings = storage_settings(ctx, storage)
+    from firehose import verify_pack
+
     trusted = Path(public_key) if public_key else None  # checked by verify_pack before any object is read
     with shown_progress("audit verify") as progress:
         result = verify_pack(

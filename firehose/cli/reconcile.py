@@ -5,21 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from firehose import (
-    Destination,
-    ReconcileOptions,
-    ReconcileResult,
-    SlicedReport,
-    merge_slices,
-    parse_executor,
-    reconcile_all_slices,
-    reconcile_slice,
-)
-from firehose import reconcile as run_reconcile
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
@@ -35,6 +24,9 @@ from firehose.errors import UsageError
 from firehose.report import RowWriter, json_document
 
 log = logging.getLogger("firehose")
+
+if TYPE_CHECKING:
+    from firehose import ReconcileOptions, ReconcileResult, Settings, SlicedReport
 
 
 @cli.command()
@@ -128,15 +120,11 @@ def reconcile(
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
     """
-    sliced = parse_shard(shards, shard, shard_from_env, merge or bool(executor))
-    if (sliced or executor) and not (start and end):  # each machine's "now" differs: its slices would not fit together
-        raise UsageError("--shards needs --start and --end: every slice must cut the same window")
-    if (merge or executor) and not run_state:
-        raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
-    if api_concurrency and not executor:
-        raise UsageError("--api-concurrency caps the slices an --executor runs at once: give --executor")
-    if run_state and not (merge or sliced or executor):
-        raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
+    # Here, not at the top: a command loads only its own job (every command module is imported at start).
+    from firehose import Destination, ReconcileOptions, merge_slices, reconcile_slice
+    from firehose import reconcile as run_reconcile
+
+    sliced = _slices(start, end, shards, shard, shard_from_env, merge, executor, run_state, api_concurrency)
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     if merge:
         assert run_state and shards
@@ -165,13 +153,8 @@ def reconcile(
     within = parse_duration(expiring_within, "--expiring-within")
     if executor:
         assert run_state and shards
-        processes = parse_executor(executor)
-        with shown_progress("reconcile") as progress:
-            everything = reconcile_all_slices(options, settings, run_state, shards, workers=processes,
-                                              credential_id=credential_id, api_concurrency=api_concurrency,
-                                              progress=progress)  # fmt: skip
-        _finish(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
-
+        _all_slices(ctx, options, settings, (run_state, shards, executor, api_concurrency, credential_id), fmt,
+                    report_file)  # fmt: skip
     with shown_progress("reconcile") as progress:  # bars on a terminal; logs and pipes get the summary alone
         if run_state:
             done = reconcile_slice(options, settings, run_state, credential_id=credential_id,
@@ -185,6 +168,50 @@ def reconcile(
         Path(report_file).write_bytes(json_document(result.report()))
     _summarise(result, expiring_within)
     ctx.exit(int(result.exit_code))
+
+
+def _slices(
+    start: str | None,
+    end: str | None,
+    shards: int | None,
+    shard: int | None,
+    shard_from_env: bool,
+    merge: bool,
+    executor: str | None,
+    run_state: str | None,
+    api_concurrency: int | None,
+) -> tuple[int, int] | None:
+    """The slice this run is (or None), the slicing flags checked together."""
+    sliced = parse_shard(shards, shard, shard_from_env, merge or bool(executor))
+    if (sliced or executor) and not (start and end):  # each machine's "now" differs: its slices would not fit together
+        raise UsageError("--shards needs --start and --end: every slice must cut the same window")
+    if (merge or executor) and not run_state:
+        raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
+    if api_concurrency and not executor:
+        raise UsageError("--api-concurrency caps the slices an --executor runs at once: give --executor")
+    if run_state and not (merge or sliced or executor):
+        raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
+    return sliced
+
+
+def _all_slices(
+    ctx: click.Context,
+    options: ReconcileOptions,
+    settings: Settings,
+    how: tuple[str, int, str, int | None, str | None],
+    fmt: str,
+    report_file: str | None,
+) -> None:
+    """Every slice on the executor, merged."""
+    from firehose import parse_executor, reconcile_all_slices
+
+    run_state, shards, executor, api_concurrency, credential_id = how
+    workers = parse_executor(executor)
+    with shown_progress("reconcile") as progress:
+        everything = reconcile_all_slices(options, settings, run_state, shards, workers=workers,
+                                          credential_id=credential_id, api_concurrency=api_concurrency,
+                                          progress=progress)  # fmt: skip
+    _finish(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
 
 
 def _slice_note(options: ReconcileOptions, done: SlicedReport, run_state: str) -> str:

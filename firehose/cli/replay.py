@@ -9,12 +9,10 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from firehose import Edits, LeadResult, ReplayOptions, ReplayResult, Selection, Target
-from firehose import replay as run_replay
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     FiniteFloat,
@@ -31,6 +29,9 @@ from firehose.errors import ConfigError
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.report import RowWriter, diff_lines, json_document, json_line
 from firehose.secret import Secret
+
+if TYPE_CHECKING:
+    from firehose import LeadResult, ReplayOptions, ReplayResult
 
 TARGETS_SHOWN = 5
 """Target URLs a dry run's summary names, most leads first (the report names them all)."""
@@ -136,6 +137,8 @@ def replay(ctx: click.Context, /, **flags: Any) -> None:  # 40 flags, each named
       firehose replay --from-api --start 2026-11-20 --end 2026-11-20 --outcome error --dry-run
       firehose replay --from s3://lc-archive/events --outcome error --to-flow F --to-source S --rate 10/s
     """
+    from firehose import replay as run_replay  # here, not at the top: a command loads only its own job
+
     settings = storage_settings(ctx, flags, url=flags["url"], state_file=flags["state_file"])
     options = _options(flags)
     fmt, report_file = flags["fmt"], flags["report_file"]
@@ -186,6 +189,8 @@ class _Rows:
         self._begun().close(summary)
 
     def _begun(self) -> RowWriter:
+        from firehose import ReplayResult
+
         if self.writer is None:
             self.writer = RowWriter(binary_stdout(), self.fmt, ReplayResult.FIELDS, schema=ReplayResult.SCHEMA,
                                     rows_name="results", widths=WIDTHS)  # fmt: skip
@@ -194,6 +199,8 @@ class _Rows:
 
 def _options(flags: dict[str, Any]) -> ReplayOptions:
     """The flags as the library's options; each is checked here or in the options themselves."""
+    from firehose import Edits, ReplayOptions, Selection, Target
+
     selection = Selection(
         start=parse_time(flags["start"], "--start") if flags["start"] else None,
         end=parse_time(flags["end"], "--end", end_of_day=True) if flags["end"] else None,
@@ -292,9 +299,10 @@ def _summarise_dry_run(result: ReplayResult) -> None:
 
 def _summarise(result: ReplayResult) -> None:
     counts, options = result.counts, result.options
+    statuses = type(result).STATUSES
     tell(
         "firehose replay: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in ReplayResult.STATUSES)
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in statuses)
         + "".join(f"; {n} {pair}" for pair, n in result.summary.pairs.most_common()),
     )
     if result.planned:
