@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench_support import SANDBOX_KEY as KEY
-from bench_support import ensure_tools, peak_rss_mib, rclone_env, stack_env, start_sandbox
+from bench_support import ensure_tools, peak_rss_mib, rclone_env, stack_config, stack_env, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -81,13 +81,7 @@ def main() -> None:
             wait_for_firehose=True,
         )
         try:
-            config = work / "firehose.toml"
-            config.write_text(
-                f'[credentials.default.aws]\nendpoint_url = "{env["FIREHOSE_TEST_S3_ENDPOINT"]}"\n'
-                'region = "us-east-1"\naccess_key_id_env = "AWS_ACCESS_KEY_ID"\n'
-                'secret_access_key_env = "AWS_SECRET_ACCESS_KEY"\n'
-                '[credentials.default.azure]\nconnection_string_env = "AZURE_STORAGE_CONNECTION_STRING"\n'
-            )
+            config = stack_config(env, work / "firehose.toml")
             run_env = {
                 **env,
                 "LEADCONDUIT_API_KEY": KEY,

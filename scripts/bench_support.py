@@ -31,6 +31,18 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+def stack_config(env: dict[str, str], path: Path) -> Path:
+    """A firehose.toml mapping every credential to the local stack, its keys read from the variables
+    ``stack_env`` sets."""
+    path.write_text(
+        f'[credentials.default.aws]\nendpoint_url = "{env["FIREHOSE_TEST_S3_ENDPOINT"]}"\n'
+        'region = "us-east-1"\naccess_key_id_env = "AWS_ACCESS_KEY_ID"\n'
+        'secret_access_key_env = "AWS_SECRET_ACCESS_KEY"\n'
+        '[credentials.default.azure]\nconnection_string_env = "AZURE_STORAGE_CONNECTION_STRING"\n'
+    )
+    return path
+
+
 def rclone_env(env: dict[str, str], *, s3_endpoint: str | None = None, name: str = "SW") -> dict[str, str]:
     """rclone remotes for the local stack, by environment: ``sw:`` (S3 at ``s3_endpoint``, default SeaweedFS, or
     ``{name}:``) and ``az:`` (Azurite; Debian's rclone 1.60 takes an endpoint URL for Azure only in emulator mode)."""

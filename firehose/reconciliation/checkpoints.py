@@ -16,8 +16,7 @@ from typing import Any
 
 from firehose.archive import Store
 from firehose.codec import decode, encode_pretty
-from firehose.errors import ArchiveNotFound, DataError, ExitCode, UsageError
-from firehose.findings import GAPS, Verdict
+from firehose.errors import ArchiveNotFound, DataError, UsageError
 from firehose.reconciliation.run import ReconcileOptions
 
 SCHEMA = "firehose.reconcile-slice/1"
@@ -124,14 +123,6 @@ def merged(reports: list[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str
         "shards": run["shards"],
         "findings": findings,
     }
-
-
-def exit_code(report: Mapping[str, Any]) -> ExitCode:
-    """As for one run: 5 when a store could not be checked, else 1 when something is missing or differs."""
-    counts = report["counts"]
-    if counts.get(Verdict.ERROR.value, 0):
-        return ExitCode.ARCHIVE
-    return ExitCode.DIFFERENCES if any(counts.get(v.value, 0) for v in GAPS) else ExitCode.OK
 
 
 def _summed(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -31,6 +31,14 @@ FINDING_FIELDS = ("verdict", "expires_at", "event_id", "lead_id", "type", "desti
 """A finding's fields in a report, in order (``values`` follows with ``include_pii``)."""
 
 
+def exit_code_of(counts: Mapping[str, int]) -> ExitCode:
+    """A run's exit code from its counts: 5 when a store could not be checked, else 1 when something is missing or
+    differs, else 0 (one run's, a slice's, or the merge of slices')."""
+    if counts.get(Verdict.ERROR.value, 0):
+        return ExitCode.ARCHIVE
+    return ExitCode.DIFFERENCES if any(counts.get(v.value, 0) for v in GAPS) else ExitCode.OK
+
+
 @dataclass(frozen=True)
 class ReconcileResult:
     """What one reconcile run found, and what it means: counts, at-risk gaps, findings and the exit code.
@@ -109,10 +117,7 @@ class ReconcileResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """5 when a store could not be checked, else 1 when something is missing or differs, else 0."""
-        if self.counts.get(Verdict.ERROR.value, 0):
-            return ExitCode.ARCHIVE
-        return ExitCode.DIFFERENCES if self.gaps else ExitCode.OK
+        return exit_code_of(self.counts)
 
     @property
     def verify_label(self) -> str:
@@ -264,9 +269,7 @@ class SlicedReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        from firehose.reconciliation.checkpoints import exit_code
-
-        return exit_code(self.document)
+        return exit_code_of(self.counts)
 
 
 def reconcile_slice(
