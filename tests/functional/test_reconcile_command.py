@@ -622,3 +622,19 @@ def test_a_slice_that_could_not_check_a_store_keeps_no_checkpoint(env: dict[str,
     assert "checkpoint written" not in first.stderr and not list((tmp_path / "run").glob("*.json"))
     again = reconcile(env, *args)
     assert again.exit_code == ExitCode.ARCHIVE and "done before" not in again.stderr, "checked again, not skipped"
+
+
+def test_two_machines_finishing_one_slice_at_once_leave_one_checkpoint(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    run_state = (tmp_path / "run").as_uri()
+    args = ["reconcile", *WINDOW, "--shards", "2", "--shard", "1", "--run-state", run_state, "--format", "ndjson"]
+    both = [spawn(args, process_env(**{**env, "FIREHOSE_STATE": str(tmp_path / f"m{n}.sqlite")}), tmp_path)
+            for n in (1, 2)]  # fmt: skip
+    ends = [process.communicate(timeout=120) for process in both]
+    assert all(process.returncode in (ExitCode.OK, ExitCode.DIFFERENCES) for process in both), ends
+    assert len(list((tmp_path / "run").glob("*.json"))) == 1
+    written = [err for _, err in ends if "checkpoint written" in err]
+    assert len(written) <= 1, "a checkpoint is never written over another"
+    later = reconcile(env, "--shards", "2", "--shard", "1", "--run-state", run_state, "--format", "ndjson")
+    assert "done before" in later.stderr
