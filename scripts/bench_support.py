@@ -123,6 +123,32 @@ def start_sandbox(
     return process, url
 
 
+STACK_SERVERS = ("seaweedfs", "azurite")
+"""The local stack's servers (their pid files are in ``localstack/.run``): they share this machine's cores with
+firehose, so a bench charges their CPU too."""
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def servers_cpu(**others: int) -> dict[str, float]:
+    """CPU seconds so far of each stack server that runs, and of ``others`` (name: pid), by name."""
+    run_dir = Path(os.environ.get("FIREHOSE_STACK_DIR", ROOT / "localstack" / ".run"))
+    pids = dict(others)
+    for name in STACK_SERVERS:
+        try:
+            pids[name] = int((run_dir / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return {name: process_cpu(pid) for name, pid in pids.items()}
+
+
 def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
     """Peak RSS of one command, measured by a fresh wrapper process so that no other child counts."""
     probe = (

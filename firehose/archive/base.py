@@ -100,28 +100,66 @@ PageFetch = Callable[[str | None, int], tuple[list[ObjectInfo], str | None]]
 next token (None after the last page). The first request starts after (or, for Azure, at) ``start_after``."""
 
 
+class PageWalk(Iterator[ObjectInfo]):
+    """The ``Store.list`` contract on top of a backend's page requests: keys in ``(start_after, end_at]``, at most
+    ``limit`` of them, asking for no more than is needed.
+
+    ``finished`` tells, without another request, that nothing is left: the last page had no continuation and all
+    of it has been taken (or ``end_at``/``limit`` was reached). A parallel listing reads it after its probe page,
+    so that a range that fits one page costs one request, not a plan of slices (each of which makes Azurite scan
+    its whole container)."""
+
+    def __init__(
+        self, fetch: PageFetch, *, page_size: int, start_after: str | None, end_at: str | None, limit: int | None
+    ) -> None:
+        self._fetch, self._page_size = fetch, page_size
+        self._start_after, self._end_at, self._left = start_after, end_at, limit
+        self._page: Iterator[ObjectInfo] = iter(())
+        self._buffered = 0
+        self._token: str | None = None
+        self._started = self.finished = False
+
+    def __next__(self) -> ObjectInfo:
+        while not self.finished:
+            if self._buffered == 0:
+                if self._started and not self._token:
+                    self.finished = True
+                    break
+                self._next_page()
+                continue
+            item = next(self._page)
+            self._buffered -= 1
+            if self._start_after is not None and item.key <= self._start_after:
+                continue
+            if self._end_at is not None and item.key > self._end_at:
+                self.finished = True
+                break
+            if self._left is not None:
+                self._left -= 1
+                self.finished = self._left <= 0
+            if self._buffered == 0 and not self._token:
+                self.finished = True  # that was the last page's last key
+            return item
+        raise StopIteration
+
+    def _next_page(self) -> None:
+        # One more than wanted: a server whose start is inclusive may return start_after itself first.
+        wanted = self._page_size if self._left is None else min(self._page_size, self._left + 1)
+        items, self._token = self._fetch(self._token, wanted)
+        self._started = True
+        self._page, self._buffered = iter(items), len(items)
+
+
 def walk_pages(
     fetch: PageFetch, *, page_size: int, start_after: str | None, end_at: str | None, limit: int | None
-) -> Iterator[ObjectInfo]:
-    """The ``Store.list`` contract on top of a backend's page requests: keys in ``(start_after, end_at]``, at most
-    ``limit`` of them, asking for no more than is needed."""
-    token: str | None = None
-    left = limit
-    while True:
-        # One more than wanted: a server whose start is inclusive may return start_after itself first.
-        items, token = fetch(token, page_size if left is None else min(page_size, left + 1))
-        for item in items:
-            if start_after is not None and item.key <= start_after:
-                continue
-            if end_at is not None and item.key > end_at:
-                return
-            yield item
-            if left is not None:
-                left -= 1
-                if left <= 0:
-                    return
-        if not token:
-            return
+) -> PageWalk:
+    """A ``PageWalk`` of these pages (the one way every paged store lists)."""
+    return PageWalk(fetch, page_size=page_size, start_after=start_after, end_at=end_at, limit=limit)
+
+
+def listed_all(listing: Iterator[ObjectInfo]) -> bool:
+    """True when a store's listing is known, without another request, to hold nothing more (``PageWalk``)."""
+    return isinstance(listing, PageWalk) and listing.finished
 
 
 class RequestCount:

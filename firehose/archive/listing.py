@@ -20,11 +20,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import TypeVar
 
-from firehose.archive.base import IN_FLIGHT, ObjectInfo, Store
+from firehose.archive.base import IN_FLIGHT, ObjectInfo, Store, listed_all
 from firehose.archive.layout import (
     KEY_END,
     KEY_PATTERN,
@@ -234,32 +234,48 @@ def list_range(
 ) -> Iterator[ObjectInfo]:
     """Every object under ``prefix`` with a key in ``(start_after, end_at]``, in key order.
 
-    With both ``start_seconds`` and ``end_seconds`` (a window of leads under the folder ``prefix``), a short
-    window is listed as its own exact hex prefixes at once; anything longer starts with a probe page.
+    It starts with one probe page: a range that fits in it costs that one request (on Azurite every listing
+    request scans the whole container, and on Azure each is billed). Past it, with both ``start_seconds`` and
+    ``end_seconds`` (a window of leads under the folder ``prefix``), the rest of a short window is listed as its
+    own exact hex prefixes; anything longer is split by the density the probe page showed.
 
     ``end_seconds`` is the last second of the leads in range (the window's end); without it, leads can run to
     now, plus a day of slack, and one last open range takes whatever sorts after.
     """
+    listing = store.list(prefix, start_after=start_after, end_at=end_at)
+    probe = list(islice(listing, store.page_size))
+    yield from probe
+    if len(probe) < store.page_size or listed_all(listing):
+        return  # the whole range fitted one page: one request, however long the window
+    if workers <= 1:  # carry on sequentially
+        yield from listing
+        return
+    plan = None
     if start_seconds is not None and end_seconds is not None:
         plan = _window_slices(prefix, start_after, end_at, start_seconds, end_seconds, max(2, workers * 2))
-        if plan is not None:
-            for items in ordered_map(
-                lambda piece: _fetch(store, piece), plan, workers=workers, ahead=ahead or workers * 2
-            ):
-                yield from items
-            return
-    probe = list(islice(store.list(prefix, start_after=start_after, end_at=end_at), store.page_size))
-    yield from probe
-    if len(probe) < store.page_size or workers <= 1:
-        if len(probe) == store.page_size:  # one worker: carry on sequentially
-            yield from store.list(prefix, start_after=probe[-1].key, end_at=end_at)
-        return
-    t_high = end_seconds + 1 if end_seconds is not None else int(clock()) + FUTURE_SLACK_SECONDS
-    t_end = _data_end(store, prefix, probe[0].key, probe[-1].key, t_high)
-    ranges = _slices(prefix, probe[-1].key, probe[0].key, end_at, t_end)
-
+    if plan is not None:
+        ranges = _after(plan, probe[-1].key)
+    else:
+        t_high = end_seconds + 1 if end_seconds is not None else int(clock()) + FUTURE_SLACK_SECONDS
+        t_end = _data_end(store, prefix, probe[0].key, probe[-1].key, t_high)
+        ranges = _slices(prefix, probe[-1].key, probe[0].key, end_at, t_end)
     for items in ordered_map(lambda piece: _fetch(store, piece), ranges, workers=workers, ahead=ahead or workers * 2):
         yield from items
+
+
+def _after(plan: list[Slice], key: str) -> list[Slice]:
+    """The slices of ``plan`` (in key order) narrowed to keys after ``key``, the last one a probe page listed."""
+    left = []
+    for piece in plan:
+        if piece.end_at is not None and piece.end_at <= key:
+            continue
+        if key.startswith(piece.prefix) or piece.gap:
+            if piece.start_after is None or piece.start_after < key:
+                piece = replace(piece, start_after=key)
+        elif piece.prefix < key:
+            continue  # every key under this prefix sorts before ``key``
+        left.append(piece)
+    return left
 
 
 def _fetch(store: Store, piece: Slice) -> list[ObjectInfo]:

@@ -116,6 +116,8 @@ def archive_only(
 
 def differing_fields(api_event: Mapping[str, Any], archived: Mapping[str, Any]) -> tuple[str, ...]:
     """Top-level fields whose canonical JSON differs (key order and whitespace do not count)."""
+    if canonical(api_event) == canonical(archived):
+        return ()  # the usual answer, in two encodings instead of two per field (26 fields: 52 a read)
     names = sorted(set(api_event) | set(archived))
     return tuple(name for name in names if canonical(api_event.get(name)) != canonical(archived.get(name)))
 

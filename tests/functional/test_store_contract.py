@@ -278,3 +278,44 @@ def test_a_window_lists_the_lead_whose_id_is_its_first_seconds_smallest(store: S
             i.key for i in list_window(store, "e", start_seconds=second, end_seconds=second + 10, workers=workers)
         ]
         assert listed == keys[:2]
+
+
+def _window_keys(base: int, count: int, step: int) -> list[str]:
+    from firehose.ids import make_id
+
+    return [f"e/{make_id(base + n * step, n, n)}/{make_id(base + n * step + 1, n, n)}.json" for n in range(count)]
+
+
+def test_a_window_that_fits_one_page_costs_one_request_and_its_upper_case_range(store: Store) -> None:
+    """A window whose objects fit the probe page is listed in that one request (plus the range of upper-case
+    lead ids), not as a plan of hex-prefix slices: on Azurite each listing request scans the whole container,
+    and a day of a reconcile made 25 of them for a few hundred blobs."""
+    from firehose.archive.listing import list_window
+
+    base = 0x6A0FFF00  # the window's leads cross the 9->a and f->0 hex boundaries
+    keys = _window_keys(base, store.page_size, 97)  # exactly one page
+    for key in keys:
+        store.write(key, b"{}")
+    before = store.requests.snapshot()["list"]
+    listed = [i.key for i in list_window(store, "e", start_seconds=base - 50, end_seconds=base + 7 * 97, workers=8)]
+    assert listed == keys
+    if not store.url.startswith("file://"):  # a directory is walked, not paged: it has no request to save
+        assert store.requests.snapshot()["list"] - before == 2
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_window_past_its_probe_page_lists_every_key_once_in_key_order(store: Store, workers: int) -> None:
+    """Past the probe page, the rest of a window is listed as hex-prefix slices narrowed to what sorts after the
+    probe's last key: nothing twice, nothing lost, whichever slice the probe ended in."""
+    from firehose.archive.listing import list_window
+    from firehose.ids import make_id
+
+    base = 0x6A0FFF00
+    keys = _window_keys(base, 40, 37)  # 40 leads over 1,443 s, pages of 7: the probe ends mid-window
+    outside = [f"e/{make_id(base - 500, 1, 1)}/{make_id(base, 1, 1)}.json", f"e/{make_id(base + 5000, 2, 2)}/x.json"]
+    for key in keys + outside:
+        store.write(key, b"{}")
+    listed = [
+        i.key for i in list_window(store, "e", start_seconds=base - 10, end_seconds=base + 40 * 37, workers=workers)
+    ]
+    assert listed == keys

@@ -5,10 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from firehose.archive.base import ObjectInfo
+from firehose.codec import canonical
 from firehose.event import Destination
 from firehose.findings import Verdict
 from firehose.reconciliation.classify import (
@@ -195,3 +199,22 @@ def test_the_slices_of_a_window_cover_it_once(count: int) -> None:
     assert all(s.start < s.end and s.shard == (i, count) for i, s in enumerate(slices))
     assert {s.fingerprint() for s in slices} == {options.fingerprint()}, "slices share the window's settled state"
     assert [s.start for s in slices] == [options.sharded(i, count).start for i in range(count)], "deterministic"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 0.5, -0.0]) | st.text("ab", max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("xy", max_size=2), inner, max_size=3),
+    max_leaves=8,
+)
+_EVENTS = st.dictionaries(st.sampled_from(["id", "type", "vars", "request", "x"]), _JSON, max_size=5)
+
+
+@given(_EVENTS, _EVENTS)
+def test_differing_fields_are_each_fields_canonical_comparison(api: dict[str, Any], archived: dict[str, Any]) -> None:
+    """The whole-document shortcut never changes the answer: a field differs exactly when its canonical JSON
+    does (1 against 1.0 or true differs; an absent field and a null one do not; key order never counts)."""
+    expected = tuple(
+        name for name in sorted(set(api) | set(archived)) if canonical(api.get(name)) != canonical(archived.get(name))
+    )
+    assert differing_fields(api, archived) == expected
+    assert differing_fields(api, dict(reversed(list(api.items())))) == ()
