@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo, Once, RequestCount, RetentionSettings, walk_pages
+from firehose.archive.base import AzureCredential, ObjectInfo, Once, PageWalk, RequestCount, RetentionSettings
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
 from firehose.secret import redact_url
@@ -312,7 +312,7 @@ class AzureStore:
             if marker:
                 params["marker"] = marker
             elif start_after:
-                params["startFrom"] = start_after  # inclusive; walk_pages drops an exact match
+                params["startFrom"] = start_after  # inclusive; PageWalk drops an exact match
             try:
                 # A raw request (see _LEAN_LISTING_NOTE), streamed so the pipeline does not parse the XML itself.
                 response = self._client._client._send_request(
@@ -327,7 +327,7 @@ class AzureStore:
                 raise _listing_error(response, self.container)
             return parse_listing(response.read())
 
-        return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
+        return PageWalk(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def _lean_get(self, key: str, version_id: str | None = None) -> Answer | None:
         """A 200 answer from the lean path; None where only the SDK goes; raises for a missing or refused blob."""

@@ -150,13 +150,6 @@ class PageWalk(Iterator[ObjectInfo]):
         self._page, self._buffered = iter(items), len(items)
 
 
-def walk_pages(
-    fetch: PageFetch, *, page_size: int, start_after: str | None, end_at: str | None, limit: int | None
-) -> PageWalk:
-    """A ``PageWalk`` of these pages (the one way every paged store lists)."""
-    return PageWalk(fetch, page_size=page_size, start_after=start_after, end_at=end_at, limit=limit)
-
-
 def listed_all(listing: Iterator[ObjectInfo]) -> bool:
     """True when a store's listing is known, without another request, to hold nothing more (``PageWalk``)."""
     return isinstance(listing, PageWalk) and listing.finished

@@ -28,10 +28,10 @@ from firehose.archive.base import (
     LifecycleRule,
     ObjectInfo,
     Once,
+    PageWalk,
     RequestCount,
     RetentionSettings,
     S3Credential,
-    walk_pages,
 )
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
@@ -392,7 +392,7 @@ class S3Store:
                 raise translate(exc, bucket=self.bucket) from exc
             return parse_listing(response[_RAW_LISTING])  # type: ignore[literal-required]
 
-        return walk_pages(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
+        return PageWalk(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
     def _lean_reads(self) -> LeanReads | None:
         """The lean read path, set up on first use; None where only boto3 can go (a proxy, no credentials)."""
