@@ -30,7 +30,7 @@ from tests.conftest import (
     stack_env,
     stack_sandbox,
 )
-from tests.functional.clirun import process_env, run_process, spawn
+from tests.functional.clirun import children, process_env, run_process, spawn
 
 pytestmark = pytest.mark.usefixtures("stack")
 WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "--end", UNTIL.isoformat()]
@@ -510,18 +510,6 @@ def test_slices_with_shared_checkpoints_merge_into_the_whole_windows_report(
     assert other.exit_code == ExitCode.USAGE and "another run" in other.stderr, "one run per folder"
 
 
-def _children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    found.append(int(entry.name))
-    return found
-
-
 def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_report(
     box: RunningSandbox, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -536,7 +524,7 @@ def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_r
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and process.poll() is None:
-        workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         if workers:
             killed = workers[0]
             os.kill(killed, signal.SIGKILL)  # a worker dies mid-run: its slice is submitted again
