@@ -67,7 +67,8 @@ def _pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_pack_options
 @click.pass_context
 def audit(ctx: click.Context, /, **given: Any) -> None:
-    """Evidence packs for auditors: make one for a period (`audit pack`), re-check one later (`audit verify`).
+    """Evidence packs for auditors: make one for a period (`audit pack`, or in slices merged by `audit merge`),
+    re-check one later (`audit verify`).
 
     \b
     Example:
@@ -98,11 +99,14 @@ def audit_pack(ctx: click.Context, /, **given: Any) -> None:
     object), retention.json (each destination's settings judged PASS/FAIL/UNKNOWN against
     --require-retention), summary.json, report.html, and SHA256SUMS signed with Ed25519. No lead data unless
     --include-pii. Exit 0 when nothing is missing or differs and no retention check fails, 1 otherwise.
-    Check a pack later with `firehose audit verify DIR`.
+    Check a pack later with `firehose audit verify DIR`. With --shards N --shard I --run-state URL it checks one
+    slice of the period and keeps its part there (`audit merge` makes the pack); with --executor, every slice.
 
     \b
     Example:
       firehose audit pack --start 2026-10-01 --end 2026-10-31 --out evidence-2026-10 --require-retention 7y
+      firehose audit pack --start 2026-10-01 --end 2026-10-31 --shards 64 --executor local:4 \\
+        --run-state s3://audit-bucket/firehose-audits/2026-10 --out evidence-2026-10
       firehose audit verify evidence-2026-10
     """
     _make_pack(ctx, **given)

@@ -120,6 +120,7 @@ def reconcile(
       firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
+      firehose reconcile merge --run-state s3://audit-bucket/firehose-runs/2026-11   # the slices' one report
     """
     # Here, not at the top: a command loads only its own job (every command module is imported at start).
     from firehose import Destination, ReconcileOptions, merge_slices, reconcile_slice
