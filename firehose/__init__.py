@@ -38,6 +38,10 @@ _PUBLIC = {
     "AuditResult": "firehose.evidence.job",
     "audit": "firehose.wiring",
     "verify_pack": "firehose.evidence.job",
+    "audit_slice": "firehose.evidence.slices",
+    "AuditSlice": "firehose.evidence.slices",
+    "merge_audit": "firehose.wiring",
+    "audit_all_slices": "firehose.wiring",
     "Verification": "firehose.evidence.verify",
     "ReplayOptions": "firehose.replaying.plan",
     "ReplayResult": "firehose.replaying.job",
@@ -65,6 +69,7 @@ __all__ = [
     "ArchiveList",
     "AuditOptions",
     "AuditResult",
+    "AuditSlice",
     "Destination",
     "Edits",
     "EventQuery",
@@ -87,9 +92,12 @@ __all__ = [
     "Verification",
     "__version__",
     "audit",
+    "audit_all_slices",
+    "audit_slice",
     "events",
     "list_archive",
     "locate",
+    "merge_audit",
     "merge_slices",
     "open_store",
     "parse_executor",
@@ -111,6 +119,7 @@ if TYPE_CHECKING:
     from firehose.errors import ExitCode, FirehoseError
     from firehose.event import Destination
     from firehose.evidence.job import AuditOptions, AuditResult, verify_pack
+    from firehose.evidence.slices import AuditSlice, audit_slice
     from firehose.evidence.verify import Verification
     from firehose.feed import events
     from firehose.findings import Finding, Verdict
@@ -123,7 +132,7 @@ if TYPE_CHECKING:
     from firehose.replaying.request import Edits, Target
     from firehose.replaying.selection import Selection
     from firehose.whereabouts import LocateResult, locate
-    from firehose.wiring import audit
+    from firehose.wiring import audit, audit_all_slices, merge_audit
 
 
 def __getattr__(name: str) -> Any:

@@ -1,18 +1,20 @@
-"""How a sliced reconcile scales: one process against every slice on local worker processes and on a Dask
-LocalCluster of 2 worker processes, and what each slice costs on top of the work it does.
+"""How a sliced reconcile and a sliced audit pack scale: one process against every slice on local worker processes
+and on a Dask LocalCluster of 2 worker processes, and what each slice costs on top of the work it does.
 
 Starts a sandbox seeded with about --events events over 30 days whose firehose writes to SeaweedFS and Azurite
 (1% of writes dropped), waits until every write has landed, then times whole processes, interleaved, medians
-of --rounds, for --verify presence and content:
+of --rounds, for `reconcile --verify presence`, `reconcile --verify content` and `audit pack` (presence coverage,
+every archived object read and hashed):
 
-- `reconcile` as one process (the baseline);
-- `reconcile --shards S --executor local:2`, and `--executor dask://...` on a 2-worker LocalCluster;
-- `reconcile --shards S --executor local:1`: the same work in slices, one at a time; its time over the
+- the job as one process (the baseline);
+- the job with `--shards S --executor local:2`, and `--executor dask://...` on a 2-worker LocalCluster;
+- the job with `--shards S --executor local:1`: the same work in slices, one at a time; its time over the
   baseline's, divided by S, is the overhead of a slice (spawning a worker, its own state database, the checkpoint
   write and read), shown as a share of a slice's time.
 
-Every run starts from an empty run state and state databases (`--full`), so each does the whole window. The
-merged reports are checked to hold the same counts as the baseline's.
+Every run starts from an empty run state and state databases (`--full`; an audit is always full), so each does the
+whole window. The merged reports are checked to hold the same counts as the baseline's, and the merged packs the
+same coverage and manifest files, byte for byte.
 
 usage: scripts/bench scale [--events N] [--rounds R] [--shards S]
 """
@@ -65,37 +67,51 @@ def main() -> None:
                 "dask, 2 workers": ["--shards", str(args.shards), "--executor", dask],
                 "local:1 (slices, one at a time)": ["--shards", str(args.shards), "--executor", "local:1"],
             }
-            for verify in ("presence", "content"):
+            for job in ("presence", "content", "audit"):
                 times: dict[str, list[float]] = {name: [] for name in ways}
-                counts: dict[str, dict[str, int]] = {}
+                counts: dict[str, object] = {}
                 for round_number in range(args.rounds):
                     for name, extra in ways.items():
-                        folder = work / f"{verify}-{round_number}-{len(times[name])}-{name.split()[0]}"
+                        folder = work / f"{job}-{round_number}-{len(times[name])}-{name.split()[0]}"
                         folder.mkdir()
-                        state = ["--state", str(folder / "state.sqlite"), "--full"]
                         sliced = ["--run-state", (folder / "run").as_uri()] if extra else []
-                        report = folder / "report.json"
-                        command = [str(BIN / "firehose"), "reconcile", *window, "--verify", verify, "--format", "csv",
-                                   *state, *extra, *sliced, "--report", str(report)]  # fmt: skip
+                        command = [str(BIN / "firehose"), *_job(job, folder), *window, "--state",
+                                   str(folder / "state.sqlite"), *extra, *sliced]  # fmt: skip
                         started = time.perf_counter()
                         result = subprocess.run(command, env=run_env, stdout=subprocess.DEVNULL,
                                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
                         times[name].append(time.perf_counter() - started)
                         if result.returncode not in (0, 1):
-                            raise SystemExit(f"bench: {name} failed ({result.returncode}): {result.stderr[-800:]}")
-                        counts[name] = json.loads(report.read_text())["counts"]
-                _print(verify, times, counts, args)
+                            raise SystemExit(
+                                f"bench: {job}, {name} failed ({result.returncode}): {result.stderr[-800:]}"
+                            )
+                        counts[name] = _outcome(job, folder)
+                _print(job, times, counts, args)
         finally:
             sandbox.terminate()
 
 
-def _print(
-    verify: str, times: dict[str, list[float]], counts: dict[str, dict[str, int]], args: argparse.Namespace
-) -> None:
+def _job(job: str, folder: Path) -> list[str]:
+    """The command's words before the window: a reconcile at its depth with its report, or an audit pack."""
+    if job == "audit":
+        return ["audit", "pack", "--out", str(folder / "pack")]
+    return ["reconcile", "--verify", job, "--format", "csv", "--full", "--report", str(folder / "report.json")]
+
+
+def _outcome(job: str, folder: Path) -> object:
+    """What must be the same however the job ran: a report's counts, or a pack's coverage and manifest bytes."""
+    if job == "audit":
+        return [(folder / "pack" / name).read_bytes() for name in ("coverage.json", "manifest.ndjson")]
+    return json.loads((folder / "report.json").read_text())["counts"]
+
+
+def _print(job: str, times: dict[str, list[float]], counts: dict[str, object], args: argparse.Namespace) -> None:
     base = statistics.median(times["one process"])
     same = all(c == counts["one process"] for c in counts.values())
-    print(f"\nreconcile --verify {verify}, about {args.events:,} events, {args.shards} slices, "
-          f"medians of {args.rounds} (merged counts equal to one process's: {same})")  # fmt: skip
+    what = "audit pack" if job == "audit" else f"reconcile --verify {job}"
+    compared = "coverage and manifest" if job == "audit" else "counts"
+    print(f"\n{what}, about {args.events:,} events, {args.shards} slices, medians of {args.rounds} "
+          f"(merged {compared} equal to one process's: {same})")  # fmt: skip
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:34} {median:8.1f} s   {base / median:5.2f}x one process")

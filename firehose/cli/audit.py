@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from firehose.cli.app import cli, storage_settings
-from firehose.cli.options import parse_depth, parse_time, storage_options
+from firehose.cli.options import (
+    check_slicing,
+    parse_depth,
+    parse_time,
+    refuse_misplaced,
+    slice_options,
+    storage_options,
+)
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.duration import days_of
 from firehose.errors import UsageError
@@ -53,14 +60,15 @@ def _pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         command = option(command)
-    return storage_options(command)
+    return storage_options(slice_options(command))
 
 
 @cli.group(invoke_without_command=True, no_args_is_help=True, subcommand_metavar="COMMAND [ARGS]...")
 @_pack_options
 @click.pass_context
 def audit(ctx: click.Context, /, **given: Any) -> None:
-    """Evidence packs for auditors: make one for a period (`audit pack`), re-check one later (`audit verify`).
+    """Evidence packs for auditors: make one for a period (`audit pack`, or in slices merged by `audit merge`),
+    re-check one later (`audit verify`).
 
     \b
     Example:
@@ -68,14 +76,7 @@ def audit(ctx: click.Context, /, **given: Any) -> None:
       firehose audit verify evidence-2026-10
     """
     if ctx.invoked_subcommand is not None:
-        misplaced = [
-            param.opts[-1]
-            for param in ctx.command.params
-            if isinstance(param, click.Option) and param.name not in ("verbose", "quiet") and param.name
-            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
-        ]  # fmt: skip
-        if misplaced:
-            raise UsageError(f"{misplaced[0]} goes after the subcommand: firehose audit {ctx.invoked_subcommand} ...")
+        refuse_misplaced(ctx)
         return
     # `firehose audit --start ...` made a pack before `audit pack` did: kept (hidden) for the cron jobs that run it.
     tell("firehose audit: making a pack this way is kept for old scripts; use `firehose audit pack` (same options)")
@@ -98,11 +99,14 @@ def audit_pack(ctx: click.Context, /, **given: Any) -> None:
     object), retention.json (each destination's settings judged PASS/FAIL/UNKNOWN against
     --require-retention), summary.json, report.html, and SHA256SUMS signed with Ed25519. No lead data unless
     --include-pii. Exit 0 when nothing is missing or differs and no retention check fails, 1 otherwise.
-    Check a pack later with `firehose audit verify DIR`.
+    Check a pack later with `firehose audit verify DIR`. With --shards N --shard I --run-state URL it checks one
+    slice of the period and keeps its part there (`audit merge` makes the pack); with --executor, every slice.
 
     \b
     Example:
       firehose audit pack --start 2026-10-01 --end 2026-10-31 --out evidence-2026-10 --require-retention 7y
+      firehose audit pack --start 2026-10-01 --end 2026-10-31 --shards 64 --executor local:4 \\
+        --run-state s3://audit-bucket/firehose-audits/2026-10 --out evidence-2026-10
       firehose audit verify evidence-2026-10
     """
     _make_pack(ctx, **given)
@@ -123,12 +127,21 @@ def _make_pack(
     url: str | None,
     credential_id: str | None,
     workers: int,
+    shards: int | None,
+    shard: int | None,
+    shard_from_env: bool,
+    run_state: str | None,
+    executor: str | None,
+    api_concurrency: int | None,
     **storage: Any,
 ) -> None:
-    for flag, value in (("--start", start), ("--end", end), ("--out", out_dir)):
-        if not value:
+    sliced = check_slicing(start, end, shards, shard, shard_from_env, merge=False, executor=executor,
+                           run_state=run_state, api_concurrency=api_concurrency)  # fmt: skip
+    _check_slice_outputs(sliced, run_state, out_dir, signing_key)
+    for flag, value in (("--start", start), ("--end", end), ("--out", out_dir or sliced)):
+        if not value:  # a slice needs no --out: its part goes to --run-state
             raise UsageError(f"audit needs {flag} (or use `firehose audit verify DIR`)")
-    assert start and end and out_dir
+    assert start and end
     mode, percent = parse_depth(depth)
     from firehose import AuditOptions, Destination  # here, not at the top: a command loads only its own job
     from firehose import audit as run_audit
@@ -136,7 +149,7 @@ def _make_pack(
     options = AuditOptions(
         start=parse_time(start, "--start"),
         end=parse_time(end, "--end", end_of_day=True),
-        out=Path(out_dir),
+        out=Path(out_dir) if out_dir else None,
         signing_key=Path(signing_key) if signing_key else None,
         required_days=days_of(require_retention, "--require-retention") if require_retention else None,
         verify=mode,
@@ -146,13 +159,59 @@ def _make_pack(
         workers=workers,
     )
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
+    if sliced:
+        assert run_state
+        _one_slice(ctx, options.sharded(*sliced), settings, run_state, credential_id)
     started = time.monotonic()
     with shown_progress("audit", notes=True) as progress:
-        result = run_audit(options, settings, credential_id=credential_id, progress=progress)
+        if executor:
+            from firehose import audit_all_slices, parse_executor
+
+            assert run_state and shards
+            result = audit_all_slices(options, settings, run_state, shards, workers=parse_executor(executor),
+                                      credential_id=credential_id, api_concurrency=api_concurrency,
+                                      progress=progress)  # fmt: skip
+        else:
+            result = run_audit(options, settings, credential_id=credential_id, progress=progress)
+    _tell_pack(ctx, result, time.monotonic() - started)
+
+
+def _check_slice_outputs(
+    sliced: tuple[int, int] | None, run_state: str | None, out_dir: str | None, signing_key: str | None
+) -> None:
+    """A slice's part goes to --run-state, never to a pack of its own: `audit merge` makes the pack."""
+    if not sliced:
+        return
+    if not run_state:
+        raise UsageError("audit --shards needs --run-state URL: a slice's part of the pack is kept there")
+    for flag, value in (("--out", out_dir), ("--signing-key", signing_key)):
+        if value:
+            raise UsageError(f"{flag}: a slice writes its part to --run-state; `firehose audit merge` writes the pack")
+
+
+def _one_slice(ctx: click.Context, options: Any, settings: Any, run_state: str, credential_id: str | None) -> None:
+    """One slice of a sliced audit, checkpointed in the run state."""
+    from firehose import audit_slice
+
+    with shown_progress("audit", notes=True) as progress:
+        done = audit_slice(options, settings, run_state, credential_id=credential_id, progress=progress)
+    index, count = options.shard
+    how = "done before, not checked again" if done.reused else "checkpoint written" if done.recorded else "checked"
+    summary = done.report()
+    tell(
+        f"firehose audit: slice {index} of {count} ({how}; --run-state {run_state}): coverage "
+        f"{summary['coverage_verdict']}, {counted(summary['manifest']['objects'], 'object')} hashed"
+    )
+    tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(done.counts.items())))
+    ctx.exit(int(done.exit_code))
+
+
+def _tell_pack(ctx: click.Context, result: Any, seconds: float) -> None:
+    """A written pack's summary on stderr, and its exit code."""
     summary = result.summary
     size = sum(path.stat().st_size for path in result.out.iterdir())
     tell(
-        f"firehose audit: pack written to {result.out} in {time.monotonic() - started:.1f} s ({size:,} bytes): "
+        f"firehose audit: pack written to {result.out} in {seconds:.1f} s ({size:,} bytes): "
         f"coverage {summary['coverage_verdict']}, retention {summary['retention_verdict'] or 'not judged'}; "
         f"{counted(summary['manifest']['objects'], 'object')} hashed",
     )
@@ -164,6 +223,49 @@ def _make_pack(
             f"SHA-256 {summary['signing_key_sha256']})",
         )
     ctx.exit(int(result.exit_code))
+
+
+@audit.command("merge")
+@click.option("--run-state", required=True, help="Where the slices' checkpoints are (s3://, az://, file://).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="A new folder for the pack.")
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False),
+    help="Ed25519 private key (PEM) to sign with; made if absent (default: <out>.signing-key.pem beside the pack).",
+)
+@click.option("--shards", type=click.IntRange(min=1), help="How many slices (default: as their checkpoints say).")
+@storage_options
+@click.pass_context
+def audit_merge(
+    ctx: click.Context,
+    /,
+    run_state: str,
+    out_dir: str,
+    signing_key: str | None,
+    shards: int | None,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Make the one evidence pack of a sliced audit's checkpoints (`audit pack --shards N --shard I --run-state`).
+
+    The pack is the one `audit pack` makes of the whole period in one process: the same coverage, findings,
+    manifest and retention files; summary.json says when it was made and how many slices it merged. Refused,
+    naming them, while a slice has no checkpoint. Exit codes as for `audit pack`.
+
+    \b
+    Example:
+      firehose audit pack --start 2026-10-01 --end 2026-10-31 --shards 64 --shard-from-env --run-state s3://b/runs/2026-10
+      firehose audit merge --run-state s3://b/runs/2026-10 --out evidence-2026-10
+    """
+    settings = storage_settings(ctx, storage)
+    from firehose import merge_audit
+
+    started = time.monotonic()
+    result = merge_audit(run_state, settings, out=Path(out_dir), signing_key=Path(signing_key) if signing_key else None,
+                         shards=shards, credential_id=credential_id)  # fmt: skip
+    tell(f"firehose audit merge: {counted(result.summary['shards'], 'slice')} merged from {run_state}")
+    _tell_pack(ctx, result, time.monotonic() - started)
 
 
 @audit.command("verify")

@@ -186,7 +186,17 @@ SHARD_VARIABLES = ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX")
 
 
 def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--shards N`` with ``--shard I`` or ``--shard-from-env``: run one slice of the window."""
+    """``--shards N`` with ``--shard I`` or ``--shard-from-env``: run one slice of the window (reconcile's, with
+    ``--merge``)."""
+    return _slice_options(command, merge=True)
+
+
+def slice_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The slicing flags without ``--merge`` (``audit pack``: its merge is ``audit merge``)."""
+    return _slice_options(command, merge=False)
+
+
+def _slice_options(command: Callable[..., Any], *, merge: bool) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option("--shards", type=click.IntRange(min=1), help="Cut the window into this many slices..."),
@@ -200,8 +210,10 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--run-state",
                 help="Keep each finished slice's checkpoint here (s3://, az://, file://; a folder per run).",
             ),
-            click.option(
-                "--merge", is_flag=True, help="Merge the --shards checkpoints in --run-state into one report."
+            *(
+                [click.option("--merge", is_flag=True, help="Merge the --shards checkpoints in --run-state into one.")]
+                if merge
+                else []
             ),
             click.option(
                 "--executor",
@@ -216,6 +228,55 @@ def shard_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ):
         command = option(command)
     return command
+
+
+def check_slicing(
+    start: str | None,
+    end: str | None,
+    shards: int | None,
+    shard: int | None,
+    shard_from_env: bool,
+    *,
+    merge: bool,
+    executor: str | None,
+    run_state: str | None,
+    api_concurrency: int | None,
+) -> tuple[int, int] | None:
+    """The slice this run is (or None), the slicing flags checked together (reconcile's and audit's)."""
+    if executor and not merge:
+        if shard is not None or shard_from_env:
+            raise UsageError("--executor runs every slice: give --shards N without --shard")
+        if shards is None:
+            raise UsageError("--executor needs --shards N (how many slices to run)")
+    sliced = parse_shard(shards, shard, shard_from_env, merge or bool(executor))
+    if (sliced or executor) and not (start and end):  # each machine's "now" differs: its slices would not fit together
+        raise UsageError("--shards needs --start and --end: every slice must cut the same window")
+    if (merge or executor) and not run_state:
+        raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
+    if api_concurrency and not executor:
+        raise UsageError("--api-concurrency caps the slices an --executor runs at once: give --executor")
+    if run_state and not (merge or sliced or executor):
+        raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
+    return sliced
+
+
+def refuse_misplaced(ctx: click.Context) -> None:
+    """A group that is a command too (``audit``, ``reconcile``): its own options given before a subcommand's name
+    belong to the subcommand, and are refused naming where they go."""
+    misplaced = [
+        param.opts[-1]
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and param.name not in ("verbose", "quiet") and param.name
+        and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    ]  # fmt: skip
+    if not misplaced:
+        return
+    name = f"firehose {ctx.info_name} {ctx.invoked_subcommand}"
+    assert isinstance(ctx.command, click.Group) and ctx.invoked_subcommand
+    sub = ctx.command.commands[ctx.invoked_subcommand]
+    if any(misplaced[0] in param.opts for param in sub.params):
+        raise UsageError(f"{misplaced[0]} goes after the subcommand: {name} ...")
+    raise UsageError(f"{misplaced[0]} is not an option of `{name}`")
 
 
 def parse_shard(shards: int | None, shard: int | None, from_env: bool, merge: bool = False) -> tuple[int, int] | None:

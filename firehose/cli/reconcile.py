@@ -12,15 +12,15 @@ import click
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
+    check_slicing,
     parse_depth,
-    parse_shard,
     parse_time,
+    refuse_misplaced,
     shard_options,
     storage_options,
 )
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.duration import parse_duration
-from firehose.errors import UsageError
 from firehose.report import RowWriter, json_document
 
 log = logging.getLogger("firehose")
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from firehose import ReconcileOptions, ReconcileResult, Settings, SlicedReport
 
 
-@cli.command()
+# A group that is a command too: `firehose reconcile ...` runs, `firehose reconcile merge` merges slices.
+@cli.group(invoke_without_command=True, subcommand_metavar="[merge --run-state URL]")
 @click.option("--start", help="Events created at or after this time (default: 90 days ago, all the API holds).")
 @click.option("--end", help="Events created at or before this time (default: now minus --lag).")
 @click.option("--lag", default="15min", show_default=True, help="Leave recent events alone: the firehose retries late.")
@@ -119,17 +120,22 @@ def reconcile(
       firehose reconcile --start 2026-11-01 --end 2026-11-07 --report report.json
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
+      firehose reconcile merge --run-state s3://audit-bucket/firehose-runs/2026-11   # the slices' one report
     """
     # Here, not at the top: a command loads only its own job (every command module is imported at start).
     from firehose import Destination, ReconcileOptions, merge_slices, reconcile_slice
     from firehose import reconcile as run_reconcile
 
-    sliced = _slices(start, end, shards, shard, shard_from_env, merge, executor, run_state, api_concurrency)
+    if ctx.invoked_subcommand is not None:  # `reconcile merge ...`: its options are its own
+        refuse_misplaced(ctx)
+        return
+    sliced = check_slicing(start, end, shards, shard, shard_from_env, merge=merge, executor=executor,
+                           run_state=run_state, api_concurrency=api_concurrency)  # fmt: skip
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     if merge:
         assert run_state and shards
         merged = merge_slices(run_state, shards, settings, credential_id=credential_id)
-        _finish(
+        finish_sliced(
             ctx, merged, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} merged from {run_state}"
         )
     now = datetime.now(UTC)
@@ -159,7 +165,7 @@ def reconcile(
         if run_state:
             done = reconcile_slice(options, settings, run_state, credential_id=credential_id,
                                    expiring_within=within, progress=progress)  # fmt: skip
-            _finish(ctx, done, fmt, report_file, _slice_note(options, done, run_state))
+            finish_sliced(ctx, done, fmt, report_file, _slice_note(options, done, run_state))
         result = run_reconcile(
             options, settings, credential_id=credential_id, expiring_within=within, progress=progress, now=now
         )
@@ -168,30 +174,6 @@ def reconcile(
         Path(report_file).write_bytes(json_document(result.report()))
     _summarise(result, expiring_within)
     ctx.exit(int(result.exit_code))
-
-
-def _slices(
-    start: str | None,
-    end: str | None,
-    shards: int | None,
-    shard: int | None,
-    shard_from_env: bool,
-    merge: bool,
-    executor: str | None,
-    run_state: str | None,
-    api_concurrency: int | None,
-) -> tuple[int, int] | None:
-    """The slice this run is (or None), the slicing flags checked together."""
-    sliced = parse_shard(shards, shard, shard_from_env, merge or bool(executor))
-    if (sliced or executor) and not (start and end):  # each machine's "now" differs: its slices would not fit together
-        raise UsageError("--shards needs --start and --end: every slice must cut the same window")
-    if (merge or executor) and not run_state:
-        raise UsageError("--merge and --executor need --run-state URL (where the slices' checkpoints go)")
-    if api_concurrency and not executor:
-        raise UsageError("--api-concurrency caps the slices an --executor runs at once: give --executor")
-    if run_state and not (merge or sliced or executor):
-        raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
-    return sliced
 
 
 def _all_slices(
@@ -211,7 +193,7 @@ def _all_slices(
         everything = reconcile_all_slices(options, settings, run_state, shards, workers=workers,
                                           credential_id=credential_id, api_concurrency=api_concurrency,
                                           progress=progress)  # fmt: skip
-    _finish(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
+    finish_sliced(ctx, everything, fmt, report_file, f"firehose reconcile: {counted(shards, 'slice')} run and merged")
 
 
 def _slice_note(options: ReconcileOptions, done: SlicedReport, run_state: str) -> str:
@@ -220,7 +202,7 @@ def _slice_note(options: ReconcileOptions, done: SlicedReport, run_state: str) -
     return f"firehose reconcile: slice {index} of {count} ({how}; --run-state {run_state})"
 
 
-def _finish(ctx: click.Context, result: SlicedReport, fmt: str, report_file: str | None, note: str) -> None:
+def finish_sliced(ctx: click.Context, result: SlicedReport, fmt: str, report_file: str | None, note: str) -> None:
     """A slice's or a merged report: its findings on stdout, the report file, its counts, its exit code."""
     _write_findings(result, fmt)
     if report_file:

@@ -5,7 +5,8 @@ full reconcile run, in the same state database), hashes every archived object an
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from firehose.config import Settings
 from firehose.connections import destination_opener
 from firehose.errors import DataError, ExitCode, UsageError
 from firehose.event import Destination
-from firehose.evidence.pack import PackResult, PageRenderer, check_outputs, write_pack
+from firehose.evidence.pack import PackResult, check_outputs, write_pack
+from firehose.evidence.seal import PageRenderer
 from firehose.evidence.verify import Verification, check_pack
 from firehose.findings import Finding
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.job import run_and_collect
-from firehose.reconciliation.run import ReconcileOptions
+from firehose.reconciliation.run import Outcome, ReconcileOptions
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ class AuditOptions:
 
     start: datetime
     end: datetime
-    out: Path
-    """A new folder for the pack (refused if it holds files)."""
+    out: Path | None = None
+    """A new folder for the pack (refused if it holds files); a slice (``sharded``) writes no pack, and needs none."""
     signing_key: Path | None = None
     """The Ed25519 private key (PEM) to sign with, made if absent; default ``<out>.signing-key.pem``."""
     required_days: int | None = None
@@ -42,14 +44,48 @@ class AuditOptions:
     include_pii: bool = False
     """Keep the differing values of differing events in findings.ndjson (lead data)."""
     workers: int = IN_FLIGHT
+    shard: tuple[int, int] | None = None
+    """``(index, count)`` when this audit is one slice of a larger window (``sharded``)."""
+    sliced_from: tuple[datetime, datetime] | None = None
+    """The whole window a slice was cut from: what its checkpoint belongs to."""
 
     @property
     def key_file(self) -> Path:
-        return self.signing_key or self.out.with_name(self.out.name + ".signing-key.pem")
+        return self.signing_key or key_beside(self.pack_folder)
+
+    @property
+    def pack_folder(self) -> Path:
+        if self.out is None:
+            raise UsageError("an audit pack needs a folder to go into: give --out DIR")
+        return self.out
+
+    def coverage(self) -> ReconcileOptions:
+        """The reconcile run that checks this audit's coverage: every window re-examined (``full``)."""
+        return ReconcileOptions(
+            start=self.start,
+            end=self.end,
+            verify=self.verify,
+            sample_percent=self.sample_percent,
+            archive=self.archive,
+            workers=self.workers,
+            full=True,
+            include_pii=self.include_pii,
+        )
+
+    def sharded(self, index: int, count: int) -> AuditOptions:
+        """Slice ``index`` of ``count`` (0-based) of this period, cut exactly as reconcile cuts a window
+        (``ReconcileOptions.sharded``: by event-id seconds, each event in one slice)."""
+        part = self.coverage().sharded(index, count)
+        return replace(self, start=part.start, end=part.end, shard=(index, count), sliced_from=(self.start, self.end))
 
     @property
     def verify_label(self) -> str:
         return f"sample:{self.sample_percent:g}" if self.verify == "sample" else self.verify
+
+
+def key_beside(out: Path) -> Path:
+    """Where a pack's signing key is made when none is named: beside the pack, never inside it."""
+    return out.with_name(out.name + ".signing-key.pem")
 
 
 @dataclass(frozen=True)
@@ -98,43 +134,19 @@ def audit(
     hashed. ``page`` renders ``report.html`` (``firehose.audit`` passes ``firehose.report.html.render_report``;
     without one the pack has no page).
     """
-    check_outputs(options.out, options.key_file)  # before the long coverage run, not after it
-    run = ReconcileOptions(
-        start=options.start,
-        end=options.end,
-        verify=options.verify,
-        sample_percent=options.sample_percent,
-        archive=options.archive,
-        workers=options.workers,
-        full=True,
-        include_pii=options.include_pii,
-    )
-    repaired: Counter[tuple[str, str]] = Counter()
-
-    def read_repairs(state: Any) -> None:
-        repaired.update(state.repaired(options.start, options.end))
-
-    outcome, findings = run_and_collect(
-        run,
-        settings,
-        credential_id=credential_id,
-        holder="firehose audit",
-        also=read_repairs,
-        announce=lambda: progress.note("checking coverage against the API"),
-        progress=progress,
-    )
-    destinations = (
-        [options.archive] if options.archive else sorted(outcome.destinations.values(), key=lambda d: d.url())
-    )
+    if options.shard is not None:
+        raise UsageError("a slice of an audit is checkpointed, not packed: use audit_slice, then merge_audit")
+    check_outputs(options.pack_folder, options.key_file)  # before the long coverage run, not after it
+    outcome, findings, repaired = coverage_of(options, settings, credential_id=credential_id, progress=progress)
     pack = write_pack(
-        options.out,
+        options.pack_folder,
         start=options.start,
         end=options.end,
         outcome=outcome,
         repaired_before=repaired,
-        findings=[_finding_line(f, options.include_pii) for f in findings],
+        findings=findings,
         open_store=destination_opener(settings, credential_id),
-        destinations=destinations,
+        destinations=audited(options, outcome),
         required_days=options.required_days,
         verify=options.verify_label,
         signing_key=options.key_file,
@@ -144,6 +156,39 @@ def audit(
         page=page,
     )
     return AuditResult(pack)
+
+
+def coverage_of(
+    options: AuditOptions,
+    settings: Settings,
+    *,
+    credential_id: str | None,
+    progress: Progress,
+    api_gate: AbstractContextManager[Any] | None = None,
+) -> tuple[Outcome, list[dict[str, Any]], Counter[tuple[str, str]]]:
+    """The period's coverage run (holding the state database's run lock, as a reconcile does): what it found,
+    its findings as the pack's lines, and every repair any run made for the period, per (day, destination)."""
+    repaired: Counter[tuple[str, str]] = Counter()
+
+    def read_repairs(state: Any) -> None:
+        repaired.update(state.repaired(options.start, options.end))
+
+    outcome, findings = run_and_collect(
+        options.coverage(),
+        settings,
+        credential_id=credential_id,
+        holder="firehose audit",
+        also=read_repairs,
+        announce=lambda: progress.note("checking coverage against the API"),
+        progress=progress,
+        api_gate=api_gate,
+    )
+    return outcome, [_finding_line(f, options.include_pii) for f in findings], repaired
+
+
+def audited(options: AuditOptions, outcome: Outcome) -> list[Destination]:
+    """The destinations whose objects the manifest lists: ``archive``, or those coverage checked, by URL."""
+    return [options.archive] if options.archive else sorted(outcome.destinations.values(), key=lambda d: d.url())
 
 
 def _finding_line(finding: Finding, include_pii: bool) -> dict[str, Any]:

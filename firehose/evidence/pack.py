@@ -20,53 +20,44 @@ A pack is a folder an auditor can read without firehose:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import itertools
+import heapq
 import os
 import shutil
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from firehose import __version__, signing
+from firehose import signing
 from firehose.archive import Store
 from firehose.archive.base import IN_FLIGHT, RetentionSettings
 from firehose.archive.layout import ArchivedEvent, parse_key
 from firehose.archive.listing import ArchiveListing, ordered_map
-from firehose.codec import encode_line, encode_pretty
+from firehose.codec import encode_line
 from firehose.errors import ArchiveError, UsageError
 from firehose.event import Destination
-from firehose.evidence.retention import Check, days_text, judge, overall
+from firehose.evidence.seal import (
+    PageRenderer,
+    Tally,
+    iso,
+    require_new_folder,
+    retention_entry,
+    seal,
+    summary_of,
+    whole_or_absent,
+    write_tables,
+)
 from firehose.findings import Verdict
 from firehose.ids import seconds_of
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.run import NO_DESTINATION, PRESENT, Outcome
 
-SCHEMA = "firehose.audit/1"
-PageRenderer = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], str]
-"""Makes ``report.html`` from the summary, the coverage rows and the retention findings
-(``firehose.report.html.render_report``): passed in, because a job never imports rendering."""
-SUMS, SIGNATURE, PUBLIC_KEY = "SHA256SUMS", "SHA256SUMS.sig", "signing-key.pub.pem"
-COVERAGE_FIELDS = (
-    "day",
-    "destination",
-    "api_events",
-    "archived",
-    "missing",
-    "differing",
-    "repaired",
-    "archive_only",
-    "errors",
-    "not_configured",
-)
 MANIFEST_FIELDS = (
     "destination",
     "credential_id",
@@ -121,8 +112,9 @@ def manifest_lines(
 ) -> Iterator[dict[str, Any]]:
     """One manifest line per archived event object of ``destination`` made in ``[start, end]`` (leads listed
     from an hour before, and the keys ``older_leads``: the period's events of leads made before that, which
-    coverage found archived), each read and hashed. A read that fails is a line with ``error``, never
-    skipped."""
+    coverage found archived), each read and hashed, in key order (byte order: a listing's order, with those keys
+    merged in), so that a sliced audit's merge can put its slices' lines in the same order. A read that fails is
+    a line with ``error``, never skipped."""
     listing = ArchiveListing(
         store,
         destination.prefix,
@@ -132,9 +124,10 @@ def manifest_lines(
     )
     first, last = int(start.timestamp()), int(end.timestamp())
     listed = (row for row in listing if isinstance(row, ArchivedEvent) and first <= seconds_of(row.event_id) <= last)
-    wanted = itertools.chain(
+    wanted = heapq.merge(
         ((row.key, row.event_id, row.lead_id) for row in listed),
-        (_ids_of(key) for key in older_leads),
+        sorted(_ids_of(key) for key in older_leads),
+        key=lambda row: row[0],
     )
 
     def read(row: tuple[str, str, str]) -> dict[str, Any]:
@@ -155,9 +148,9 @@ def manifest_lines(
             "size": len(body),
             "sha256": hashlib.sha256(body).hexdigest(),
             "version_id": info.version_id,
-            "last_modified": _iso(info.last_modified),
+            "last_modified": iso(info.last_modified),
             "retention_mode": info.retention_mode,
-            "retain_until": _iso(info.retain_until),
+            "retain_until": iso(info.retain_until),
         }
 
     yield from ordered_map(read, wanted, workers=workers, ahead=workers * 4)
@@ -166,18 +159,6 @@ def manifest_lines(
 def _ids_of(key: str) -> tuple[str, str, str]:
     lead_id, event_id = parse_key(key) or ("", "")
     return key, event_id, lead_id
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def require_new_folder(out: Path) -> None:
-    """A pack goes into a folder of its own: refuse one that holds files already (a pack never overwrites)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; an evidence pack goes into a new folder")
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: the folder is not empty; an evidence pack goes into a new folder")
 
 
 def check_outputs(out: Path, signing_key: Path) -> None:
@@ -235,123 +216,82 @@ def write_pack(
     rerun would refuse or an auditor could take for a pack. ``page`` makes ``report.html`` (none without it);
     ``progress`` gets a note and a task per destination hashed, its total the objects coverage counts archived
     there (unknown when coverage does not name it)."""
-    require_new_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _whole_or_absent(out) as building:
+    with whole_or_absent(out) as building:
         started = datetime.now(UTC)
         coverage = coverage_rows(outcome, repaired_before)
-        _write_csv(building / "coverage.csv", COVERAGE_FIELDS, coverage)
-        (building / "coverage.json").write_bytes(encode_pretty({"schema": SCHEMA, "coverage": coverage}))
-        with (building / "findings.ndjson").open("wb") as sink:
-            for item in findings:
-                sink.write(encode_line(item))
-
-        objects = size = failures = 0
-        retention: list[dict[str, Any]] = []
-        checks: list[Check] = []
-        stop = threading.Event()
-
-        def hash_destination(number: int, destination: Destination) -> tuple[int, int, int, RetentionSettings]:
-            """One destination's manifest lines into a part file of their own, and the store's settings."""
-            progress.note(f"hashing {destination.url()}")
-            task = progress.start(f"hashing {destination.url()}", total=_archived(outcome, destination))
-            count = nbytes = broken = 0
-            store: Store | None = None
-            try:
-                store = open_store(destination)
-                extra = (older_leads or {}).get(destination.url(), ())
-                with (building / f".manifest-{number}.part").open("wb") as part:
-                    for line in manifest_lines(store, destination, start, end, workers=workers, older_leads=extra):
-                        if stop.is_set():  # another destination failed: the pack will not be made
-                            break
-                        part.write(encode_line(line))
-                        task.advance()
-                        count += 1
-                        nbytes += int(line.get("size") or 0)
-                        broken += "error" in line
-                return count, nbytes, broken, store.retention()
-            except BaseException:
-                stop.set()
-                raise
-            finally:
-                task.done()
-                if store is not None:
-                    store.close()
-
-        # Destinations are hashed at the same time (each reads its own store; one slow store does not hold up
-        # the rest), each into a part file, joined in order: the manifest reads the same as one made serially.
-        with ThreadPoolExecutor(max_workers=max(1, min(len(destinations), 8)), thread_name_prefix="hash") as pool:
-            hashed = [pool.submit(hash_destination, number, d) for number, d in enumerate(destinations)]
-            results = [future.result() for future in hashed]
+        write_tables(building, coverage, findings)
+        parts = [building / f".manifest-{number}.part" for number in range(len(destinations))]
+        with ExitStack() as files:
+            sinks = [files.enter_context(part.open("wb")) for part in parts]
+            hashed = hash_all(destinations, [_writer(sink) for sink in sinks],
+                              open_store=open_store, start=start, end=end, workers=workers, progress=progress,
+                              outcome=outcome, older_leads=older_leads)  # fmt: skip
         with (building / "manifest.ndjson").open("wb") as sink:
-            for number in range(len(destinations)):
-                part = building / f".manifest-{number}.part"
+            for part in parts:  # joined in the destinations' order: the manifest reads as one made serially
                 with part.open("rb") as source:
                     shutil.copyfileobj(source, sink, 1 << 20)
                 part.unlink()
-        for destination, (count, nbytes, broken, settings) in zip(destinations, results, strict=True):
-            objects += count
-            size += nbytes
-            failures += broken
-            found = judge(destination.url(), destination.prefix, settings, required_days) if required_days else []
-            checks.extend(found)
-            retention.append(
-                {
-                    "destination": destination.url(),
-                    "settings": {
-                        name: value for name, value in settings.__dict__.items() if name not in ("notes", "lifecycle")
-                    }
-                    | {
-                        "lifecycle": [rule.__dict__ for rule in settings.lifecycle]
-                        if settings.lifecycle is not None
-                        else None,
-                        "notes": dict(settings.notes),
-                    },
-                    "verdict": overall(found) if required_days else None,
-                    "checks": [{"check": c.check, "verdict": c.verdict, "finding": c.finding} for c in found],
-                }
-            )
-        (building / "retention.json").write_bytes(
-            encode_pretty({"schema": SCHEMA, "require_retention": _required(required_days), "destinations": retention})
-        )
-        totals: Counter[str] = Counter()
-        for row in coverage:
-            totals.update({k: v for k, v in row.items() if isinstance(v, int)})
-        summary: dict[str, Any] = {
-            "schema": SCHEMA,
-            "firehose": __version__,
-            "created_at": _iso(started),
-            "window": {"start": _iso(start), "end": _iso(end)},
-            "verify": verify,
-            "require_retention": _required(required_days),
-            "coverage": dict(totals),
-            "coverage_verdict": "FAIL" if totals["missing"] or totals["differing"] else "PASS",
-            "retention_verdict": overall(checks) if required_days else None,
-            # Every object coverage counts as archived is in the manifest: the pack says both, and verify checks.
-            "manifest": {
-                "objects": objects,
-                "bytes": size,
-                "unreadable": failures,
-                "archived_in_coverage": totals["archived"],
-                "complete": objects == totals["archived"],
-            },
-            "destinations": [d.url() for d in destinations],
-        }
-        key, created = signing.load_or_create_key(signing_key)
-        public = signing.public_pem(key)
-        summary["signing_key_sha256"] = signing.fingerprint(public)
-        (building / "summary.json").write_bytes(encode_pretty(summary))
-        if page is not None:
-            (building / "report.html").write_text(page(summary, coverage, retention), encoding="utf-8")
-        (building / PUBLIC_KEY).write_bytes(public)
-        sums = "".join(
-            f"{sha256_file(path)}  {path.name}\n"
-            for path in sorted(building.iterdir())
-            if path.name not in (SUMS, SIGNATURE)
-        ).encode()
-        (building / SUMS).write_bytes(sums)
-        (building / SIGNATURE).write_text(signing.sign(key, sums) + "\n")
+        retention = [
+            retention_entry(d.url(), d.prefix, settings, required_days)
+            for d, (_, settings) in zip(destinations, hashed, strict=True)
+        ]
+        summary = summary_of(start=start, end=end, verify=verify, required_days=required_days, coverage=coverage,
+                             tallies=[tally for tally, _ in hashed], retention=retention,
+                             destinations=[d.url() for d in destinations], created_at=started)  # fmt: skip
+        created = seal(building, summary, coverage, retention, signing_key, page)
     return PackResult(out, summary, signing_key if created else None)
+
+
+def _writer(sink: BinaryIO) -> Callable[[dict[str, Any]], None]:
+    def write(line: dict[str, Any]) -> None:
+        sink.write(encode_line(line))
+
+    return write
+
+
+def hash_all(
+    destinations: Sequence[Destination],
+    sinks: Sequence[Callable[[dict[str, Any]], Any]],
+    *,
+    open_store: Callable[[Destination], Store],
+    start: datetime,
+    end: datetime,
+    workers: int,
+    progress: Progress,
+    outcome: Outcome,
+    older_leads: Mapping[str, Sequence[str]] | None,
+) -> list[tuple[Tally, RetentionSettings]]:
+    """Every destination's manifest lines, each handed to its own sink (from its own thread), and each store's
+    retention settings. Destinations are hashed at the same time: each reads its own store, and one slow store
+    does not hold up the rest. A store that fails stops the others and is raised."""
+    stop = threading.Event()
+
+    def hash_destination(destination: Destination, sink: Callable[[dict[str, Any]], Any]) -> tuple[Tally, Any]:
+        progress.note(f"hashing {destination.url()}")
+        task = progress.start(f"hashing {destination.url()}", total=_archived(outcome, destination))
+        tally = Tally()
+        store: Store | None = None
+        try:
+            store = open_store(destination)
+            extra = (older_leads or {}).get(destination.url(), ())
+            for line in manifest_lines(store, destination, start, end, workers=workers, older_leads=extra):
+                if stop.is_set():  # another destination failed: the pack will not be made
+                    break
+                sink(line)
+                task.advance()
+                tally.add(line)
+            return tally, store.retention()
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            task.done()
+            if store is not None:
+                store.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(destinations), 8)), thread_name_prefix="hash") as pool:
+        hashed = [pool.submit(hash_destination, d, sink) for d, sink in zip(destinations, sinks, strict=True)]
+        return [future.result() for future in hashed]
 
 
 def _archived(outcome: Outcome, destination: Destination) -> int | None:
@@ -361,38 +301,3 @@ def _archived(outcome: Outcome, destination: Destination) -> int | None:
     if counts is None:
         return None
     return sum(counts[v.value] for v in (*PRESENT, Verdict.ARCHIVE_ONLY))
-
-
-@contextmanager
-def _whole_or_absent(out: Path) -> Iterator[Path]:
-    """A hidden folder beside ``out`` to build in, renamed to ``out`` when the block ends well and removed when
-    it does not."""
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield building
-        require_new_folder(out)  # still new: nobody made a pack there meanwhile
-        if out.exists():
-            out.rmdir()
-        building.rename(out)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-
-
-def _required(days: int | None) -> str | None:
-    return days_text(days) if days else None
-
-
-def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as sink:
-        writer = csv.DictWriter(sink, fieldnames=list(fields), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

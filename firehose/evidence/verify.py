@@ -19,7 +19,7 @@ from firehose.archive.listing import ordered_map
 from firehose.codec import decode
 from firehose.errors import ArchiveError, ArchiveNotFound, DataError, ExitCode, FirehoseError
 from firehose.event import Destination
-from firehose.evidence.pack import PUBLIC_KEY, SIGNATURE, SUMS, sha256_file
+from firehose.evidence.seal import PUBLIC_KEY, SIGNATURE, SUMS, sha256_file
 from firehose.progress import NO_PROGRESS, Progress
 
 

@@ -10,40 +10,72 @@ its checkpoint loses only itself; its own state database resumes its windows as 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from firehose.archive import Store
-from firehose.codec import decode, encode_pretty
+from firehose.codec import decode, encode, encode_pretty
 from firehose.errors import ArchiveNotFound, DataError, UsageError
 from firehose.reconciliation.run import ReconcileOptions
 
 SCHEMA = "firehose.reconcile-slice/1"
 REPORT_SCHEMA = "firehose.reconcile/1"
+CHECKPOINT = re.compile(r"(?P<kind>[a-z]+-)?slice-(?P<index>\d{5})-of-(?P<count>\d{5})\.json")
+"""A checkpoint's name: ``slice-00007-of-00064.json`` for reconcile (as it always was), ``audit-slice-…`` for an
+audit, so that a run's slice count can be read from the folder."""
 
 
 def run_identity(options: ReconcileOptions) -> dict[str, Any]:
-    """What makes slices parts of one run: the whole window, how it is checked, and how many slices."""
-    if options.shard is None or options.sliced_from is None:
+    """What makes reconcile slices parts of one run: the whole window, how it is checked, how many slices."""
+    return slice_identity(options.shard, options.sliced_from, options.fingerprint())
+
+
+def slice_identity(
+    shard: tuple[int, int] | None, sliced_from: tuple[datetime, datetime] | None, fingerprint: str, **more: Any
+) -> dict[str, Any]:
+    """A sliced run's identity, which every slice's checkpoint must carry: the whole window, how many slices, the
+    fingerprint of what is checked and how (and ``more`` a job adds)."""
+    if shard is None or sliced_from is None:
         raise UsageError("--run-state keeps the checkpoints of a sliced run: give --shards N and --shard I")
-    start, end = options.sliced_from
-    return {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "shards": options.shard[1],
-        "fingerprint": options.fingerprint(),
-    }
+    start, end = sliced_from
+    return {"start": start.isoformat(), "end": end.isoformat(), "shards": shard[1], "fingerprint": fingerprint, **more}
+
+
+@dataclass(frozen=True)
+class SliceDone:
+    """A slice's report as its checkpoint holds it (or the report of them all, merged)."""
+
+    document: Mapping[str, Any]
+    recorded: bool = False
+    """This process wrote the slice's checkpoint (False: it was there already, or another process won)."""
+    reused: bool = False
+    """The slice had a checkpoint already: nothing was checked again."""
 
 
 class RunState:
-    """The checkpoints of one sliced run, under ``prefix`` in ``store`` (a folder of its own: one run per folder)."""
+    """The checkpoints of one sliced run, under ``prefix`` in ``store`` (a folder of its own: one run per folder).
 
-    def __init__(self, store: Store, prefix: str) -> None:
-        self.store, self.prefix = store, prefix.rstrip("/")
+    ``kind`` is the job the slices are of (``reconcile`` or ``audit``): each has its own checkpoint schema and
+    names, so one job's checkpoint is never taken for another's. The checkpoint holds the slice's report as the
+    job made it; merging the reports is the job's own (``merged`` here for reconcile)."""
+
+    def __init__(self, store: Store, prefix: str, kind: str = "reconcile") -> None:
+        self.store, self.prefix, self.kind = store, prefix.rstrip("/"), kind
+        self.schema = f"firehose.{kind}-slice/1"
+
+    @property
+    def where(self) -> str:
+        return f"{self.store.url}/{self.prefix}".rstrip("/")
+
+    def _name(self, index: int, count: int) -> str:
+        return ("" if self.kind == "reconcile" else f"{self.kind}-") + f"slice-{index:05d}-of-{count:05d}.json"
 
     def _key(self, index: int, count: int) -> str:
-        return f"{self.prefix}/slice-{index:05d}-of-{count:05d}.json".lstrip("/")
+        return f"{self.prefix}/{self._name(index, count)}".lstrip("/")
 
     def _read(self, index: int, count: int) -> dict[str, Any] | None:
         key = self._key(index, count)
@@ -51,62 +83,82 @@ class RunState:
             found = decode(self.store.read(key), where=f"{self.store.url}/{key}")
         except ArchiveNotFound:
             return None
-        if not isinstance(found, dict) or found.get("schema") != SCHEMA or not isinstance(found.get("report"), dict):
-            raise DataError(f"{self.store.url}/{key}: not a firehose slice checkpoint")
-        return found
+        valid = isinstance(found, dict) and found.get("schema") == self.schema and isinstance(found.get("report"), dict)
+        if not valid:
+            raise DataError(f"{self.store.url}/{key}: not a firehose {self.kind} slice checkpoint")
+        return found  # type: ignore[no-any-return]  # checked just above
 
-    def done(self, options: ReconcileOptions) -> dict[str, Any] | None:
-        """The report this slice's checkpoint holds, if the slice is done; a ``UsageError`` when the folder holds
-        a checkpoint of another run for it."""
-        identity = run_identity(options)
-        assert options.shard is not None
-        found = self._read(*options.shard)
+    def done(self, shard: tuple[int, int], identity: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The report slice ``shard`` (index, count)'s checkpoint holds, if the slice is done; a ``UsageError`` when
+        the folder holds a checkpoint of another run for it."""
+        found = self._read(*shard)
         if found is None:
             return None
         if found.get("run") != identity:
             raise UsageError(
-                f"--run-state {self.store.url}/{self.prefix}: it holds a checkpoint of another run (another window, "
-                "depth or number of slices) for this slice; give each run a folder of its own"
+                f"--run-state {self.where}: it holds a checkpoint of another run (another window, depth or number of "
+                "slices) for this slice; give each run a folder of its own"
             )
         report: dict[str, Any] = found["report"]
         return report
 
-    def record(self, options: ReconcileOptions, report: Mapping[str, Any]) -> bool:
+    def record(self, shard: tuple[int, int], identity: Mapping[str, Any], report: Mapping[str, Any]) -> bool:
         """Write this slice's checkpoint, never over one; False when another process wrote it first."""
-        identity = run_identity(options)
-        assert options.shard is not None
-        document = {"schema": SCHEMA, "run": identity, "slice": options.shard[0], "report": dict(report)}
-        return self.store.write(self._key(*options.shard), encode_pretty(document), if_absent=True)
+        document = {"schema": self.schema, "run": dict(identity), "slice": shard[0], "report": dict(report)}
+        # An audit's checkpoint holds its manifest lines (thousands): compact, not indented.
+        body = encode_pretty(document) if self.kind == "reconcile" else encode(document)
+        return self.store.write(self._key(*shard), body, if_absent=True)
 
-    def merge(self, count: int) -> dict[str, Any]:
-        """The one report of the run's ``count`` slices, as one run over the whole window writes it; a
-        ``UsageError`` naming the slices without a checkpoint, or when they are not of one run."""
+    def count(self) -> int:
+        """How many slices the run in this folder has, from its checkpoints' names (``merge`` without
+        ``--shards``); a ``UsageError`` when there is none, or they disagree."""
+        folder = f"{self.prefix}/" if self.prefix else ""
+        counts = set()
+        try:
+            listed = list(self.store.list(folder))
+        except ArchiveNotFound:  # a folder on disk nobody made yet
+            listed = []
+        for info in listed:
+            name = CHECKPOINT.fullmatch(info.key[len(folder) :])  # this folder's own, not a folder below it
+            if name and (name["kind"] or "reconcile-") == f"{self.kind}-":
+                counts.add(int(name["count"]))
+        if not counts:
+            raise UsageError(f"--run-state {self.where}: no {self.kind} slice has a checkpoint there yet")
+        if len(counts) > 1:
+            raise UsageError(f"--run-state {self.where}: it holds checkpoints of runs cut {sorted(counts)} ways")
+        return counts.pop()
+
+    def reports(self, count: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Every slice's report, in slice order, and the run they are of; a ``UsageError`` naming the slices
+        without a checkpoint, or when they are not of one run. ``count`` None: read from the folder."""
+        count = self.count() if count is None else count
         found = [self._read(index, count) for index in range(count)]
-        missing = [str(index) for index, checkpoint in enumerate(found) if checkpoint is None]
+        missing = [index for index, checkpoint in enumerate(found) if checkpoint is None]
         if missing:
-            shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-            raise UsageError(f"--run-state {self.store.url}/{self.prefix}: no checkpoint yet for slice {shown}")
+            raise UsageError(f"--run-state {self.where}: no checkpoint yet for {named_slices(missing)} of {count}")
         done = [checkpoint for checkpoint in found if checkpoint is not None]
         if len({repr(sorted(checkpoint["run"].items())) for checkpoint in done}) != 1:
-            raise UsageError(f"--run-state {self.store.url}/{self.prefix}: its checkpoints are of different runs")
-        return merged([checkpoint["report"] for checkpoint in done], done[0]["run"])
+            raise UsageError(f"--run-state {self.where}: its checkpoints are of different runs")
+        return [checkpoint["report"] for checkpoint in done], done[0]["run"]
+
+    def merge(self, count: int | None = None) -> dict[str, Any]:
+        """The one reconcile report of the run's slices, as one run over the whole window writes it."""
+        reports, run = self.reports(count)
+        return merged(reports, run)
 
 
-def merged(reports: list[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
+def named_slices(indexes: list[int]) -> str:
+    """``slice 3``, ``slices 0, 4, 5``, at most 20 named: for messages."""
+    shown = ", ".join(map(str, indexes[:20])) + (f" and {len(indexes) - 20} more" if len(indexes) > 20 else "")
+    return ("slice " if len(indexes) == 1 else "slices ") + shown
+
+
+def merged(reports: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
     """Slices' reports as one: counts and requests summed, findings in the order one run lists them (soonest
     expiry first, unknown first of all; then event, destination, verdict)."""
     counts = _summed(report["counts"] for report in reports)
     expiries = [report["earliest_expiry"] for report in reports if report.get("earliest_expiry")]
-    findings = sorted(
-        (finding for report in reports for finding in report["findings"]),
-        key=lambda f: (
-            f["expires_at"] is not None,
-            f["expires_at"] or "",
-            f["event_id"],
-            f["destination"],
-            f["verdict"],
-        ),
-    )
+    findings = sorted((finding for report in reports for finding in report["findings"]), key=finding_order)
     first = reports[0]
     return {
         "schema": REPORT_SCHEMA,
@@ -123,6 +175,13 @@ def merged(reports: list[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str
         "shards": run["shards"],
         "findings": findings,
     }
+
+
+def finding_order(finding: Mapping[str, Any]) -> tuple[bool, str, str, str, str]:
+    """Where a finding stands in a report, as the state database lists a run's (soonest expiry first, unknown
+    first of all; then event, destination, verdict): slices' findings merged read as one run's."""
+    expires = finding["expires_at"]
+    return (expires is not None, expires or "", finding["event_id"], finding["destination"], finding["verdict"])
 
 
 def _summed(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -1,10 +1,11 @@
-"""Every slice of a window, run by an executor, then merged: ``reconcile_all_slices``.
+"""Every slice of a window, run by an executor, then merged: ``reconcile_all_slices`` (and, through the same
+``run_all_slices``, the audit's ``audit_all_slices``).
 
 The plan is the slices without a checkpoint in the run state (a rerun does only what is left). Each slice runs
-in a worker process as ``reconcile_slice`` does on any machine, with a state database of its own beside the
-settings' one (one reconcile at a time per database). A worker that dies (``kill -9``, out of memory) loses only
-its slice: the pool is made again and every slice still without a checkpoint is submitted again, up to
-``attempts`` times. The merged report is the one a single run over the whole window writes.
+in a worker process as a single slice does on any machine, with a state database of its own beside the
+settings' one (one reconcile or audit at a time per database). A worker that dies (``kill -9``, out of memory)
+loses only its slice: the pool is made again and every slice still without a checkpoint is submitted again, up
+to ``attempts`` times. What the slices make together is the job's own merge.
 """
 
 from __future__ import annotations
@@ -15,17 +16,35 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from firehose.config import Settings
-from firehose.connections import open_url
 from firehose.errors import ArchiveError, ConfigError, UsageError
 from firehose.progress import NO_PROGRESS, Progress
-from firehose.reconciliation.checkpoints import RunState
-from firehose.reconciliation.job import SlicedReport, merge_slices, reconcile_slice
+from firehose.reconciliation.checkpoints import named_slices, run_identity
+from firehose.reconciliation.job import SlicedReport, merge_slices, open_run_state, reconcile_slice
 from firehose.reconciliation.run import ReconcileOptions
+
+
+class SliceJob(Protocol):
+    """What an executor needs of a sliced job (picklable: it travels to spawned processes and Dask workers)."""
+
+    @property
+    def kind(self) -> str:
+        """``reconcile`` or ``audit``: the checkpoints' kind, and the progress bar's name."""
+        ...
+
+    def identity(self, index: int, shards: int) -> dict[str, Any]:
+        """Slice ``index``'s run identity (what its checkpoint must match); checks its bounds."""
+        ...
+
+    def run(
+        self, index: int, shards: int, settings: Settings, run_state: str, credential_id: str | None, gate: Any
+    ) -> bool:
+        """Run slice ``index`` (its checkpoint recorded); True when it has one now."""
+        ...
 
 
 def parse_executor(spec: str) -> int | str:
@@ -58,60 +77,90 @@ def reconcile_all_slices(
     every task's arguments do: run the scheduler on a network you trust."""
     if options.dry_run:
         raise UsageError("--executor runs and records every slice: a --dry-run plans one (give --shard I)")
+    run_all_slices(ReconcileSlices(options), settings, run_state, shards, workers=workers, credential_id=credential_id,
+                   attempts=attempts, api_concurrency=api_concurrency, progress=progress)  # fmt: skip
+    return merge_slices(run_state, shards, settings, credential_id=credential_id)
+
+
+@dataclass(frozen=True)
+class ReconcileSlices:
+    """Reconcile's slices, for ``run_all_slices``."""
+
+    options: ReconcileOptions
+    kind: str = "reconcile"
+
+    def identity(self, index: int, shards: int) -> dict[str, Any]:
+        return run_identity(self.options.sharded(index, shards))
+
+    def run(
+        self, index: int, shards: int, settings: Settings, run_state: str, credential_id: str | None, gate: Any
+    ) -> bool:
+        done = reconcile_slice(self.options.sharded(index, shards), slice_settings(settings, index, shards),
+                               run_state, credential_id=credential_id, api_gate=gate)  # fmt: skip
+        # A slice that could not check a store (error findings) keeps no checkpoint, and is run again.
+        return not done.counts.get("error", 0)
+
+
+def run_all_slices(
+    job: SliceJob,
+    settings: Settings,
+    run_state: str,
+    shards: int,
+    *,
+    workers: int | str,
+    credential_id: str | None = None,
+    attempts: int = 3,
+    api_concurrency: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> None:
+    """Run every slice of ``job`` without a checkpoint in ``run_state`` on ``workers`` local processes or the Dask
+    scheduler at ``workers``; an ``ArchiveError`` naming the slices still without one after ``attempts``."""
     for index in range(shards):
-        options.sharded(index, shards)  # every slice's bounds checked before anything runs
-    task = progress.start("reconcile slices", total=shards)
-    left = _left(options, settings, run_state, shards, credential_id)
-    task.advance(shards - len(left))
+        job.identity(index, shards)  # every slice's bounds checked before anything runs
     if api_concurrency is not None and api_concurrency < 1:
         raise UsageError(f"--api-concurrency must be at least 1, got {api_concurrency}")
-    arguments = (options, shards, settings, run_state, credential_id)
+    task = progress.start(f"{job.kind} slices", total=shards)
+    left = _left(job, settings, run_state, shards, credential_id)
+    task.advance(shards - len(left))
+    arguments = (job, shards, settings, run_state, credential_id)
     if isinstance(workers, str):
         _on_dask(workers, left, attempts, arguments, task.advance, api_concurrency)
-        left = _left(options, settings, run_state, shards, credential_id)
+        left = _left(job, settings, run_state, shards, credential_id)
     else:
         left = _on_processes(workers, left, attempts, arguments, task.advance, api_concurrency)
     task.done()
     if left:
-        shown = ", ".join(map(str, left[:20])) + (f" and {len(left) - 20} more" if len(left) > 20 else "")
         raise ArchiveError(
-            f"slices {shown} have no checkpoint after {attempts} attempts: a store could not be checked (their error "
-            "findings name it) or their workers died; the same command retries them"
+            f"{named_slices(left)} have no checkpoint after {attempts} attempts: a store could not be checked (their "
+            "error findings name it) or their workers died; the same command retries them"
         )
-    return merge_slices(run_state, shards, settings, credential_id=credential_id)
 
 
-def _left(
-    options: ReconcileOptions, settings: Settings, run_state: str, shards: int, credential_id: str | None
-) -> list[int]:
+def _left(job: SliceJob, settings: Settings, run_state: str, shards: int, credential_id: str | None) -> list[int]:
     """The slices without a checkpoint."""
-    store, where = open_url(run_state, settings, credential_id, "--run-state")
-    try:
-        state = RunState(store, where.prefix)
-        return [index for index in range(shards) if state.done(options.sharded(index, shards)) is None]
-    finally:
-        store.close()
+    with open_run_state(run_state, settings, credential_id, kind=job.kind) as state:
+        return [index for index in range(shards) if state.done((index, shards), job.identity(index, shards)) is None]
 
 
 def _on_processes(
     workers: int, left: list[int], attempts: int, arguments: tuple[Any, ...], done: Any, api_concurrency: int | None
 ) -> list[int]:
     """The slices on a pool of local processes; the pool made again when a worker dies, for what is left."""
-    options, shards, settings, run_state, credential_id = arguments
+    job, shards, settings, run_state, credential_id = arguments
     for _ in range(attempts):
         if not left:
             break
         try:
             with _pool(workers, api_concurrency) as pool:
-                futures = [pool.submit(_one_slice, *(options, index, shards, settings, run_state, credential_id))
+                futures = [pool.submit(_one_slice, job, index, shards, settings, run_state, credential_id)
                            for index in left]  # fmt: skip
                 for future in as_completed(futures):
                     # a slice's own failure (a refused key, a full disk) ends the run, named
-                    if _checked(future.result()):
+                    if future.result():
                         done()
         except BrokenProcessPool:
             pass  # a worker died (the pool ends the others): what has no checkpoint is submitted again
-        left = _left(options, settings, run_state, shards, credential_id)
+        left = _left(job, settings, run_state, shards, credential_id)
     return left
 
 
@@ -125,30 +174,30 @@ def _on_dask(
         from distributed import as_completed as finished
     except ImportError:
         raise ConfigError("--executor dask://: Dask is not installed (pip install 'firehose[dask]')") from None
-    options, shards, settings, run_state, credential_id = arguments
+    job, shards, settings, run_state, credential_id = arguments
+    tag = job.identity(0, shards)["fingerprint"][:12]
     with Client(address) as client:  # type: ignore[no-untyped-call]  # Dask has no types
         gate = None
         if api_concurrency is not None:  # leases held by the scheduler, for every worker of the cluster
-            name = f"firehose-api-{options.fingerprint()[:12]}-{shards}"
-            gate = Semaphore(max_leases=api_concurrency, name=name)  # type: ignore[no-untyped-call]
+            gate = Semaphore(max_leases=api_concurrency, name=f"firehose-api-{job.kind}-{tag}-{shards}")  # type: ignore[no-untyped-call]
         futures = [
             client.submit(
                 _one_slice,
-                options,
+                job,
                 index,
                 shards,
                 settings,
                 run_state,
                 credential_id,
                 gate,
-                key=f"firehose-slice-{index}-of-{shards}-{options.fingerprint()[:12]}",
+                key=f"firehose-{job.kind}-slice-{index}-of-{shards}-{tag}",
                 pure=False,
                 retries=attempts,
             )
             for index in left
         ]
         for future in finished(futures):  # type: ignore[no-untyped-call]
-            if _checked(future.result()):
+            if future.result():
                 done()
 
 
@@ -166,11 +215,6 @@ def _pool(workers: int, api_concurrency: int | None) -> Iterator[Executor]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _checked(report: dict[str, Any]) -> bool:
-    """A slice that checked every object; one with ``error`` findings keeps no checkpoint, and is run again."""
-    return not report["counts"].get("error", 0)
-
-
 _GATE: Any = None
 """In a local worker process: the pool's semaphore (set once by ``_given_gate``)."""
 
@@ -181,25 +225,22 @@ def _given_gate(gate: Any) -> None:
 
 
 def _one_slice(
-    options: ReconcileOptions,
+    job: SliceJob,
     index: int,
     shards: int,
     settings: Settings,
     run_state: str,
     credential_id: str | None,
     gate: Any = None,
-) -> dict[str, Any]:
-    """One slice in a worker, with a state database of its own beside the settings' one; ``gate`` (a shared
-    semaphore) held while it pages ``/events``."""
+) -> bool:
+    """One slice in a worker; ``gate`` (a shared semaphore) held while it pages ``/events``."""
+    return job.run(index, shards, settings, run_state, credential_id, gate if gate is not None else _GATE)
+
+
+def slice_settings(settings: Settings, index: int, shards: int) -> Settings:
+    """A worker's settings for slice ``index``: a state database of its own beside the settings' one (one run at
+    a time per database), or in a scratch folder on a machine that has not that folder."""
     folder = settings.state_file.parent
-    if not folder.is_dir():  # a worker on another machine: a scratch folder there
+    if not folder.is_dir():
         folder = Path(tempfile.gettempdir())
-    state_file = folder / f"{settings.state_file.stem}.slice-{index}-of-{shards}.sqlite"
-    done = reconcile_slice(
-        options.sharded(index, shards),
-        replace(settings, state_file=state_file),
-        run_state,
-        credential_id=credential_id,
-        api_gate=gate if gate is not None else _GATE,
-    )
-    return done.report()
+    return replace(settings, state_file=folder / f"{settings.state_file.stem}.slice-{index}-of-{shards}.sqlite")

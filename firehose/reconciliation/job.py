@@ -14,15 +14,19 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firehose.config import Settings
 from firehose.connections import api_client, destination_opener, open_url
 from firehose.errors import ExitCode
 from firehose.findings import GAPS, Finding, Verdict
 from firehose.progress import NO_PROGRESS, Progress
+from firehose.reconciliation.checkpoints import SliceDone
 from firehose.reconciliation.expiry import API_DAYS, AT_RISK_WITHIN, at_risk, by_expiry
 from firehose.reconciliation.run import KEPT, Outcome, ReconcileOptions, Reconciler
+
+if TYPE_CHECKING:
+    from firehose.reconciliation.checkpoints import RunState
 
 SCHEMA = "firehose.reconcile/1"
 """The versioned report schema (architecture.md §6): a field is added, never renamed or removed, within /1."""
@@ -237,15 +241,9 @@ def run_and_collect(
 
 
 @dataclass(frozen=True)
-class SlicedReport:
+class SlicedReport(SliceDone):
     """A slice's report as its checkpoint holds it, or the report all slices make together (``merge_slices``):
     the ``firehose.reconcile/1`` document itself, with its findings as rows and its exit code."""
-
-    document: Mapping[str, Any]
-    recorded: bool = False
-    """This process wrote the slice's checkpoint (False: it was there already, or another process won)."""
-    reused: bool = False
-    """The slice had a checkpoint already: nothing was checked again."""
 
     SCHEMA = SCHEMA
 
@@ -285,14 +283,13 @@ def reconcile_slice(
     """One slice of a sliced run (``options.sharded(i, n)``) with its checkpoint in ``run_state`` (a store URL,
     one folder per run): a slice done before is not checked again; a finished one is recorded, never over
     another's record. A dry run neither reads nor writes checkpoints' effect: it plans the slice as ever."""
-    from firehose.reconciliation.checkpoints import RunState
+    from firehose.reconciliation.checkpoints import run_identity
 
-    store, where = open_url(run_state, settings, credential_id, "--run-state")
-    try:
-        if where.scheme == "file":
-            store.create()  # a folder of our own; a bucket or container is never made by firehose
-        state = RunState(store, where.prefix)
-        earlier = state.done(options)
+    with open_run_state(run_state, settings, credential_id, create=True) as state:
+        identity = run_identity(options)  # refuses options that are not a slice
+        assert options.shard is not None
+        shard = options.shard
+        earlier = state.done(shard, identity)
         if earlier is not None and not options.dry_run:
             return SlicedReport(earlier, reused=True)
         result = reconcile(options, settings, credential_id=credential_id, expiring_within=expiring_within,
@@ -300,19 +297,32 @@ def reconcile_slice(
         document = result.report()
         # A slice that could not check a store keeps no checkpoint: the next run checks it again.
         complete = not options.dry_run and result.exit_code != ExitCode.ARCHIVE
-        recorded = state.record(options, document) if complete else False
+        recorded = state.record(shard, identity, document) if complete else False
         return SlicedReport(document, recorded=recorded)
-    finally:
-        store.close()
 
 
-def merge_slices(run_state: str, shards: int, settings: Settings, *, credential_id: str | None = None) -> SlicedReport:
-    """The one report of a sliced run's ``shards`` checkpoints in ``run_state``, as one run over the whole window
-    writes it; a ``UsageError`` naming the slices not done yet."""
+def merge_slices(
+    run_state: str, shards: int | None, settings: Settings, *, credential_id: str | None = None
+) -> SlicedReport:
+    """The one report of a sliced run's ``shards`` checkpoints in ``run_state`` (None: as many as the folder's
+    checkpoints say), as one run over the whole window writes it; a ``UsageError`` naming the slices not done
+    yet."""
+    with open_run_state(run_state, settings, credential_id) as state:
+        return SlicedReport(state.merge(shards))
+
+
+@contextlib.contextmanager
+def open_run_state(
+    run_state: str, settings: Settings, credential_id: str | None, *, kind: str = "reconcile", create: bool = False
+) -> Iterator[RunState]:
+    """The checkpoints of the sliced run at ``run_state`` (a store URL, one folder per run), its store closed
+    after. ``create``: a ``file://`` folder is made (a bucket or container is never made by firehose)."""
     from firehose.reconciliation.checkpoints import RunState
 
     store, where = open_url(run_state, settings, credential_id, "--run-state")
     try:
-        return SlicedReport(RunState(store, where.prefix).merge(shards))
+        if create and where.scheme == "file":
+            store.create()
+        yield RunState(store, where.prefix, kind)
     finally:
         store.close()

@@ -4,6 +4,7 @@ documented exit code, no traceback, no secret."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -106,3 +107,15 @@ def run_process(args: list[str], env: Mapping[str, str], cwd: Path, timeout: flo
     process = spawn(args, env, cwd, **kwargs)
     out, err = process.communicate(timeout=timeout)
     return Run(process.returncode, out or "", err)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (from /proc): a driver's workers, to kill one."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found

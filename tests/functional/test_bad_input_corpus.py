@@ -81,6 +81,8 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("audit", "pack"): ["audit", "pack", "--start", DAY, "--end", DAY, "--out", "{new_pack}", "--archive", "{store}"],
     ("audit",): ["audit", "--start", DAY, "--end", DAY, "--out", "{new_pack}", "--archive", "{store}"],
     ("audit", "verify"): ["audit", "verify", "{pack}"],
+    ("audit", "merge"): ["audit", "merge", "--run-state", "{audit_run}", "--out", "{new_pack}"],
+    ("reconcile", "merge"): ["reconcile", "merge", "--run-state", "{reconcile_run}"],
     ("config", "show"): ["config", "show"],
     ("runs",): ["runs"],
     ("ledger",): ["ledger"],
@@ -89,7 +91,8 @@ BASE: dict[tuple[str, ...], list[str]] = {
 GROUPS_ONLY = {("archive",), ("config",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors).
 ``audit`` is a group that is a command too: bare, with a pack's options, it makes one as ``audit pack`` does (the
-old spelling, hidden from help, kept for cron jobs), so it has its own BASE line."""
+old spelling, hidden from help, kept for cron jobs), so it has its own BASE line; so is ``reconcile`` (bare, it
+runs; ``reconcile merge`` merges a sliced run's checkpoints)."""
 
 USES_API = {("events",), ("locate",), ("reconcile",), ("replay",), ("audit",), ("audit", "pack")}
 STORE_COMMANDS = {("archive", "ls"), ("reconcile",)}
@@ -118,6 +121,8 @@ class World:
             "{store}": (self.root / "store").as_uri(),
             "{pack}": str(self.pack),
             "{new_pack}": str(self.root / f"pack-{next(self.packs)}"),
+            "{reconcile_run}": (self.root / "run-reconcile").as_uri(),
+            "{audit_run}": (self.root / "run-audit").as_uri(),
             "{sink}": self.sink,
             "{root}": str(self.root),
             "{closed}": servers.closed_port(),  # found when the case runs: a port free now, not at collection
@@ -178,6 +183,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         made = invoke(["audit", "pack", "--start", DAY, "--end", DAY, "--out", str(root / "pack"), "--archive",
                        (root / "store").as_uri()], env)  # fmt: skip
         assert made.code == ExitCode.OK, made.stderr
+        for command, run in (("reconcile", "run-reconcile"), ("audit", "run-audit")):  # one slice of one: mergeable
+            sliced = invoke([*([command] if command == "reconcile" else ["audit", "pack"]), "--start", DAY, "--end",
+                             DAY, "--archive", (root / "store").as_uri(), "--shards", "1", "--shard", "0",
+                             "--run-state", (root / run).as_uri()], env)  # fmt: skip
+            assert sliced.code == ExitCode.OK, sliced.stderr
         yield World(root, url, sink, root / "pack", seen)
 
 
@@ -197,8 +207,10 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]
-        elif flag in ("--archive", "--from", "--ledger"):
+        elif flag in ("--archive", "--from", "--ledger", "--run-state"):
             values = ["s3://[", "file://", "file:rel/dir", "file:///", "gopher://x"]
+        elif flag == "--executor":
+            values = ["local:0", "local:x", "dask://", "ray://x"]
         elif flag == "--target":
             values = ["http://[zz]/", "gopher://x"]
         elif flag == "--rate":
@@ -295,6 +307,11 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
             ):
                 cases.append(Case(f"--state {name}", [flag, where], frozenset({CONFIG}), no_requests=True,
                                   says="state database"))  # fmt: skip
+    if path in (("audit", "merge"), ("reconcile", "merge")):  # nothing to merge there, or not every slice
+        cases.append(Case("--run-state empty", ["--run-state", "file://{root}/empty-run"], frozenset({USAGE}),
+                          says="slice has a checkpoint there yet"))  # fmt: skip
+        cases.append(Case("--shards more than ran", ["--shards", "2"], frozenset({USAGE}),
+                          says="no checkpoint yet for slices 0, 1 of 2"))  # fmt: skip
     if path == ("replay",):  # --ids: a file of ids, read line by line, each bad line reported
         cases.append(Case("--ids random bytes", ["--ids", "{root}/junk.bin"], frozenset({ARCHIVE}), report=True,
                           says="--ids line 1", prepare=_junk_file))  # fmt: skip

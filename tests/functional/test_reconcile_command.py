@@ -30,7 +30,7 @@ from tests.conftest import (
     stack_env,
     stack_sandbox,
 )
-from tests.functional.clirun import process_env, run_process, spawn
+from tests.functional.clirun import children, process_env, run_process, spawn
 
 pytestmark = pytest.mark.usefixtures("stack")
 WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "--end", UNTIL.isoformat()]
@@ -465,6 +465,36 @@ def test_shards_of_a_window_find_together_what_the_whole_window_finds(
     assert sorted(map(key, found)) == sorted(map(key, expected["findings"]))
 
 
+@pytest.mark.parametrize("count", [1, 7, 64])
+def test_merged_slices_are_one_runs_report_whatever_the_slice_count(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """Each slice through the library (as an Airflow task calls it), in an order of its own; `reconcile merge`."""
+    import random
+
+    import firehose
+
+    whole_file = tmp_path / "whole.json"
+    reconcile({**env, "FIREHOSE_STATE": str(tmp_path / "whole.sqlite")}, "--report", str(whole_file))
+    expected = json.loads(whole_file.read_text())
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = firehose.Settings.load(state_file=str(tmp_path / "slices.sqlite"))
+    options = firehose.ReconcileOptions(start=datetime.fromisoformat(WINDOW[1]), end=datetime.fromisoformat(WINDOW[3]))
+    run_state = (tmp_path / "run").as_uri()
+    order = list(range(count))
+    random.Random(count).shuffle(order)
+    for index in order:
+        assert firehose.reconcile_slice(options.sharded(index, count), settings, run_state).recorded
+    merged = CliRunner().invoke(cli, ["reconcile", "merge", "--run-state", run_state, "--report",
+                                      str(tmp_path / "merged.json")], env=env)  # fmt: skip
+    assert merged.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), merged.stderr
+    document = json.loads((tmp_path / "merged.json").read_text())
+    assert document["shards"] == count
+    for name in ("window", "counts", "by_destination", "by_day", "findings", "at_risk", "earliest_expiry"):
+        assert document[name] == expected[name], name
+
+
 def test_shards_need_one_window_for_every_slice(env: dict[str, str]) -> None:
     result = CliRunner().invoke(cli, ["reconcile", "--shards", "4", "--shard", "1"], env=env)
     assert result.exit_code == ExitCode.USAGE and "--shards needs --start and --end" in result.stderr
@@ -505,21 +535,14 @@ def test_slices_with_shared_checkpoints_merge_into_the_whole_windows_report(
     assert document["schema"] == "firehose.reconcile/1" and document["shards"] == count
     for name in ("window", "counts", "by_destination", "by_day", "findings"):
         assert document[name] == expected[name], name
+    # `reconcile merge`, as the issue spells it: the same call, the same report and output (the count from the folder).
+    as_command = CliRunner().invoke(cli, ["reconcile", "merge", "--run-state", run_state, "--format", "ndjson",
+                                          "--report", str(tmp_path / "merged2.json")], env=env)  # fmt: skip
+    assert as_command.exit_code == merged.exit_code and as_command.stdout == merged.stdout, as_command.stderr
+    assert json.loads((tmp_path / "merged2.json").read_text()) == document
     other = reconcile(env, *WINDOW[:2], "--end", UNTIL.isoformat(), "--verify", "content", "--shards", str(count),
                       "--shard", "0", "--run-state", run_state)  # fmt: skip
     assert other.exit_code == ExitCode.USAGE and "another run" in other.stderr, "one run per folder"
-
-
-def _children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    found.append(int(entry.name))
-    return found
 
 
 def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_report(
@@ -536,7 +559,7 @@ def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_r
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and process.poll() is None:
-        workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [pid for pid in children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         if workers:
             killed = workers[0]
             os.kill(killed, signal.SIGKILL)  # a worker dies mid-run: its slice is submitted again

@@ -57,6 +57,25 @@ def test_audit_is_pack_and_verify_and_the_bare_form_is_hidden_but_kept() -> None
         assert result.exit_code == 2 and lines[-1].startswith("firehose: error: audit needs --end"), result.stderr
         assert ("firehose audit pack" in result.stderr) == noted and len(lines) == 1 + noted, result.stderr
     bare = CliRunner().invoke(cli, ["audit"])
-    assert bare.exit_code == 2 and "give a command: pack, verify" in bare.stderr
+    assert bare.exit_code == 2 and "give a command: merge, pack, verify" in bare.stderr
     mixed = CliRunner().invoke(cli, ["audit", "--start", "2026-11-01", "verify", "."])  # never ignored in silence
-    assert mixed.exit_code == 2 and "--start goes after the subcommand" in mixed.stderr
+    assert mixed.exit_code == 2 and "--start is not an option of `firehose audit verify`" in mixed.stderr
+    mixed = CliRunner().invoke(cli, ["audit", "--workers", "4", "verify", "."])
+    assert mixed.exit_code == 2 and "--workers goes after the subcommand: firehose audit verify" in mixed.stderr
+    mixed = CliRunner().invoke(cli, ["audit", "--start", "2026-11-01", "merge", "--run-state", "file:///x"])
+    assert mixed.exit_code == 2 and "--start is not an option of `firehose audit merge`" in mixed.stderr
+
+
+def test_reconcile_runs_as_ever_and_merge_is_its_subcommand() -> None:
+    """`reconcile merge` as the issue spells it, beside `reconcile --merge`; bare `reconcile` is still the run."""
+    shown = CliRunner().invoke(cli, ["reconcile", "--help"]).output
+    assert "--start" in shown and "merge" in shown.split("Commands:")[1]
+    assert "--run-state" in CliRunner().invoke(cli, ["reconcile", "merge", "--help"]).output
+    mixed = CliRunner().invoke(cli, ["reconcile", "--start", "2026-11-01", "merge", "--run-state", "file:///x"])
+    assert mixed.exit_code == 2 and "error: --start is not an option of `firehose reconcile merge`" in mixed.stderr
+    mixed = CliRunner().invoke(cli, ["reconcile", "--format", "json", "merge", "--run-state", "file:///x"])
+    assert mixed.exit_code == 2 and "--format goes after the subcommand: firehose reconcile merge" in mixed.stderr
+    unknown = CliRunner().invoke(cli, ["reconcile", "mrege"])
+    assert unknown.exit_code == 2 and unknown.stdout == ""
+    needs = CliRunner().invoke(cli, ["reconcile", "merge"])
+    assert needs.exit_code == 2 and "--run-state" in needs.stderr
