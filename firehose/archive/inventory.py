@@ -38,8 +38,8 @@ from firehose.codec import decode
 from firehose.errors import DataError, UsageError
 
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
-Row = tuple[str, int, str, float]
-"""(key, size, etag, last modified as seconds) of one inventory row."""
+Row = tuple[str, int, str, "float | str"]
+"""(key, size, etag, last modified: seconds, or the text a CSV file holds) of one inventory row."""
 StoreOpener = Callable[[str], Store]
 """Opens a store URL (``s3://bucket``) with the credentials the run uses."""
 
@@ -111,7 +111,7 @@ class Inventory:
         base = within + folder(prefix)
         container = name + "/" if self.vendor == "az" else ""
 
-        def selected() -> Iterator[tuple[int, str, int, str, float]]:
+        def selected() -> Iterator[tuple[int, str, int, str, float | str]]:
             for key, size, etag, modified in self._rows():
                 if not key.startswith(container):  # Azure: each Name starts with its container
                     continue
@@ -127,8 +127,9 @@ class Inventory:
 
         for _, key, size, etag, modified in external_sort(selected()):
             # Keys as the destination's store names them: a copy on disk is rooted where its folder is.
+            seconds = _seconds(modified)
             yield ObjectInfo(
-                key[len(within) :], size, etag, datetime.fromtimestamp(modified, tz=UTC) if modified else EPOCH
+                key[len(within) :], size, etag, datetime.fromtimestamp(seconds, tz=UTC) if seconds else EPOCH
             )
 
     def _rows(self) -> Iterator[Row]:
@@ -206,14 +207,22 @@ def _objects(names: Sequence[str], rows: Iterable[Sequence[Any]], *, encoded: bo
     checks = [(index[c], wanted) for c, wanted in CURRENT.items() if c in index]
     snapshot_at = index.get("snapshot")
     for row in rows:
-        if any(_flag(row[at]) is not wanted for at, wanted in checks if row[at] not in ("", None)):
+        if checks and any(_flag(row[at]) is not wanted for at, wanted in checks if row[at] not in ("", None)):
             continue
         if snapshot_at is not None and row[snapshot_at] not in ("", None):
             continue
-        key = unquote_plus(row[key_at]) if encoded else str(row[key_at])
+        key = row[key_at]
+        if encoded and ("%" in key or "+" in key):  # most keys need no decoding: skip the call (1 µs a row)
+            key = unquote_plus(key)
         size = _size(row[size_at], where) if size_at is not None else 0
         etag = str(row[etag_at] or "").strip('"') if etag_at is not None else ""
-        yield key, size, etag, _seconds(row[time_at]) if time_at is not None else 0.0
+        modified = row[time_at] if time_at is not None else 0.0
+        # A time is parsed only for the rows a run keeps (_seconds); Parquet's are datetimes already.
+        if isinstance(modified, datetime):
+            modified = (modified if modified.tzinfo else modified.replace(tzinfo=UTC)).timestamp()
+        elif isinstance(modified, int):  # Parquet's TIMESTAMP_MILLIS read as a number
+            modified = modified / 1000
+        yield str(key), size, etag, modified
 
 
 def _flag(value: Any) -> bool:
@@ -227,12 +236,10 @@ def _size(value: Any, where: str) -> int:
         raise DataError(f"{where}: size {str(value)[:40]!r} is not a number") from None
 
 
-def _seconds(value: Any) -> float:
+def _seconds(value: float | str) -> float:
     """A row's last-modified time as seconds; 0 when it has none that can be read (it decides nothing here)."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, (int, float)):
-        return value / 1000  # Parquet's TIMESTAMP_MILLIS read as a number
+    if isinstance(value, float):
+        return value
     try:
         moment = datetime.fromisoformat(str(value).strip())
     except ValueError:

@@ -247,6 +247,7 @@ def test_keys_with_spaces_plus_signs_and_non_ascii_are_read_as_stored(tmp_path: 
         found = list(inventory.objects("s3" if vendor == "s3" else "az", "lc-archive", prefix, 0, 2**31))
         assert [info.key for info in found] == sorted(keys[:6]), (vendor, fmt)
         assert {info.key: info.size for info in found}[keys[0]] == 10 + len(keys) - 1
+        assert {info.last_modified for info in found} == {when}, (vendor, fmt)
         inventory.store.close()
 
 
