@@ -57,6 +57,14 @@ if TYPE_CHECKING:
 @click.option("--expiring-within", default="7d", show_default=True, help="A gap expiring this soon is at risk.")
 @click.option("--archive", "archive_url", help="Check this store URL instead of each event's own destinations.")
 @click.option(
+    "--inventory",
+    "inventories",
+    multiple=True,
+    metavar="URL",
+    help="Read this S3 Inventory manifest.json or Azure Blob Inventory manifest instead of listing its bucket "
+    "(repeatable: one per bucket); every missing object is confirmed live first.",
+)
+@click.option(
     "--state",
     "state_file",
     help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose/state.sqlite).",
@@ -92,6 +100,7 @@ def reconcile(
     recheck: str,
     expiring_within: str,
     archive_url: str | None,
+    inventories: tuple[str, ...],
     state_file: str | None,
     report_file: str | None,
     include_pii: bool,
@@ -121,6 +130,7 @@ def reconcile(
       firehose reconcile --repair --verify sample:5
       firehose reconcile --start 2026-11-01 --end 2026-11-30 --shards 64 --shard-from-env   # one slice of 64
       firehose reconcile merge --run-state s3://audit-bucket/firehose-runs/2026-11   # the slices' one report
+      firehose reconcile --inventory s3://inventories/lc-archive/daily/2026-11-20T01-00Z/manifest.json
     """
     # Here, not at the top: a command loads only its own job (every command module is imported at start).
     from firehose import Destination, ReconcileOptions, merge_slices, reconcile_slice
@@ -153,6 +163,7 @@ def reconcile(
         dry_run=dry_run,
         include_pii=include_pii,
         recheck=parse_duration(recheck, "--recheck"),
+        inventory=inventories,
     )
     if sliced:
         options = options.sharded(*sliced)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from firehose.archive import Store
 from firehose.config import Settings
 from firehose.connections import api_client, destination_opener, open_url
 from firehose.errors import ExitCode
@@ -230,7 +231,12 @@ def run_and_collect(
         state = stack.enter_context(StateDB(database))
         if announce is not None:
             announce()
-        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress, api_gate=api_gate).run()
+
+        def inventory_store(url: str) -> Store:
+            return open_url(url, settings, credential_id, "--inventory")[0]
+
+        outcome = Reconciler(LeadConduit(http), open_for, state, options, progress=progress, api_gate=api_gate,
+                             inventory_store=inventory_store).run()  # fmt: skip
         if options.dry_run:
             findings = list(outcome.planned)
         else:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firehose.api import EventQuery, LeadConduit
-from firehose.archive import ObjectInfo, Store
+from firehose.archive import ObjectInfo, Store, StoreUrl
 from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import parse_key
 from firehose.archive.listing import lead_objects, list_window, ordered_map, read_many
@@ -49,6 +49,7 @@ from firehose.reconciliation.classify import (
     expected_objects,
     sampled,
 )
+from firehose.reconciliation.inventories import GONE, Inventories
 from firehose.state import RepairIntent, StateDB, WindowRecord
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,19 @@ class ReconcileOptions:
     """``(index, count)`` when this run is one slice of a larger window (``sharded``): for its report."""
     sliced_from: tuple[datetime, datetime] | None = None
     """The whole window a slice was cut from: what its checkpoint belongs to."""
+    inventory: tuple[str, ...] = ()
+    """``--inventory URL``: S3 Inventory or Azure Blob Inventory manifests read instead of listing each
+    destination their bucket or container is (``inventories``); every ``missing`` is confirmed live."""
 
     def __post_init__(self) -> None:
         # Tolerant of what a Python caller writes: a store URL for ``archive``, a time without a zone (UTC).
         archive: Any = self.archive  # typed Destination; a Python caller may give the URL
         if isinstance(archive, str):
             object.__setattr__(self, "archive", Destination.from_url(archive, name="archive"))
+        inventory: Any = self.inventory  # one URL, or several
+        object.__setattr__(self, "inventory", (inventory,) if isinstance(inventory, str) else tuple(inventory))
+        for url in self.inventory:
+            StoreUrl.parse(url, "--inventory")  # a bad URL is refused before anything is asked
         for name in ("start", "end"):
             moment = getattr(self, name)
             if not isinstance(moment, datetime):
@@ -113,7 +121,9 @@ class ReconcileOptions:
     def fingerprint(self) -> str:
         """Runs with the same fingerprint share their finished windows. The time range is left out, so tonight's
         run reuses last night's settled windows; what is checked, and how, is in."""
-        ignored = {"start", "end", "workers", "full", "recheck", "dry_run", "shard", "sliced_from"}
+        # An inventory is another way to the same answer (every missing confirmed live), and tonight's has
+        # another URL than last night's: windows settled with or without one are reused alike.
+        ignored = {"start", "end", "workers", "full", "recheck", "dry_run", "shard", "sliced_from", "inventory"}
         values = {name: str(value) for name, value in asdict(self).items() if name not in ignored}
         return hashlib.sha256(canonical(values)).hexdigest()[:32]
 
@@ -183,8 +193,12 @@ class Reconciler:
         *,
         progress: Progress = NO_PROGRESS,
         api_gate: AbstractContextManager[Any] | None = None,
+        inventory_store: Callable[[str], Store] | None = None,
     ) -> None:
         self.api = api
+        self.inventory_store = inventory_store
+        """Opens the store an ``--inventory`` URL names (its manifest and files), with the run's credentials."""
+        self._inventories = Inventories()
         self.api_gate = api_gate or nullcontext()
         """Held while a window pages ``/events``: a semaphore shared by every slice of a run caps how many page
         LeadConduit at once (``--api-concurrency``)."""
@@ -215,6 +229,8 @@ class Reconciler:
         """The windows this run has passed (examined or reused), in order, each with the destinations (URLs)
         whose archive-only objects its record holds: a destination first named later is back-filled into the
         others, whether this run examined them or reused them from an earlier, interrupted invocation."""
+        # Read first: a manifest that cannot be used stops the run before it starts.
+        self._inventories = Inventories(options.inventory, self.inventory_store)
         task = self.progress.start("reconcile windows", total=len(windows))
         try:
             if not options.dry_run:
@@ -261,6 +277,7 @@ class Reconciler:
                 cursor.close()
             for store in self._stores.values():
                 store.close()
+            self._inventories.close()
         return outcome
 
     def _late_destination(
@@ -395,12 +412,12 @@ class Reconciler:
         found: list[Finding] = []
         store = self._store(destination)
         listed = list(  # one listing for them all: only archive-only objects can be in it, so it is small
-            list_window(
+            self._source(
                 store,
-                destination.prefix,
-                start_seconds=int((options.start - options.lead_lookback).timestamp()),
-                end_seconds=int(windows[-1][1].timestamp()),
-                workers=options.workers,
+                destination,
+                int((options.start - options.lead_lookback).timestamp()),
+                int(windows[-1][1].timestamp()),
+                ahead=options.workers * 2,
             )
         )
         for start, end in windows:
@@ -429,6 +446,19 @@ class Reconciler:
             if made >= first:  # earlier ones belong to windows an earlier run settled
                 yield event
 
+    def _source(
+        self, store: Store, destination: Destination, start_seconds: int, end_seconds: int, *, ahead: int
+    ) -> Iterator[ObjectInfo]:
+        """The objects of the leads made in ``[start_seconds, end_seconds]``: listed, or read from an inventory."""
+        workers = self.options.workers
+        if self._inventories:
+            return self._inventories.stream(store, destination, start_seconds, end_seconds, workers=workers,
+                                            ahead=ahead)  # fmt: skip
+        return list_window(
+            store, destination.prefix, start_seconds=start_seconds, end_seconds=end_seconds, workers=workers,
+            ahead=ahead,
+        )  # fmt: skip
+
     def _store(self, destination: Destination) -> Store:
         name = (destination.scheme, destination.bucket, destination.credential_id)
         if name not in self._stores:
@@ -450,6 +480,8 @@ class Reconciler:
             before = store.requests.snapshot()
             listed = self._listing(store, destination, items, start, end)
             found = list(classify_presence(items, listed))
+            if self._inventories:  # an inventory is up to a day old: what it lacks is looked for now
+                found = self._inventories.confirmed(store, destination, items, found, listed, workers=options.workers)
             expected_ids = {item.event_id.lower() for item in items}
             # A window holds the seconds from its start to before its end; the run's last keeps its end second
             # (as _events_until): an object made at midnight is the next day's archive-only, never both days'.
@@ -506,12 +538,11 @@ class Reconciler:
         if cursor is None:
             # From the run's start even when a destination is first named by a later window's events: that
             # window's archive-only check must see the later events of leads made before it (as a manifest does).
-            stream = list_window(
+            stream = self._source(
                 store,
-                destination.prefix,
-                start_seconds=int((self.options.start - self.options.lead_lookback).timestamp()),
-                end_seconds=int(self.options.end.timestamp()),
-                workers=self.options.workers,
+                destination,
+                int((self.options.start - self.options.lead_lookback).timestamp()),
+                int(self.options.end.timestamp()),
                 ahead=LISTING_AHEAD,
             )
             listed_task = self.progress.start(f"listing {destination.url()}")
@@ -569,6 +600,8 @@ class Reconciler:
         key = finding.key
         item = by_id[finding.event_id]
         try:
+            if isinstance(body, ArchiveNotFound) and self._inventories:
+                return _with(finding, Verdict.MISSING, GONE)  # the read itself is the confirmation
             if isinstance(body, Exception):
                 raise body
             return classify_content(

@@ -167,6 +167,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     store.mkdir(parents=True)
     (store / f"{EVENT}.json").write_bytes(encode(EVENT_BODY))
     (root / "afile").write_text("a file where a folder should be\n")
+    (root / "inventories").mkdir()
+    for name, (content, _, _) in INVENTORIES.items():
+        if content is not None:
+            (root / "inventories" / f"{name}.json").write_bytes(content)
     seen: list[bytes] = []
 
     def api(request: bytes) -> tuple[str, bytes]:
@@ -207,7 +211,7 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]
-        elif flag in ("--archive", "--from", "--ledger", "--run-state"):
+        elif flag in ("--archive", "--from", "--ledger", "--run-state", "--inventory"):
             values = ["s3://[", "file://", "file:rel/dir", "file:///", "gopher://x"]
         elif flag == "--executor":
             values = ["local:0", "local:x", "dask://", "ray://x"]
@@ -239,6 +243,20 @@ def _config(world: World, name: str, content: bytes) -> str:
     path.write_bytes(content)
     return str(path)
 
+
+INVENTORIES: dict[str, tuple[bytes | None, int, str]] = {
+    "missing": (None, ARCHIVE, "missing.json"),
+    "random bytes": (bytes(range(256)) * 4, ARCHIVE, "--inventory"),
+    "not a manifest": (b'{"files": 3}', ARCHIVE, "not an S3 or Azure inventory manifest"),
+    "orc": (b'{"sourceBucket": "store", "fileFormat": "ORC", "files": []}', USAGE, "'ORC' is not read"),
+    "another bucket": (b'{"sourceBucket": "elsewhere", "fileFormat": "CSV", "files": []}', USAGE, "'elsewhere'"),
+    "a file it lacks": (
+        b'{"sourceBucket": "store", "fileFormat": "CSV", "fileSchema": "Bucket, Key", "files": [{"key": "no.csv.gz"}]}',
+        ARCHIVE,
+        "no.csv.gz",
+    ),
+}
+"""Bad ``reconcile --inventory`` manifests: (content, or None for none at all; exit code; what the error says)."""
 
 CONFIGS = {
     "random bytes": bytes(range(256)) * 4,
@@ -317,6 +335,10 @@ def _table(path: tuple[str, ...], command: click.Command) -> list[Case]:
                           says="--ids line 1", prepare=_junk_file))  # fmt: skip
         cases.append(Case("--ids missing", ["--ids", "{root}/nothere"], frozenset({USAGE}), says="--ids"))
         cases.append(Case("--ids a folder", ["--ids", "{root}"], frozenset({USAGE}), says="--ids"))
+    if path == ("reconcile",):  # --inventory: manifests written by the world (INVENTORIES)
+        for name, (_, exit_code, said) in INVENTORIES.items():
+            cases.append(Case(f"--inventory {name}", ["--inventory", f"file://{{root}}/inventories/{name}.json"],
+                              frozenset({exit_code}), says=said))  # fmt: skip
     if path == ("config", "init"):  # a file to write: never over one, never where it cannot be
         cases.append(Case("an existing file", ["{root}/afile"], frozenset({USAGE}), says="exists already"))
         cases.append(Case("a missing folder", ["{root}/nothere/x.toml"], frozenset({CONFIG}), says="cannot write"))
