@@ -6,7 +6,18 @@ a code from ``errors.ExitCode``. One module per command; ``app`` is the group an
 happen inside the commands that need them.
 """
 
-from firehose.cli import archive, audit, config, events, history, locate, reconcile, replay, sandbox  # noqa: F401
+from firehose.cli import (  # noqa: F401
+    archive,
+    audit,
+    config,
+    events,
+    history,
+    locate,
+    reconcile,
+    replay,
+    sandbox,
+    watch,
+)
 from firehose.cli.app import cli, main
 
 __all__ = ["cli", "main"]

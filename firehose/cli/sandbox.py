@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -193,10 +194,13 @@ def sandbox(
         server.server_close()
         box.live.close()
         stream.close()
-        status = stream.status()
-        click.echo(
-            f"sandbox: stopped; the firehose wrote {status['written']}, dropped {status['dropped']} on purpose, "
-            f"failed {status['failed']}"
-            + (f" (last error: {status['last_errors'][-1]})" if status["last_errors"] else ""),
-            err=True,
-        )
+        _stopped(stream.status())
+
+
+def _stopped(status: dict[str, Any]) -> None:
+    """The last line: what the firehose did."""
+    click.echo(
+        f"sandbox: stopped; the firehose wrote {status['written']}, dropped {status['dropped']} on purpose, "
+        f"failed {status['failed']}" + (f" (last error: {status['last_errors'][-1]})" if status["last_errors"] else ""),
+        err=True,
+    )

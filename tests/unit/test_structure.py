@@ -126,6 +126,7 @@ def test_the_pure_classifier_imports_nothing_that_does_io() -> None:
 
 JOBS = [
     "reconciliation/",
+    "watching/",
     "evidence/",
     "replaying/",
     "feed.py",
