@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
 
 from firehose.cli.app import cli, storage_settings
-from firehose.cli.options import parse_time, storage_options
+from firehose.cli.options import WritableFile, parse_time, storage_options
 from firehose.cli.output import binary_stdout, counted, tell
 from firehose.duration import parse_duration
 
@@ -37,6 +38,8 @@ from firehose.duration import parse_duration
     "state_file",
     help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose/state.sqlite).",
 )
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus/OpenMetrics text on this port.")
+@click.option("--metrics-file", type=WritableFile(), help="Write the metrics here after each poll (node_exporter).")
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
 @storage_options
 @click.pass_context
@@ -51,6 +54,8 @@ def watch(
     once: bool,
     archive_url: str | None,
     state_file: str | None,
+    metrics_port: int | None,
+    metrics_file: str | None,
     url: str | None,
     credential_id: str | None,
     workers: int,
@@ -81,6 +86,8 @@ def watch(
         archive=archive_url,  # type: ignore[arg-type]  # WatchOptions parses the URL, naming --archive
         once=once,
         workers=workers,
+        metrics_port=metrics_port,
+        metrics_file=Path(metrics_file) if metrics_file else None,
     )
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     out = binary_stdout()

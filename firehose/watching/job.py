@@ -17,6 +17,8 @@ from firehose.errors import ExitCode
 from firehose.watching.ledger import Pair
 from firehose.watching.options import WatchOptions
 
+Settled = Callable[[Pair, str, float | None], None]
+
 SCHEMA = "firehose.watch/1"
 
 
@@ -71,16 +73,18 @@ def watch(
     stop: threading.Event | None = None,
     credential_id: str | None = None,
     clock: Callable[[], float] = time.time,
-    settled: Callable[[Pair, str, float | None], None] | None = None,
+    settled: Settled | None = None,
 ) -> WatchResult:
     """Follow ``GET /events`` and check each event's destinations until ``stop`` is set (between polls, or at a
     checkpoint inside one) or, with ``options.once``, for one poll. One watch at a time per state database."""
     from firehose.api import LeadConduit
+    from firehose.ids import seconds_of
     from firehose.secret import redact_text
     from firehose.state import RunLock, StateDB
     from firehose.watching.ledger import WatchLedger
     from firehose.watching.watcher import Watcher
 
+    metrics, settled = _with_metrics(options, settled)
     stop = stop or threading.Event()
     client = api_client(settings)
     requests: dict[str, Counter[str]] = defaultdict(Counter)
@@ -92,6 +96,12 @@ def watch(
         state = stack.enter_context(StateDB(settings.state_file))
         http = stack.enter_context(client)
         ledger = WatchLedger(state, settings.api.url)
+        if metrics is not None:
+            if options.metrics_port is not None:
+                metrics.serve(options.metrics_port)
+                stack.callback(metrics.close)
+            if options.metrics_file is not None:
+                metrics.write(options.metrics_file)  # a path that cannot be written fails now, not after a poll
         watcher = Watcher(
             LeadConduit(http),
             destination_opener(settings, credential_id),
@@ -113,6 +123,9 @@ def watch(
             failed = poll.failed
             for url, kinds in poll.requests.items():
                 requests[url].update(kinds)
+            if metrics is not None:
+                cursor = ledger.cursor()
+                metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
             if options.once or stop.is_set():
                 break
             if not poll.more:
@@ -129,3 +142,19 @@ def watch(
             {url: dict(kinds) for url, kinds in requests.items()},
             tuple(sorted(failed)),
         )
+
+
+def _with_metrics(options: WatchOptions, settled: Settled | None) -> tuple[Any, Settled | None]:
+    """The metrics the options ask for (None: none), and ``settled`` also telling them of each outcome."""
+    if options.metrics_port is None and options.metrics_file is None:
+        return None, settled
+    from firehose.watching.metrics import WatchMetrics
+
+    metrics = WatchMetrics()
+
+    def told(pair: Pair, outcome: str, lag: float | None) -> None:
+        metrics.settled(pair, outcome, lag)
+        if settled is not None:
+            settled(pair, outcome, lag)
+
+    return metrics, told

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from firehose.archive.base import IN_FLIGHT
@@ -29,6 +30,10 @@ class WatchOptions:
     once: bool = False
     """One poll, then stop (tests, cron); an API failure is then an error, not an outage."""
     workers: int = IN_FLIGHT
+    metrics_port: int | None = None
+    """Serve Prometheus/OpenMetrics text on this port."""
+    metrics_file: Path | None = None
+    """Write the same after each poll, for node_exporter's textfile collector."""
 
     def __post_init__(self) -> None:
         archive: Any = self.archive  # typed Destination; a Python caller may give the URL

@@ -67,6 +67,8 @@ class Poll:
 
     events: int = 0
     """New events read (not counting those of the overlap read again)."""
+    seen: Counter[str] = field(default_factory=Counter)
+    """New (event, destination) pairs, per destination."""
     settled: Counter[str] = field(default_factory=Counter)
     requests: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     api_failed: bool = False
@@ -149,7 +151,9 @@ class Watcher:
                 continue
             self._seen.add(event_id)
             ids.append(event_id)
-            pairs.extend(self._pairs(event))
+            made = self._pairs(event)
+            poll.seen.update(pair.destination for pair in made)
+            pairs.extend(made)
             newest = max(newest or event_id, event_id)
             if len(ids) >= BATCH:
                 self.ledger.record_events(ids, pairs, newest)

@@ -136,3 +136,34 @@ def test_kill_9_and_restart_neither_miss_nor_count_twice(live: RunningSandbox, t
     assert {url: counts["seen"] for url, counts in totals.items()} == dict(wanted), "each pair seen exactly once"
     assert {url: counts.get("archived", 0) for url, counts in totals.items()} == dict(wanted)
     assert {e["id"] for e in older} <= {e["id"] for e in live.sandbox_events()}
+
+
+def test_metrics_parse_and_the_lag_histogram_holds_the_delay_the_sandbox_applied(
+    live: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    use_stack_env(live, tmp_path, monkeypatch)
+    for scheme in ("s3", "az"):  # every destination: each write 2 s after its event's end
+        live.sandbox.stream.set_outages({f"{scheme}://{live.bucket}": Outage(delay_seconds=2)})
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    live.sandbox.live.make(5)
+    assert live.sandbox.stream.wait(30)
+    metrics = tmp_path / "watch.prom"
+    options = firehose.WatchOptions(deadline=timedelta(minutes=1), start=since, once=True, metrics_file=metrics)
+    result = firehose.watch(options, firehose.Settings.load())
+    assert result.exit_code == firehose.ExitCode.OK and result.events > 0
+    families = {family.name: family for family in text_string_to_metric_families(metrics.read_text())}
+    events = Counter(
+        {(s.labels["destination"], s.labels["outcome"]): s.value for s in families["firehose_watch_events"].samples}
+    )
+    for url, counts in result.totals.items():
+        assert events[(url, "seen")] == events[(url, "archived")] == counts["seen"] > 0
+    buckets: Counter[str] = Counter()
+    for sample in families["firehose_watch_delivery_lag_seconds"].samples:
+        if sample.name.endswith("_bucket"):
+            buckets[sample.labels["le"]] += int(sample.value)
+    archived = sum(counts["archived"] for counts in result.totals.values())
+    # Last-modified has whole seconds: a 2 s delay reads as more than 1 s and under 3 s, p50 and p99 alike.
+    assert buckets["1.0"] == 0 and buckets["3.0"] == archived, buckets
+    assert "firehose_watch_cursor_age_seconds" in families and "firehose_watch_store_requests" in families
