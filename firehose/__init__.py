@@ -57,6 +57,9 @@ _PUBLIC = {
     "past_runs": "firehose.history",
     "History": "firehose.history",
     "replay_ledger": "firehose.history",
+    "WatchOptions": "firehose.watching.options",
+    "WatchResult": "firehose.watching.job",
+    "watch": "firehose.watching.job",
     "Finding": "firehose.findings",
     "Verdict": "firehose.findings",
     "Destination": "firehose.event",
@@ -90,6 +93,8 @@ __all__ = [
     "Unreadable",
     "Verdict",
     "Verification",
+    "WatchOptions",
+    "WatchResult",
     "__version__",
     "audit",
     "audit_all_slices",
@@ -109,6 +114,7 @@ __all__ = [
     "replay",
     "replay_ledger",
     "verify_pack",
+    "watch",
 ]
 
 if TYPE_CHECKING:
@@ -131,6 +137,8 @@ if TYPE_CHECKING:
     from firehose.replaying.plan import LeadResult, ReplayOptions
     from firehose.replaying.request import Edits, Target
     from firehose.replaying.selection import Selection
+    from firehose.watching.job import WatchResult, watch
+    from firehose.watching.options import WatchOptions
     from firehose.whereabouts import LocateResult, locate
     from firehose.wiring import audit, audit_all_slices, merge_audit
 

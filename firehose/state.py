@@ -16,6 +16,9 @@ Tables:
 - ``repair_intents``: a repair about to be written (a write-ahead record, with the SHA-256 of its bytes), moved
   into ``repairs`` once the store answers. A run killed after the store took the write but before the answer
   came back leaves the intent; the next run reads the key and, if it holds those bytes, records the repair.
+- ``watch_cursor``, ``watch_seen``, ``watch_pending``, ``watch_counts``, ``watch_alerts``: ``firehose watch``'s
+  cursor, the event ids of its overlap (to count each once), the (event, destination) pairs it still waits for,
+  its totals, and the alerts decided but not yet delivered (``watching.ledger`` reads and writes them).
 """
 
 from __future__ import annotations
@@ -117,6 +120,28 @@ CREATE TABLE IF NOT EXISTS repair_intents (
     intended_at TEXT NOT NULL,
     PRIMARY KEY (event_id, destination)
 );
+CREATE TABLE IF NOT EXISTS watch_cursor (source TEXT PRIMARY KEY, event_id TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS watch_seen (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS watch_pending (
+    event_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    credential_id TEXT,
+    key TEXT NOT NULL,
+    lead_id TEXT NOT NULL,
+    ended REAL NOT NULL,
+    deadline REAL NOT NULL,
+    late INTEGER NOT NULL,
+    next_check REAL NOT NULL,
+    PRIMARY KEY (event_id, destination)
+);
+CREATE INDEX IF NOT EXISTS watch_pending_due ON watch_pending (next_check);
+CREATE TABLE IF NOT EXISTS watch_counts (
+    destination TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (destination, outcome)
+);
+CREATE TABLE IF NOT EXISTS watch_alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);
@@ -269,6 +294,12 @@ class StateDB:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection (autocommit; ``BEGIN IMMEDIATE`` for a transaction), for a job that keeps tables of its
+        own here (``watching.ledger``): one database, one file to back up."""
+        return self._db
 
     def __enter__(self) -> StateDB:
         return self

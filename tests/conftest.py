@@ -156,6 +156,7 @@ def stack_sandbox(**options: Any) -> Iterator[RunningSandbox]:
 def stop_sandbox(server: Any, running: RunningSandbox) -> None:
     server.shutdown()
     server.server_close()
+    running.sandbox.live.close()
     running.sandbox.stream.close()
 
 

@@ -17,6 +17,7 @@ from firehose.cli import (  # noqa: F401
     reconcile_merge,
     replay,
     sandbox,
+    watch,
 )
 from firehose.cli.app import cli, main
 

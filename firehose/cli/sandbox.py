@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -97,6 +98,13 @@ log = logging.getLogger("firehose")
     show_default=True,
     help="Delay added to every API answer.",
 )
+@click.option(
+    "--events-per-second",
+    type=FiniteFloat(0, 100_000),
+    default=0.0,
+    show_default=True,
+    help="Make new leads all the time, about this many events a second (for firehose watch).",
+)
 @click.option("--port-file", type=WritableFile(), help="Write the listening port here once ready.")
 def sandbox(
     host: str,
@@ -116,18 +124,21 @@ def sandbox(
     rate_429: float,
     rate_5xx: float,
     latency_ms: float,
+    events_per_second: float,
     port_file: str | None,
 ) -> None:
     """Run a LeadConduit-compatible service on loopback, seeded with generated leads.
 
     Serves GET /events, GET /events/{id} and POST /flows/{flow}/sources/{source}/submit, and writes every
     event through a firehose to S3, Azure Blob or a directory. GET /_sandbox/status shows its flows and
-    what the firehose wrote; PUT /_sandbox/faults changes fault rates while it runs. Stop with Ctrl-C.
+    what the firehose wrote; PUT /_sandbox/faults changes fault rates, stops, resumes or delays a
+    destination's writes and sets the live rate while it runs. Stop with Ctrl-C.
 
     \b
     Example:
       export LEADCONDUIT_API_KEY=sandbox-key AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
       firehose sandbox --leads 500 --s3-endpoint http://127.0.0.1:8333 --create-buckets --drop-rate 0.02
+      firehose sandbox --leads 0 --events-per-second 50 --s3-endpoint http://127.0.0.1:8333 --create-buckets
     """
     from firehose.archive import AzureCredential, S3Credential
     from firehose.sandbox import Faults, FirehoseStream, Sandbox, Targets, default_until, make_server
@@ -165,6 +176,7 @@ def sandbox(
     )
     if port_file:
         Path(port_file).write_text(f"{bound_port}\n")
+    box.live.set_rate(events_per_second)
     # What a client needs, ready to paste (the key's value is never printed: it is already in this shell).
     click.echo(f"sandbox: point firehose at it with:\n  export LEADCONDUIT_URL=http://{host}:{bound_port}", err=True)
     if api_key_env != "LEADCONDUIT_API_KEY":
@@ -180,11 +192,15 @@ def sandbox(
         pass
     finally:
         server.server_close()
+        box.live.close()
         stream.close()
-        status = stream.status()
-        click.echo(
-            f"sandbox: stopped; the firehose wrote {status['written']}, dropped {status['dropped']} on purpose, "
-            f"failed {status['failed']}"
-            + (f" (last error: {status['last_errors'][-1]})" if status["last_errors"] else ""),
-            err=True,
-        )
+        _stopped(stream.status())
+
+
+def _stopped(status: dict[str, Any]) -> None:
+    """The last line: what the firehose did."""
+    click.echo(
+        f"sandbox: stopped; the firehose wrote {status['written']}, dropped {status['dropped']} on purpose, "
+        f"failed {status['failed']}" + (f" (last error: {status['last_errors'][-1]})" if status["last_errors"] else ""),
+        err=True,
+    )

@@ -13,7 +13,10 @@ Basic auth with the API key as password guards ``/events`` (401 otherwise); the 
 
 Sandbox-only controls, under ``/_sandbox/`` and also behind the API key: ``GET /_sandbox/status``,
 ``PUT /_sandbox/faults`` (``rate_429``, ``rate_5xx``, ``latency_ms``, ``retry_after_seconds``,
-``drop_rate``), and ``GET /_sandbox/submissions``. Faults apply to every LeadConduit endpoint.
+``drop_rate``, ``next_statuses``; ``destinations``: a store URL's writes stopped, resumed or delayed, see
+``outages``; ``events_per_second``: leads made live, see ``live``), ``POST /_sandbox/leads`` (``count`` leads
+made now, or ``age_seconds`` ago) and ``GET /_sandbox/submissions``. API faults apply to every LeadConduit
+endpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from firehose.sandbox.generator import (
     make_flows,
     process_lead,
 )
+from firehose.sandbox.live import LiveLeads
+from firehose.sandbox.outages import parse_outages
 from firehose.sandbox.store import EventStore, Window
 from firehose.sandbox.stream import FirehoseStream
 
@@ -194,6 +199,7 @@ class Sandbox:
         self.submissions: list[dict[str, Any]] = []
         self.requests = 0
         """LeadConduit requests served (the /_sandbox/ controls not counted)."""
+        self.live = LiveLeads(self)
 
     def seed_data(self, *, leads: int, days: float, until: datetime) -> int:
         """Generate seeded leads into the store and send their events through the firehose."""
@@ -303,6 +309,33 @@ class Sandbox:
             return kind, {}
         return None
 
+    def change_faults(self, change: Any) -> None:
+        """``PUT /_sandbox/faults``: each named fault set; an unknown name or a bad value is a ``DataError``."""
+        if not isinstance(change, dict):
+            raise DataError("faults must be a JSON object")
+        for name, value in change.items():
+            if name == "drop_rate":
+                self.stream.drop_rate = float(value)
+            elif name == "next_statuses":
+                self.faults.next_statuses = [int(status) for status in value]
+            elif name == "destinations":
+                self.stream.set_outages(parse_outages(value))
+            elif name == "events_per_second":
+                self.live.set_rate(float(value))
+            elif hasattr(self.faults, name):
+                setattr(self.faults, name, type(getattr(self.faults, name))(value))
+            else:
+                raise DataError(f"unknown fault {name!r}")
+
+    def make_leads(self, asked: Any) -> list[dict[str, Any]]:
+        """``POST /_sandbox/leads``: ``{"count", "age_seconds"}`` leads made now (``live``); their events."""
+        if not isinstance(asked, dict) or set(asked) - {"count", "age_seconds"}:
+            raise DataError("leads takes {count, age_seconds}")
+        count, age = int(asked.get("count", 1)), float(asked.get("age_seconds", 0))
+        if not 1 <= count <= 10_000 or not 0 <= age <= 86_400:
+            raise DataError("count must be from 1 to 10000 and age_seconds from 0 to 86400")
+        return self.live.make(count, age_seconds=age)
+
     def status(self) -> dict[str, Any]:
         return {
             "events": len(self.store),
@@ -320,6 +353,7 @@ class Sandbox:
             ],
             "faults": asdict(self.faults),
             "firehose": self.stream.status(),
+            "live": self.live.status(),
         }
 
 
@@ -520,22 +554,18 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, sandbox.submissions)
         elif path == "/_sandbox/faults" and method == "PUT":
             try:
-                change = decode(self._body(), where="faults")
-                if not isinstance(change, dict):
-                    raise DataError("faults must be a JSON object")
-                for name, value in change.items():
-                    if name == "drop_rate":
-                        sandbox.stream.drop_rate = float(value)
-                    elif name == "next_statuses":
-                        sandbox.faults.next_statuses = [int(status) for status in value]
-                    elif hasattr(sandbox.faults, name):
-                        setattr(sandbox.faults, name, type(getattr(sandbox.faults, name))(value))
-                    else:
-                        raise DataError(f"unknown fault {name!r}")
+                sandbox.change_faults(decode(self._body(), where="faults"))
             except (DataError, TypeError, ValueError) as exc:
                 self._json(400, {"error": str(exc)})
                 return
             self._json(200, sandbox.status())
+        elif path == "/_sandbox/leads" and method == "POST":
+            try:
+                made = sandbox.make_leads(decode(self._body() or b"{}", where="leads"))
+            except (DataError, TypeError, ValueError) as exc:
+                self._json(400, {"error": str(exc)})
+                return
+            self._json(201, {"events": [{"id": e["id"], "lead_id": e["vars"]["lead"]["id"]} for e in made]})
         else:
             self._json(404, {"error": "not found"})
 

@@ -3,6 +3,7 @@
 Each event goes to every enabled destination of its ``firehose`` property, at
 ``<prefix>/<lead id>/<event id>.json``, as compact JSON. A settable drop rate loses some writes on purpose
 (per destination), so that reconcile has gaps to find. Writes overwrite, as a firehose redelivery would.
+Outages (``outages``) stop a destination's writes, or delay them, while the sandbox runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from firehose.archive import AzureCredential, S3Credential, Store, StoreUrl, ope
 from firehose.codec import encode
 from firehose.errors import FirehoseError
 from firehose.event import Destination, EventView
+from firehose.sandbox.outages import Outage, Outages, Write
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ class FirehoseStream:
         self._opening = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.written = self.dropped = self.failed = self.skipped = self.pending = 0
+        """``pending`` counts every write still to land: in flight, delayed, or held for a stopped destination."""
         self.errors: list[str] = []
+        self.outages = Outages(self._submit)
 
     def _store(self, destination: Destination) -> Store | None:
         name = (destination.service, destination.bucket)
@@ -93,7 +97,19 @@ class FirehoseStream:
                         self.skipped += 1
                         continue
                     self.pending += 1
-                self._pool.submit(self._write, destination, destination.key(lead_id, view.id), encode(event))
+                write = (destination, destination.key(lead_id, view.id), encode(event), _end_seconds(event))
+                if not self.outages.route(write):
+                    self._submit(write)
+
+    def set_outages(self, changes: dict[str, Outage | None]) -> int:
+        """Stop, resume or delay destinations (``outages.parse_outages``); returns the held writes released."""
+        released = self.outages.change(changes)
+        with self._lock:
+            self._idle.notify_all()
+        return released
+
+    def _submit(self, write: Write) -> None:
+        self._pool.submit(self._write, *write[:3])
 
     def _write(self, destination: Destination, key: str, body: bytes) -> None:
         try:
@@ -113,28 +129,39 @@ class FirehoseStream:
         finally:
             with self._lock:
                 self.pending -= 1
-                if self.pending == 0:
-                    self._idle.notify_all()
+                self._idle.notify_all()
 
     def wait(self, timeout_seconds: float | None = None) -> bool:
-        """Block until every queued write is done; False on timeout."""
+        """Block until every queued write is done (delayed ones too; not those held for a stopped destination);
+        False on timeout."""
         with self._lock:
-            return self._idle.wait_for(lambda: self.pending == 0, timeout=timeout_seconds)
+            return self._idle.wait_for(lambda: self.pending <= self.outages.held(), timeout=timeout_seconds)
 
     def status(self) -> dict[str, Any]:
+        outages = self.outages.status()
         with self._lock:
             return {
                 "written": self.written,
                 "dropped": self.dropped,
                 "failed": self.failed,
                 "skipped": self.skipped,
-                "pending": self.pending,
+                "pending": self.pending - outages["held"],
                 "drop_rate": self.drop_rate,
                 "last_errors": list(self.errors),
+                **outages,
             }
 
     def close(self) -> None:
+        self.outages.close()
         self._pool.shutdown(wait=True)
         for store in self._stores.values():
             if store is not None:
                 store.close()
+
+
+def _end_seconds(event: dict[str, Any]) -> float:
+    """When the event's step ended (``end_timestamp``, ms), else when its id was made: what a delay counts from."""
+    end = event.get("end_timestamp")
+    if isinstance(end, int | float) and not isinstance(end, bool):
+        return end / 1000
+    return float(int(str(event["id"])[:8], 16))

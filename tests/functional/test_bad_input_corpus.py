@@ -87,6 +87,7 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("runs",): ["runs"],
     ("ledger",): ["ledger"],
     ("config", "init"): ["config", "init", "{root}/new-config.toml"],
+    ("watch",): ["watch", "--once", "--start", DAY, "--archive", "{store}"],
 }
 GROUPS_ONLY = {("archive",), ("config",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors).
@@ -94,7 +95,7 @@ GROUPS_ONLY = {("archive",), ("config",)}
 old spelling, hidden from help, kept for cron jobs), so it has its own BASE line; so is ``reconcile`` (bare, it
 runs; ``reconcile merge`` merges a sliced run's checkpoints)."""
 
-USES_API = {("events",), ("locate",), ("reconcile",), ("replay",), ("audit",), ("audit", "pack")}
+USES_API = {("events",), ("locate",), ("reconcile",), ("replay",), ("audit",), ("audit", "pack"), ("watch",)}
 STORE_COMMANDS = {("archive", "ls"), ("reconcile",)}
 """Commands run against stores that fail (one lister, one checker: every command opens stores the same way)."""
 READS_OBJECTS = {("archive", "cat"), ("reconcile",), ("replay",)}
@@ -207,7 +208,8 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
         values: list[str] = []
         if flag in ("--start", "--end", "--until"):
             values = ["10000-01-01", "0001-01-01", "9999-12-31T23:59:59", "1969-12-31T23:59:59Z", "yesterday"]
-        elif flag in ("--lag", "--recheck", "--expiring-within", "--settle-after", "--require-retention"):
+        elif flag in ("--lag", "--recheck", "--expiring-within", "--settle-after", "--require-retention",
+                      "--interval", "--deadline", "--down-after", "--overlap"):  # fmt: skip
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]

@@ -22,6 +22,7 @@ VENDOR_HOME = {
     "rich": {"report/"},
     "distributed": {"reconciliation/fanout.py"},
     "dask": {"reconciliation/fanout.py"},
+    "prometheus_client": {"watching/metrics.py"},
 }
 
 
@@ -126,6 +127,7 @@ def test_the_pure_classifier_imports_nothing_that_does_io() -> None:
 
 JOBS = [
     "reconciliation/",
+    "watching/",
     "evidence/",
     "replaying/",
     "feed.py",
@@ -226,7 +228,8 @@ def test_the_command_line_starts_without_the_jobs_or_their_libraries() -> None:
     import sys
 
     heavy = ["httpx", "cryptography", "boto3", "azure", "sqlite3", "rich", "pygments", "firehose.http",
-             "firehose.reconciliation.run", "firehose.evidence.pack", "firehose.replaying.send"]  # fmt: skip
+             "firehose.reconciliation.run", "firehose.evidence.pack", "firehose.replaying.send",
+             "prometheus_client"]  # fmt: skip
     probe = f"import sys, firehose.cli\nprint([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"loaded at start: {out}"

@@ -1,0 +1,111 @@
+"""``firehose watch``: continuous assurance that each new event reaches its archive."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from firehose.cli.app import cli, storage_settings
+from firehose.cli.options import WritableFile, parse_time, storage_options
+from firehose.cli.output import binary_stdout, counted, tell
+from firehose.duration import parse_duration
+
+
+@cli.command()
+@click.option("--interval", default="30s", show_default=True, help="How often to poll GET /events.")
+@click.option("--deadline", default="10min", show_default=True, help="How long an event's object may take.")
+@click.option(
+    "--down-after",
+    default="5min",
+    show_default=True,
+    help="A destination or the API failing (or a destination receiving nothing) this long is down.",
+)
+@click.option(
+    "--overlap",
+    default="30s",
+    show_default=True,
+    help="Read again this far behind the cursor: events that became visible after later ones.",
+)
+@click.option("--start", help="A first watch begins with events from here (default: now minus --deadline).")
+@click.option("--once", is_flag=True, help="One poll, then exit: 1 while an event is late, 5 if a store failed.")
+@click.option("--archive", "archive_url", help="Look in this store URL instead of each event's own destinations.")
+@click.option(
+    "--state",
+    "state_file",
+    help="State database (default: $FIREHOSE_STATE, else ~/.local/state/firehose/state.sqlite).",
+)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus/OpenMetrics text on this port.")
+@click.option("--metrics-file", type=WritableFile(), help="Write the metrics here after each poll (node_exporter).")
+@click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
+@storage_options
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    /,
+    interval: str,
+    deadline: str,
+    down_after: str,
+    overlap: str,
+    start: str | None,
+    once: bool,
+    archive_url: str | None,
+    state_file: str | None,
+    metrics_port: int | None,
+    metrics_file: str | None,
+    url: str | None,
+    credential_id: str | None,
+    workers: int,
+    **storage: Any,
+) -> None:
+    """Follow GET /events and check that each new event's object reaches each of its destinations in time.
+
+    Alerts go to stdout, one JSON object a line: late (not there by --deadline), recovered (arrived later,
+    with its delivery lag), destination_down / destination_up, api_down / api_up. The cursor and the events
+    awaited are kept in the state database: a restart resumes without missing or counting an event twice.
+    SIGTERM stops at the next checkpoint, exit 0.
+
+    \b
+    Example:
+      firehose watch --interval 30s --deadline 10min >> alerts.ndjson
+      firehose watch --once --deadline 15min          # cron: exit 1 while an event is late
+    """
+    from firehose import WatchOptions
+    from firehose import watch as watch_events
+    from firehose.report import json_compact
+
+    options = WatchOptions(
+        interval=parse_duration(interval, "--interval", allow_zero=False),
+        deadline=parse_duration(deadline, "--deadline", allow_zero=False),
+        down_after=parse_duration(down_after, "--down-after"),
+        overlap=parse_duration(overlap, "--overlap"),
+        start=parse_time(start, "--start") if start else None,
+        archive=archive_url,  # type: ignore[arg-type]  # WatchOptions parses the URL, naming --archive
+        once=once,
+        workers=workers,
+        metrics_port=metrics_port,
+        metrics_file=Path(metrics_file) if metrics_file else None,
+    )
+    settings = storage_settings(ctx, storage, url=url, state_file=state_file)
+    out = binary_stdout()
+
+    def alert(document: dict[str, Any]) -> None:
+        out.write(json_compact(document) + b"\n")
+        out.flush()  # an alert is news now, not when a buffer fills
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        result = watch_events(options, settings, on_alert=alert, stop=stop, credential_id=credential_id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    seen = sum(counts.get("seen", 0) for counts in result.totals.values())
+    tell(
+        f"firehose watch: {counted(result.polls, 'poll')}, {counted(result.events, 'new event')}; "
+        + ", ".join(f"{number} {outcome}" for outcome, number in sorted(result.this_run.items()))
+        + f"{'; ' if result.this_run else ''}{result.late} late now, {seen:,} (event, destination) pairs in all"
+    )
+    ctx.exit(int(result.exit_code))

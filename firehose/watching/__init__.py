@@ -1,0 +1,1 @@
+"""``firehose watch``: continuous assurance that events reach their archives (issue 15)."""

@@ -1,0 +1,160 @@
+"""The watch as one library call: ``watch(options, settings)`` polls until told to stop (or once), delivering
+each alert to ``on_alert`` as it is decided, and returns what it saw."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from firehose.config import Settings
+from firehose.connections import api_client, destination_opener
+from firehose.errors import ExitCode
+from firehose.watching.ledger import Pair
+from firehose.watching.options import WatchOptions
+
+Settled = Callable[[Pair, str, float | None], None]
+
+SCHEMA = "firehose.watch/1"
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """What a watch saw, this run and in all (the totals live in the state database)."""
+
+    options: WatchOptions
+    polls: int
+    events: int
+    """New events this run."""
+    this_run: dict[str, int]
+    """Outcomes this run: ``archived``, ``late``, ``recovered``, ``forgotten``."""
+    totals: dict[str, dict[str, int]]
+    """Per destination and outcome, since the state database began (``seen`` included)."""
+    late: int
+    """Pairs late and still missing at the end."""
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Store requests this run, per destination and kind."""
+    failed: tuple[str, ...] = ()
+    """Destinations whose requests failed in the last poll."""
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """A watch that runs until stopped exits 0 (its alerts tell); ``--once`` tells by its code, as cron wants:
+        5 when a destination could not be read, 1 while an event is late, else 0."""
+        if not self.options.once:
+            return ExitCode.OK
+        if self.failed:
+            return ExitCode.ARCHIVE
+        return ExitCode.DIFFERENCES if self.late else ExitCode.OK
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "polls": self.polls,
+            "events": self.events,
+            "this_run": dict(self.this_run),
+            "late_now": self.late,
+            "totals": self.totals,
+            "requests": self.requests,
+            "failed": list(self.failed),
+            "exit_code": int(self.exit_code),
+        }
+
+
+def watch(
+    options: WatchOptions,
+    settings: Settings,
+    *,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
+    credential_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    settled: Settled | None = None,
+) -> WatchResult:
+    """Follow ``GET /events`` and check each event's destinations until ``stop`` is set (between polls, or at a
+    checkpoint inside one) or, with ``options.once``, for one poll. One watch at a time per state database."""
+    from firehose.api import LeadConduit
+    from firehose.ids import seconds_of
+    from firehose.secret import redact_text
+    from firehose.state import RunLock, StateDB
+    from firehose.watching.ledger import WatchLedger
+    from firehose.watching.watcher import Watcher
+
+    metrics, settled = _with_metrics(options, settled)
+    stop = stop or threading.Event()
+    client = api_client(settings)
+    requests: dict[str, Counter[str]] = defaultdict(Counter)
+    outcomes: Counter[str] = Counter()
+    polls = events = 0
+    failed: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(RunLock(settings.state_file, "watch", "firehose watch"))
+        state = stack.enter_context(StateDB(settings.state_file))
+        http = stack.enter_context(client)
+        ledger = WatchLedger(state, settings.api.url)
+        if metrics is not None:
+            if options.metrics_port is not None:
+                metrics.serve(options.metrics_port)
+                stack.callback(metrics.close)
+            if options.metrics_file is not None:
+                metrics.write(options.metrics_file)  # a path that cannot be written fails now, not after a poll
+        watcher = Watcher(
+            LeadConduit(http),
+            destination_opener(settings, credential_id),
+            ledger,
+            options,
+            deliver=on_alert or (lambda alert: None),
+            stop=stop,
+            api_name=redact_text(settings.api.url),
+            clock=clock,
+            settled=settled,
+        )
+        stack.callback(watcher.close)
+        while True:
+            began = clock()
+            poll = watcher.poll()
+            polls += 1
+            events += poll.events
+            outcomes.update(poll.settled)
+            failed = poll.failed
+            for url, kinds in poll.requests.items():
+                requests[url].update(kinds)
+            if metrics is not None:
+                cursor = ledger.cursor()
+                metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
+            if options.once or stop.is_set():
+                break
+            if not poll.more:
+                stop.wait(max(0.0, options.interval.total_seconds() - (clock() - began)))
+            if stop.is_set():
+                break
+        return WatchResult(
+            options,
+            polls,
+            events,
+            dict(outcomes),
+            ledger.counts(),
+            ledger.late_now(),
+            {url: dict(kinds) for url, kinds in requests.items()},
+            tuple(sorted(failed)),
+        )
+
+
+def _with_metrics(options: WatchOptions, settled: Settled | None) -> tuple[Any, Settled | None]:
+    """The metrics the options ask for (None: none), and ``settled`` also telling them of each outcome."""
+    if options.metrics_port is None and options.metrics_file is None:
+        return None, settled
+    from firehose.watching.metrics import WatchMetrics
+
+    metrics = WatchMetrics()
+
+    def told(pair: Pair, outcome: str, lag: float | None) -> None:
+        metrics.settled(pair, outcome, lag)
+        if settled is not None:
+            settled(pair, outcome, lag)
+
+    return metrics, told

@@ -1,0 +1,171 @@
+"""``firehose watch``'s tables in the state database (made by ``state._SCHEMA``): what a restart, ``kill -9``
+included, resumes from without missing or counting twice an event.
+
+Each step is one transaction: a batch of new events (their ids, their pairs, their ``seen`` counts, the cursor),
+then a poll's outcomes (pairs settled or made late, their counts, and the alerts they raise, in an outbox). An
+alert leaves the outbox only once delivered, so a kill between the two repeats an alert, never loses one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from firehose.codec import decode, encode
+from firehose.errors import ConfigError
+from firehose.state import StateDB
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (event, destination) the watch waits for: where its object should be, and by when."""
+
+    event_id: str
+    destination: str
+    """The destination's URL (``s3://bucket/prefix``)."""
+    credential_id: str | None
+    key: str
+    lead_id: str
+    ended: float
+    """The event's end (``end_timestamp``), Unix seconds: what the deadline and the delivery lag count from."""
+    deadline: float
+    late: bool = False
+    next_check: float = 0.0
+
+
+_PAIR_COLUMNS = "event_id, destination, credential_id, key, lead_id, ended, deadline, late, next_check"
+
+
+class WatchLedger:
+    """The watch's tables, for one ``source`` (the API's URL: its cursor is its own)."""
+
+    def __init__(self, state: StateDB, source: str) -> None:
+        self._state = state
+        self._db = state.connection
+        self.source = source
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {self._state.path}: {exc}") from exc
+
+    def cursor(self) -> str | None:
+        row = self._db.execute("SELECT event_id FROM watch_cursor WHERE source = ?", (self.source,)).fetchone()
+        return str(row[0]) if row else None
+
+    def seen_ids(self) -> set[str]:
+        return {str(row[0]) for row in self._db.execute("SELECT event_id FROM watch_seen")}
+
+    def record_events(self, event_ids: Iterable[str], pairs: list[Pair], cursor: str | None) -> None:
+        """New events seen: their ids (for de-duplication), the pairs to wait for, a ``seen`` count per
+        destination, and the cursor, all at once."""
+        seen = Counter(pair.destination for pair in pairs)
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO watch_seen VALUES (?)", [(event_id,) for event_id in event_ids])
+            db.executemany(
+                f"INSERT OR IGNORE INTO watch_pending ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(pair) for pair in pairs],
+            )
+            _count(db, [(destination, "seen", number) for destination, number in seen.items()])
+            if cursor is not None:
+                db.execute(
+                    "INSERT INTO watch_cursor VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
+                    "event_id = excluded.event_id, updated_at = excluded.updated_at",
+                    (self.source, cursor, datetime.now(UTC).isoformat()),
+                )
+
+    def forget_seen_below(self, event_id: str) -> None:
+        """Ids below the overlap are never read again: no need to remember them."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM watch_seen WHERE event_id < ?", (event_id,))
+
+    def due(self, now: float) -> list[Pair]:
+        rows = self._db.execute(
+            f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE next_check <= ? ORDER BY destination, event_id", (now,)
+        ).fetchall()
+        return [Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows]
+
+    def waiting_since(self) -> dict[str, float]:
+        """Per destination, the end of the oldest event still waited for."""
+        rows = self._db.execute("SELECT destination, MIN(ended) FROM watch_pending GROUP BY destination")
+        return {str(destination): float(ended) for destination, ended in rows}
+
+    def settle(
+        self,
+        *,
+        done: list[tuple[Pair, str]],
+        made_late: list[Pair],
+        rechecked: list[Pair],
+        alerts: list[dict[str, Any]],
+    ) -> None:
+        """A poll's outcomes: pairs ``done`` (``archived``, ``recovered`` or ``forgotten``: no longer waited for),
+        pairs ``made_late`` (counted) and ``rechecked`` (late ones, looked at again at their ``next_check``),
+        counts, and the alerts to deliver."""
+        counts: Counter[tuple[str, str]] = Counter((pair.destination, outcome) for pair, outcome in done)
+        counts.update((pair.destination, "late") for pair in made_late)
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM watch_pending WHERE event_id = ? AND destination = ?",
+                [(pair.event_id, pair.destination) for pair, _ in done],
+            )
+            db.executemany(
+                "UPDATE watch_pending SET late = ?, next_check = ? WHERE event_id = ? AND destination = ?",
+                [(int(p.late), p.next_check, p.event_id, p.destination) for p in [*made_late, *rechecked]],
+            )
+            _count(db, [(destination, outcome, n) for (destination, outcome), n in counts.items()])
+            db.executemany("INSERT INTO watch_alerts (body) VALUES (?)", [(encode(a).decode(),) for a in alerts])
+
+    def undelivered(self) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._db.execute("SELECT id, body FROM watch_alerts ORDER BY id").fetchall()
+        return [(int(number), decode(body, where="watch_alerts")) for number, body in rows]
+
+    def delivered(self, number: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM watch_alerts WHERE id = ?", (number,))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Totals per destination and outcome (``seen``, ``archived``, ``late``, ``recovered``, ``forgotten``)."""
+        found: dict[str, dict[str, int]] = defaultdict(dict)
+        for destination, outcome, number in self._db.execute("SELECT destination, outcome, count FROM watch_counts"):
+            found[str(destination)][str(outcome)] = int(number)
+        return dict(found)
+
+    def late_now(self) -> int:
+        """Pairs late and still missing."""
+        return int(self._db.execute("SELECT COUNT(*) FROM watch_pending WHERE late = 1").fetchone()[0])
+
+
+def _row(pair: Pair) -> tuple[Any, ...]:
+    return (
+        pair.event_id,
+        pair.destination,
+        pair.credential_id,
+        pair.key,
+        pair.lead_id,
+        pair.ended,
+        pair.deadline,
+        int(pair.late),
+        pair.next_check,
+    )
+
+
+def _count(db: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
+    db.executemany(
+        "INSERT INTO watch_counts VALUES (?, ?, ?) "
+        "ON CONFLICT(destination, outcome) DO UPDATE SET count = count + excluded.count",
+        rows,
+    )

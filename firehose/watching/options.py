@@ -1,0 +1,49 @@
+"""What a watch is told: how often to poll, how long an object may take, where to look."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from firehose.archive.base import IN_FLIGHT
+from firehose.errors import UsageError
+from firehose.event import Destination
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    interval: timedelta = timedelta(seconds=30)
+    """Time from the start of one poll to the start of the next."""
+    deadline: timedelta = timedelta(minutes=10)
+    """How long after its end an event's object may take to arrive before it is ``late``."""
+    down_after: timedelta = timedelta(minutes=5)
+    """A destination (or the API) failing every request, or a destination receiving nothing while events wait,
+    for this long is down."""
+    overlap: timedelta = timedelta(seconds=30)
+    """Read again behind the cursor each poll: events that became visible after later ones."""
+    start: datetime | None = None
+    """Where a watch with no cursor yet begins (default: now minus ``deadline``)."""
+    archive: Destination | None = None
+    """``--archive URL``: look here instead of each event's own destinations."""
+    once: bool = False
+    """One poll, then stop (tests, cron); an API failure is then an error, not an outage."""
+    workers: int = IN_FLIGHT
+    metrics_port: int | None = None
+    """Serve Prometheus/OpenMetrics text on this port."""
+    metrics_file: Path | None = None
+    """Write the same after each poll, for node_exporter's textfile collector."""
+
+    def __post_init__(self) -> None:
+        archive: Any = self.archive  # typed Destination; a Python caller may give the URL
+        if isinstance(archive, str):
+            object.__setattr__(self, "archive", Destination.from_url(archive, name="archive"))
+        if self.start is not None and self.start.tzinfo is None:
+            object.__setattr__(self, "start", self.start.replace(tzinfo=UTC))
+        for name in ("interval", "deadline"):
+            if getattr(self, name) <= timedelta(0):
+                raise UsageError(f"--{name} must be longer than nothing")
+        for name in ("down_after", "overlap"):
+            if getattr(self, name) < timedelta(0):
+                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")

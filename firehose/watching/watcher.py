@@ -1,0 +1,327 @@
+"""One poll of the watch: read what ``GET /events`` has new, then look for what is still awaited in the stores.
+
+Reading: from the cursor (the highest event id seen) minus ``overlap``, oldest first. Event ids order by their
+second only, and an event can become visible a little after later ones (ids are made on several LeadConduit
+servers), so a cursor that only moved forward would miss some: the overlap is read again, and ids already seen
+(kept in the state database for as long as the overlap reaches back) are skipped, so each is counted once.
+
+Looking: per destination, one listing of the lead-id range of the awaited events' leads (a lead id starts with
+its second, so the leads of a time range are one key range), cut where the leads are more than ``MERGE_GAP``
+apart so that one old straggler does not drag in everything since; a HEAD only for an event whose lead is over
+``LEAD_LOOKBACK`` older than it (feedback days later). Found before the deadline: ``archived``, with its lag (the
+object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
+less often (``RECHECK_MAX`` apart at most); found later: ``recovered``. A late event is given up (``forgotten``)
+``FORGET_AFTER`` past its deadline: the nightly reconcile finds and repairs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from firehose.api import EventQuery, LeadConduit
+from firehose.archive import ObjectInfo, Store
+from firehose.archive.layout import parse_key
+from firehose.archive.listing import list_window
+from firehose.errors import ApiError, ArchiveError, ConfigError, DataError
+from firehose.event import Destination, EventView
+from firehose.ids import lowest_id_at, seconds_of
+from firehose.watching.alerts import outage_alert, pair_alert
+from firehose.watching.ledger import Pair, WatchLedger
+from firehose.watching.options import WatchOptions
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("id", "type", "vars.lead.id", "firehose", "end_timestamp")
+"""What the watch asks ``/events`` for: where each event goes, and when it ended."""
+LEAD_LOOKBACK = 3600
+"""An event whose lead is older than this (seconds) is looked for with a HEAD, not in the listing."""
+MERGE_GAP = 300
+"""Awaited leads this close (seconds) are listed as one range."""
+RECHECK_MAX = 3600.0
+FORGET_AFTER = 7 * 86_400
+BATCH = 1000
+"""New events committed together (with the cursor)."""
+MAX_EVENTS_PER_POLL = 200_000
+"""A poll stops reading here and checks; the next one goes on at once (a backlog never starves the checks)."""
+
+
+@dataclass
+class Health:
+    """What the watch knows of one destination (or the API) between polls; kept in memory."""
+
+    last_arrival: float
+    failing_since: float | None = None
+    down: bool = False
+
+
+@dataclass
+class Poll:
+    """What one poll did."""
+
+    events: int = 0
+    """New events read (not counting those of the overlap read again)."""
+    seen: Counter[str] = field(default_factory=Counter)
+    """New (event, destination) pairs, per destination."""
+    settled: Counter[str] = field(default_factory=Counter)
+    requests: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    api_failed: bool = False
+    failed: set[str] = field(default_factory=set)
+    """Destinations whose requests failed."""
+    more: bool = False
+    """The poll stopped at ``MAX_EVENTS_PER_POLL``: more are waiting."""
+
+
+Settled = Callable[[Pair, str, float | None], None]
+"""Told of every pair settled (``archived``, ``recovered``, ``forgotten``) and of every new ``late``, with the
+delivery lag in seconds where the object was found (for metrics)."""
+
+
+class Watcher:
+    """The watch's state between polls: the ids of the overlap, the stores open, each destination's health."""
+
+    def __init__(
+        self,
+        api: LeadConduit,
+        open_store: Callable[[Destination], Store],
+        ledger: WatchLedger,
+        options: WatchOptions,
+        *,
+        deliver: Callable[[dict[str, Any]], None],
+        stop: threading.Event,
+        api_name: str,
+        clock: Callable[[], float] = time.time,
+        settled: Settled | None = None,
+    ) -> None:
+        self.api, self.open_store, self.ledger, self.options = api, open_store, ledger, options
+        self.deliver, self.stop, self.api_name, self.clock = deliver, stop, api_name, clock
+        self.settled = settled or (lambda pair, outcome, lag: None)
+        self._seen = ledger.seen_ids()
+        self._stores: dict[tuple[str, str, str | None], Store] = {}
+        self.started = clock()
+        self._health: dict[str, Health] = {}
+        self._api = Health(self.started)
+
+    def poll(self) -> Poll:
+        self._deliver()  # what a killed run decided and never delivered
+        poll = Poll()
+        try:
+            self._read(self.clock(), poll)
+        except (ApiError, DataError) as exc:  # AuthError is a ConfigError: a wrong key is not an outage
+            if self.options.once:
+                raise
+            poll.api_failed = True
+            self._outage(self._api, self.clock(), str(exc), "api", {"api": self.api_name})
+        else:
+            self._recovered(self._api, self.clock(), True, None, "api", {"api": self.api_name})
+        self._check(self.clock(), poll)
+        self._deliver()
+        return poll
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def _read(self, now: float, poll: Poll) -> None:
+        cursor = self.ledger.cursor()
+        if cursor is None:
+            start = self.options.start or datetime.fromtimestamp(now, tz=UTC) - self.options.deadline
+            query = EventQuery(start=start, include=FIELDS)
+        else:
+            # Never from later than now: an id ahead of this machine's clock must not push the overlap past
+            # events made since.
+            floor = lowest_id_at(min(seconds_of(cursor), int(now)) - int(self.options.overlap.total_seconds()))
+            query = EventQuery(after_id=floor, include=FIELDS)
+            self._forget_below(floor)
+        ids: list[str] = []
+        pairs: list[Pair] = []
+        newest = cursor
+        read = 0
+        for event in self.api.iter_events(query, max_events=MAX_EVENTS_PER_POLL):
+            read += 1
+            event_id = str(event["id"]).lower()
+            if event_id in self._seen:
+                continue
+            self._seen.add(event_id)
+            ids.append(event_id)
+            made = self._pairs(event)
+            poll.seen.update(pair.destination for pair in made)
+            pairs.extend(made)
+            newest = max(newest or event_id, event_id)
+            if len(ids) >= BATCH:
+                self.ledger.record_events(ids, pairs, newest)
+                poll.events += len(ids)
+                ids, pairs = [], []
+                if self.stop.is_set():
+                    return  # a checkpoint: what was read is saved, the rest is read again next time
+        self.ledger.record_events(ids, pairs, newest)
+        poll.events += len(ids)
+        poll.more = read >= MAX_EVENTS_PER_POLL
+
+    def _forget_below(self, floor: str) -> None:
+        if any(event_id < floor for event_id in self._seen):
+            self._seen = {event_id for event_id in self._seen if event_id >= floor}
+            self.ledger.forget_seen_below(floor)
+
+    def _pairs(self, event: dict[str, Any]) -> list[Pair]:
+        view = EventView(event)
+        targets = [self.options.archive] if self.options.archive else view.destinations()
+        if not targets:
+            return []
+        lead_id = view.lead_id
+        if lead_id is None:  # only in the source response's body, which the fields asked for leave out
+            view = EventView(self.api.get_event(view.id))
+            lead_id = view.lead_id
+            if lead_id is None:
+                log.warning("event %s names no lead id: its objects cannot be looked for", view.id)
+                return []
+        end = event.get("end_timestamp")
+        ended = end / 1000 if isinstance(end, int | float) and not isinstance(end, bool) else seconds_of(view.id)
+        deadline = ended + self.options.deadline.total_seconds()
+        return [
+            Pair(view.id, d.url(), d.credential_id, d.key(lead_id, view.id), lead_id, ended, deadline) for d in targets
+        ]
+
+    # -- looking -------------------------------------------------------------------------------------------
+    def _check(self, now: float, poll: Poll) -> None:
+        by_destination: dict[tuple[str, str | None], list[Pair]] = defaultdict(list)
+        for pair in self.ledger.due(now):
+            by_destination[(pair.destination, pair.credential_id)].append(pair)
+        waiting = self.ledger.waiting_since()
+        done: list[tuple[Pair, str]] = []
+        made_late: list[Pair] = []
+        rechecked: list[Pair] = []
+        alerts: list[dict[str, Any]] = []
+        for (url, credential_id), pairs in by_destination.items():
+            health = self._health.setdefault(url, Health(self.started))
+            try:
+                found = self._look(Destination.from_url(url, credential_id), pairs, poll.requests[url])
+            except (ArchiveError, ConfigError) as exc:
+                poll.failed.add(url)
+                alerts.extend(self._outage(health, now, str(exc), "destination", {"destination": url}, send=False))
+                continue
+            arrived = False
+            for pair in pairs:
+                info = found.get(pair.event_id)
+                if info is not None:
+                    lag = max(0.0, info.last_modified.timestamp() - pair.ended)
+                    outcome = "recovered" if pair.late else "archived"
+                    done.append((pair, outcome))
+                    arrived = True
+                    self.settled(pair, outcome, lag)
+                    if pair.late:
+                        alerts.append(pair_alert("recovered", now, pair, lag_seconds=round(lag, 3)))
+                elif pair.late and now - pair.deadline > FORGET_AFTER:
+                    done.append((pair, "forgotten"))
+                    self.settled(pair, "forgotten", None)
+                elif pair.late:
+                    wait = min(RECHECK_MAX, max(self.options.interval.total_seconds(), (now - pair.deadline) / 4))
+                    rechecked.append(replace(pair, next_check=now + wait))
+                elif pair.deadline <= now:
+                    made_late.append(replace(pair, late=True, next_check=now))
+                    self.settled(pair, "late", None)
+                    alerts.append(pair_alert("late", now, pair))
+            poll.settled.update(outcome for _, outcome in done)
+            alerts.extend(
+                self._recovered(health, now, arrived, waiting.get(url), "destination", {"destination": url}, send=False)
+            )
+        poll.settled["late"] += len(made_late)
+        self.ledger.settle(done=done, made_late=made_late, rechecked=rechecked, alerts=alerts)
+
+    def _look(self, destination: Destination, pairs: list[Pair], requests: Counter[str]) -> dict[str, ObjectInfo]:
+        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, a HEAD each for
+        events of older leads."""
+        store = self._store(destination)
+        before = store.requests.snapshot()
+        listed = [p for p in pairs if seconds_of(p.event_id) - seconds_of(p.lead_id) <= LEAD_LOOKBACK]
+        wanted = {p.event_id for p in listed}
+        found: dict[str, ObjectInfo] = {}
+        try:
+            for low, high in _ranges(sorted({seconds_of(p.lead_id) for p in listed})):
+                for info in list_window(
+                    store, destination.prefix, start_seconds=low, end_seconds=high, workers=self.options.workers
+                ):
+                    ids = parse_key(info.key)
+                    if ids is not None and ids[1] in wanted:
+                        found.setdefault(ids[1], info)
+            for pair in pairs:
+                if pair.event_id not in wanted:
+                    headed = store.head(pair.key)
+                    if headed is not None:
+                        found[pair.event_id] = headed
+        finally:
+            after = store.requests.snapshot()
+            requests.update({kind: after[kind] - before[kind] for kind in after})
+        return found
+
+    def _store(self, destination: Destination) -> Store:
+        name = (destination.scheme, destination.bucket, destination.credential_id)
+        if name not in self._stores:
+            self._stores[name] = self.open_store(destination)
+        return self._stores[name]
+
+    # -- health --------------------------------------------------------------------------------------------
+    def _outage(
+        self, health: Health, now: float, reason: str, what: str, where: dict[str, str], *, send: bool = True
+    ) -> list[dict[str, Any]]:
+        """A failed request: down once every request has failed for ``down_after``."""
+        health.failing_since = health.failing_since if health.failing_since is not None else now
+        log.warning("%s: %s", next(iter(where.values())), reason)
+        if health.down or now - health.failing_since < self.options.down_after.total_seconds():
+            return []
+        health.down = True
+        return self._send([outage_alert(f"{what}_down", now, since=health.failing_since, reason=reason, **where)], send)
+
+    def _recovered(
+        self, health: Health, now: float, arrived: bool, waiting: float | None, what: str, where: dict[str, str],
+        *, send: bool = True,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """A request answered. A destination is down too when nothing has arrived for ``down_after`` while an
+        event has waited that long (writes stopped: no request fails, nothing comes)."""
+        health.failing_since = None
+        if arrived:
+            health.last_arrival = now
+        down_after = self.options.down_after.total_seconds()
+        silent = waiting is not None and now - waiting >= down_after and now - health.last_arrival >= down_after
+        if health.down and not silent:
+            health.down = False
+            return self._send([outage_alert(f"{what}_up", now, since=now, **where)], send)
+        if silent and not health.down:
+            health.down = True
+            reason = f"nothing has arrived for {now - health.last_arrival:.0f} s while events wait"
+            return self._send(
+                [outage_alert(f"{what}_down", now, since=health.last_arrival, reason=reason, **where)], send
+            )
+        return []
+
+    def _send(self, alerts: list[dict[str, Any]], send: bool) -> list[dict[str, Any]]:
+        """Alerts to deliver now (through the outbox) or to return for the poll's own transaction."""
+        if send and alerts:
+            self.ledger.settle(done=[], made_late=[], rechecked=[], alerts=alerts)
+            return []
+        return alerts
+
+    def _deliver(self) -> None:
+        for number, alert in self.ledger.undelivered():
+            self.deliver(alert)
+            self.ledger.delivered(number)
+
+
+def _ranges(seconds: list[int]) -> Iterator[tuple[int, int]]:
+    """Sorted lead seconds as ranges, cut where two are more than ``MERGE_GAP`` apart."""
+    if not seconds:
+        return
+    low = high = seconds[0]
+    for second in seconds[1:]:
+        if second - high > MERGE_GAP:
+            yield low, high
+            low = second
+        high = second
+    yield low, high
