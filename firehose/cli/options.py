@@ -304,3 +304,14 @@ def parse_shard(shards: int | None, shard: int | None, from_env: bool, merge: bo
     if shard is None:
         raise UsageError("--shards needs --shard I or --shard-from-env (which slice this run is)")
     return shard, shards
+
+
+findings_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "ndjson", "csv"]),
+    default="text",
+    show_default=True,
+    help="How the findings that are not match go to stdout.",
+)
+"""``--format`` of the commands that print findings: ``reconcile`` and ``reconcile merge`` say it alike."""

@@ -13,6 +13,7 @@ from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import (
     WritableFile,
     check_slicing,
+    findings_format,
     parse_depth,
     parse_time,
     refuse_misplaced,
@@ -75,14 +76,7 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Show the archived and API values of each differing field (lead data); by default only field names.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "ndjson", "csv"]),
-    default="text",
-    show_default=True,
-    help="How the findings that are not match go to stdout.",
-)
+@findings_format
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
 @shard_options
 @storage_options

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from firehose.cli.app import storage_settings
-from firehose.cli.options import WritableFile, storage_options
+from firehose.cli.options import WritableFile, findings_format, storage_options
 from firehose.cli.output import counted
 from firehose.cli.reconcile import finish_sliced, reconcile
 
@@ -17,14 +17,7 @@ from firehose.cli.reconcile import finish_sliced, reconcile
 @click.option("--run-state", required=True, help="Where the slices' checkpoints are (s3://, az://, file://).")
 @click.option("--shards", type=click.IntRange(min=1), help="How many slices (default: as their checkpoints say).")
 @click.option("--report", "report_file", type=WritableFile(), help="Write the JSON report here.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "ndjson", "csv"]),
-    default="text",
-    show_default=True,
-    help="How the findings that are not match go to stdout.",
-)
+@findings_format
 @storage_options
 @click.pass_context
 def reconcile_merge(
