@@ -16,9 +16,10 @@ Tables:
 - ``repair_intents``: a repair about to be written (a write-ahead record, with the SHA-256 of its bytes), moved
   into ``repairs`` once the store answers. A run killed after the store took the write but before the answer
   came back leaves the intent; the next run reads the key and, if it holds those bytes, records the repair.
-- ``watch_cursor``, ``watch_seen``, ``watch_pending``, ``watch_counts``, ``watch_alerts``: ``firehose watch``'s
-  cursor, the event ids of its overlap (to count each once), the (event, destination) pairs it still waits for,
-  its totals, and the alerts decided but not yet delivered (``watching.ledger`` reads and writes them).
+- ``watch_cursor``, ``watch_seen``, ``watch_pending``, ``watch_counts``, ``watch_alerts``, ``watch_alert_sinks``:
+  ``firehose watch``'s cursor, the event ids of its overlap (to count each once), the (event, destination) pairs
+  it still waits for, its totals, the alerts decided but not yet delivered everywhere, and how far each place
+  alerts go (stdout, each webhook and command) has taken them (``watching.ledger`` reads and writes them).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ CREATE TABLE IF NOT EXISTS watch_counts (
     PRIMARY KEY (destination, outcome)
 );
 CREATE TABLE IF NOT EXISTS watch_alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS watch_alert_sinks (sink TEXT PRIMARY KEY, delivered INTEGER NOT NULL);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);

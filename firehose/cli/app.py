@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from firehose import __version__
+from firehose.cli.output import say_error
 from firehose.config import Settings, config_path, load_settings
 from firehose.errors import ExitCode, FirehoseError, UsageError
 from firehose.secret import redact_text
@@ -102,18 +103,18 @@ class FirehoseGroup(click.Group):
             group = exc.ctx.command if exc.ctx else self
             names = ", ".join(sorted(group.commands)) if isinstance(group, click.Group) else ""
             where = exc.ctx.command_path if exc.ctx else "firehose"
-            click.echo(f"firehose: error: give a command: {names} (see {where} --help)", err=True)
+            say_error(f"firehose: error: give a command: {names} (see {where} --help)")
             code = ExitCode.USAGE
         except click.UsageError as exc:
             failed = _failing_context(exc, exc.ctx)
             command = failed.command_path if failed else "firehose"
-            click.echo(f"firehose: error: {_one_line(exc.format_message())} (see {command} --help)", err=True)
+            say_error(f"firehose: error: {_one_line(exc.format_message())} (see {command} --help)")
             code = ExitCode.USAGE
         except click.ClickException as exc:
-            click.echo(f"firehose: error: {_one_line(exc.format_message())}", err=True)
+            say_error(f"firehose: error: {_one_line(exc.format_message())}")
             code = exc.exit_code
         except click.Abort:
-            click.echo("firehose: interrupted", err=True)
+            say_error("firehose: interrupted")
             code = ExitCode.INTERRUPTED
         except Exception as exc:  # a bug before any command ran (while parsing): one line, not a traceback
             code = _internal_error(exc)
@@ -127,7 +128,7 @@ class FirehoseGroup(click.Group):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            click.echo(f"firehose: error: cannot write output: {exc.strerror or exc}", err=True)
+            say_error(f"firehose: error: cannot write output: {exc.strerror or exc}")
             code = ExitCode.CONFIG
         sys.exit(int(code or 0))
 
@@ -136,10 +137,10 @@ class FirehoseGroup(click.Group):
             return super().invoke(ctx)
         except UsageError as exc:  # a bad flag or value: name the command's --help, as click's own errors do
             failed = _failing_context(exc, ctx) or ctx
-            click.echo(f"firehose: error: {_one_line(str(exc))} (see {failed.command_path} --help)", err=True)
+            say_error(f"firehose: error: {_one_line(str(exc))} (see {failed.command_path} --help)")
             ctx.exit(int(exc.exit_code))
         except FirehoseError as exc:
-            click.echo(f"firehose: error: {_one_line(str(exc))}", err=True)
+            say_error(f"firehose: error: {_one_line(str(exc))}")
             ctx.exit(int(exc.exit_code))
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as a program killed by SIGPIPE would (141), never
@@ -151,10 +152,10 @@ class FirehoseGroup(click.Group):
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             where = f"{exc.filename}: " if exc.filename else "output: "
-            click.echo(f"firehose: error: cannot write {where}{exc.strerror or exc}", err=True)
+            say_error(f"firehose: error: cannot write {where}{exc.strerror or exc}")
             ctx.exit(int(ExitCode.CONFIG))
         except KeyboardInterrupt:
-            click.echo("firehose: interrupted", err=True)
+            say_error("firehose: interrupted")
             ctx.exit(int(ExitCode.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own ways out (ctx.exit is a RuntimeError): main() reports them
@@ -166,10 +167,9 @@ def _internal_error(exc: BaseException) -> int:
     """A bug, not a bad input: one line naming the exception, never a traceback on stderr (``-v`` adds it, for a
     bug report). The text goes through the credential filter like every log line."""
     detail = redact_text(_one_line(str(exc)))[:300]
-    click.echo(
+    say_error(
         f"firehose: error: internal error (a bug in firehose; -v shows where): {type(exc).__name__}"
-        + (f": {detail}" if detail else ""),
-        err=True,
+        + (f": {detail}" if detail else "")
     )
     if log.isEnabledFor(logging.INFO):
         import traceback
@@ -201,6 +201,7 @@ def _reset_verbosity() -> None:
 
     _verbosity_set = False
     output._quiet = False
+    output.set_log_format("text")
 
 
 def verbosity_options() -> list[click.Option]:
@@ -214,6 +215,12 @@ def verbosity_options() -> list[click.Option]:
             ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_quiet,
             help="Only errors and problems on stderr: no summary or progress (for cron).",
         ),
+        click.Option(
+            ["--log-format"], type=click.Choice(["text", "json"]), expose_value=False, is_eager=True,
+            envvar="FIREHOSE_LOG_FORMAT", callback=_log_format,
+            help="Lines on stderr as text, or one JSON object each (time, level, message, fields) for log "
+            "shippers. [default: text, or $FIREHOSE_LOG_FORMAT]",
+        ),
     ]  # fmt: skip
 
 
@@ -224,6 +231,13 @@ def _verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
         ctx.find_root().meta["firehose.verbose"] = total
         _log_to_stderr(logging.INFO if total == 1 else logging.DEBUG)
         _verbosity_set = True
+
+
+def _log_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        from firehose.cli.output import set_log_format
+
+        set_log_format(value)
 
 
 def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -263,7 +277,7 @@ def _log_to_stderr(level: int) -> None:
     from firehose.secret import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("firehose: %(message)s"))
+    handler.setFormatter(_LineFormatter())
     handler.addFilter(RedactingFilter())  # whatever a library logs (httpx's request lines), no credential shows
     for name in ("firehose", "httpx"):
         logger = logging.getLogger(name)
@@ -273,6 +287,29 @@ def _log_to_stderr(level: int) -> None:
         logger.addHandler(handler)
         logger.propagate = False
         logger.setLevel(level if name == "firehose" or level <= logging.DEBUG else logging.WARNING)
+
+
+class _LineFormatter(logging.Formatter):
+    """``firehose: MESSAGE``, or with ``--log-format json`` one JSON object: ``time``, ``level``, ``message``
+    and the record's ``fields`` (``extra={"fields": {...}}``), read when each line is written (the flag may come
+    after the handler was made)."""
+
+    def __init__(self) -> None:
+        super().__init__("firehose: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        from firehose.cli.output import log_format, log_line
+
+        if log_format() != "json":
+            return super().format(record)
+        text = record.getMessage()
+        if record.exc_info:
+            text += " " + _one_line(self.formatException(record.exc_info))
+        fields = getattr(record, "fields", None)
+        return log_line(
+            text, level=record.levelname.lower(), fields=fields if isinstance(fields, dict) else None,
+            created=record.created,
+        )  # fmt: skip
 
 
 STORAGE_FLAGS = ("endpoint_url", "region", "profile", "account_url")

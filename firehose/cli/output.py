@@ -7,12 +7,14 @@ import contextlib
 import io
 import logging
 import sys
-from collections.abc import Iterator
-from typing import BinaryIO
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 import click
 
 from firehose.progress import NO_PROGRESS, Progress
+from firehose.secret import redact_text
 
 
 class _StdoutWriter(io.BufferedWriter):
@@ -47,6 +49,7 @@ def counted(number: int, noun: str) -> str:
 
 
 _quiet = False
+_log_format = "text"
 
 
 def be_quiet() -> None:
@@ -55,10 +58,60 @@ def be_quiet() -> None:
     _quiet = True
 
 
+def quiet() -> bool:
+    return _quiet
+
+
+def set_log_format(name: str) -> None:
+    """``--log-format text|json``: how every line on stderr is written (``log_line``)."""
+    global _log_format
+    _log_format = name
+
+
+def log_format() -> str:
+    return _log_format
+
+
+def log_line(message: str, *, level: str = "info", fields: Mapping[str, Any] | None = None,
+             created: float | None = None) -> str:  # fmt: skip
+    """A line for stderr: the text itself, or with ``--log-format json`` one JSON object (``time``, ``level``,
+    ``message``, then ``fields``, which never replace those three), credentials taken out of every string."""
+    if _log_format != "json":
+        return message
+    from datetime import UTC, datetime
+
+    from firehose.report import json_compact
+
+    moment = datetime.fromtimestamp(time.time() if created is None else created, tz=UTC)
+    document: dict[str, Any] = {
+        "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": level,
+        "message": redact_text(message.removeprefix("firehose: ")),
+    }
+    for name, value in (fields or {}).items():
+        document.setdefault(str(name), _redacted(value))
+    return json_compact(document).decode()
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def tell(message: str, *, nl: bool = True) -> None:
     """A summary or progress line on stderr, unless ``--quiet``."""
     if not _quiet:
-        click.echo(message, err=True, nl=nl)
+        click.echo(log_line(message) if nl else message, err=True, nl=nl)
+
+
+def say_error(message: str) -> None:
+    """The one line a failed command ends with (``firehose: error: ...``), as ``--log-format`` asks."""
+    click.echo(log_line(message, level="error"), err=True)
 
 
 @contextlib.contextmanager

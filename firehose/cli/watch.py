@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,24 @@ from firehose.duration import parse_duration
 )
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus/OpenMetrics text on this port.")
 @click.option("--metrics-file", type=WritableFile(), help="Write the metrics here after each poll (node_exporter).")
+@click.option(
+    "--alert-url",
+    "alert_urls",
+    multiple=True,
+    help="Also POST each alert here as JSON (a webhook; repeatable). Retried; never holds up the watch.",
+)
+@click.option(
+    "--alert-command",
+    "alert_commands",
+    multiple=True,
+    help="Also run this command for each alert, its JSON on stdin (repeatable; exit 75 means try again).",
+)
+@click.option(
+    "--alert-timeout",
+    default="10s",
+    show_default=True,
+    help="Longest one webhook request or command may take; twice this, the grace for alerts at exit.",
+)
 @click.option("--url", help="LeadConduit base URL (default: $LEADCONDUIT_URL, config, https://app.leadconduit.com).")
 @storage_options
 @click.pass_context
@@ -56,6 +77,9 @@ def watch(
     state_file: str | None,
     metrics_port: int | None,
     metrics_file: str | None,
+    alert_urls: tuple[str, ...],
+    alert_commands: tuple[str, ...],
+    alert_timeout: str,
     url: str | None,
     credential_id: str | None,
     workers: int,
@@ -64,14 +88,17 @@ def watch(
     """Follow GET /events and check that each new event's object reaches each of its destinations in time.
 
     Alerts go to stdout, one JSON object a line: late (not there by --deadline), recovered (arrived later,
-    with its delivery lag), destination_down / destination_up, api_down / api_up. The cursor and the events
-    awaited are kept in the state database: a restart resumes without missing or counting an event twice.
-    SIGTERM stops at the next checkpoint, exit 0.
+    with its delivery lag), destination_down / destination_up, api_down / api_up; each has an "id" to
+    de-duplicate on. --alert-url and --alert-command get them too, from an outbox in the state database: at
+    least once, in order, even across a kill -9. Each event of note is one line on stderr (--log-format json
+    for log shippers). The cursor and the events awaited are kept in the state database: a restart resumes
+    without missing or counting an event twice. SIGTERM stops at the next checkpoint, exit 0.
 
     \b
     Example:
       firehose watch --interval 30s --deadline 10min >> alerts.ndjson
       firehose watch --once --deadline 15min          # cron: exit 1 while an event is late
+      firehose watch --alert-url https://hooks.example.com/firehose --log-format json
     """
     from firehose import WatchOptions
     from firehose import watch as watch_events
@@ -88,6 +115,9 @@ def watch(
         workers=workers,
         metrics_port=metrics_port,
         metrics_file=Path(metrics_file) if metrics_file else None,
+        alert_urls=alert_urls,
+        alert_commands=alert_commands,
+        alert_timeout=parse_duration(alert_timeout, "--alert-timeout", allow_zero=False),
     )
     settings = storage_settings(ctx, storage, url=url, state_file=state_file)
     out = binary_stdout()
@@ -99,7 +129,8 @@ def watch(
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        result = watch_events(options, settings, on_alert=alert, stop=stop, credential_id=credential_id)
+        with noting():
+            result = watch_events(options, settings, on_alert=alert, stop=stop, credential_id=credential_id)
     finally:
         signal.signal(signal.SIGTERM, previous)
     seen = sum(counts.get("seen", 0) for counts in result.totals.values())
@@ -109,3 +140,17 @@ def watch(
         + f"{'; ' if result.this_run else ''}{result.late} late now, {seen:,} (event, destination) pairs in all"
     )
     ctx.exit(int(result.exit_code))
+
+
+@contextlib.contextmanager
+def noting() -> Iterator[None]:
+    """The watch's events of note (``firehose.watching`` info lines) shown unless ``--quiet``: a service's log."""
+    from firehose.cli import output
+
+    notes = logging.getLogger("firehose.watching")
+    if not output.quiet() and notes.getEffectiveLevel() > logging.INFO:
+        notes.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        notes.setLevel(logging.NOTSET)

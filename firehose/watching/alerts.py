@@ -15,6 +15,9 @@ from typing import Any
 from firehose.secret import redact_text
 
 KINDS = ("late", "recovered", "destination_down", "destination_up", "api_down", "api_up")
+ALARMS = frozenset({"late"})
+"""Kinds logged as warnings, with every ``*_down``; any other kind (``recovered``, ``*_up``, one added later) is
+news, logged as info."""
 
 
 def moment(seconds: float) -> str:
@@ -45,3 +48,20 @@ def outage_alert(kind: str, now: float, *, since: float, reason: str = "", **whe
     if reason:
         found["reason"] = redact_text(" ".join(reason.split()))[:500]
     return found
+
+
+def is_alarm(alert: dict[str, Any]) -> bool:
+    kind = str(alert.get("alert", ""))
+    return kind in ALARMS or kind.endswith("_down")
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One line for the log, for an alert of any kind: its kind, where, which event, and why."""
+    parts = [f"{alert.get('alert')}:", str(alert.get("destination") or alert.get("api") or "")]
+    if "event_id" in alert:
+        parts.append(f"event {alert['event_id']}")
+    if "lag_seconds" in alert:
+        parts.append(f"lag {alert['lag_seconds']} s")
+    if "reason" in alert:
+        parts.append(f"({alert['reason']})")
+    return redact_text(" ".join(part for part in parts if part))

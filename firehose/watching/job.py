@@ -4,22 +4,27 @@ each alert to ``on_alert`` as it is decided, and returns what it saw."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from firehose.config import Settings
 from firehose.connections import api_client, destination_opener
 from firehose.errors import ExitCode
-from firehose.watching.ledger import Pair
+from firehose.watching.ledger import Pair, WatchLedger
 from firehose.watching.options import WatchOptions
 
 Settled = Callable[[Pair, str, float | None], None]
 
 SCHEMA = "firehose.watch/1"
+
+notes = logging.getLogger("firehose.watching")
+"""The watch's events of note, one line each (a poll with news, each alert, a delivery failing): the command line
+shows this logger's info lines unless ``--quiet``."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,11 @@ def watch(
     from firehose.ids import seconds_of
     from firehose.secret import redact_text
     from firehose.state import RunLock, StateDB
-    from firehose.watching.ledger import WatchLedger
     from firehose.watching.watcher import Watcher
 
     metrics, settled = _with_metrics(options, settled)
     stop = stop or threading.Event()
+    raised, delivery = _alerting(options, settings, on_alert, metrics)
     client = api_client(settings)
     requests: dict[str, Counter[str]] = defaultdict(Counter)
     outcomes: Counter[str] = Counter()
@@ -96,6 +101,7 @@ def watch(
         state = stack.enter_context(StateDB(settings.state_file))
         http = stack.enter_context(client)
         ledger = WatchLedger(state, settings.api.url)
+        ledger.open_sinks(["stdout", *delivery.keys])
         if metrics is not None:
             if options.metrics_port is not None:
                 metrics.serve(options.metrics_port)
@@ -107,16 +113,20 @@ def watch(
             destination_opener(settings, credential_id),
             ledger,
             options,
-            deliver=on_alert or (lambda alert: None),
+            deliver=raised,
             stop=stop,
             api_name=redact_text(settings.api.url),
             clock=clock,
             settled=settled,
         )
         stack.callback(watcher.close)
+        delivery.start()
+        stack.callback(delivery.close, 2 * options.alert_timeout.total_seconds())  # a hung try, then retries
         while True:
             began = clock()
             poll = watcher.poll()
+            delivery.wake()
+            _note(poll)
             polls += 1
             events += poll.events
             outcomes.update(poll.settled)
@@ -142,6 +152,49 @@ def watch(
             {url: dict(kinds) for url, kinds in requests.items()},
             tuple(sorted(failed)),
         )
+
+
+def _alerting(
+    options: WatchOptions,
+    settings: Settings,
+    on_alert: Callable[[dict[str, Any]], None] | None,
+    metrics: Any,
+) -> tuple[Callable[[dict[str, Any]], None], Any]:
+    """What the watcher calls for each alert as it goes to stdout (``on_alert``, a line in the log, the metrics),
+    and the couriers (``delivery.AlertDelivery``) taking the outbox to each ``--alert-url`` and
+    ``--alert-command``."""
+    from firehose.state import StateDB
+    from firehose.watching.alerts import alert_line, is_alarm
+    from firehose.watching.delivery import AlertDelivery, make_sinks
+
+    def raised(alert: dict[str, Any]) -> None:
+        if on_alert is not None:
+            on_alert(alert)
+        notes.log(logging.WARNING if is_alarm(alert) else logging.INFO, "%s", alert_line(alert),
+                  extra={"fields": alert})  # fmt: skip
+        if metrics is not None:
+            metrics.alerted(alert)
+
+    @contextlib.contextmanager
+    def own_ledger() -> Iterator[WatchLedger]:  # a courier's: its own connection, in its own thread
+        with StateDB(settings.state_file) as own:
+            yield WatchLedger(own, settings.api.url)
+
+    sinks = make_sinks(options.alert_urls, options.alert_commands, options.alert_timeout.total_seconds())
+    return raised, AlertDelivery(sinks, own_ledger, metrics)
+
+
+def _note(poll: Any) -> None:
+    """One line for a poll with news: new events, outcomes, destinations failing (``watcher.Poll``)."""
+    outcomes = {outcome: number for outcome, number in sorted(poll.settled.items()) if number}
+    if not (poll.events or outcomes or poll.failed):
+        return
+    said = ", ".join(f"{number} {outcome}" for outcome, number in outcomes.items())
+    failed = f"; failing: {', '.join(sorted(poll.failed))}" if poll.failed else ""
+    notes.info(
+        "poll: %d new event%s%s%s", poll.events, "" if poll.events == 1 else "s", f"; {said}" if said else "", failed,
+        extra={"fields": {"event": "poll", "new_events": poll.events, **outcomes, "failed": sorted(poll.failed)}},
+    )  # fmt: skip
 
 
 def _with_metrics(options: WatchOptions, settled: Settled | None) -> tuple[Any, Settled | None]:

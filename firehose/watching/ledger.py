@@ -3,7 +3,8 @@ included, resumes from without missing or counting twice an event.
 
 Each step is one transaction: a batch of new events (their ids, their pairs, their ``seen`` counts, the cursor),
 then a poll's outcomes (pairs settled or made late, their counts, and the alerts they raise, in an outbox). An
-alert leaves the outbox only once delivered, so a kill between the two repeats an alert, never loses one.
+alert leaves the outbox only once every place it goes (stdout, each ``--alert-url`` and ``--alert-command``) has
+taken it, each place keeping its own mark, so a kill between the two repeats an alert, never loses one.
 """
 
 from __future__ import annotations
@@ -129,13 +130,52 @@ class WatchLedger:
             _count(db, [(destination, outcome, n) for (destination, outcome), n in counts.items()])
             db.executemany("INSERT INTO watch_alerts (body) VALUES (?)", [(encode(a).decode(),) for a in alerts])
 
-    def undelivered(self) -> list[tuple[int, dict[str, Any]]]:
-        rows = self._db.execute("SELECT id, body FROM watch_alerts ORDER BY id").fetchall()
-        return [(int(number), decode(body, where="watch_alerts")) for number, body in rows]
-
-    def delivered(self, number: int) -> None:
+    def open_sinks(self, sinks: Iterable[str]) -> None:
+        """The places alerts go this run (``stdout``, ``webhook:...``, ``command:...``), each with how far it has
+        taken the outbox. A place new to the database starts at the alerts still waiting; one no longer named is
+        forgotten, so the alerts only it still wanted go."""
+        names = sorted(set(sinks))
         with self._transaction() as db:
-            db.execute("DELETE FROM watch_alerts WHERE id = ?", (number,))
+            marks = ", ".join("?" * len(names))
+            db.execute(f"DELETE FROM watch_alert_sinks WHERE sink NOT IN ({marks})", names)
+            (oldest,) = db.execute("SELECT MIN(id) FROM watch_alerts").fetchone()
+            if oldest is None:  # nothing waits: from the last id ever given (ids are never reused)
+                found = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'watch_alerts'").fetchone()
+                start = int(found[0]) if found else 0
+            else:
+                start = int(oldest) - 1
+            db.executemany("INSERT OR IGNORE INTO watch_alert_sinks VALUES (?, ?)", [(n, start) for n in names])
+            _prune(db)
+
+    def undelivered(self, sink: str = "stdout", limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        """Alerts ``sink`` has not taken yet, oldest first, each with its ``id``: the outbox row's number, never
+        reused in this database, the same at every delivery of the alert (a receiver de-duplicates on it)."""
+        rows = self._db.execute(
+            "SELECT id, body FROM watch_alerts WHERE id > COALESCE("
+            "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0) ORDER BY id LIMIT ?",
+            (sink, limit),
+        ).fetchall()
+        return [(int(number), {"id": int(number), **decode(body, where="watch_alerts")}) for number, body in rows]
+
+    def delivered(self, number: int, sink: str = "stdout") -> None:
+        """``sink`` has taken (or given up for good on) every alert up to ``number``; an alert every place has
+        taken leaves the outbox."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO watch_alert_sinks VALUES (?, ?) ON CONFLICT(sink) DO UPDATE SET "
+                "delivered = MAX(delivered, excluded.delivered)",
+                (sink, number),
+            )
+            _prune(db)
+
+    def waiting(self, sink: str) -> int:
+        """Alerts ``sink`` has not taken yet."""
+        (number,) = self._db.execute(
+            "SELECT COUNT(*) FROM watch_alerts WHERE id > COALESCE("
+            "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0)",
+            (sink,),
+        ).fetchone()
+        return int(number)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Totals per destination and outcome (``seen``, ``archived``, ``late``, ``recovered``, ``forgotten``)."""
@@ -161,6 +201,10 @@ def _row(pair: Pair) -> tuple[Any, ...]:
         int(pair.late),
         pair.next_check,
     )
+
+
+def _prune(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM watch_alerts WHERE id <= (SELECT MIN(delivered) FROM watch_alert_sinks)")
 
 
 def _count(db: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:

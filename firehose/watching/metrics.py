@@ -43,12 +43,40 @@ class WatchMetrics:
         )
         self.api_polls = Counter("firehose_watch_api_polls", "Polls of GET /events", registry=r)
         self.api_errors = Counter("firehose_watch_api_errors", "Polls whose GET /events failed", registry=r)
+        self.alerts = Counter("firehose_watch_alerts", "Alerts raised, by kind", ["alert"], registry=r)
+        self.down = Gauge(
+            "firehose_watch_down", "1 while a destination (or the API) is down: between its *_down and *_up alerts",
+            ["destination"], registry=r,
+        )  # fmt: skip
+        self.alert_failures = Counter(
+            "firehose_watch_alert_delivery_failures", "Alerts a webhook or command refused, or rounds of retries "
+            "spent on one", ["sink"], registry=r,
+        )  # fmt: skip
+        self.alerts_waiting = Gauge(
+            "firehose_watch_alerts_waiting", "Alerts in the outbox not yet taken by a webhook or command", ["sink"],
+            registry=r,
+        )  # fmt: skip
         self._server: Any = None
 
     def settled(self, pair: Pair, outcome: str, lag: float | None) -> None:
         self.events.labels(pair.destination, outcome).inc()
         if lag is not None:
             self.lag.labels(pair.destination).observe(lag)
+
+    def alerted(self, alert: dict[str, Any]) -> None:
+        """An alert raised (as it goes to stdout): counted by kind; a ``*_down`` / ``*_up`` sets the down gauge of
+        what it names (its ``destination``, or its ``api`` URL)."""
+        kind = str(alert.get("alert", ""))
+        self.alerts.labels(kind).inc()
+        where = alert.get("destination") or alert.get("api")
+        if where and kind.endswith(("_down", "_up")):
+            self.down.labels(str(where)).set(1 if kind.endswith("_down") else 0)
+
+    def alert_failed(self, sink: str) -> None:
+        self.alert_failures.labels(sink).inc()
+
+    def alerts_waiting_now(self, sink: str, number: int) -> None:
+        self.alerts_waiting.labels(sink).set(number)
 
     def polled(self, poll: Any, cursor_age: float | None, path: Path | None = None) -> None:
         """After a poll (``watcher.Poll``); written to ``path`` too, if given."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,13 @@ class WatchOptions:
     """Serve Prometheus/OpenMetrics text on this port."""
     metrics_file: Path | None = None
     """Write the same after each poll, for node_exporter's textfile collector."""
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)  # credentials live in webhook URLs
+    """``--alert-url``: each alert also POSTed here as JSON (``watching.delivery``)."""
+    alert_commands: tuple[str, ...] = field(default=(), repr=False)
+    """``--alert-command``: each alert also handed to this command, as JSON on its stdin."""
+    alert_timeout: timedelta = timedelta(seconds=10)
+    """How long one webhook request or command may take; twice this is the grace for delivering what waits when
+    the watch ends (``--once``, SIGTERM): what is left then stays in the outbox for the next run."""
 
     def __post_init__(self) -> None:
         archive: Any = self.archive  # typed Destination; a Python caller may give the URL
@@ -44,6 +51,11 @@ class WatchOptions:
         for name in ("interval", "deadline"):
             if getattr(self, name) <= timedelta(0):
                 raise UsageError(f"--{name} must be longer than nothing")
+        if self.alert_timeout <= timedelta(0) or self.alert_timeout > timedelta(hours=1):
+            raise UsageError("--alert-timeout must be longer than nothing and at most 1h")
+        from firehose.watching.delivery import make_sinks
+
+        make_sinks(self.alert_urls, self.alert_commands, self.alert_timeout.total_seconds())  # refused now, not later
         for name in ("down_after", "overlap"):
             if getattr(self, name) < timedelta(0):
                 raise UsageError(f"--{name.replace('_', '-')} cannot be negative")

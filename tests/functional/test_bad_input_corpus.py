@@ -209,12 +209,18 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
         if flag in ("--start", "--end", "--until"):
             values = ["10000-01-01", "0001-01-01", "9999-12-31T23:59:59", "1969-12-31T23:59:59Z", "yesterday"]
         elif flag in ("--lag", "--recheck", "--expiring-within", "--settle-after", "--require-retention",
-                      "--interval", "--deadline", "--down-after", "--overlap"):  # fmt: skip
+                      "--interval", "--deadline", "--down-after", "--overlap", "--alert-timeout"):  # fmt: skip
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]
         elif flag in ("--archive", "--from", "--ledger", "--run-state", "--inventory"):
             values = ["s3://[", "file://", "file:rel/dir", "file:///", "gopher://x"]
+        elif flag == "--alert-url":  # the user info's password must not show in the error either
+            values = ["http://", "ftp://u:corpus-pw-1@x/", "http://[::1", "http://h:99999", "hooks.example.com/x"]
+        elif flag == "--alert-command":
+            values = ["/nonexistent/notify --token t", "'unclosed", "   "]
+        elif flag == "--log-format":
+            values = ["xml", "JSON"]
         elif flag == "--executor":
             values = ["local:0", "local:x", "dask://", "ray://x"]
         elif flag == "--target":
@@ -517,6 +523,7 @@ def test_a_bad_input_is_one_line_with_the_documented_code(world: World, path: tu
     before = len(world.requests)
     run = _run(world, path, case)
     assert SECRET not in run.stdout + run.stderr, "the API key showed"
+    assert "corpus-pw-1" not in run.stdout + run.stderr, "a webhook's password showed"
     assert run.code in case.codes, f"exit {run.code}, expected {sorted(case.codes)}: {run.stderr}"
     assert "Traceback" not in run.stdout + run.stderr, run.stderr
     if run.code in (ExitCode.USAGE, ExitCode.CONFIG) and "--report" not in case.args:

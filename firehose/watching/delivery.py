@@ -1,0 +1,361 @@
+"""Alerts beyond stdout: each ``--alert-url`` (a webhook: the alert POSTed as JSON) and each ``--alert-command`` (the
+alert as JSON on a command's stdin) has a courier thread of its own that drains the state database's outbox, so a
+webhook that hangs or a command that never ends holds up nothing but itself: polls keep their schedule.
+
+Each place keeps its own mark in the outbox (``WatchLedger.delivered``), moved on only once an alert was taken
+(a 2xx answer, exit 0) or refused for good; an alert leaves the outbox when every place has taken it. So alerts
+are delivered at least once, in order, to each place: a ``kill -9`` before a mark moved sends that alert again
+after the restart, with the same ``id`` (the outbox row's number), on which a receiver de-duplicates.
+
+Failures: the project's one retry policy (``http.RetryPolicy``) retries a webhook's connection errors, timeouts,
+429 and 5xx (honouring ``Retry-After``), and a command that timed out, was killed by a signal, could not start
+or exited 75 (``EX_TEMPFAIL``). When its attempts are spent the courier says so once on stderr, keeps the alert
+and every later one, and tries again every ``RETRY_LATER_SECONDS`` until it is taken, then says it delivers again.
+Any other answer (a 4xx but 429, a redirect, any other exit status) is refused for good: said once, for that
+alert, which is then passed over. Nothing said names more of a webhook than its scheme, host and port (a
+webhook's credentials are in its user info, query or path), nor more of a command than its program's name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from firehose.codec import encode
+from firehose.errors import UsageError
+from firehose.http import USER_AGENT, RetryPolicy, Sender
+from firehose.secret import redact_text
+
+log = logging.getLogger(__name__)
+
+ALERT_RETRY = RetryPolicy()
+"""The project's one policy, as the API's requests have it: 6 attempts over about 8 to 16 s."""
+RETRY_LATER_SECONDS = 30.0
+"""A place whose attempts are spent is tried again this often, its alerts kept, until it takes them."""
+IDLE_SECONDS = 5.0
+"""A courier looks at the outbox at least this often (each poll also wakes it)."""
+TEMPFAIL = 75
+"""``EX_TEMPFAIL`` (sysexits.h): a command that exits with it is asked again later, as a 503 is."""
+
+
+class Stopped(Exception):
+    """The watch has ended and the grace for delivering is over: the alert stays in the outbox."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one alert at one place, its retries done."""
+
+    taken: bool
+    lasting: bool = False
+    """Refused for good: another try would be refused too."""
+    reason: str = ""
+
+
+class AlertSink(Protocol):
+    key: str
+    """The place's name in the state database: a digest, never the URL or command line itself."""
+    label: str
+    """For metrics and messages: ``webhook-1``, ``command-2``."""
+    name: str
+    """For messages: the label and what may be shown of the place."""
+
+    def send(self, body: bytes, sleep: Callable[[float], None]) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+def _digest(kind: str, text: str) -> str:
+    return f"{kind}:{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+
+
+class WebhookSink:
+    """POSTs each alert to ``url`` (http or https), one JSON object, ``Content-Type: application/json`` and
+    firehose's ``User-Agent``; user info in the URL (``https://user:password@host/...``) is sent as Basic auth,
+    never in the request line. A 2xx answer is taken."""
+
+    def __init__(self, url: str, number: int, timeout_seconds: float) -> None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise UsageError(f"--alert-url {number}: not a URL ({redact_text(str(exc))})") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
+            raise UsageError(f"--alert-url {number}: an http:// or https:// URL with a host is needed, got {shown}")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = host + (f":{port}" if port is not None else "")
+        self._target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        self._headers: list[tuple[str, str]] = [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
+        if parts.username is not None or parts.password is not None:
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._headers.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
+        self.key = _digest("webhook", url)
+        self.label = f"webhook-{number}"
+        self.name = f"--alert-url {number} ({parts.scheme}://{netloc})"
+        self._timeout = timeout_seconds
+        self._sender: Sender | None = None
+
+    def send(self, body: bytes, sleep: Callable[[float], None]) -> Outcome:
+        if self._sender is None:  # made in the courier's thread: its connection lives there
+            self._sender = Sender(
+                concurrency=1, timeout_seconds=self._timeout, retry=ALERT_RETRY, retry_unknown=True, sleep=sleep
+            )
+        delivery = self._sender.deliver("POST", self._target, self._headers, body)
+        if delivery.accepted:
+            return Outcome(True)
+        status = delivery.status
+        if status is not None:
+            said = redact_text(delivery.body[:400].decode("utf-8", "replace").strip().replace("\n", " "))[:200]
+            reason = f"HTTP {status}" + (f": {said}" if said else "")
+        else:
+            reason = (delivery.reason or delivery.state).replace("--timeout", "--alert-timeout")
+        again = delivery.state == "unreachable" or (
+            delivery.state == "unknown" and (status is None or ALERT_RETRY.retries(status))
+        )
+        return Outcome(False, lasting=not again, reason=reason)
+
+    def close(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+
+
+class CommandSink:
+    """Runs ``command`` (split as a shell would, run without one) once per alert, the alert's JSON on its stdin
+    and nothing else: exit 0 is taken; 75, a signal, no exit within the timeout (its process group is killed)
+    or no start at all is asked again later; any other status is refused for good. Its stdout is thrown away
+    (stdout is the watch's own NDJSON); the last line of its stderr goes into a failure's message."""
+
+    def __init__(self, command: str, number: int, timeout_seconds: float) -> None:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise UsageError(f"--alert-command {number}: cannot be split into words ({exc})") from exc
+        if not argv:
+            raise UsageError(f"--alert-command {number}: names no program")
+        if shutil.which(argv[0]) is None:
+            raise UsageError(f"--alert-command {number}: program {Path(argv[0]).name!r} not found or not executable")
+        self._argv = argv
+        self._timeout = timeout_seconds
+        self.key = _digest("command", command)
+        self.label = f"command-{number}"
+        self.name = f"--alert-command {number} ({Path(argv[0]).name})"
+        self._running: subprocess.Popen[bytes] | None = None
+        self._closed = False
+
+    def send(self, body: bytes, sleep: Callable[[float], None]) -> Outcome:
+        rng = random.Random()
+        attempt = 1
+        while True:
+            outcome = self._once(body)
+            if outcome.taken or outcome.lasting or attempt >= ALERT_RETRY.max_attempts:
+                return outcome
+            sleep(ALERT_RETRY.wait_seconds(attempt, None, rng))
+            attempt += 1
+
+    def _once(self, body: bytes) -> Outcome:
+        if self._closed:
+            raise Stopped
+        try:
+            process = subprocess.Popen(
+                self._argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: a timeout kills what it started too
+            )
+        except OSError as exc:
+            return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
+        self._running = process
+        try:
+            _, err = process.communicate(body, timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            return Outcome(False, reason=f"no exit within --alert-timeout {self._timeout:g} s (killed)")
+        finally:
+            self._running = None
+        code = process.returncode
+        if code == 0:
+            return Outcome(True)
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        said = f": {redact_text(lines[-1].strip())[:200]}" if lines else ""
+        if code < 0:
+            return Outcome(False, reason=f"killed by signal {-code}{said}")
+        return Outcome(False, lasting=code != TEMPFAIL, reason=f"exit {code}{said}")
+
+    def close(self) -> None:
+        self._closed = True
+        process = self._running
+        if process is not None:
+            _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def make_sinks(urls: Sequence[str], commands: Sequence[str], timeout_seconds: float) -> list[AlertSink]:
+    """The places ``--alert-url`` and ``--alert-command`` name, checked now (a URL that is none, a program not
+    found: a usage error before the watch starts). The same place named twice is one place."""
+    sinks: list[AlertSink] = []
+    for number, url in enumerate(dict.fromkeys(urls), 1):
+        sinks.append(WebhookSink(url, number, timeout_seconds))
+    for number, command in enumerate(dict.fromkeys(commands), 1):
+        sinks.append(CommandSink(command, number, timeout_seconds))
+    return sinks
+
+
+class Courier(threading.Thread):
+    """Drains the outbox to one place, in order, with its own connection to the state database."""
+
+    def __init__(self, sink: AlertSink, open_ledger: Callable[[], Any], metrics: Any = None) -> None:
+        super().__init__(name=f"firehose-alerts-{sink.label}", daemon=True)
+        self.sink = sink
+        self._open_ledger = open_ledger
+        self._metrics = metrics
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        """The watch has ended: deliver what waits, wait for nothing new, give up on a failing place."""
+        self._abort = threading.Event()
+        """The grace is over: stop at once (mid-retry included), the alert kept."""
+        self._hurry = threading.Event()
+        """Either of the two: a failing place's pause between rounds ends."""
+        self._failing = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def finish(self) -> None:
+        self._closing.set()
+        self._hurry.set()
+        self._wake.set()
+
+    def abort(self) -> None:
+        self._abort.set()
+        self.finish()
+        self.sink.close()
+
+    def _sleep(self, seconds: float) -> None:
+        if self._abort.wait(seconds):
+            raise Stopped
+
+    def run(self) -> None:
+        try:
+            with self._open_ledger() as ledger:
+                self._drain(ledger)
+        except Stopped:
+            pass
+        except Exception as exc:  # the state database failed under it: say so once; the alerts stay
+            log.error("%s: stopped delivering alerts: %s", self.sink.name, redact_text(str(exc)),
+                      extra={"fields": {"sink": self.sink.label}})  # fmt: skip
+        finally:
+            self.sink.close()
+
+    def _drain(self, ledger: Any) -> None:
+        while not self._abort.is_set():
+            batch = ledger.undelivered(self.sink.key, limit=100)
+            self._gauge(ledger)
+            if not batch:
+                if self._closing.is_set():
+                    return
+                self._wake.wait(IDLE_SECONDS)
+                self._wake.clear()
+                continue
+            for number, alert in batch:
+                outcome = self.sink.send(encode(alert), self._sleep)
+                if not outcome.taken and not outcome.lasting:
+                    self._failed(outcome, ledger)
+                    self._hurry.wait(RETRY_LATER_SECONDS)
+                    if self._closing.is_set():
+                        return  # what waits is delivered by the next run
+                    break
+                if outcome.taken:
+                    if self._failing:
+                        self._failing = False
+                        log.info("%s: delivering alerts again", self.sink.name,
+                                 extra={"fields": {"sink": self.sink.label, "event": "delivering"}})  # fmt: skip
+                else:
+                    self._count_failure()
+                    log.warning(
+                        "%s: alert %d (%s) refused, not sent again: %s", self.sink.name, number, alert.get("alert"),
+                        outcome.reason, extra={"fields": {"sink": self.sink.label, "event": "alert_refused",
+                                                          "id": number, "reason": outcome.reason}},
+                    )  # fmt: skip
+                ledger.delivered(number, self.sink.key)
+                if self._abort.is_set():
+                    return
+
+    def _failed(self, outcome: Outcome, ledger: Any) -> None:
+        self._count_failure()
+        if self._failing:
+            return  # said once per outage, not once per try
+        self._failing = True
+        waiting = ledger.waiting(self.sink.key)
+        log.warning(
+            "%s: failing (%s); %d alert%s kept in the state database, tried again every %g s",
+            self.sink.name, outcome.reason, waiting, "" if waiting == 1 else "s", RETRY_LATER_SECONDS,
+            extra={"fields": {"sink": self.sink.label, "event": "delivery_failing", "reason": outcome.reason,
+                              "waiting": waiting}},
+        )  # fmt: skip
+
+    def _count_failure(self) -> None:
+        if self._metrics is not None:
+            self._metrics.alert_failed(self.sink.label)
+
+    def _gauge(self, ledger: Any) -> None:
+        if self._metrics is not None:
+            self._metrics.alerts_waiting_now(self.sink.label, ledger.waiting(self.sink.key))
+
+
+class AlertDelivery:
+    """The couriers of one watch: started once the outbox knows every place, woken after each poll, given a
+    grace at the end to deliver what waits."""
+
+    def __init__(self, sinks: Sequence[AlertSink], open_ledger: Callable[[], Any], metrics: Any = None) -> None:
+        self.couriers = [Courier(sink, open_ledger, metrics) for sink in sinks]
+
+    @property
+    def keys(self) -> list[str]:
+        return [courier.sink.key for courier in self.couriers]
+
+    def start(self) -> None:
+        for courier in self.couriers:
+            courier.start()
+
+    def wake(self) -> None:
+        for courier in self.couriers:
+            courier.wake()
+
+    def close(self, grace_seconds: float) -> None:
+        """Deliver what waits for up to ``grace_seconds`` in all, then stop: what is left stays in the outbox
+        for the next run."""
+        import time
+
+        for courier in self.couriers:
+            courier.finish()
+        deadline = time.monotonic() + grace_seconds
+        for courier in self.couriers:
+            courier.join(max(0.0, deadline - time.monotonic()))
+        for courier in self.couriers:
+            if courier.is_alive():
+                courier.abort()
+                courier.join(1.0)
+                left = " (an alert was in flight)" if courier.is_alive() else ""
+                log.warning("%s: alerts not yet delivered are kept for the next run%s", courier.sink.name, left,
+                            extra={"fields": {"sink": courier.sink.label, "event": "delivery_deferred"}})  # fmt: skip
