@@ -10,7 +10,9 @@ that ended long ago, so every one is ``late`` at the first poll."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -253,3 +255,60 @@ def test_a_secret_in_the_webhook_url_shows_nowhere(sandbox: RunningSandbox, tmp_
         env=env_for(sandbox, tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert shown.returncode == 2 and "pw-secret-1" not in shown.stderr and "--alert-url" in shown.stderr
+
+
+def test_a_place_failing_for_long_is_said_once_and_gets_every_alert_in_order_when_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The courier itself, with a place that fails its first rounds of retries: one line when it starts failing,
+    one when it delivers again, and the alerts kept meanwhile come in order, none twice, none lost."""
+    from firehose.state import StateDB
+    from firehose.watching import delivery
+    from firehose.watching.ledger import WatchLedger
+
+    monkeypatch.setattr(delivery, "RETRY_LATER_SECONDS", 0.05)
+
+    class Flaky:
+        key, label, name = "test:flaky", "flaky-1", "flaky place"
+
+        def __init__(self) -> None:
+            self.tries, self.taken = 0, list[dict[str, Any]]()
+
+        def send(self, body: bytes, sleep: Any) -> delivery.Outcome:
+            self.tries += 1
+            if self.tries <= 5:  # five rounds of retries spent
+                return delivery.Outcome(False, reason="HTTP 503")
+            self.taken.append(json.loads(body))
+            return delivery.Outcome(True)
+
+        def close(self) -> None:
+            pass
+
+    path = tmp_path / "state.sqlite"
+
+    @contextlib.contextmanager
+    def own() -> Iterator[WatchLedger]:
+        with StateDB(path) as state:
+            yield WatchLedger(state, "http://api")
+
+    place = Flaky()
+    with own() as ledger:
+        ledger.open_sinks(["stdout", place.key])
+        ledger.settle(done=[], made_late=[], rechecked=[], alerts=[{"alert": "late", "n": n} for n in range(3)])
+        couriers = delivery.AlertDelivery([place], own)
+        told = logging.getLogger("firehose.watching.delivery")  # its own handler: "firehose" may not propagate
+        said: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+        told.addHandler(handler)
+        monkeypatch.setattr(told, "level", logging.INFO)
+        try:
+            couriers.start()
+            wait_for(lambda: len(place.taken) == 3, 10, "every alert once the place is back")
+            couriers.close(5)
+        finally:
+            told.removeHandler(handler)
+        assert [a["n"] for a in place.taken] == [0, 1, 2] and [a["id"] for a in place.taken] == [1, 2, 3]
+        assert said == ["flaky place: failing (HTTP 503); 3 alerts kept in the state database, tried again every "
+                        "0.05 s", "flaky place: delivering alerts again"], said  # fmt: skip
+        assert ledger.waiting(place.key) == 0 and len(ledger.undelivered("stdout")) == 3, "stdout's are its own"
