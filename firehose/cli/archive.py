@@ -9,7 +9,7 @@ import click
 
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import parse_window, storage_options
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, say, tell
 from firehose.errors import ExitCode
 from firehose.report import RowWriter, json_document, json_line
 
@@ -138,7 +138,7 @@ def archive_cat(
                       credential_id=credential_id, workers=workers) as reading:  # fmt: skip
         for record in reading:
             if isinstance(record, Unreadable):
-                click.echo(f"firehose: error: {record}", err=True)
+                say(f"firehose: error: {record}", level="error")
             else:
                 out.write(json_document(record) if pretty else json_line(record))
         out.flush()
@@ -146,5 +146,5 @@ def archive_cat(
     if hint:
         tell(f"firehose archive cat: {hint.lstrip('; ')}")
     if reading.problems:
-        click.echo(f"firehose archive cat: {counted(reading.problems, 'object')} could not be read", err=True)
+        say(f"firehose archive cat: {counted(reading.problems, 'object')} could not be read", level="error")
         ctx.exit(int(ExitCode.ARCHIVE))

@@ -11,7 +11,7 @@ import click
 
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import storage_options
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, say
 from firehose.errors import ConfigError, UsageError
 
 TEMPLATE = """\
@@ -134,4 +134,4 @@ def config_init(path: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         temporary.unlink(missing_ok=True)
-    click.echo(f"firehose config init: wrote {path}; `firehose config show` shows what it resolves to", err=True)
+    say(f"firehose config init: wrote {path}; `firehose config show` shows what it resolves to", level="info")

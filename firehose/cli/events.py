@@ -17,7 +17,7 @@ from firehose.cli.options import (
     parse_rules,
     parse_time,
 )
-from firehose.cli.output import binary_stdout, counted, tell
+from firehose.cli.output import binary_stdout, counted, say, tell
 from firehose.errors import FirehoseError
 
 log = logging.getLogger("firehose")
@@ -120,10 +120,7 @@ def events(
                 last_id = event["id"]
         except FirehoseError:
             if last_id:
-                click.echo(
-                    f"firehose: {counted(count, 'event')} written before the error; resume with --after-id {last_id}",
-                    err=True,
-                )
+                say(f"firehose: {counted(count, 'event')} written before the error; resume with --after-id {last_id}")
             raise
         finally:
             out.flush()

@@ -8,7 +8,7 @@ import click
 
 from firehose.cli.app import cli, storage_settings
 from firehose.cli.options import storage_options
-from firehose.cli.output import binary_stdout
+from firehose.cli.output import binary_stdout, say
 
 
 @cli.command()
@@ -57,5 +57,5 @@ def locate(
             writer.write(row)
         writer.close()
     for event_id in result.without_destinations:
-        click.echo(f"firehose locate: event {event_id} has no firehose destinations", err=True)
+        say(f"firehose locate: event {event_id} has no firehose destinations")
     ctx.exit(int(result.exit_code))

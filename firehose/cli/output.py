@@ -109,6 +109,11 @@ def tell(message: str, *, nl: bool = True) -> None:
         click.echo(log_line(message) if nl else message, err=True, nl=nl)
 
 
+def say(message: str, *, level: str = "warning") -> None:
+    """A problem or notice on stderr, shown even under ``--quiet``, as ``--log-format`` asks."""
+    click.echo(log_line(message, level=level), err=True)
+
+
 def say_error(message: str) -> None:
     """The one line a failed command ends with (``firehose: error: ...``), as ``--log-format`` asks."""
     click.echo(log_line(message, level="error"), err=True)

@@ -23,7 +23,7 @@ from firehose.cli.options import (
     parse_time,
     storage_options,
 )
-from firehose.cli.output import binary_stdout, counted, paused, shown_progress, tell
+from firehose.cli.output import binary_stdout, counted, paused, say, shown_progress, tell
 from firehose.duration import parse_duration
 from firehose.errors import ConfigError
 from firehose.progress import NO_PROGRESS, Progress
@@ -156,7 +156,7 @@ def replay(ctx: click.Context, /, **flags: Any) -> None:  # 40 flags, each named
             workers=flags["workers"],
             on_result=rows.write,
             on_diff=lambda diff: _show_diff(diff, fmt),
-            notice=lambda text: click.echo(f"firehose replay: {text}", err=True),
+            notice=lambda text: say(f"firehose replay: {text}"),
             confirm=_asking(progress) if sys.stdin.isatty() else None,
             keep_rows=report_file is not None,
             progress=progress,
@@ -315,10 +315,7 @@ def _summarise(result: ReplayResult) -> None:
     if result.left_over:
         tell(f"  {result.left_over} more selected, left for a later run (--max {options.max_count})")
     if result.dead_letters:
-        click.echo(
-            f"  permanent failures appended to {options.dead_letter} (replay them with --ids {options.dead_letter})",
-            err=True,
-        )
+        say(f"  permanent failures appended to {options.dead_letter} (replay them with --ids {options.dead_letter})")
     if result.pruned:
         they = "it" if result.pruned == 1 else "they"
         tell(f"  {counted(result.pruned, 'lead')} sent since {they} failed, taken out of {options.dead_letter}")

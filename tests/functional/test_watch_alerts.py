@@ -312,3 +312,17 @@ def test_a_place_failing_for_long_is_said_once_and_gets_every_alert_in_order_whe
         assert said == ["flaky place: failing (HTTP 503); 3 alerts kept in the state database, tried again every "
                         "0.05 s", "flaky place: delivering alerts again"], said  # fmt: skip
         assert ledger.waiting(place.key) == 0 and len(ledger.undelivered("stdout")) == 3, "stdout's are its own"
+
+
+def test_log_format_json_holds_for_every_command_s_problem_lines(tmp_path: Path) -> None:
+    """Not the watch alone: ``archive cat``'s line per object it could not read, its count and the error line."""
+    from tests.functional.clirun import environ, invoke
+
+    lead, event = "6920f1a0aaaaaaaaaaaaaaaa", "6920f1a1bbbbbbbbbbbbbbbb"
+    (tmp_path / "store" / lead).mkdir(parents=True)
+    (tmp_path / "store" / lead / f"{event}.json").write_bytes(b"\x00\xff junk")
+    run = invoke(["archive", "cat", (tmp_path / "store").as_uri(), f"{lead}/{event}.json", "--log-format", "json"],
+                 environ())  # fmt: skip
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    assert run.code == 5 and len(lines) == 2 and all(line["level"] == "error" for line in lines), run.stderr
+    assert event in lines[0]["message"] and "could not be read" in lines[1]["message"]
