@@ -269,13 +269,13 @@ class Courier(threading.Thread):
 
     def _drain(self, ledger: Any) -> None:
         while not self._abort.is_set():
+            self._wake.clear()  # before reading: a wake from now on is for alerts this read may not see
             batch = ledger.undelivered(self.sink.key, limit=100)
             self._gauge(ledger)
             if not batch:
                 if self._closing.is_set():
                     return
                 self._wake.wait(IDLE_SECONDS)
-                self._wake.clear()
                 continue
             for number, alert in batch:
                 outcome = self.sink.send(encode(alert), self._sleep)
