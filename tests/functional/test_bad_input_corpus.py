@@ -87,7 +87,7 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("runs",): ["runs"],
     ("ledger",): ["ledger"],
     ("config", "init"): ["config", "init", "{root}/new-config.toml"],
-    ("watch",): ["watch", "--once", "--start", DAY, "--archive", "{store}"],
+    ("watch",): ["watch", "--once", "--start", DAY, "--archive", "{store}", "--alert-url", "{sink}"],
 }
 GROUPS_ONLY = {("archive",), ("config",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors).
