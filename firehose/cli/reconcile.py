@@ -214,6 +214,10 @@ def finish_sliced(ctx: click.Context, result: SlicedReport, fmt: str, report_fil
         Path(report_file).write_bytes(json_document(result.report()))
     tell(note)
     tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
+    from firehose.reconciliation.lags import lag_lines
+
+    for line in lag_lines(result.document.get("delivery_lag", {})):
+        tell(line)
     ctx.exit(int(result.exit_code))
 
 
@@ -241,6 +245,10 @@ def _summarise(result: ReconcileResult, expiring_within: str) -> None:
     tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
     for destination, counts in sorted(result.by_destination.items()):
         tell(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())))
+    from firehose.reconciliation.lags import lag_lines
+
+    for line in lag_lines(result.delivery_lag):
+        tell(line)
     options = result.options
     if options.dry_run:
         tell(
