@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 
-from firehose.reconciliation.lags import LagHistogram, bucket_of, bucket_width, lag_lines, merged_lags
+from firehose.reconciliation.lags import LagHistogram, bucket_of, bucket_width, merged_lags
+from firehose.report import lag_lines
 
 
 def test_buckets_hold_two_significant_digits_and_at_most_a_tenth_of_their_lags() -> None:
