@@ -20,6 +20,7 @@ A lag below zero (last-modified has whole seconds on most stores, the end has mi
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,16 +29,23 @@ from typing import Any
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
+_DECADES = [10**n for n in range(3, 19)]
+"""1 s, 10 s, ...: where a bucket's width grows tenfold (bisected: a reconcile observes every object it finds)."""
+
+
 def bucket_of(milliseconds: int) -> int:
     """The lower edge (ms) of the bucket a lag falls in: exact below 100 ms, two significant digits above."""
-    milliseconds = max(0, milliseconds)
+    if milliseconds < 100:
+        return max(0, milliseconds)
     width = bucket_width(milliseconds)
     return milliseconds // width * width
 
 
 def bucket_width(lower: int) -> int:
     """A bucket's width (ms), from its lower edge (or any lag in it: they have as many digits)."""
-    width: int = 1 if lower < 100 else 10 ** (len(str(lower)) - 2)
+    if lower < 100:
+        return 1
+    width: int = 10 ** (bisect_right(_DECADES, lower) + 1)
     return width
 
 

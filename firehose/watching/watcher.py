@@ -129,7 +129,9 @@ class Watcher:
         self.started = clock()
         self._health: dict[str, Health] = {}
         self._api = Health(self.started)
-        self._intents_settled = options.repair_after is None
+        self._intents_settled = False
+        """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
+        when found, whatever this watch repairs."""
 
     def poll(self) -> Poll:
         self._deliver()  # what a killed run decided and never delivered
