@@ -495,7 +495,6 @@ class Reconciler:
             found = list(classify_presence(items, listed))
             if self._inventories:  # an inventory is up to a day old: what it lacks is looked for now
                 found = self._inventories.confirmed(store, destination, items, found, listed, workers=options.workers)
-            lags[destination.url()] = _lags(found, items, listed)
             expected_ids = {item.event_id.lower() for item in items}
             # A window holds the seconds from its start to before its end; the run's last keeps its end second
             # (as _events_until): an object made at midnight is the next day's archive-only, never both days'.
@@ -521,6 +520,7 @@ class Reconciler:
             else:
                 if options.verify != "presence":
                     found = self._content(store, found, items, events)
+            lags[destination.url()] = _lags(found, items, listed)  # after a content read: what is there now
             after = store.requests.snapshot()
             requests.update({kind: after[kind] - before[kind] for kind in after})
             return found
@@ -720,11 +720,12 @@ class ListingCursor:
 
 
 def _lags(found: list[Finding], items: list[Expected], listed: dict[str, ObjectInfo]) -> LagHistogram:
-    """The delivery lags of the objects a listing found (``lags``)."""
+    """The delivery lags of the objects found there (``match`` or ``differ``; a listing's, an inventory's or a
+    live confirmation's last-modified)."""
     ended = {item.event_id: item.ended for item in items}
     histogram = LagHistogram()
     for finding in found:
-        if finding.verdict != Verdict.MATCH:
+        if finding.verdict not in (Verdict.MATCH, Verdict.DIFFER):
             continue
         info, end = listed.get(finding.key), ended.get(finding.event_id)
         modified = info.last_modified.timestamp() if info is not None else 0.0

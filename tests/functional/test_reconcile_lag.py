@@ -5,6 +5,7 @@ JSON report and the text summary."""
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,9 +50,14 @@ def test_lag_percentiles_are_the_delays_the_sandbox_applied(tmp_path: Path) -> N
         exact = _exact_lags(live.bucket, made)
         for url, lag in lags.items():
             delay = DELAYS[url.split(":", 1)[0]]
-            # Last-modified has whole seconds: a delay of D reads as more than D - 1 and under D + 1.
-            assert delay - 1 < lag["p50"] <= lag["p95"] <= lag["p99"] <= lag["max"] < delay + 1, (url, lag)
-            assert lag["max"] == pytest.approx(max(exact[url]), abs=0.001), "the maximum is exact"
+            # Last-modified has whole seconds: a delay of D reads as more than D - 1; the write itself takes a
+            # moment after its delay (more on a loaded machine).
+            assert delay - 1 < lag["p50"] <= lag["p95"] <= lag["p99"] <= lag["max"] < delay + 3, (url, lag)
+            lags_there = sorted(exact[url])
+            assert lag["max"] == pytest.approx(lags_there[-1], abs=0.001), "the maximum is exact"
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):  # never under, at most a bucket over
+                true = lags_there[math.ceil(q * len(lags_there)) - 1]
+                assert true - 0.001 <= lag[name] <= true * 1.1 + 0.001, (name, lag, lags_there)
             assert f"delivery lag {url}: p50 {lag['p50']:.3g} s" in run.stderr, run.stderr
 
 
