@@ -356,6 +356,10 @@ def test_kill_9_between_the_write_and_the_ledger_never_writes_twice(
     first = [json.loads(line) for line in killed.stdout.splitlines()]
     assert not of(first, "repaired")
     assert totals(tmp_path, live)[stopped].get("repaired", 0) == 0
+    with StateDB(tmp_path / "state.sqlite") as state:  # killed where it was meant to be
+        intents = state.repair_intents()
+        recorded = any(state.was_repaired(e["id"], stopped) for e in missing)
+    assert (len(intents), recorded) == ((1, False) if where == "write" else (0, True)), (intents, recorded)
 
     restarted = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
     assert restarted.code == 0, restarted.stderr
