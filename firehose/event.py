@@ -135,6 +135,15 @@ class EventView:
         return time_of(self.id)
 
     @property
+    def ended(self) -> float:
+        """When the event's step ended (``end_timestamp``), Unix seconds, else when its id was made: what a
+        deadline and a delivery lag count from."""
+        end = self.data.get("end_timestamp")
+        if isinstance(end, int | float) and not isinstance(end, bool):
+            return end / 1000
+        return self.created.timestamp()
+
+    @property
     def lead_id(self) -> str | None:
         """``vars.lead.id``, else the ``lead.id`` in the source response body (facts.md §2.4)."""
         vars_ = self.data.get("vars")

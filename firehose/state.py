@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,13 @@ from firehose.codec import decode, encode
 from firehose.errors import ConfigError
 from firehose.findings import Finding, Verdict
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``
 (hashes of the body sent, to find the lead an in-doubt request made), ``replays.claimed_by`` (the run) and
 ``replays.claimed_at`` (when the lead was last claimed: its request went out after that) and
-``replays.request_sha256`` (the request's hash, indexed: one lead, one post, whichever event carries it)."""
+``replays.request_sha256`` (the request's hash, indexed: one lead, one post, whichever event carries it); 4 added
+``windows.lags`` (each destination's delivery-lag histogram, so a resumed run reports the lags of the windows it
+reuses) and ``watch_pending.repair`` (how ``watch --repair-after`` last failed to repair a pair)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS windows (
     counts TEXT NOT NULL,
     requests TEXT NOT NULL,
     finished_at TEXT NOT NULL,
+    lags TEXT,
     PRIMARY KEY (run_id, start)
 );
 CREATE TABLE IF NOT EXISTS findings (
@@ -133,6 +136,7 @@ CREATE TABLE IF NOT EXISTS watch_pending (
     deadline REAL NOT NULL,
     late INTEGER NOT NULL,
     next_check REAL NOT NULL,
+    repair TEXT,
     PRIMARY KEY (event_id, destination)
 );
 CREATE INDEX IF NOT EXISTS watch_pending_due ON watch_pending (next_check);
@@ -157,6 +161,7 @@ from the findings of databases made before it existed (idempotent: the first rec
 _MIGRATIONS = {
     1: (("findings", "detail"),),
     2: (("replays", "identity"), ("replays", "claimed_by"), ("replays", "claimed_at"), ("replays", "request_sha256")),
+    3: (("windows", "lags"), ("watch_pending", "repair")),
 }
 """The columns (all ``TEXT``) that take a database from schema N to N+1. A table the old schema did not have
 at all was just made whole by ``_SCHEMA``, so a column already there is left alone."""
@@ -171,6 +176,8 @@ class WindowRecord:
     counts: Mapping[str, Any]
     requests: Mapping[str, Any]
     finished_at: datetime | None = None
+    lags: Mapping[str, Any] = field(default_factory=dict)
+    """Per destination, the delivery-lag histogram of the window's matched objects (``reconciliation.lags``)."""
 
 
 @dataclass(frozen=True)
@@ -321,12 +328,16 @@ class StateDB:
 
     def finished_windows(self, run_id: int) -> list[WindowRecord]:
         rows = self._db.execute(
-            "SELECT start, end, counts, requests, finished_at FROM windows WHERE run_id = ? ORDER BY start", (run_id,)
+            "SELECT start, end, counts, requests, finished_at, lags FROM windows WHERE run_id = ? ORDER BY start",
+            (run_id,),
         ).fetchall()
         return [
-            WindowRecord(_time(s) or datetime.min, _time(e) or datetime.min, decode(c), decode(r), _time(f))
-            for s, e, c, r, f in rows
-        ]
+            WindowRecord(
+                _time(s) or datetime.min, _time(e) or datetime.min, decode(c), decode(r), _time(f),
+                decode(lags) if lags else {},  # a window saved before lags were kept has none
+            )
+            for s, e, c, r, f, lags in rows
+        ]  # fmt: skip
 
     @staticmethod
     def _finding_row(run_id: int, window_start: datetime, f: Finding) -> tuple[Any, ...]:
@@ -361,7 +372,8 @@ class StateDB:
                 ],
             )
             self._db.execute(
-                "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO windows (run_id, start, end, counts, requests, finished_at, lags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     _iso(window.start),
@@ -369,6 +381,7 @@ class StateDB:
                     encode(dict(window.counts)).decode(),
                     encode(dict(window.requests)).decode(),
                     _iso(self.clock()),
+                    encode(dict(window.lags)).decode(),
                 ),
             )
             self._db.execute("COMMIT")
@@ -428,6 +441,13 @@ class StateDB:
                 )
         except sqlite3.Error as exc:
             raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+
+    def was_repaired(self, event_id: str, destination: str) -> bool:
+        """Whether a repair (a reconcile's or a watch's) wrote this event's object in this destination."""
+        found = self._db.execute(
+            "SELECT 1 FROM repairs WHERE event_id = ? AND destination = ?", (event_id, destination)
+        ).fetchone()
+        return found is not None
 
     def add_findings(self, run_id: int, extra: WindowRecord, findings: Sequence[Finding]) -> None:
         """More findings for a saved window (a destination first met in a later window), its counts raised by

@@ -22,7 +22,7 @@ from firehose.cli.options import (
 )
 from firehose.cli.output import binary_stdout, counted, shown_progress, tell
 from firehose.duration import parse_duration
-from firehose.report import RowWriter, json_document
+from firehose.report import RowWriter, json_document, lag_lines
 
 log = logging.getLogger("firehose")
 
@@ -214,6 +214,8 @@ def finish_sliced(ctx: click.Context, result: SlicedReport, fmt: str, report_fil
         Path(report_file).write_bytes(json_document(result.report()))
     tell(note)
     tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
+    for line in lag_lines(result.document.get("delivery_lag", {})):
+        tell(line)
     ctx.exit(int(result.exit_code))
 
 
@@ -241,6 +243,8 @@ def _summarise(result: ReconcileResult, expiring_within: str) -> None:
     tell("  " + ", ".join(f"{name} {number}" for name, number in sorted(result.counts.items())))
     for destination, counts in sorted(result.by_destination.items()):
         tell(f"  {destination}: " + ", ".join(f"{n} {c}" for n, c in sorted(counts.items())))
+    for line in lag_lines(result.delivery_lag):
+        tell(line)
     options = result.options
     if options.dry_run:
         tell(

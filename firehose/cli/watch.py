@@ -28,6 +28,11 @@ from firehose.duration import parse_duration
     help="A destination or the API failing (or a destination receiving nothing) this long is down.",
 )
 @click.option(
+    "--repair-after",
+    help="Write an event still missing this long after its end (not shorter than --deadline), as reconcile "
+    "--repair does: write-if-absent, read back. Default: never.",
+)
+@click.option(
     "--overlap",
     default="30s",
     show_default=True,
@@ -70,6 +75,7 @@ def watch(
     interval: str,
     deadline: str,
     down_after: str,
+    repair_after: str | None,
     overlap: str,
     start: str | None,
     once: bool,
@@ -88,17 +94,19 @@ def watch(
     """Follow GET /events and check that each new event's object reaches each of its destinations in time.
 
     Alerts go to stdout, one JSON object a line: late (not there by --deadline), recovered (arrived later,
-    with its delivery lag), destination_down / destination_up, api_down / api_up; each has an "id" to
-    de-duplicate on. --alert-url and --alert-command get them too, from an outbox in the state database: at
-    least once, in order, even across a kill -9. Each event of note is one line on stderr (--log-format json
-    for log shippers). The cursor and the events awaited are kept in the state database: a restart resumes
-    without missing or counting an event twice. SIGTERM stops at the next checkpoint, exit 0.
+    with its delivery lag), repaired / repair_failed (--repair-after wrote it, or could not), destination_down /
+    destination_up, api_down / api_up; each has an "id" to de-duplicate on. --alert-url and --alert-command
+    get them too, from an outbox in the state database: at least once, in order, even across a kill -9. Each
+    event of note is one line on stderr (--log-format json for log shippers). The cursor and the events
+    awaited are kept in the state database: a restart resumes without missing or counting an event twice.
+    SIGTERM stops at the next checkpoint, exit 0.
 
     \b
     Example:
       firehose watch --interval 30s --deadline 10min >> alerts.ndjson
       firehose watch --once --deadline 15min          # cron: exit 1 while an event is late
       firehose watch --alert-url https://hooks.example.com/firehose --log-format json
+      firehose watch --deadline 10min --repair-after 1h
     """
     from firehose import WatchOptions
     from firehose import watch as watch_events
@@ -108,6 +116,7 @@ def watch(
         interval=parse_duration(interval, "--interval", allow_zero=False),
         deadline=parse_duration(deadline, "--deadline", allow_zero=False),
         down_after=parse_duration(down_after, "--down-after"),
+        repair_after=parse_duration(repair_after, "--repair-after", allow_zero=False) if repair_after else None,
         overlap=parse_duration(overlap, "--overlap"),
         start=parse_time(start, "--start") if start else None,
         archive=archive_url,  # type: ignore[arg-type]  # WatchOptions parses the URL, naming --archive

@@ -20,6 +20,7 @@ from typing import Any
 from firehose.archive import Store
 from firehose.codec import decode, encode, encode_pretty
 from firehose.errors import ArchiveNotFound, DataError, UsageError
+from firehose.reconciliation.lags import lag_report, merged_lags
 from firehose.reconciliation.run import ReconcileOptions
 
 SCHEMA = "firehose.reconcile-slice/1"
@@ -171,6 +172,8 @@ def merged(reports: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict
         "by_destination": _nested(report["by_destination"] for report in reports),
         "by_day": dict(sorted(_nested(report["by_day"] for report in reports).items())),
         "requests": dict(sorted(_nested(report["requests"] for report in reports).items())),
+        # Histograms add up; percentiles do not: the merged percentiles are those of the summed histograms.
+        "delivery_lag": lag_report(merged_lags(report.get("delivery_lag", {}) for report in reports)),
         "resumed_windows": sum(report["resumed_windows"] for report in reports),
         "shards": run["shards"],
         "findings": findings,

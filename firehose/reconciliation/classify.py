@@ -30,6 +30,8 @@ class Expected:
     destination: Destination
     key: str
     expires_at: datetime | None
+    ended: float | None = None
+    """The event's end (``EventView.ended``), Unix seconds: what its delivery lag counts from."""
 
 
 def expected_objects(event: Mapping[str, Any], *, destinations: list[Destination] | None = None) -> list[Expected]:
@@ -44,7 +46,7 @@ def expected_objects(event: Mapping[str, Any], *, destinations: list[Destination
         return []
     targets = destinations if destinations is not None else own
     expires = parse_expiry(event.get("expires_at"))
-    return [Expected(view.id, lead_id, view.type, d, d.key(lead_id, view.id), expires) for d in targets]
+    return [Expected(view.id, lead_id, view.type, d, d.key(lead_id, view.id), expires, view.ended) for d in targets]
 
 
 def _finding(verdict: Verdict, item: Expected, key: str | None = None, **extra: Any) -> Finding:

@@ -24,6 +24,7 @@ from firehose.findings import GAPS, Finding, Verdict
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.checkpoints import SliceDone
 from firehose.reconciliation.expiry import API_DAYS, AT_RISK_WITHIN, at_risk, by_expiry
+from firehose.reconciliation.lags import lag_report
 from firehose.reconciliation.run import KEPT, Outcome, ReconcileOptions, Reconciler
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ class ReconcileResult:
     def requests(self) -> Mapping[str, Counter[str]]:
         """Requests per destination (made, or for a dry run, planned); ``api`` counts events paged."""
         return self.outcome.requests
+
+    @property
+    def delivery_lag(self) -> dict[str, dict[str, Any]]:
+        """Per destination: p50, p95, p99 and max delivery lag (seconds) of the objects found, and the histogram
+        they come from (``lags``)."""
+        return lag_report(self.outcome.lags)
 
     @property
     def resumed_windows(self) -> int:
@@ -159,6 +166,7 @@ class ReconcileResult:
             "by_destination": {d: dict(c) for d, c in self.by_destination.items()},
             "by_day": {d: dict(c) for d, c in sorted(self.by_day.items())},
             "requests": {name: dict(kinds) for name, kinds in sorted(self.requests.items())},
+            "delivery_lag": self.delivery_lag,
             "resumed_windows": self.resumed_windows,
             **({"shard": {"index": self.options.shard[0], "of": self.options.shard[1]}} if self.options.shard else {}),
             **({"dry_run": True, "would_write": self.would_write} if self.options.dry_run else {}),

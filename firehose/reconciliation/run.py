@@ -35,7 +35,7 @@ from firehose.archive import ObjectInfo, Store, StoreUrl
 from firehose.archive.base import IN_FLIGHT
 from firehose.archive.layout import parse_key
 from firehose.archive.listing import lead_objects, list_window, ordered_map, read_many
-from firehose.codec import canonical, decode, encode, records
+from firehose.codec import canonical, records
 from firehose.errors import ArchiveError, ArchiveNotFound, ConfigError, DataError, UsageError
 from firehose.event import Destination
 from firehose.findings import Finding, Verdict
@@ -50,7 +50,9 @@ from firehose.reconciliation.classify import (
     sampled,
 )
 from firehose.reconciliation.inventories import GONE, Inventories
-from firehose.state import RepairIntent, StateDB, WindowRecord
+from firehose.reconciliation.lags import LagHistogram, merged_lags
+from firehose.reconciliation.repair import settle_intents, write_missing
+from firehose.state import StateDB, WindowRecord
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ KEPT = (Verdict.MISSING, Verdict.DIFFER, Verdict.ARCHIVE_ONLY, Verdict.ERROR, Ve
 LISTING_AHEAD = 2
 """Listing slices (a page each) fetched ahead of the window being classified, per destination. ``/events`` paces
 a run, so more only holds more of the listing in memory (measured: no faster with 16)."""
-PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at")
-"""What presence needs from each event: where it should be, and when the API forgets it."""
+PRESENCE_FIELDS = ("id", "type", "vars.lead.id", "firehose", "expires_at", "end_timestamp")
+"""What presence needs from each event: where it should be, when the API forgets it, and when it ended (what its
+delivery lag counts from)."""
 
 
 PRESENT = frozenset({Verdict.MATCH, Verdict.DIFFER, Verdict.REPAIRED})
@@ -175,6 +178,8 @@ class Outcome:
     """With ``dry_run``: the findings, kept here instead of in the state database."""
     windows: list[datetime] = field(default_factory=list)
     """The starts of this run's windows: its findings are those stored for them."""
+    lags: dict[str, LagHistogram] = field(default_factory=dict)
+    """Delivery lags per destination URL, of the objects the windows' listings found (reused windows' included)."""
     older_leads: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     """Keys, per destination URL, of the archived objects of the run's events whose lead was made before the run
     (and its lead look-back) began: feedback days after a lead. A listing by lead misses them; an audit's
@@ -247,11 +252,11 @@ class Reconciler:
                 )
                 if options.dry_run or options.full or record is None or not settled:
                     known = set(self._cursors)
-                    findings, requests = self._window(start, end)
+                    findings, requests, lags = self._window(start, end)
                     for destination in set(self._cursors) - known:
                         self._late_destination(outcome, destination, behind)
                     outcome.destinations.update({d.url(): d for d in self._cursors})
-                    record = WindowRecord(start, end, _tally(findings), requests)
+                    record = WindowRecord(start, end, _tally(findings), requests, lags=lags)
                     floor = int((options.start - options.lead_lookback).timestamp())
                     for f in findings:
                         if f.verdict in PRESENT and f.lead_id and seconds_of(f.lead_id) < floor:
@@ -321,9 +326,13 @@ class Reconciler:
                 outcome.by_day_destination[(day, destination)][verdict] += number
         for destination, kinds in record.requests.items():
             outcome.requests[destination].update(kinds)
+        for destination, histogram in merged_lags([record.lags]).items():
+            outcome.lags.setdefault(destination, LagHistogram()).merge(histogram)
 
     # -- one window -------------------------------------------------------------------------------------
-    def _window(self, start: datetime, end: datetime) -> tuple[list[Finding], dict[str, dict[str, int]]]:
+    def _window(
+        self, start: datetime, end: datetime
+    ) -> tuple[list[Finding], dict[str, dict[str, int]], dict[str, dict[str, Any]]]:
         options = self.options
         self._window_start = start
         full = (options.verify != "presence" or options.repair) and not options.dry_run
@@ -353,8 +362,10 @@ class Reconciler:
         # lists them).
         for destination in self._cursors:
             expected.setdefault(destination, [])
-        findings.extend(self._destinations(expected, events, start, end, requests))
-        return findings, {name: dict(kinds) for name, kinds in requests.items()}
+        lags: dict[str, LagHistogram] = {}
+        findings.extend(self._destinations(expected, events, start, end, requests, lags))
+        stored = {url: lags[url].stored() for url in sorted(lags) if lags[url].count or lags[url].unknown}
+        return findings, {name: dict(kinds) for name, kinds in requests.items()}, stored
 
     def _destinations(
         self,
@@ -363,6 +374,7 @@ class Reconciler:
         start: datetime,
         end: datetime,
         requests: dict[str, Counter[str]],
+        lags: dict[str, LagHistogram],
     ) -> list[Finding]:
         """Every destination of the window checked: those of different stores at the same time (a content check
         waits on each store's answers, and one slow store would otherwise hold up the others: on this machine
@@ -374,7 +386,7 @@ class Reconciler:
             groups[(destination.scheme, destination.bucket, destination.credential_id)].append(destination)
 
         def check(group: list[Destination]) -> list[list[Finding]]:
-            return [self._destination(d, expected[d], events, start, end, requests[d.url()]) for d in group]
+            return [self._destination(d, expected[d], events, start, end, requests[d.url()], lags) for d in group]
 
         if len(groups) > 1:
             with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="destination") as pool:
@@ -473,6 +485,7 @@ class Reconciler:
         start: datetime,
         end: datetime,
         requests: Counter[str],
+        lags: dict[str, LagHistogram],
     ) -> list[Finding]:
         options = self.options
         try:
@@ -507,6 +520,7 @@ class Reconciler:
             else:
                 if options.verify != "presence":
                     found = self._content(store, found, items, events)
+            lags[destination.url()] = _lags(found, items, listed)  # after a content read: what is there now
             after = store.requests.snapshot()
             requests.update({kind: after[kind] - before[kind] for kind in after})
             return found
@@ -614,21 +628,7 @@ class Reconciler:
             return _with(finding, Verdict.ERROR, str(exc))
 
     def _settle_intents(self) -> None:
-        """Repairs an earlier run said it would write and was killed before it heard back: those whose key
-        holds the very bytes it meant to write go into the record of repairs (the store took the write); the
-        others (absent, or other bytes: the write never landed) are let go. A store that cannot be read now
-        keeps its intents for the next run."""
-        for intent in self.state.repair_intents():
-            try:
-                destination = Destination.from_url(intent.destination, intent.credential_id)
-                stored = self._store(destination).read(intent.key)
-            except ArchiveNotFound:
-                self.state.settle_repair(intent, wrote=False)
-                continue
-            except (ArchiveError, ConfigError, DataError) as exc:
-                log.warning("a repair of %s left unconfirmed by an interrupted run: %s", intent.key, exc)
-                continue
-            self.state.settle_repair(intent, wrote=hashlib.sha256(stored).hexdigest() == intent.sha256)
+        settle_intents(self.state, self._store)
 
     def _repair(
         self, store: Store, found: list[Finding], events: dict[str, dict[str, Any]], credential: str | None
@@ -639,31 +639,18 @@ class Reconciler:
                 repaired.append(finding)
                 continue
             event = events.get(finding.event_id) or self.api.get_event(finding.event_id)
-            body = encode(event)
-            intent = RepairIntent(
-                finding.event_id,
-                finding.destination,
-                credential,
-                finding.key,
-                self._window_start,
-                self._run_id,
-                hashlib.sha256(body).hexdigest(),
-            )
             try:
-                self.state.intend_repair(intent)  # before the write: a kill after the store takes it leaves a trace
-                # A failed write keeps its intent: it may have landed all the same (an answer lost on the way
-                # back), and the next run looks.
-                wrote = store.write(finding.key, body, if_absent=True)
-                self.state.settle_repair(intent, wrote=wrote)
-                stored = store.read(finding.key)
-                same = stored == body or canonical(decode(stored)) == canonical(event)
+                written = write_missing(
+                    store, self.state, event, event_id=finding.event_id, destination=finding.destination,
+                    credential_id=credential, key=finding.key, window_start=self._window_start, run_id=self._run_id,
+                )  # fmt: skip
             except ArchiveError as exc:
                 repaired.append(_with(finding, Verdict.ERROR, f"repair failed: {exc}"))
                 continue
-            except DataError:  # what is there does not parse: an object cut short, never taken for the event
-                why = f"the object does not read back as written ({len(stored)} bytes)"
-                repaired.append(_with(finding, Verdict.ERROR, why))
+            except DataError as exc:
+                repaired.append(_with(finding, Verdict.ERROR, str(exc)))
                 continue
+            wrote, same = written.wrote, written.same
             if same:
                 reason = "written and read back" if wrote else "already there when repair looked again"
                 repaired.append(_with(finding, Verdict.REPAIRED, reason))
@@ -730,6 +717,20 @@ class ListingCursor:
         close = getattr(self._stream, "close", None)
         if close is not None:
             close()
+
+
+def _lags(found: list[Finding], items: list[Expected], listed: dict[str, ObjectInfo]) -> LagHistogram:
+    """The delivery lags of the objects found there (``match`` or ``differ``; a listing's, an inventory's or a
+    live confirmation's last-modified)."""
+    ended = {item.event_id: item.ended for item in items}
+    histogram = LagHistogram()
+    for finding in found:
+        if finding.verdict not in (Verdict.MATCH, Verdict.DIFFER):
+            continue
+        info, end = listed.get(finding.key), ended.get(finding.event_id)
+        modified = info.last_modified.timestamp() if info is not None else 0.0
+        histogram.observe(modified - end if modified > 0 and end is not None else None)
+    return histogram
 
 
 def _with(finding: Finding, verdict: Verdict, reason: str) -> Finding:

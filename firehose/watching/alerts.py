@@ -1,10 +1,12 @@
 """The watch's alerts: one JSON object each (``"alert"`` names its kind), written as NDJSON by the command line.
 
 Kinds: ``late`` (an event's object not in its destination by the deadline), ``recovered`` (a late one arrived,
-with its delivery lag), ``destination_down`` / ``destination_up`` (every request to a destination failed, or
-nothing arrived there while events waited, for ``--down-after``; and the end of it), ``api_down`` / ``api_up``
-(``GET /events`` failed, after its retries, for ``--down-after``; and the end of it). No alert holds a secret:
-reasons go through the credential filter, and URLs are those of destinations and the API, never a key.
+with its delivery lag), ``repaired`` (a late one written by ``--repair-after``), ``repair_failed`` (it could not
+be: the API no longer holds the event, or the store refused the write; once per pair and reason),
+``destination_down`` / ``destination_up`` (every request to a destination failed, or nothing arrived there while
+events waited, for ``--down-after``; and the end of it), ``api_down`` / ``api_up`` (``GET /events`` failed, after
+its retries, for ``--down-after``; and the end of it). No alert holds a secret: reasons go through the credential
+filter, and URLs are those of destinations and the API, never a key.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 
 from firehose.secret import redact_text
 
-KINDS = ("late", "recovered", "destination_down", "destination_up", "api_down", "api_up")
-ALARMS = frozenset({"late"})
-"""Kinds logged as warnings, with every ``*_down``; any other kind (``recovered``, ``*_up``, one added later) is
-news, logged as info."""
+KINDS = ("late", "recovered", "repaired", "repair_failed", "destination_down", "destination_up", "api_down", "api_up")
+ALARMS = frozenset({"late", "repair_failed"})
+"""Kinds logged as warnings (a failed repair leaves its event late), with every ``*_down``; any other kind
+(``recovered``, ``repaired``, ``*_up``, one added later) is news, logged as info."""
 
 
 def moment(seconds: float) -> str:
@@ -27,7 +29,8 @@ def moment(seconds: float) -> str:
 
 
 def pair_alert(kind: str, now: float, pair: Any, **extra: Any) -> dict[str, Any]:
-    """A ``late`` or ``recovered`` alert for one (event, destination) pair (``ledger.Pair``)."""
+    """A ``late``, ``recovered``, ``repaired`` or ``repair_failed`` alert for one (event, destination) pair
+    (``ledger.Pair``)."""
     return {
         "alert": kind,
         "at": moment(now),

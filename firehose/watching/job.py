@@ -36,7 +36,7 @@ class WatchResult:
     events: int
     """New events this run."""
     this_run: dict[str, int]
-    """Outcomes this run: ``archived``, ``late``, ``recovered``, ``forgotten``."""
+    """Outcomes this run: ``archived``, ``late``, ``recovered``, ``repaired``, ``forgotten``."""
     totals: dict[str, dict[str, int]]
     """Per destination and outcome, since the state database began (``seen`` included)."""
     late: int

@@ -37,9 +37,13 @@ class Pair:
     deadline: float
     late: bool = False
     next_check: float = 0.0
+    repair: str | None = None
+    """Why ``--repair-after`` could not write it (``EXPIRED``: the API no longer holds the event, so it is never
+    tried again); None while no repair has failed. Kept so that a failure is reported once, not every recheck."""
 
 
-_PAIR_COLUMNS = "event_id, destination, credential_id, key, lead_id, ended, deadline, late, next_check"
+EXPIRED = "expired"
+_PAIR_COLUMNS = "event_id, destination, credential_id, key, lead_id, ended, deadline, late, next_check, repair"
 
 
 class WatchLedger:
@@ -78,7 +82,7 @@ class WatchLedger:
         with self._transaction() as db:
             db.executemany("INSERT OR IGNORE INTO watch_seen VALUES (?)", [(event_id,) for event_id in event_ids])
             db.executemany(
-                f"INSERT OR IGNORE INTO watch_pending ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO watch_pending ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(pair) for pair in pairs],
             )
             _count(db, [(destination, "seen", number) for destination, number in seen.items()])
@@ -98,7 +102,7 @@ class WatchLedger:
         rows = self._db.execute(
             f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE next_check <= ? ORDER BY destination, event_id", (now,)
         ).fetchall()
-        return [Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows]
+        return [Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9]) for r in rows]
 
     def waiting_since(self) -> dict[str, float]:
         """Per destination, the end of the oldest event still waited for."""
@@ -113,9 +117,9 @@ class WatchLedger:
         rechecked: list[Pair],
         alerts: list[dict[str, Any]],
     ) -> None:
-        """A poll's outcomes: pairs ``done`` (``archived``, ``recovered`` or ``forgotten``: no longer waited for),
-        pairs ``made_late`` (counted) and ``rechecked`` (late ones, looked at again at their ``next_check``),
-        counts, and the alerts to deliver."""
+        """A poll's outcomes: pairs ``done`` (``archived``, ``recovered``, ``repaired`` or ``forgotten``: no longer
+        waited for), pairs ``made_late`` (counted) and ``rechecked`` (late ones, looked at again at their
+        ``next_check``, with how their repair last failed), counts, and the alerts to deliver."""
         counts: Counter[tuple[str, str]] = Counter((pair.destination, outcome) for pair, outcome in done)
         counts.update((pair.destination, "late") for pair in made_late)
         with self._transaction() as db:
@@ -124,8 +128,8 @@ class WatchLedger:
                 [(pair.event_id, pair.destination) for pair, _ in done],
             )
             db.executemany(
-                "UPDATE watch_pending SET late = ?, next_check = ? WHERE event_id = ? AND destination = ?",
-                [(int(p.late), p.next_check, p.event_id, p.destination) for p in [*made_late, *rechecked]],
+                "UPDATE watch_pending SET late = ?, next_check = ?, repair = ? WHERE event_id = ? AND destination = ?",
+                [(int(p.late), p.next_check, p.repair, p.event_id, p.destination) for p in [*made_late, *rechecked]],
             )
             _count(db, [(destination, outcome, n) for (destination, outcome), n in counts.items()])
             db.executemany("INSERT INTO watch_alerts (body) VALUES (?)", [(encode(a).decode(),) for a in alerts])
@@ -177,8 +181,14 @@ class WatchLedger:
         ).fetchone()
         return int(number)
 
+    @property
+    def state(self) -> StateDB:
+        """The state database (a repair records its intent and its write there, as reconcile's do)."""
+        return self._state
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Totals per destination and outcome (``seen``, ``archived``, ``late``, ``recovered``, ``forgotten``)."""
+        """Totals per destination and outcome (``seen``, ``archived``, ``late``, ``recovered``, ``repaired``,
+        ``forgotten``)."""
         found: dict[str, dict[str, int]] = defaultdict(dict)
         for destination, outcome, number in self._db.execute("SELECT destination, outcome, count FROM watch_counts"):
             found[str(destination)][str(outcome)] = int(number)
@@ -200,6 +210,7 @@ def _row(pair: Pair) -> tuple[Any, ...]:
         pair.deadline,
         int(pair.late),
         pair.next_check,
+        pair.repair,
     )
 
 

@@ -28,7 +28,7 @@ class WatchMetrics:
         r = self.registry
         self.events = Counter(
             "firehose_watch_events", "(event, destination) pairs by outcome: seen, archived, late, recovered, "
-            "forgotten", ["destination", "outcome"], registry=r,
+            "repaired, forgotten", ["destination", "outcome"], registry=r,
         )  # fmt: skip
         self.lag = Histogram(
             "firehose_watch_delivery_lag_seconds", "Object last-modified minus the event's end_timestamp",

@@ -21,6 +21,10 @@ class WatchOptions:
     down_after: timedelta = timedelta(minutes=5)
     """A destination (or the API) failing every request, or a destination receiving nothing while events wait,
     for this long is down."""
+    repair_after: timedelta | None = None
+    """``--repair-after``: an event still missing from a destination this long after its end (the moment the
+    deadline counts from too) is written there, as ``reconcile --repair`` writes it. Never shorter than
+    ``deadline``: an event is late before it is repaired. None: never."""
     overlap: timedelta = timedelta(seconds=30)
     """Read again behind the cursor each poll: events that became visible after later ones."""
     start: datetime | None = None
@@ -51,6 +55,11 @@ class WatchOptions:
         for name in ("interval", "deadline"):
             if getattr(self, name) <= timedelta(0):
                 raise UsageError(f"--{name} must be longer than nothing")
+        if self.repair_after is not None and self.repair_after < self.deadline:
+            raise UsageError(
+                f"--repair-after {_said(self.repair_after)} is shorter than --deadline {_said(self.deadline)}: "
+                "an event is repaired only once it is late"
+            )
         if self.alert_timeout <= timedelta(0) or self.alert_timeout > timedelta(hours=1):
             raise UsageError("--alert-timeout must be longer than nothing and at most 1h")
         from firehose.watching.delivery import make_sinks
@@ -59,3 +68,8 @@ class WatchOptions:
         for name in ("down_after", "overlap"):
             if getattr(self, name) < timedelta(0):
                 raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
+
+
+def _said(duration: timedelta) -> str:
+    seconds = duration.total_seconds()
+    return f"{seconds:g}s" if seconds < 60 or seconds % 60 else f"{seconds / 60:g}min"

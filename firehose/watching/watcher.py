@@ -12,6 +12,14 @@ apart so that one old straggler does not drag in everything since; a HEAD only f
 object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
 less often (``RECHECK_MAX`` apart at most); found later: ``recovered``. A late event is given up (``forgotten``)
 ``FORGET_AFTER`` past its deadline: the nightly reconcile finds and repairs it.
+
+Repairing (``--repair-after``): a late pair still not found ``repair_after`` after its event's end is written
+(``reconciliation.repair``: the full event from ``GET /events/{id}``, write-if-absent at the key of the firehose's
+layout, read back) and ends ``repaired``. An object that appeared meanwhile is left alone: ``recovered``. The API
+no longer holding the event, or the store refusing the write, is a ``repair_failed`` alert, once per pair and
+reason; the pair stays late (a refused write is tried again at its rechecks, an expired event never). A repair
+goes into the state database's record of repairs before the pair is settled, so a watch killed in between
+finds the object at its restart and settles it ``repaired``, without writing again.
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
 from firehose.archive.layout import parse_key
 from firehose.archive.listing import list_window
-from firehose.errors import ApiError, ArchiveError, ConfigError, DataError
+from firehose.errors import ApiError, ApiStatusError, ArchiveError, ConfigError, DataError
 from firehose.event import Destination, EventView
 from firehose.ids import lowest_id_at, seconds_of
+from firehose.reconciliation.repair import settle_intents, write_missing
+from firehose.secret import redact_text
 from firehose.watching.alerts import outage_alert, pair_alert
-from firehose.watching.ledger import Pair, WatchLedger
+from firehose.watching.ledger import EXPIRED, Pair, WatchLedger
 from firehose.watching.options import WatchOptions
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,8 @@ BATCH = 1000
 """New events committed together (with the cursor)."""
 MAX_EVENTS_PER_POLL = 200_000
 """A poll stops reading here and checks; the next one goes on at once (a backlog never starves the checks)."""
+WATCH_RUN = 0
+"""The run id a watch's repairs carry in the record of repairs (reconcile runs count from 1)."""
 
 
 @dataclass
@@ -59,6 +71,16 @@ class Health:
     last_arrival: float
     failing_since: float | None = None
     down: bool = False
+
+
+@dataclass
+class Outcomes:
+    """What one destination's check decided, for the poll's one transaction."""
+
+    done: list[tuple[Pair, str]] = field(default_factory=list)
+    made_late: list[Pair] = field(default_factory=list)
+    rechecked: list[Pair] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,9 +129,15 @@ class Watcher:
         self.started = clock()
         self._health: dict[str, Health] = {}
         self._api = Health(self.started)
+        self._intents_settled = False
+        """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
+        when found, whatever this watch repairs."""
 
     def poll(self) -> Poll:
         self._deliver()  # what a killed run decided and never delivered
+        if not self._intents_settled:  # repairs a killed watch wrote and never recorded
+            settle_intents(self.ledger.state, self._store)
+            self._intents_settled = True
         poll = Poll()
         try:
             self._read(self.clock(), poll)
@@ -182,8 +210,7 @@ class Watcher:
             if lead_id is None:
                 log.warning("event %s names no lead id: its objects cannot be looked for", view.id)
                 return []
-        end = event.get("end_timestamp")
-        ended = end / 1000 if isinstance(end, int | float) and not isinstance(end, bool) else seconds_of(view.id)
+        ended = view.ended
         deadline = ended + self.options.deadline.total_seconds()
         return [
             Pair(view.id, d.url(), d.credential_id, d.key(lead_id, view.id), lead_id, ended, deadline) for d in targets
@@ -195,45 +222,156 @@ class Watcher:
         for pair in self.ledger.due(now):
             by_destination[(pair.destination, pair.credential_id)].append(pair)
         waiting = self.ledger.waiting_since()
-        done: list[tuple[Pair, str]] = []
-        made_late: list[Pair] = []
-        rechecked: list[Pair] = []
-        alerts: list[dict[str, Any]] = []
+        decided = Outcomes()
+        events: dict[str, dict[str, Any] | None] = {}
+        """Full events fetched for repairs this poll (None: the API no longer holds it), by id."""
         for (url, credential_id), pairs in by_destination.items():
             health = self._health.setdefault(url, Health(self.started))
+            destination = Destination.from_url(url, credential_id)
             try:
-                found = self._look(Destination.from_url(url, credential_id), pairs, poll.requests[url])
+                found = self._look(destination, pairs, poll.requests[url])
             except (ArchiveError, ConfigError) as exc:
                 poll.failed.add(url)
-                alerts.extend(self._outage(health, now, str(exc), "destination", {"destination": url}, send=False))
+                decided.alerts.extend(
+                    self._outage(health, now, str(exc), "destination", {"destination": url}, send=False)
+                )
                 continue
+            mine = Outcomes()
             arrived = False
+            to_repair: list[Pair] = []
             for pair in pairs:
                 info = found.get(pair.event_id)
                 if info is not None:
-                    lag = max(0.0, info.last_modified.timestamp() - pair.ended)
-                    outcome = "recovered" if pair.late else "archived"
-                    done.append((pair, outcome))
                     arrived = True
-                    self.settled(pair, outcome, lag)
-                    if pair.late:
-                        alerts.append(pair_alert("recovered", now, pair, lag_seconds=round(lag, 3)))
+                    self._found(pair, info, now, mine)
                 elif pair.late and now - pair.deadline > FORGET_AFTER:
-                    done.append((pair, "forgotten"))
+                    mine.done.append((pair, "forgotten"))
                     self.settled(pair, "forgotten", None)
+                elif pair.late and self._repair_due(pair, now):
+                    to_repair.append(pair)
                 elif pair.late:
-                    wait = min(RECHECK_MAX, max(self.options.interval.total_seconds(), (now - pair.deadline) / 4))
-                    rechecked.append(replace(pair, next_check=now + wait))
+                    mine.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
                 elif pair.deadline <= now:
-                    made_late.append(replace(pair, late=True, next_check=now))
+                    mine.made_late.append(replace(pair, late=True, next_check=now))
                     self.settled(pair, "late", None)
-                    alerts.append(pair_alert("late", now, pair))
-            poll.settled.update(outcome for _, outcome in done)
-            alerts.extend(
+                    mine.alerts.append(pair_alert("late", now, pair))
+            if to_repair:
+                self._repair(destination, to_repair, now, events, mine, poll.requests[url])
+            poll.settled.update(outcome for _, outcome in mine.done)
+            poll.settled["late"] += len(mine.made_late)
+            decided.done.extend(mine.done)
+            decided.made_late.extend(mine.made_late)
+            decided.rechecked.extend(mine.rechecked)
+            decided.alerts.extend(mine.alerts)
+            decided.alerts.extend(
                 self._recovered(health, now, arrived, waiting.get(url), "destination", {"destination": url}, send=False)
             )
-        poll.settled["late"] += len(made_late)
-        self.ledger.settle(done=done, made_late=made_late, rechecked=rechecked, alerts=alerts)
+        self.ledger.settle(
+            done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
+        )
+
+    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
+        """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
+        it is a repair's (a watch killed after writing it, before settling it; or a reconcile's)."""
+        if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
+            into.done.append((pair, "repaired"))
+            self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
+            into.alerts.append(pair_alert("repaired", now, pair))
+            return
+        lag = max(0.0, info.last_modified.timestamp() - pair.ended)
+        outcome = "recovered" if pair.late else "archived"
+        into.done.append((pair, outcome))
+        self.settled(pair, outcome, lag)
+        if pair.late:
+            into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=round(lag, 3)))
+
+    def _next_check(self, pair: Pair, now: float) -> float:
+        """A late pair is looked for again less and less often, but at its repair time when that comes first."""
+        wait = min(RECHECK_MAX, max(self.options.interval.total_seconds(), (now - pair.deadline) / 4))
+        if self.options.repair_after is not None and pair.repair is None:
+            repair_at = pair.ended + self.options.repair_after.total_seconds()
+            if repair_at > now:
+                return min(now + wait, repair_at)
+        return now + wait
+
+    def _repair_due(self, pair: Pair, now: float) -> bool:
+        after = self.options.repair_after
+        return after is not None and pair.repair != EXPIRED and now >= pair.ended + after.total_seconds()
+
+    def _repair(
+        self,
+        destination: Destination,
+        pairs: list[Pair],
+        now: float,
+        events: dict[str, dict[str, Any] | None],
+        into: Outcomes,
+        requests: Counter[str],
+    ) -> None:
+        """Write each of ``pairs`` (late, still missing, past ``repair_after``) as ``reconcile --repair`` does."""
+        store = self._store(destination)
+        before = store.requests.snapshot()
+        try:
+            for pair in pairs:
+                if self.stop.is_set():  # a checkpoint: the rest stay due, repaired by the next watch
+                    return
+                if pair.event_id not in events:
+                    try:
+                        events[pair.event_id] = self._full_event(pair.event_id)
+                    except (ApiError, DataError) as exc:  # the rest stay due: tried again next poll
+                        log.warning("repairs wait: %s", redact_text(str(exc)))
+                        return
+                event = events[pair.event_id]
+                if event is None:
+                    why = "the API no longer holds the event (expired): it cannot be repaired"
+                    self._repair_failed(pair, EXPIRED, why, now, into)
+                    continue
+                try:
+                    written = write_missing(
+                        store, self.ledger.state, event, event_id=pair.event_id, destination=pair.destination,
+                        credential_id=pair.credential_id, key=pair.key, window_start=_day_of(pair.event_id),
+                        run_id=WATCH_RUN,
+                    )  # fmt: skip
+                except (ArchiveError, DataError) as exc:
+                    why = f"cannot write {pair.key}: {redact_text(' '.join(str(exc).split()))[:500]}"
+                    self._repair_failed(pair, why, why, now, into)
+                    continue
+                differs = {} if written.same else {"note": "what the key holds differs from the API's event"}
+                if written.wrote:
+                    into.done.append((pair, "repaired"))
+                    self.settled(pair, "repaired", None)
+                    into.alerts.append(pair_alert("repaired", now, pair, **differs))
+                    log.info("repaired %s", pair.key)
+                    continue
+                # The firehose delivered it between the look and the write: left alone, its arrival counted.
+                info = store.head(pair.key)
+                if info is not None:
+                    self._found(pair, info, now, into)
+                    if differs:
+                        into.alerts[-1].update(differs)
+                else:  # there at the write, gone at the read: looked for again
+                    into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
+        finally:
+            after = store.requests.snapshot()
+            requests.update({kind: after[kind] - before[kind] for kind in after})
+
+    def _full_event(self, event_id: str) -> dict[str, Any] | None:
+        """The event as the API returns it (what the firehose writes); None when the API no longer holds it (any
+        other failure is raised: the API's outage, which ``GET /events`` tells of)."""
+        try:
+            return self.api.get_event(event_id)
+        except ApiStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _repair_failed(self, pair: Pair, repair: str, why: str, now: float, into: Outcomes) -> None:
+        """The pair stays late, looked for again (its repair tried again unless ``EXPIRED``); the failure is told
+        once per reason, not at every recheck."""
+        failed = replace(pair, repair=repair)
+        into.rechecked.append(replace(failed, next_check=self._next_check(failed, now)))
+        if pair.repair != repair:
+            log.warning("%s: repair of %s failed: %s", pair.destination, pair.event_id, why)
+            into.alerts.append(pair_alert("repair_failed", now, pair, reason=why))
 
     def _look(self, destination: Destination, pairs: list[Pair], requests: Counter[str]) -> dict[str, ObjectInfo]:
         """The objects found of ``pairs`` (by event id): one listing per range of recent leads, a HEAD each for
@@ -312,6 +450,12 @@ class Watcher:
         for number, alert in self.ledger.undelivered():
             self.deliver(alert)
             self.ledger.delivered(number)
+
+
+def _day_of(event_id: str) -> datetime:
+    """The UTC midnight that begins the event's day: the window a nightly reconcile (one window a day) keeps its
+    findings under, so that a watch's repair makes that reconcile look at the day again."""
+    return datetime.fromtimestamp(seconds_of(event_id) // 86_400 * 86_400, tz=UTC)
 
 
 def _ranges(seconds: list[int]) -> Iterator[tuple[int, int]]:

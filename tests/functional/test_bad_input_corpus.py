@@ -87,7 +87,10 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("runs",): ["runs"],
     ("ledger",): ["ledger"],
     ("config", "init"): ["config", "init", "{root}/new-config.toml"],
-    ("watch",): ["watch", "--once", "--start", DAY, "--archive", "{store}", "--alert-url", "{sink}"],
+    ("watch",): [
+        *("watch", "--once", "--start", DAY, "--archive", "{store}"),
+        *("--alert-url", "{sink}", "--repair-after", "20min"),
+    ],
 }
 GROUPS_ONLY = {("archive",), ("config",)}
 """Groups that are no command of their own (``firehose archive`` alone is a usage error, in test_usage_errors).
@@ -209,8 +212,11 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
         if flag in ("--start", "--end", "--until"):
             values = ["10000-01-01", "0001-01-01", "9999-12-31T23:59:59", "1969-12-31T23:59:59Z", "yesterday"]
         elif flag in ("--lag", "--recheck", "--expiring-within", "--settle-after", "--require-retention",
-                      "--interval", "--deadline", "--down-after", "--overlap", "--alert-timeout"):  # fmt: skip
+                      "--interval", "--deadline", "--down-after", "--overlap", "--alert-timeout",
+                      "--repair-after"):  # fmt: skip
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
+            if flag == "--repair-after":
+                values.append("1min")  # shorter than the default --deadline
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]
         elif flag in ("--archive", "--from", "--ledger", "--run-state", "--inventory"):

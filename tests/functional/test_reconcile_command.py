@@ -491,7 +491,9 @@ def test_merged_slices_are_one_runs_report_whatever_the_slice_count(
     assert merged.exit_code in (ExitCode.OK, ExitCode.DIFFERENCES), merged.stderr
     document = json.loads((tmp_path / "merged.json").read_text())
     assert document["shards"] == count
-    for name in ("window", "counts", "by_destination", "by_day", "findings", "at_risk", "earliest_expiry"):
+    assert expected["delivery_lag"] and all(lag["objects"] for lag in expected["delivery_lag"].values())
+    names = ("window", "counts", "by_destination", "by_day", "findings", "at_risk", "earliest_expiry", "delivery_lag")
+    for name in names:
         assert document[name] == expected[name], name
 
 
