@@ -48,7 +48,9 @@ def main() -> None:
 
     env = stack_env()
     bucket = f"bench-scale-{int(time.time())}"
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)  # type: ignore[no-untyped-call]
+    # ":0": the scheduler's HTTP server (there even without a dashboard) on a free port, not 8787, which another
+    # cluster on the machine may hold.
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")  # type: ignore[no-untyped-call]
     with tempfile.TemporaryDirectory() as tmp, cluster:
         work = Path(tmp)
         sandbox, url = start_sandbox(

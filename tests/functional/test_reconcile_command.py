@@ -585,7 +585,9 @@ def test_every_slice_on_a_dask_cluster_one_worker_killed_merges_into_the_whole_w
     expected = json.loads(whole_file.read_text())
     for name, value in env.items():  # the workers' own environment, as a cluster's machines would have it
         monkeypatch.setenv(name, value)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    # ":0": the scheduler's HTTP server (there even without a dashboard) on a free port, not 8787, which another
+    # cluster on the machine may hold.
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         client = distributed.Client(cluster)
         address = cluster.scheduler_address.replace("tcp://", "dask://")
         report_file = tmp_path / "dask.json"
