@@ -6,12 +6,15 @@ from its stdout and its own metrics scraped from --metrics-port.
   store requests per destination (the watch's own counter) per poll and per 1,000 (event, destination) pairs
   watched: one listing per destination per poll, so per poll they stay flat as the rate grows and per 1,000
   events they fall;
-- keep-up: at the highest rate, the watch's cursor age (its gauge, after each poll) as max and p95, against two
-  intervals; the rate the sandbox really made, and the CPU of each process, to tell which one is the bottleneck;
+- keep-up: a fresh sandbox at the highest rate with its firehose off (its one process cannot also write that
+  many objects a second here), the watch's cursor age (its gauge, after each poll) and how far behind the sandbox
+  it is (sampled each second) as max and p95, against two intervals; the CPU of each process;
 - capacity: a burst of --burst events made at once, and a fresh watch timed through them (its own speed, whatever
   rate the sandbox can make events at);
 - memory: a fresh watch at --soak-rate for --minutes, its RSS sampled every 5 s (at 1, 10, 30 and 60 minutes,
   the maximum, and the growth over the second half of the run).
+
+Each part has a sandbox (and a bucket) of its own.
 
 `--outage` plays issue 15's outage instead: --rate events/s over the sandbox's 5 destinations (3 S3, 2 Azure),
 every write delayed by --delay (30 s), one destination stopped after --warmup: when the first `late` alert for
@@ -26,7 +29,9 @@ usage: scripts/bench watch [--rates 10,100,1000] [--polls P] [--interval 10s] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -34,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +92,7 @@ class Sandbox:
             wait_for_firehose=True,
         )  # fmt: skip
         self.http = httpx.Client(base_url=self.url, auth=("API", KEY), timeout=60)
+        self.bucket = bucket
 
     def faults(self, **change: Any) -> None:
         self.http.put("/_sandbox/faults", json=change).raise_for_status()
@@ -107,7 +114,11 @@ class Sandbox:
     def close(self) -> None:
         self.http.close()
         self.process.terminate()
-        self.process.wait(60)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:  # still writing a queue of objects nobody will look at
+            self.process.kill()
+            self.process.wait(20)
 
 
 class Watch:
@@ -189,59 +200,104 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
+@dataclass
+class Phase:
+    """What a watch did while the sandbox made events at one rate."""
+
+    rate: float
+    produced: float
+    """Events/s the sandbox really made."""
+    before: Scrape
+    after: Scrape
+    ages: list[float]
+    """The cursor-age gauge after each poll."""
+    behind: list[float]
+    """Sampled each second: the sandbox's (event, destination) pairs the watch had not read, in seconds of them."""
+    cores: dict[str, float]
+    pending: int
+    """The sandbox's firehose writes not yet made at the end."""
+
+    @property
+    def polls(self) -> int:
+        return self.after.polls - self.before.polls
+
+    @property
+    def wall(self) -> float:
+        return self.after.at - self.before.at
+
+
+def at_rate(sandbox: Sandbox, watch: Watch, rate: float, polls: int, baseline: int) -> Phase:
+    """``polls`` polls of ``watch`` while the sandbox makes ``rate`` events/s (``baseline``: the sandbox's pairs
+    made before the watch's --start)."""
+    sandbox.faults(events_per_second=rate)
+    watch.after_poll()  # the first poll at this rate still checks what the last one left
+    before, made = watch.after_poll(), sandbox.status()["live"]["events"]
+    cpu = servers_cpu(sandbox=sandbox.process.pid, watch=watch.process.pid)
+    ages: list[float] = []
+    backlog: list[float] = []
+    after = before
+    while after.polls - before.polls < polls:
+        time.sleep(1)
+        sent, now = sandbox.pairs(), watch.scrape()
+        if now is None:
+            continue
+        backlog.append(sent - baseline - sum(now.seen.values()))
+        if now.polls > after.polls and now.cursor_age is not None:
+            ages.append(now.cursor_age)
+        after = now
+    wall = after.at - before.at
+    status = sandbox.status()
+    pair_rate = (sum(after.seen.values()) - sum(before.seen.values())) / wall
+    pids = {"sandbox": sandbox.process.pid, "watch": watch.process.pid}
+    cores = {k: (v - cpu.get(k, 0.0)) / wall for k, v in servers_cpu(**pids).items()}
+    behind = [pairs / pair_rate for pairs in backlog] if pair_rate else [0.0]
+    produced = (status["live"]["events"] - made) / wall
+    return Phase(rate, produced, before, after, ages, behind, cores, int(status["firehose"]["pending"]))
+
+
 def requests_table(sandbox: Sandbox, watch: Watch, rates: list[float], polls: int, interval: float) -> None:
-    """Store requests per poll and per 1,000 pairs, per destination, at each rate; keep-up at the last one."""
-    rows: list[str] = []
-    keep_up = ""
+    """Store requests per poll and per 1,000 pairs, per destination, at each rate."""
     baseline = sandbox.pairs()  # the watch began at now: none of these are its
+    print(f"\nstore requests per destination, {polls} polls of --interval {interval:.0f} s at each rate")
+    print("(asked, made: events/s; poll: seconds from one poll's end to the next; behind: the most seconds of the")
+    print(" sandbox's events the watch had not read, sampled each second; unwritten: the sandbox's firehose writes")
+    print(f" still queued at the end; req: store requests; B: the bucket, {sandbox.bucket})")
+    print(
+        f"  {'asked':>6} {'made':>6} {'poll':>5} {'behind':>6} {'unwritten':>9}  {'destination':<20} "
+        f"{'pairs/poll':>10} {'req/poll':>8} {'req/1,000 pairs':>15}"
+    )
     for rate in rates:
-        sandbox.faults(events_per_second=rate)
-        watch.after_poll()  # the first poll at this rate still checks what the last one left
-        before, made = watch.after_poll(), sandbox.status()["live"]["events"]
-        cpu = servers_cpu(sandbox=sandbox.process.pid, watch=watch.process.pid)
-        ages: list[float] = []
-        backlog: list[float] = []  # pairs the sandbox has sent to its firehose and the watch has not yet read
-        after = before
-        while after.polls - before.polls < polls:
-            time.sleep(1)
-            sent, now = sandbox.pairs(), watch.scrape()
-            if now is None:
-                continue
-            backlog.append(sent - baseline - sum(now.seen.values()))
-            if now.polls > after.polls and now.cursor_age is not None:
-                ages.append(now.cursor_age)
-            after = now
-        wall = after.at - before.at
-        produced = (sandbox.status()["live"]["events"] - made) / wall
-        pair_rate = sum(after.seen.values()) - sum(before.seen.values())
-        behind = [pairs / (pair_rate / wall) for pairs in backlog] if pair_rate else [0.0]
-        pids = {"sandbox": sandbox.process.pid, "watch": watch.process.pid}
-        used = {k: (v - cpu.get(k, 0.0)) / wall for k, v in servers_cpu(**pids).items()}
-        done = after.polls - before.polls
+        phase = at_rate(sandbox, watch, rate, polls, baseline)
+        before, after, done = phase.before, phase.after, phase.polls
         for url in sorted(after.requests):
             pairs = after.seen.get(url, 0) - before.seen.get(url, 0)
             kinds = {k: n - before.requests.get(url, {}).get(k, 0) for k, n in after.requests[url].items()}
             total = sum(kinds.values())
-            per_1000 = f"{total / pairs * 1000:8.1f}" if pairs else "       -"
+            per_1000 = f"{total / pairs * 1000:15.1f}" if pairs else f"{'-':>15}"
             detail = ", ".join(f"{k} {n / done:.1f}" for k, n in sorted(kinds.items()) if n)
-            rows.append(
-                f"  {rate:>6.0f} {produced:>7.0f}  {url:<40} {pairs / done:>8.0f} {total / done:>8.1f} "
-                f"{per_1000}   ({detail})"
+            print(
+                f"  {rate:>6.0f} {phase.produced:>6.0f} {phase.wall / done:>5.1f} {max(phase.behind):>6.1f} "
+                f"{phase.pending:>9,}  {url.replace(sandbox.bucket, 'B'):<20} {pairs / done:>10,.0f} "
+                f"{total / done:>8.1f} {per_1000}   ({detail})",
+                flush=True,
             )
-        if rate == rates[-1]:
-            cores = ", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items()))
-            verdict = "kept up" if max(ages) < 2 * interval and max(behind) < 2 * interval else "FELL BEHIND"
-            keep_up = (
-                f"keep-up at {rate:.0f} events/s asked, {produced:.0f} made by the sandbox: cursor age after each "
-                f"poll max {max(ages):.1f} s, p95 {p95(ages):.1f} s over {len(ages)} polls of {interval:.0f} s "
-                f"(two intervals: {2 * interval:.0f} s): {verdict}\n  behind the sandbox, sampled each second "
-                f"(pairs sent but not read, in seconds of sending): max {max(behind):.1f} s, p95 {p95(behind):.1f} s"
-                f"\n  cores used: {cores}"
-            )
-    print(f"\nstore requests per destination, {polls} polls of {interval:.0f} s at each rate")
-    print(f"  {'asked':>6} {'made/s':>7}  {'destination':<40} {'pairs/poll':>8} {'req/poll':>8} {'per 1,000':>8}")
-    print("\n".join(rows))
-    print("\n" + keep_up)
+
+
+def keep_up(sandbox: Sandbox, watch: Watch, rate: float, polls: int, interval: float) -> None:
+    """The watch following ``rate`` events/s from the API, the sandbox's firehose off (its writes dropped): the
+    sandbox's one process cannot also write that many objects a second on this machine (see `unwritten` above),
+    and its writes would take the CPU its API needs. The watch still lists every destination each poll."""
+    sandbox.faults(drop_rate=1.0)
+    phase = at_rate(sandbox, watch, rate, polls, sandbox.pairs())
+    ages, behind = phase.ages, phase.behind
+    verdict = "kept up" if max(ages) < 2 * interval and max(behind) < 2 * interval else "FELL BEHIND"
+    cores = ", ".join(f"{k} {v:.2f}" for k, v in sorted(phase.cores.items()))
+    print(
+        f"\nkeep-up at {rate:.0f} events/s asked, {phase.produced:.0f} made by the sandbox (its firehose off), "
+        f"--interval {interval:.0f} s, {phase.polls} polls in {phase.wall:.0f} s: cursor age after each poll max "
+        f"{max(ages):.1f} s, p95 {p95(ages):.1f} s; behind the sandbox, sampled each second: max {max(behind):.1f} s, "
+        f"p95 {p95(behind):.1f} s (two intervals: {2 * interval:.0f} s): {verdict}\n  cores used: {cores}"
+    )
 
 
 def capacity(sandbox: Sandbox, env: dict[str, str], work: Path, events: int) -> None:
@@ -398,7 +454,7 @@ def outage(sandbox: Sandbox, env: dict[str, str], work: Path, args: argparse.Nam
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="10,100,1000", help="events/s, comma separated")
-    parser.add_argument("--polls", type=int, default=6, help="polls measured at each rate")
+    parser.add_argument("--polls", type=int, default=10, help="polls measured at each rate")
     parser.add_argument("--interval", default="", help="watch --interval (default 10s; 30s with --outage)")
     parser.add_argument("--burst", type=int, default=20_000, help="events made at once for the capacity run (0: none)")
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the memory run")
@@ -415,11 +471,15 @@ def main() -> None:
     args = parser.parse_args()
     args.interval = args.interval or ("30s" if args.outage else "10s")
     env = stack_env()
-    args.bucket = bucket = f"bench-watch-{int(time.time())}"
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sandbox = Sandbox(env, work, bucket)
-        try:
+
+        @contextlib.contextmanager
+        def fresh(name: str) -> Iterator[tuple[Sandbox, dict[str, str], Path]]:
+            """A sandbox of its own, in a bucket of its own, for one part of the run."""
+            work = Path(tmp) / name
+            work.mkdir()
+            args.bucket = f"bench-watch-{name}-{int(time.time())}"
+            sandbox = Sandbox(env, work, args.bucket)
             config = stack_config(env, work / "firehose.toml")
             run_env = {
                 **env,
@@ -427,25 +487,39 @@ def main() -> None:
                 "LEADCONDUIT_URL": sandbox.url,
                 "FIREHOSE_CONFIG": str(config),
             }
-            if args.outage:
+            try:
+                yield sandbox, run_env, work
+            finally:
+                sandbox.close()
+                # This machine's cores are shared: the figures mean little without what else ran.
+                print("  (load average over the last 1, 5, 15 min: {:.1f}, {:.1f}, {:.1f})".format(*os.getloadavg()))
+
+        if args.outage:
+            with fresh("outage") as (sandbox, run_env, work):
                 outage(sandbox, run_env, work, args)
-                return
-            if not args.soak_only:
-                rates = [float(rate) for rate in args.rates.split(",")]
-                watch = Watch(run_env, work, "--interval", args.interval, "--start", datetime.now(UTC).isoformat())
+            return
+        rates = [float(rate) for rate in args.rates.split(",")]
+        interval = seconds(args.interval)
+        start = ("--interval", args.interval, "--start")
+        if not args.soak_only:
+            with fresh("rates") as (sandbox, run_env, work):
+                watch = Watch(run_env, work, *start, datetime.now(UTC).isoformat())
                 try:
-                    requests_table(sandbox, watch, rates, args.polls, seconds(args.interval))
+                    requests_table(sandbox, watch, rates, args.polls, interval)
                 finally:
-                    sandbox.faults(events_per_second=0)
                     watch.close()
-                if watch.alerts:
-                    print(f"  alerts during the rates: {dict(Counter(a['alert'] for _, a in watch.alerts))}")
-                if args.burst:
+            with fresh("keepup") as (sandbox, run_env, work):
+                watch = Watch(run_env, work, *start, datetime.now(UTC).isoformat())
+                try:
+                    keep_up(sandbox, watch, rates[-1], args.polls, interval)
+                finally:
+                    watch.close()
+            if args.burst:
+                with fresh("burst") as (sandbox, run_env, work):
                     capacity(sandbox, run_env, work, args.burst)
-            if args.minutes > 0:
+        if args.minutes > 0:
+            with fresh("memory") as (sandbox, run_env, work):
                 soak(sandbox, run_env, work, args.minutes, args.soak_rate, args.soak_interval)
-        finally:
-            sandbox.close()
 
 
 if __name__ == "__main__":
