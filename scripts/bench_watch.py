@@ -22,7 +22,7 @@ its first lost event arrived against its deadline + interval, when `destination_
 --down-after, that no other destination was reported late or down (no false alarm), then the resume: recovered.
 
 usage: scripts/bench watch [--rates 10,100,1000] [--polls P] [--interval 10s] [--burst N] [--minutes M] [--soak-rate R]
-                           [--soak-only]
+                           [--only rates|keepup|burst|memory ...]
        scripts/bench watch --outage [--rate 50] [--delay 30] [--deadline 10min] [--interval 30s] [--down-after 5min]
 """
 
@@ -460,7 +460,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the memory run")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="events/s during the memory run")
     parser.add_argument("--soak-interval", default="30s", help="watch --interval during the memory run")
-    parser.add_argument("--soak-only", action="store_true", help="only the memory run")
+    parser.add_argument(
+        "--only", choices=("rates", "keepup", "burst", "memory"), action="append", help="only these parts (repeatable)"
+    )
     parser.add_argument("--outage", action="store_true", help="issue 15's outage scenario instead")
     parser.add_argument("--rate", type=float, default=50.0, help="--outage: events/s")
     parser.add_argument("--delay", type=float, default=30.0, help="--outage: every write this long after its event")
@@ -501,23 +503,25 @@ def main() -> None:
         rates = [float(rate) for rate in args.rates.split(",")]
         interval = seconds(args.interval)
         start = ("--interval", args.interval, "--start")
-        if not args.soak_only:
+        parts = set(args.only or ("rates", "keepup", "burst", "memory"))
+        if "rates" in parts:
             with fresh("rates") as (sandbox, run_env, work):
                 watch = Watch(run_env, work, *start, datetime.now(UTC).isoformat())
                 try:
                     requests_table(sandbox, watch, rates, args.polls, interval)
                 finally:
                     watch.close()
+        if "keepup" in parts:
             with fresh("keepup") as (sandbox, run_env, work):
                 watch = Watch(run_env, work, *start, datetime.now(UTC).isoformat())
                 try:
                     keep_up(sandbox, watch, rates[-1], args.polls, interval)
                 finally:
                     watch.close()
-            if args.burst:
-                with fresh("burst") as (sandbox, run_env, work):
-                    capacity(sandbox, run_env, work, args.burst)
-        if args.minutes > 0:
+        if "burst" in parts and args.burst:
+            with fresh("burst") as (sandbox, run_env, work):
+                capacity(sandbox, run_env, work, args.burst)
+        if "memory" in parts and args.minutes > 0:
             with fresh("memory") as (sandbox, run_env, work):
                 soak(sandbox, run_env, work, args.minutes, args.soak_rate, args.soak_interval)
 
