@@ -135,7 +135,13 @@ class Outages:
             while not self._closed:
                 now = self._clock()
                 while self._timers and self._timers[0][0] <= now:
-                    self._submit(heapq.heappop(self._timers)[2])
+                    write = heapq.heappop(self._timers)[2]
+                    # A delay is time in LeadConduit's queue: a write that comes due after its destination
+                    # stopped fails there too, and is held, not written.
+                    if self.for_destination(write[0]).stopped:
+                        self._held.append(write)
+                    else:
+                        self._submit(write)
                 wait = self._timers[0][0] - now if self._timers else None
                 self._wake.wait(timeout=wait)
 

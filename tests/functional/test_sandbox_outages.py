@@ -103,6 +103,25 @@ def test_a_delayed_destination_gets_each_event_that_long_after_its_end(live: Run
         assert 2 <= lag <= 5, lag  # last-modified has whole seconds
 
 
+def test_a_delayed_write_that_comes_due_after_its_destination_stopped_is_held(live: RunningSandbox) -> None:
+    """A delay is time in LeadConduit's queue: a bucket that breaks meanwhile refuses the write when it comes due."""
+    delayed = f"s3://{live.bucket}/events/auto"
+    assert put_faults(live, {"destinations": {delayed: {"delay_seconds": 2}}}).status_code == 200
+    events = make_leads(live, 12)
+    assert put_faults(live, {"destinations": {delayed: {"stopped": True, "delay_seconds": 2}}}).status_code == 200
+    deadline = time.monotonic() + 30
+    while live.get("/_sandbox/status").json()["firehose"]["delayed"]:  # until every write has come due
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    held = [(d, k) for d, k, _ in placed(events) if d.url() == delayed]
+    assert held, "12 leads reach the legacy flow"
+    assert all(head(d, k) is None for d, k in held), "nothing reaches a destination stopped before its writes came due"
+    assert live.get("/_sandbox/status").json()["firehose"]["held"] == len(held)
+    assert put_faults(live, {"destinations": {delayed: None}}).status_code == 200
+    assert live.sandbox.stream.wait(30)
+    assert all(head(d, k) is not None for d, k in held), "written once resumed"
+
+
 def test_leads_made_live_at_a_rate_and_with_older_ids(live: RunningSandbox) -> None:
     before = live.get("/_sandbox/status").json()
     assert put_faults(live, {"events_per_second": 40}).status_code == 200

@@ -6,15 +6,18 @@ becomes visible after later ones included; SIGTERM stops cleanly. Short interval
 from __future__ import annotations
 
 import json
+import math
 import signal
+import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import firehose
@@ -45,6 +48,12 @@ def expected_pairs(running: RunningSandbox, since: int) -> Counter[str]:
     return found
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_for(condition: Any, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -57,10 +66,15 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
 ) -> None:
     use_stack_env(live, tmp_path, monkeypatch)
     stopped = f"s3://{live.bucket}/events/auto"
+    interval, down_after = 1.0, 3.0
+    # Issue 15's outage shrunk: every write a second after its event (a firehose's normal delay) over the
+    # sandbox's 5 destinations (3 S3, 2 Azure), one of them stopped.
+    delayed = {f"{scheme}://{live.bucket}": Outage(delay_seconds=1) for scheme in ("s3", "az")}
+    live.sandbox.stream.set_outages(dict(delayed))
     options = firehose.WatchOptions(
-        interval=timedelta(seconds=1),
+        interval=timedelta(seconds=interval),
         deadline=timedelta(seconds=4),
-        down_after=timedelta(seconds=3),
+        down_after=timedelta(seconds=down_after),
         start=datetime.now(UTC) - timedelta(seconds=1),
     )
     alerts: list[dict[str, Any]] = []
@@ -74,11 +88,12 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
     live.sandbox.live.set_rate(20)
     watching.start()
     try:
-        time.sleep(2)
-        live.sandbox.stream.set_outages({stopped: Outage(stopped=True)})
+        time.sleep(3)  # past the first polls, and past the delay: objects arriving everywhere
+        stopped_at = time.time()
+        live.sandbox.stream.set_outages({stopped: Outage(stopped=True, delay_seconds=1)})
         wait_for(lambda: any(a["alert"] == "late" for a in alerts), 15, "late alert")
         wait_for(lambda: any(a["alert"] == "destination_down" for a in alerts), 10, "destination_down")
-        live.sandbox.stream.set_outages({stopped: None})
+        live.sandbox.stream.set_outages({stopped: Outage(delay_seconds=1)})
         wait_for(lambda: any(a["alert"] == "recovered" for a in alerts), 10, "recovered alert")
         live.sandbox.live.set_rate(0)
         assert live.sandbox.stream.wait(30)
@@ -92,10 +107,16 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
     for alert in alerts:
         if alert["alert"] == "late":  # decided at the first poll past its deadline
             said = datetime.fromisoformat(alert["at"]) - datetime.fromisoformat(alert["deadline"])
-            assert timedelta(0) <= said <= timedelta(seconds=1 + 1.5), alert
+            assert timedelta(0) <= said <= timedelta(seconds=interval + 1.5), alert
+    first = min((a for a in alerts if a["alert"] == "late"), key=lambda a: a["event_end"])
+    # The first lost event: its write came due just after the stop (writes due before it landed).
+    assert stopped_at - 1 - 1.5 <= datetime.fromisoformat(first["event_end"]).timestamp() <= stopped_at + 1.5
     assert kinds["destination_down"] == 1 and kinds["destination_up"] == 1, kinds
     down = next(a for a in alerts if a["alert"] == "destination_down")
     assert down["destination"] == stopped and "nothing has arrived" in down["reason"]
+    # Nothing arrives from the stop on; the watch notices the last arrival, then the silence, at a poll each.
+    after_stop = datetime.fromisoformat(down["at"]).timestamp() - stopped_at
+    assert down_after - interval - 0.5 <= after_stop <= down_after + 2 * interval + 3, after_stop
     recovered = [a for a in alerts if a["alert"] == "recovered"]
     assert all(a["lag_seconds"] >= 3 for a in recovered), "recovered past their deadline (last-modified has seconds)"
     (result,) = results
@@ -138,32 +159,81 @@ def test_kill_9_and_restart_neither_miss_nor_count_twice(live: RunningSandbox, t
     assert {e["id"] for e in older} <= {e["id"] for e in live.sandbox_events()}
 
 
+def quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus's histogram_quantile: the q-quantile of cumulative ``{upper bound: count}``, interpolated
+    linearly inside the bucket it falls in."""
+    bounds = sorted(buckets)
+    rank = q * buckets[math.inf]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == math.inf:
+                return lower
+            return lower + (bound - lower) * (rank - below) / (buckets[bound] - below)
+        lower, below = bound, buckets[bound]
+    raise AssertionError(buckets)
+
+
 def test_metrics_parse_and_the_lag_histogram_holds_the_delay_the_sandbox_applied(
     live: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     use_stack_env(live, tmp_path, monkeypatch)
-    for scheme in ("s3", "az"):  # every destination: each write 2 s after its event's end
-        live.sandbox.stream.set_outages({f"{scheme}://{live.bucket}": Outage(delay_seconds=2)})
+    delays = {"s3": 2.0, "az": 6.0}  # each write this long after its event's end, per service
+    live.sandbox.stream.set_outages(
+        {f"{scheme}://{live.bucket}": Outage(delay_seconds=d) for scheme, d in delays.items()}
+    )
     since = datetime.now(UTC) - timedelta(seconds=1)
-    live.sandbox.live.make(5)
+    live.sandbox.live.make(8)
     assert live.sandbox.stream.wait(30)
-    metrics = tmp_path / "watch.prom"
-    options = firehose.WatchOptions(deadline=timedelta(minutes=1), start=since, once=True, metrics_file=metrics)
-    result = firehose.watch(options, firehose.Settings.load())
+    metrics, port = tmp_path / "watch.prom", free_port()
+    options = firehose.WatchOptions(
+        interval=timedelta(seconds=1), deadline=timedelta(minutes=1), start=since, metrics_port=port,
+        metrics_file=metrics,
+    )  # fmt: skip
+    stop = threading.Event()
+    results: list[firehose.WatchResult] = []
+    watching = threading.Thread(
+        target=lambda: results.append(firehose.watch(options, firehose.Settings.load(), stop=stop))
+    )
+    watching.start()
+    try:
+
+        def scrape() -> dict[str, Any]:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            return {family.name: family for family in text_string_to_metric_families(text)}
+
+        def polled() -> bool:
+            try:
+                return scrape()["firehose_watch_api_polls"].samples[0].value >= 1
+            except (httpx.HTTPError, KeyError, IndexError):
+                return False
+
+        wait_for(polled, 30, "poll served on --metrics-port")
+        families = scrape()  # the endpoint, parsed by prometheus_client's own parser
+    finally:
+        stop.set()
+        watching.join(30)
+    (result,) = results
     assert result.exit_code == firehose.ExitCode.OK and result.events > 0
-    families = {family.name: family for family in text_string_to_metric_families(metrics.read_text())}
     events = Counter(
         {(s.labels["destination"], s.labels["outcome"]): s.value for s in families["firehose_watch_events"].samples}
     )
     for url, counts in result.totals.items():
         assert events[(url, "seen")] == events[(url, "archived")] == counts["seen"] > 0
-    buckets: Counter[str] = Counter()
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     for sample in families["firehose_watch_delivery_lag_seconds"].samples:
         if sample.name.endswith("_bucket"):
-            buckets[sample.labels["le"]] += int(sample.value)
-    archived = sum(counts["archived"] for counts in result.totals.values())
-    # Last-modified has whole seconds: a 2 s delay reads as more than 1 s and under 3 s, p50 and p99 alike.
-    assert buckets["1.0"] == 0 and buckets["3.0"] == archived, buckets
+            scheme = sample.labels["destination"].split("://")[0]
+            buckets[scheme][float(sample.labels["le"])] += sample.value
+    assert set(buckets) == set(delays)
+    for scheme, delay in delays.items():
+        p50, p99 = quantile(0.5, buckets[scheme]), quantile(0.99, buckets[scheme])
+        # Last-modified has whole seconds: a lag reads between delay - 1 and delay (plus the write's own time),
+        # and the buckets (…, 1, 2, 3, 5, 10, …) bound it to the one or two holding that.
+        assert delay - 1 <= p50 <= p99 <= delay + 4, (scheme, p50, p99, dict(buckets[scheme]))
+    assert quantile(0.99, buckets["s3"]) < quantile(0.5, buckets["az"]), "each destination's own lag"
+    file_families = {family.name: family for family in text_string_to_metric_families(metrics.read_text())}
+    assert set(file_families) == set(families), "--metrics-file holds what the endpoint serves"
     assert "firehose_watch_cursor_age_seconds" in families and "firehose_watch_store_requests" in families
