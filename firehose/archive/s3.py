@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote_plus, urlsplit
 
+import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
@@ -195,6 +196,9 @@ def _session(profile: str | None) -> botocore.session.Session:
             _LOADER.append(session.get_component("data_loader"))
     if profile:
         session.set_config_variable("profile", profile)
+    # The user agent boto3's own session sends (servers' logs, and the tests, tell SDK requests from lean ones).
+    session.user_agent_extra = f"Botocore/{session.user_agent_version}"
+    session.user_agent_name, session.user_agent_version = "Boto3", boto3.__version__
     return session
 
 
