@@ -249,6 +249,21 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+_TLS: dict[str, ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def shared_tls(trust: str = "certifi") -> ssl.SSLContext:
+    """This process's one TLS context per trust store (``certifi``: httpx's, for the API; ``system``: the system's
+    CA certificates, for object reads), shared by every client firehose makes. Making one loads the certificates,
+    about 50 ms here: a sliced run made two for each slice's API client, a tenth of a second a slice. A context is
+    safe to share between connections and threads once made."""
+    with _TLS_LOCK:
+        if trust not in _TLS:
+            _TLS[trust] = httpx.create_ssl_context() if trust == "certifi" else ssl.create_default_context()
+        return _TLS[trust]
+
+
 class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport over ``_DeadlineBackend``: the one deadline of an answer covers its status line and
     headers too, which httpx's timeouts (each bounding one read) do not. A server sending its headers a byte at
@@ -256,10 +271,10 @@ class _DeadlineTransport(httpx.HTTPTransport):
     same settings as httpx's defaults)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(verify=shared_tls())
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=shared_tls(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -310,6 +325,10 @@ class HttpClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def release(self) -> None:
+        """Close it (the same as ``close``, but for a ``KeptHttpClient``)."""
+        HttpClient.close(self)
 
     def get_json(self, path: str, params: QueryParams = ()) -> Any:
         """GET ``path`` and return the parsed JSON body, retrying per the policy; GET is safe to repeat."""
@@ -404,6 +423,19 @@ class HttpClient:
                 attempts=policy.max_attempts,
                 last_error=last,
             ) from None
+
+
+class KeptHttpClient(HttpClient):
+    """An ``HttpClient`` a worker process keeps for the next slice it runs (``firehose.connections``): a job's
+    ``close`` hands it back (``given_back``), with its connections, to be lent again; ``release`` closes it."""
+
+    given_back: Callable[[KeptHttpClient], None] | None = None
+
+    def close(self) -> None:
+        if self.given_back is not None:
+            self.given_back(self)
+        else:
+            self.release()
 
 
 def _server_says(content: bytes) -> str:
@@ -564,7 +596,7 @@ class KeepAlivePool(Generic[ConnectionT]):
                 self._open.remove(connection)
             scheme, host, port = origin
             if scheme == "https" and self._tls is None:
-                self._tls = ssl.create_default_context()
+                self._tls = shared_tls("system")
             connection = self._make(scheme, host, port, self.timeout, self._tls)
             self._open.append(connection)
             return connection

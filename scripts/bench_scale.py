@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -71,6 +72,7 @@ def main() -> None:
             }
             for job in ("presence", "content", "audit"):
                 times: dict[str, list[float]] = {name: [] for name in ways}
+                loads: dict[str, list[float]] = {name: [] for name in ways}
                 counts: dict[str, object] = {}
                 for round_number in range(args.rounds):
                     for name, extra in ways.items():
@@ -83,12 +85,13 @@ def main() -> None:
                         result = subprocess.run(command, env=run_env, stdout=subprocess.DEVNULL,
                                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
                         times[name].append(time.perf_counter() - started)
+                        loads[name].append(os.getloadavg()[0])  # the machine is shared: say how busy it was
                         if result.returncode not in (0, 1):
                             raise SystemExit(
                                 f"bench: {job}, {name} failed ({result.returncode}): {result.stderr[-800:]}"
                             )
                         counts[name] = _outcome(job, folder)
-                _print(job, times, counts, args)
+                _print(job, times, loads, counts, args)
         finally:
             sandbox.terminate()
 
@@ -107,7 +110,13 @@ def _outcome(job: str, folder: Path) -> object:
     return json.loads((folder / "report.json").read_text())["counts"]
 
 
-def _print(job: str, times: dict[str, list[float]], counts: dict[str, object], args: argparse.Namespace) -> None:
+def _print(
+    job: str,
+    times: dict[str, list[float]],
+    loads: dict[str, list[float]],
+    counts: dict[str, object],
+    args: argparse.Namespace,
+) -> None:
     base = statistics.median(times["one process"])
     same = all(c == counts["one process"] for c in counts.values())
     what = "audit pack" if job == "audit" else f"reconcile --verify {job}"
@@ -116,7 +125,8 @@ def _print(job: str, times: dict[str, list[float]], counts: dict[str, object], a
           f"(merged {compared} equal to one process's: {same})")  # fmt: skip
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:34} {median:8.1f} s   {base / median:5.2f}x one process")
+        load = ", ".join(f"{value:.1f}" for value in loads[name])
+        print(f"  {name:34} {median:8.1f} s   {base / median:5.2f}x one process   (load average after: {load})")
     sliced = statistics.median(times["local:1 (slices, one at a time)"])
     per_slice = (sliced - base) / args.shards
     print(f"  overhead of a slice: {per_slice * 1000:.0f} ms, {per_slice / (base / args.shards):.1%} of a slice's time")

@@ -111,26 +111,28 @@ class Inventory:
         base = within + folder(prefix)
         container = name + "/" if self.vendor == "az" else ""
 
+        skip, at, search = len(container), len(base), KEY_PATTERN.search  # once, not for each of a million rows
+        since = max(0, at - 1)  # the pattern from the folder's own /
+
         def selected() -> Iterator[tuple[int, str, int, str, float | str]]:
             for key, size, etag, modified in self._rows():
-                if not key.startswith(container):  # Azure: each Name starts with its container
-                    continue
-                key = key[len(container) :]
+                if skip:
+                    if not key.startswith(container):  # Azure: each Name starts with its container
+                        continue
+                    key = key[skip:]
                 if not key.startswith(base):
                     continue
-                match = KEY_PATTERN.search(key, max(0, len(base) - 1))  # from the folder's own /
-                if match is None or match.start(1) != len(base):
+                match = search(key, since)
+                if match is None or match.start(1) != at:
                     continue
                 made = int(match.group(1)[:8], 16)
                 if start_seconds <= made <= end_seconds:
                     yield made, key, size, etag, modified
 
+        cut = len(within)
         for _, key, size, etag, modified in external_sort(selected()):
             # Keys as the destination's store names them: a copy on disk is rooted where its folder is.
-            seconds = _seconds(modified)
-            yield ObjectInfo(
-                key[len(within) :], size, etag, datetime.fromtimestamp(seconds, tz=UTC) if seconds else EPOCH
-            )
+            yield ObjectInfo(key[cut:], size, etag, _moment(modified))
 
     def _rows(self) -> Iterator[Row]:
         for file in self.files:
@@ -170,15 +172,17 @@ def _guarded(read: Callable[[], list[str] | None], where: str) -> list[str] | No
 
 
 def _checked(reader: Iterator[list[str]], width: int, where: str) -> Iterator[Sequence[Any]]:
-    """CSV rows, each with the schema's number of columns: a row cut short is a file cut short."""
-    number = 0
-    while (row := _guarded(lambda: next(reader, None), where)) is not None:
-        number += 1
-        if not row:
-            continue  # a blank line
-        if len(row) != width:
-            raise DataError(f"{where}: row {number} has {len(row)} columns, the schema {width}: cut short?")
-        yield row
+    """CSV rows, each with the schema's number of columns: a row cut short is a file cut short. One ``try`` for
+    the whole file (a function and a ``try`` for each row cost a tenth of the rows' reading)."""
+    try:
+        for number, row in enumerate(reader, 1):
+            if not row:
+                continue  # a blank line
+            if len(row) != width:
+                raise DataError(f"{where}: row {number} has {len(row)} columns, the schema {width}: cut short?")
+            yield row
+    except FAULTS as exc:
+        raise DataError(f"{where}: not a whole CSV inventory file ({exc or type(exc).__name__})") from None
 
 
 def _name(column: str) -> str:
@@ -217,7 +221,7 @@ def _objects(names: Sequence[str], rows: Iterable[Sequence[Any]], *, encoded: bo
         size = _size(row[size_at], where) if size_at is not None else 0
         etag = str(row[etag_at] or "").strip('"') if etag_at is not None else ""
         modified = row[time_at] if time_at is not None else 0.0
-        # A time is parsed only for the rows a run keeps (_seconds); Parquet's are datetimes already.
+        # A time is parsed only for the rows a run keeps (_moment); Parquet's are datetimes already.
         if isinstance(modified, datetime):
             modified = (modified if modified.tzinfo else modified.replace(tzinfo=UTC)).timestamp()
         elif isinstance(modified, int):  # Parquet's TIMESTAMP_MILLIS read as a number
@@ -236,15 +240,15 @@ def _size(value: Any, where: str) -> int:
         raise DataError(f"{where}: size {str(value)[:40]!r} is not a number") from None
 
 
-def _seconds(value: float | str) -> float:
-    """A row's last-modified time as seconds; 0 when it has none that can be read (it decides nothing here)."""
+def _moment(value: float | str) -> datetime:
+    """A row's last-modified time, in UTC; the epoch when it has none that can be read (it decides nothing here)."""
     if isinstance(value, float):
-        return value
+        return datetime.fromtimestamp(value, tz=UTC) if value else EPOCH
     try:
         moment = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        return 0.0
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return EPOCH
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_manifest(url: str, opener: StoreOpener) -> Inventory:

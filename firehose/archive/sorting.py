@@ -1,9 +1,10 @@
 """Sorting more rows than memory should hold: an external merge sort.
 
 Rows are sorted in chunks of ``chunk`` in memory; each full chunk is written to an unnamed temporary file (gone
-when closed, or when the process dies) in ``marshal`` batches, and the chunks are merged with ``heapq.merge``.
-Memory holds one chunk plus one batch per spilled chunk, however many rows there are; rows that fit in one chunk
-never touch the disk. Rows are tuples of ``marshal``-able values (str, int, float), compared as tuples.
+when closed, or when the process dies) in ``marshal`` batches (each after its length), and the chunks are merged
+with ``heapq.merge``. Memory holds one chunk plus one batch per spilled chunk, however many rows there are; rows
+that fit in one chunk never touch the disk. Rows are tuples of ``marshal``-able values (str, int, float),
+compared as tuples.
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ def external_sort(rows: Iterable[T], *, chunk: int = CHUNK) -> Iterator[T]:
 def _spill(block: list[T]) -> IO[bytes]:
     file = tempfile.TemporaryFile(prefix="firehose-sort-")  # noqa: SIM115  # closed by external_sort
     for start in range(0, len(block), BATCH):
-        marshal.dump(block[start : start + BATCH], file)
+        batch = marshal.dumps(block[start : start + BATCH])
+        file.write(len(batch).to_bytes(8, "little"))
+        file.write(batch)
     file.seek(0)
     return file
 
 
 def _read(file: IO[bytes]) -> Iterator[T]:
-    while True:
-        try:
-            batch = marshal.load(file)
-        except EOFError:
-            return
-        yield from batch
+    # Each batch read whole, then parsed from bytes: ``marshal.load`` on a file asks it for every value's bytes
+    # one call at a time, 18 times slower (3.3 s against 0.17 s for 100,000 inventory rows here), and a million
+    # rows read back ten spilled chunks.
+    while size := file.read(8):
+        yield from marshal.loads(file.read(int.from_bytes(size, "little")))

@@ -3,7 +3,8 @@
 
 The plan is the slices without a checkpoint in the run state (a rerun does only what is left). Each slice runs
 in a worker process as a single slice does on any machine, with a state database of its own beside the
-settings' one (one reconcile or audit at a time per database). A worker that dies (``kill -9``, out of memory)
+settings' one (one reconcile or audit at a time per database); a worker keeps its API client and stores from one
+slice to the next (``firehose.connections.keep_connections``). A worker that dies (``kill -9``, out of memory)
 loses only its slice: the pool is made again and every slice still without a checkpoint is submitted again, up
 to ``attempts`` times. What the slices make together is the job's own merge.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from firehose.config import Settings
+from firehose.connections import keep_connections
 from firehose.errors import ArchiveError, ConfigError, UsageError
 from firehose.progress import NO_PROGRESS, Progress
 from firehose.reconciliation.checkpoints import named_slices, run_identity
@@ -233,7 +235,9 @@ def _one_slice(
     credential_id: str | None,
     gate: Any = None,
 ) -> bool:
-    """One slice in a worker; ``gate`` (a shared semaphore) held while it pages ``/events``."""
+    """One slice in a worker; ``gate`` (a shared semaphore) held while it pages ``/events``. The worker keeps its
+    API client and stores for the next slice it runs (``keep_connections``), closed when it ends."""
+    keep_connections()
     return job.run(index, shards, settings, run_state, credential_id, gate if gate is not None else _GATE)
 
 
