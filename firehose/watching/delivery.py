@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from firehose.codec import encode
 from firehose.errors import UsageError
 from firehose.http import USER_AGENT, RetryPolicy, Sender
-from firehose.secret import redact_text
+from firehose.secret import REDACTED, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ RETRY_LATER_SECONDS = 30.0
 """A place whose attempts are spent is tried again this often, its alerts kept, until it takes them."""
 IDLE_SECONDS = 5.0
 """A courier looks at the outbox at least this often (each poll also wakes it)."""
+PRIVATE_PART = 8
+"""A part of a webhook's path this long or longer is taken for (part of) its credential, and never shown."""
 TEMPFAIL = 75
 """``EX_TEMPFAIL`` (sysexits.h): a command that exits with it is asked again later, as a 503 is."""
 
@@ -92,8 +94,11 @@ class WebhookSink:
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"--alert-url {number}: not a URL ({redact_text(str(exc))})") from exc
+        except ValueError:  # its words quote the authority: with a password holding "/", part of the password
+            raise UsageError(
+                f"--alert-url {number}: not a URL: its host or port cannot be read (a password holding / ? # or @ "
+                "must be percent-encoded: %2F %3F %23 %40)"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
             raise UsageError(f"--alert-url {number}: an http:// or https:// URL with a host is needed, got {shown}")
@@ -106,24 +111,46 @@ class WebhookSink:
             self._headers.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
         self.key = _digest("webhook", url)
         self.label = f"webhook-{number}"
-        self.name = f"--alert-url {number} ({parts.scheme}://{netloc})"
+        self._origin = f"{parts.scheme}://{netloc}"
+        self.name = f"--alert-url {number} ({self._origin})"
+        # A webhook's path and query are its credential (Slack's /services/T/B/SECRET): a server that quotes
+        # them back, or a retry line naming the URL, must show neither.
+        self._private = sorted(
+            {self._target, parts.path, unquote(parts.path), parts.query, unquote(parts.query)}
+            | {part for part in parts.path.split("/") if len(part) >= PRIVATE_PART}
+            | {part for part in unquote(parts.path).split("/") if len(part) >= PRIVATE_PART},
+            key=len, reverse=True,
+        )  # fmt: skip
         self._timeout = timeout_seconds
         self._sender: Sender | None = None
+
+    def _shown(self, text: str) -> str:
+        """``text`` with the webhook's URL as its origin, its path and query (whole or by part) as ``***``."""
+        text = text.replace(self._target, self._origin)
+        for private in self._private:
+            if len(private) > 1:  # a bare "/" is no secret, and is in every message
+                text = text.replace(private, REDACTED)
+        return redact_text(text)
 
     def send(self, body: bytes, sleep: Callable[[float], None]) -> Outcome:
         if self._sender is None:  # made in the courier's thread: its connection lives there
             self._sender = Sender(
-                concurrency=1, timeout_seconds=self._timeout, retry=ALERT_RETRY, retry_unknown=True, sleep=sleep
+                concurrency=1,
+                timeout_seconds=self._timeout,
+                retry=ALERT_RETRY,
+                retry_unknown=True,
+                sleep=sleep,
+                shown=self._shown,
             )
         delivery = self._sender.deliver("POST", self._target, self._headers, body)
         if delivery.accepted:
             return Outcome(True)
         status = delivery.status
         if status is not None:
-            said = redact_text(delivery.body[:400].decode("utf-8", "replace").strip().replace("\n", " "))[:200]
+            said = self._shown(delivery.body[:400].decode("utf-8", "replace").strip().replace("\n", " "))[:200]
             reason = f"HTTP {status}" + (f": {said}" if said else "")
         else:
-            reason = (delivery.reason or delivery.state).replace("--timeout", "--alert-timeout")
+            reason = self._shown(delivery.reason or delivery.state).replace("--timeout", "--alert-timeout")
         again = delivery.state == "unreachable" or (
             delivery.state == "unknown" and (status is None or ALERT_RETRY.retries(status))
         )

@@ -1,0 +1,118 @@
+"""Attacks on issue 15's promises, each one quick and without the sandbox: a json log line for a message no
+UTF-8 encoder takes, a webhook whose secret is its path (``https://hooks.example/services/T0/B0/SECRET``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.functional.clirun import environ, invoke
+
+PATH_SECRET = "XyZ9sEcReTtOkEn0123abcd"
+
+
+def test_a_json_log_line_for_a_path_that_is_not_utf_8_is_the_real_error(tmp_path: Path) -> None:
+    """A file name from the command line that is not UTF-8 (``\\udcff`` in Python) must not turn the error line
+    into an internal error: json log lines stay JSON, the exit status the real one."""
+    bad = str(tmp_path / "file") + "/\udcff/state.sqlite"
+    (tmp_path / "file").write_text("not a directory")
+    run = invoke(["--log-format", "json", "watch", "--url", "http://127.0.0.1:9", "--state", bad, "--once"],
+                 environ(LEADCONDUIT_API_KEY="k"))  # fmt: skip
+    (line,) = [json.loads(line) for line in run.stderr.splitlines()]
+    assert run.code == 3 and "internal error" not in line["message"] and "state database" in line["message"], line
+    from firehose.cli import output
+
+    output.set_log_format("json")
+    try:
+        said = json.loads(output.log_line('a \udcff\n"b"\x00', fields={"where": "x\udcfey", "n": 2**70}))
+    finally:
+        output.set_log_format("text")
+    assert said["message"] == 'a \\udcff\n"b"\x00' and said["where"] == "x\\udcfey" and said["n"] == str(2**70)
+
+
+class _EchoingHook:
+    """A webhook that answers 503 to the first request and then 404, its body quoting the path it was asked for
+    (as many servers do)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook.requests += 1
+                status = 503 if hook.requests == 1 else 404
+                body = f"no such hook: {self.path}".encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/{PATH_SECRET}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_webhook_whose_secret_is_its_path_shows_it_nowhere_even_with_v(tmp_path: Path) -> None:
+    """The path of a webhook's URL is its credential (Slack, Discord, ...): neither the retry lines (``-v``) nor
+    a refusal quoting the server's answer may show it."""
+    from firehose.state import StateDB
+    from firehose.watching import delivery
+    from firehose.watching.ledger import WatchLedger
+
+    hook = _EchoingHook()
+    path = tmp_path / "state.sqlite"
+
+    @contextlib.contextmanager
+    def own() -> Iterator[WatchLedger]:
+        with StateDB(path) as state:
+            yield WatchLedger(state, "http://api")
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    told = logging.getLogger("firehose")
+    level = told.level
+    told.addHandler(handler)
+    told.setLevel(logging.DEBUG)
+    try:
+        sink = delivery.WebhookSink(hook.url, 1, 2.0)
+        with own() as ledger:
+            ledger.open_sinks(["stdout", sink.key])
+            ledger.settle(done=[], made_late=[], rechecked=[], alerts=[{"alert": "late"}])
+            couriers = delivery.AlertDelivery([sink], own)
+            couriers.start()
+            couriers.close(10)
+    finally:
+        told.removeHandler(handler)
+        told.setLevel(level)
+        hook.close()
+    assert hook.requests == 2 and any("refused, not sent again: HTTP 404" in line for line in said), said
+    assert any("retry in" in line for line in said), said
+    assert not [line for line in said if PATH_SECRET in line], said
+
+
+def test_a_webhook_password_holding_a_slash_is_not_quoted_in_the_usage_error() -> None:
+    """``https://bob:s3cr/et@host/``: a URL parser ends the authority at the ``/`` and reads ``s3cr`` as a port;
+    its complaint quotes that part of the password."""
+    for url in ("https://bob:pw1s3cr/et@hooks.example.com/x", "https://bob:pw1s3cr?et@hooks.example.com/x"):
+        run = invoke(["watch", "--alert-url", url, "--once"], environ(LEADCONDUIT_API_KEY="k"))
+        assert run.code == 2 and run.stdout == "" and "--alert-url" in run.stderr, run.stderr
+        assert "pw1s3cr" not in run.stderr and "et@" not in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
