@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ IDLE_SECONDS = 5.0
 """A courier looks at the outbox at least this often (each poll also wakes it)."""
 PRIVATE_PART = 8
 """A part of a webhook's path this long or longer is taken for (part of) its credential, and never shown."""
+STDERR_TAIL = 4096
+"""The end of a failed command's stderr read for its last line (the rest may be any length)."""
 TEMPFAIL = 75
 """``EX_TEMPFAIL`` (sysexits.h): a command that exits with it is asked again later, as a 503 is."""
 
@@ -197,28 +200,33 @@ class CommandSink:
     def _once(self, body: bytes) -> Outcome:
         if self._closed:
             raise Stopped
-        try:
-            process = subprocess.Popen(
-                self._argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: a timeout kills what it started too
-            )
-        except OSError as exc:
-            return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
-        self._running = process
-        try:
-            _, err = process.communicate(body, timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.communicate()
-            return Outcome(False, reason=f"no exit within --alert-timeout {self._timeout:g} s (killed)")
-        finally:
-            self._running = None
-        code = process.returncode
-        if code == 0:
-            return Outcome(True)
+        # Its stderr goes to a file, not a pipe: a command is done when it exits, not when everything it started
+        # in the background (and which holds its stderr) has closed it too.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen(
+                    self._argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,  # its own process group: a timeout kills what it started too
+                )
+            except OSError as exc:
+                return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
+            self._running = process
+            try:
+                process.communicate(body, timeout=self._timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                process.communicate()
+                return Outcome(False, reason=f"no exit within --alert-timeout {self._timeout:g} s (killed)")
+            finally:
+                self._running = None
+            code = process.returncode
+            if code == 0:
+                return Outcome(True)
+            errors.seek(max(0, errors.seek(0, os.SEEK_END) - STDERR_TAIL))
+            err = errors.read(STDERR_TAIL)
         lines = err.decode("utf-8", "replace").strip().splitlines()
         said = f": {redact_text(lines[-1].strip())[:200]}" if lines else ""
         if code < 0:

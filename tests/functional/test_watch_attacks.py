@@ -116,3 +116,15 @@ def test_a_webhook_password_holding_a_slash_is_not_quoted_in_the_usage_error() -
         assert run.code == 2 and run.stdout == "" and "--alert-url" in run.stderr, run.stderr
         assert "pw1s3cr" not in run.stderr and "et@" not in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_an_alert_command_that_exits_at_once_leaving_a_child_behind_is_taken_once(tmp_path: Path) -> None:
+    """A hook that starts something in the background (``notify &``) and exits 0: the child holds the stderr it
+    inherited, which is no reason to take the command for hung, kill its child and run it again and again."""
+    from firehose.watching.delivery import CommandSink
+
+    ran = tmp_path / "ran"
+    command = f"sh -c 'cat >/dev/null; echo ran >> {ran}; sleep 2 & exit 0'"
+    outcome = CommandSink(command, 1, 0.5).send(b'{"alert": "late"}', lambda seconds: None)
+    assert outcome.taken, outcome
+    assert ran.read_text().splitlines() == ["ran"], "run once"
