@@ -14,7 +14,9 @@ or all lags in one bucket, every percentile is the exact maximum.
 A lag is *unknown*, counted apart and in no percentile, when the event's end or the object's last-modified is
 not known (an inventory without a last-modified column). Only objects the listing (or inventory) found count:
 an object a repair writes is missing when listed, and its last-modified would be the repair's, not the firehose's.
-A lag below zero (last-modified has whole seconds on most stores, the end has milliseconds) counts as 0.
+A lag below zero by less than a second (last-modified has whole seconds on most stores, the end has
+milliseconds) counts as 0; one further below (clocks that disagree, an end that is no time) is unknown, as is one
+past ``MAX_LAG_MS`` (no store is that old): neither is "arrived at once" nor a number a report could write.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+TRUNCATION_MS = 1000
+"""How far below zero a lag may be and count as 0: a last-modified in whole seconds, an end in milliseconds."""
+MAX_LAG_MS = 2**63 - 1
+"""The longest lag kept (the largest integer a JSON report carries); any longer is unknown."""
 
 
 _DECADES = [10**n for n in range(3, 19)]
@@ -61,7 +67,7 @@ class LagHistogram:
 
     def observe(self, seconds: float | None) -> None:
         """One object's lag, in seconds (None: unknown)."""
-        if seconds is None:
+        if seconds is None or not -TRUNCATION_MS < seconds * 1000 <= MAX_LAG_MS:  # also NaN
             self.unknown += 1
             return
         milliseconds = max(0, round(seconds * 1000))
