@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.functional.clirun import environ, invoke
 
 PATH_SECRET = "XyZ9sEcReTtOkEn0123abcd"
@@ -128,3 +130,23 @@ def test_an_alert_command_that_exits_at_once_leaving_a_child_behind_is_taken_onc
     outcome = CommandSink(command, 1, 0.5).send(b'{"alert": "late"}', lambda seconds: None)
     assert outcome.taken, outcome
     assert ran.read_text().splitlines() == ["ran"], "run once"
+
+
+def test_an_internal_error_with_v_shows_its_traceback_without_a_secret_and_as_json_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``-v`` adds the traceback of a bug: its text goes through the credential filter as the one line does, and
+    under ``--log-format json`` it is a field of a JSON line, not raw lines among them."""
+    from firehose.watching import options
+
+    def bug(self: object) -> None:
+        raise RuntimeError("boom at https://bob:pw-in-trace-1@host/x?sig=sig-in-trace-2")
+
+    monkeypatch.setattr(options.WatchOptions, "__post_init__", bug)
+    for shape in ("text", "json"):
+        run = invoke(["-v", "--log-format", shape, "watch", "--once"], environ(LEADCONDUIT_API_KEY="k"))
+        assert run.code == 70 and "Traceback" in run.stderr and "bug" in run.stderr, run.stderr
+        assert "pw-in-trace-1" not in run.stderr and "sig-in-trace-2" not in run.stderr, run.stderr
+        if shape == "json":
+            lines = [json.loads(line) for line in run.stderr.splitlines()]
+            assert any("Traceback" in line.get("traceback", "") for line in lines), lines
