@@ -7,9 +7,11 @@ servers), so a cursor that only moved forward would miss some: the overlap is re
 
 Looking: per destination, one listing of the lead-id range of the awaited events' leads (a lead id starts with
 its second, so the leads of a time range are one key range), cut where the leads are more than ``MERGE_GAP``
-apart so that one old straggler does not drag in everything since; a HEAD only for an event whose lead is over
-``LEAD_LOOKBACK`` older than it (feedback days later). Found before the deadline: ``archived``, with its lag (the
-object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
+apart so that one old straggler does not drag in everything since; for an event whose lead is over
+``LEAD_LOOKBACK`` older than it (feedback days later), a listing of its lead's folder: every spelling of its key,
+as reconcile looks (a HEAD of the one spelling the watch would write missed ``<LEAD>/<EVENT>.json``, took it
+for late, and ``--repair-after`` wrote it again beside itself). Found before the deadline: ``archived``, with its
+lag (the object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
 less often (``RECHECK_MAX`` apart at most); found later: ``recovered``. A late event is given up (``forgotten``)
 ``FORGET_AFTER`` past its deadline: the nightly reconcile finds and repairs it.
 
@@ -36,7 +38,7 @@ from typing import Any
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
 from firehose.archive.layout import parse_key
-from firehose.archive.listing import list_window
+from firehose.archive.listing import lead_objects, list_window
 from firehose.errors import ApiError, ApiStatusError, ArchiveError, ConfigError, DataError
 from firehose.event import Destination, EventView
 from firehose.ids import lowest_id_at, seconds_of
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 FIELDS = ("id", "type", "vars.lead.id", "firehose", "end_timestamp")
 """What the watch asks ``/events`` for: where each event goes, and when it ended."""
 LEAD_LOOKBACK = 3600
-"""An event whose lead is older than this (seconds) is looked for with a HEAD, not in the listing."""
+"""An event whose lead is older than this (seconds) is looked for in its lead's folder, not in the listing."""
 MERGE_GAP = 300
 """Awaited leads this close (seconds) are listed as one range."""
 RECHECK_MAX = 3600.0
@@ -374,8 +376,8 @@ class Watcher:
             into.alerts.append(pair_alert("repair_failed", now, pair, reason=why))
 
     def _look(self, destination: Destination, pairs: list[Pair], requests: Counter[str]) -> dict[str, ObjectInfo]:
-        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, a HEAD each for
-        events of older leads."""
+        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, one of its folder
+        for each older lead."""
         store = self._store(destination)
         before = store.requests.snapshot()
         listed = [p for p in pairs if seconds_of(p.event_id) - seconds_of(p.lead_id) <= LEAD_LOOKBACK]
@@ -389,11 +391,14 @@ class Watcher:
                     ids = parse_key(info.key)
                     if ids is not None and ids[1] in wanted:
                         found.setdefault(ids[1], info)
+            older: dict[str, set[str]] = defaultdict(set)
             for pair in pairs:
                 if pair.event_id not in wanted:
-                    headed = store.head(pair.key)
-                    if headed is not None:
-                        found[pair.event_id] = headed
+                    older[pair.lead_id].add(pair.event_id)
+            for lead_id, events in older.items():  # every spelling of its key, as reconcile looks (not a HEAD)
+                for event_id, infos in lead_objects(store, destination.prefix, lead_id, wanted=events).items():
+                    if event_id in events:
+                        found.setdefault(event_id, infos[0])
         finally:
             after = store.requests.snapshot()
             requests.update({kind: after[kind] - before[kind] for kind in after})

@@ -8,12 +8,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import API_KEY, UNTIL, RunningSandbox
 from tests.functional.clirun import environ, invoke
 
 PATH_SECRET = "XyZ9sEcReTtOkEn0123abcd"
@@ -150,3 +152,34 @@ def test_an_internal_error_with_v_shows_its_traceback_without_a_secret_and_as_js
         if shape == "json":
             lines = [json.loads(line) for line in run.stderr.splitlines()]
             assert any("Traceback" in line.get("traceback", "") for line in lines), lines
+
+
+def test_an_old_leads_event_stored_under_another_spelling_is_found_never_late_nor_written_again(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Feedback days after its lead: the watch looks for it by itself, not in the listing of recent leads. Stored
+    as ``<LEAD>/<EVENT>.json`` (upper case) or ``<lead>/<event>`` (no ``.json``), spellings the firehose's layout
+    allows and every other reader of the archive takes, it is there: neither late nor repaired beside itself."""
+    from firehose.event import EventView
+    from firehose.ids import seconds_of
+
+    recent = sandbox.events(sort="desc", limit=1000, end=UNTIL.isoformat())
+    old = [e for e in recent if (lead := EventView(e).lead_id) and seconds_of(e["id"]) - seconds_of(lead) > 7200]
+    assert len(old) >= 2, "the sandbox seeds feedback days after its leads"
+    first, second = old[-1], old[-2]
+    archive = tmp_path / "archive"
+    for event, key in ((first, f"{EventView(first).lead_id.upper()}/{first['id'].upper()}.json"),  # type: ignore[union-attr]
+                       (second, f"{EventView(second).lead_id}/{second['id']}")):  # fmt: skip
+        (archive / key).parent.mkdir(parents=True, exist_ok=True)
+        (archive / key).write_text(json.dumps(event))
+    start = datetime.fromtimestamp(seconds_of(first["id"]), tz=UTC).isoformat()
+    env = environ(LEADCONDUIT_API_KEY=API_KEY, LEADCONDUIT_URL=sandbox.url, FIREHOSE_STATE=str(tmp_path / "s.sqlite"))
+    args = ["watch", "--once", "--start", start, "--deadline", "1s", "--repair-after", "1s",
+            "--archive", archive.as_uri()]  # fmt: skip
+    ours = {first["id"], second["id"]}
+    for _ in range(2):  # the second poll repairs what the first found late
+        run = invoke(args, env)
+        said = [json.loads(line) for line in run.stdout.splitlines()]
+        assert not [a for a in said if a.get("event_id") in ours], [a for a in said if a.get("event_id") in ours]
+    keys = sorted(str(path.relative_to(archive)) for path in archive.rglob("*") if path.is_file())
+    assert len([key for key in keys if any(i in key.lower() for i in ours)]) == 2, keys
