@@ -410,11 +410,8 @@ class Reconciler:
         if not self.options.repair or self.options.dry_run or not any(f.verdict == Verdict.MISSING for f in found):
             return found
         store = self._store(destination)  # opened by the check: a store that failed to open has no missing
-        before = store.requests.snapshot()
-        repaired = self._repair(store, found, events, destination.credential_id)
-        after = store.requests.snapshot()
-        requests.update({kind: after[kind] - before[kind] for kind in after})
-        return repaired
+        with store.requests.added_to(requests):
+            return self._repair(store, found, events, destination.credential_id)
 
     def _backfill(self, destination: Destination, windows: list[tuple[datetime, datetime]]) -> list[Finding]:
         """Archive-only findings of a destination first named by a later window's events, for the windows this

@@ -311,8 +311,7 @@ class Watcher:
     ) -> None:
         """Write each of ``pairs`` (late, still missing, past ``repair_after``) as ``reconcile --repair`` does."""
         store = self._store(destination)
-        before = store.requests.snapshot()
-        try:
+        with store.requests.added_to(requests):
             for pair in pairs:
                 if self.stop.is_set():  # a checkpoint: the rest stay due, repaired by the next watch
                     return
@@ -352,9 +351,6 @@ class Watcher:
                         into.alerts[-1].update(differs)
                 else:  # there at the write, gone at the read: looked for again
                     into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
-        finally:
-            after = store.requests.snapshot()
-            requests.update({kind: after[kind] - before[kind] for kind in after})
 
     def _full_event(self, event_id: str) -> dict[str, Any] | None:
         """The event as the API returns it (what the firehose writes); None when the API no longer holds it (any
@@ -379,11 +375,10 @@ class Watcher:
         """The objects found of ``pairs`` (by event id): one listing per range of recent leads, one of its folder
         for each older lead."""
         store = self._store(destination)
-        before = store.requests.snapshot()
         listed = [p for p in pairs if seconds_of(p.event_id) - seconds_of(p.lead_id) <= LEAD_LOOKBACK]
         wanted = {p.event_id for p in listed}
         found: dict[str, ObjectInfo] = {}
-        try:
+        with store.requests.added_to(requests):
             for low, high in _ranges(sorted({seconds_of(p.lead_id) for p in listed})):
                 for info in list_window(
                     store, destination.prefix, start_seconds=low, end_seconds=high, workers=self.options.workers
@@ -399,9 +394,6 @@ class Watcher:
                 for event_id, infos in lead_objects(store, destination.prefix, lead_id, wanted=events).items():
                     if event_id in events:
                         found.setdefault(event_id, infos[0])
-        finally:
-            after = store.requests.snapshot()
-            requests.update({kind: after[kind] - before[kind] for kind in after})
         return found
 
     def _store(self, destination: Destination) -> Store:
