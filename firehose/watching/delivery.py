@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from firehose.codec import encode
 from firehose.errors import UsageError
@@ -53,6 +53,8 @@ PRIVATE_PART = 8
 """A part of a webhook's path this long or longer is taken for (part of) its credential, and never shown."""
 STDERR_TAIL = 4096
 """The end of a failed command's stderr read for its last line (the rest may be any length)."""
+_PRINTABLE_ASCII = "".join(chr(code) for code in range(33, 127))
+"""What a request line carries as it is (``%`` included: what is percent-encoded already stays so)."""
 TEMPFAIL = 75
 """``EX_TEMPFAIL`` (sysexits.h): a command that exits with it is asked again later, as a 503 is."""
 
@@ -94,6 +96,10 @@ class WebhookSink:
     never in the request line. A 2xx answer is taken."""
 
     def __init__(self, url: str, number: int, timeout_seconds: float) -> None:
+        if any(char.isspace() or not char.isprintable() for char in url):  # the parser drops some, HTTP takes none
+            raise UsageError(
+                f"--alert-url {number}: holds a space or a control character; percent-encode it (a space is %20)"
+            )
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -107,7 +113,9 @@ class WebhookSink:
             raise UsageError(f"--alert-url {number}: an http:// or https:// URL with a host is needed, got {shown}")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = host + (f":{port}" if port is not None else "")
-        self._target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        # A path or query in another script than ASCII goes percent-encoded (UTF-8), as a browser sends it.
+        path, query = quote(parts.path or "/", safe=_PRINTABLE_ASCII), quote(parts.query, safe=_PRINTABLE_ASCII)
+        self._target = urlunsplit((parts.scheme, netloc, path, query, ""))
         self._headers: list[tuple[str, str]] = [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
         if parts.username is not None or parts.password is not None:
             pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
@@ -118,10 +126,10 @@ class WebhookSink:
         self.name = f"--alert-url {number} ({self._origin})"
         # A webhook's path and query are its credential (Slack's /services/T/B/SECRET): a server that quotes
         # them back, or a retry line naming the URL, must show neither.
+        spellings = {path, unquote(path), parts.path}
         self._private = sorted(
-            {self._target, parts.path, unquote(parts.path), parts.query, unquote(parts.query)}
-            | {part for part in parts.path.split("/") if len(part) >= PRIVATE_PART}
-            | {part for part in unquote(parts.path).split("/") if len(part) >= PRIVATE_PART},
+            {self._target, query, unquote(query), parts.query, *spellings}
+            | {part for spelling in spellings for part in spelling.split("/") if len(part) >= PRIVATE_PART},
             key=len, reverse=True,
         )  # fmt: skip
         self._timeout = timeout_seconds

@@ -183,3 +183,37 @@ def test_an_old_leads_event_stored_under_another_spelling_is_found_never_late_no
         assert not [a for a in said if a.get("event_id") in ours], [a for a in said if a.get("event_id") in ours]
     keys = sorted(str(path.relative_to(archive)) for path in archive.rglob("*") if path.is_file())
     assert len([key for key in keys if any(i in key.lower() for i in ours)]) == 2, keys
+
+
+def test_a_webhook_url_http_cannot_carry_is_refused_at_the_start_or_sent_percent_encoded() -> None:
+    """A space or a control character in ``--alert-url`` is a usage error before the watch starts, not every
+    alert refused one by one later; a path in another script than ASCII is sent percent-encoded, as a browser
+    sends it."""
+    for url in ("http://127.0.0.1:9/a b", "http://127.0.0.1:9/x\r\nX-Evil: 1", "http://127.0.0.1:9/h?q=\x07"):
+        run = invoke(["watch", "--alert-url", url, "--once"], environ(LEADCONDUIT_API_KEY="k"))
+        assert run.code == 2 and run.stdout == "" and "--alert-url 1" in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            paths.append(self.path)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        from firehose.watching.delivery import WebhookSink
+
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/hooks/bücher?für=ü", 1, 2.0)
+        outcome = sink.send(b"{}", lambda seconds: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.taken and paths == ["/hooks/b%C3%BCcher?f%C3%BCr=%C3%BC"], (outcome, paths)
