@@ -39,6 +39,19 @@ _DECADES = [10**n for n in range(3, 19)]
 """1 s, 10 s, ...: where a bucket's width grows tenfold (bisected: a reconcile observes every object it finds)."""
 
 
+def delivery_lag(last_modified: float, ended: float) -> float | None:
+    """An object's delivery lag in seconds (its last-modified minus its event's end, both Unix seconds), the one
+    rule reconcile and the watch share: 0 when less than a second below zero (a last-modified in whole seconds),
+    None (unknown) further below (clocks that disagree) or past ``MAX_LAG_MS``, or when either is no number."""
+    lag = last_modified - ended
+    return max(0.0, lag) if _explained(lag) else None
+
+
+def _explained(seconds: float) -> bool:
+    """Whether a lag is one a clock can explain (not NaN, not far below zero, not past ``MAX_LAG_MS``)."""
+    return -TRUNCATION_MS < seconds * 1000 <= MAX_LAG_MS
+
+
 def bucket_of(milliseconds: int) -> int:
     """The lower edge (ms) of the bucket a lag falls in: exact below 100 ms, two significant digits above."""
     if milliseconds < 100:
@@ -67,7 +80,7 @@ class LagHistogram:
 
     def observe(self, seconds: float | None) -> None:
         """One object's lag, in seconds (None: unknown)."""
-        if seconds is None or not -TRUNCATION_MS < seconds * 1000 <= MAX_LAG_MS:  # also NaN
+        if seconds is None or not _explained(seconds):
             self.unknown += 1
             return
         milliseconds = max(0, round(seconds * 1000))

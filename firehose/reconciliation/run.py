@@ -50,7 +50,7 @@ from firehose.reconciliation.classify import (
     sampled,
 )
 from firehose.reconciliation.inventories import GONE, Inventories
-from firehose.reconciliation.lags import LagHistogram, merged_lags
+from firehose.reconciliation.lags import LagHistogram, delivery_lag, merged_lags
 from firehose.reconciliation.repair import settle_intents, write_missing
 from firehose.state import StateDB, WindowRecord
 
@@ -726,7 +726,7 @@ def _lags(found: list[Finding], items: list[Expected], listed: dict[str, ObjectI
             continue
         info, end = listed.get(finding.key), ended.get(finding.event_id)
         modified = info.last_modified.timestamp() if info is not None else 0.0
-        histogram.observe(modified - end if modified > 0 and end is not None else None)
+        histogram.observe(delivery_lag(modified, end) if modified > 0 and end is not None else None)
     return histogram
 
 

@@ -42,6 +42,7 @@ from firehose.archive.listing import lead_objects, list_window
 from firehose.errors import ApiError, ApiStatusError, ArchiveError, ConfigError, DataError
 from firehose.event import Destination, EventView
 from firehose.ids import lowest_id_at, seconds_of
+from firehose.reconciliation.lags import delivery_lag
 from firehose.reconciliation.repair import settle_intents, write_missing
 from firehose.secret import redact_text
 from firehose.watching.alerts import outage_alert, pair_alert
@@ -280,12 +281,12 @@ class Watcher:
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
             return
-        lag = max(0.0, info.last_modified.timestamp() - pair.ended)
+        lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
-            into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=round(lag, 3)))
+            into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
 
     def _next_check(self, pair: Pair, now: float) -> float:
         """A late pair is looked for again less and less often, but at its repair time when that comes first."""

@@ -217,3 +217,49 @@ def test_a_webhook_url_http_cannot_carry_is_refused_at_the_start_or_sent_percent
         server.shutdown()
         server.server_close()
     assert outcome.taken and paths == ["/hooks/b%C3%BCcher?f%C3%BCr=%C3%BC"], (outcome, paths)
+
+
+def test_a_second_watch_on_one_state_database_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two watches on one state database would both write a late pair's repair and both count it: the second
+    is refused at once, naming the first, and writes nothing."""
+    from firehose.state import RunLock
+
+    state = tmp_path / "state.sqlite"
+    env = environ(LEADCONDUIT_API_KEY="k", LEADCONDUIT_URL="http://127.0.0.1:9", FIREHOSE_STATE=str(state))
+    with RunLock(state, "watch", "firehose watch"):
+        run = invoke(["watch", "--once", "--repair-after", "20min"], env)
+    assert run.code == 3 and run.stdout == "" and "another watch is using it" in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not state.exists(), run.stderr
+
+
+def test_an_object_stamped_hours_before_its_event_ended_has_no_lag_in_the_watch_s_histogram(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """A store whose clock is two hours behind: its objects did not arrive at once, so the watch's lag histogram
+    leaves them out (as reconcile counts them unknown) rather than filling its lowest bucket with zeros."""
+    import os
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from firehose.event import EventView
+    from firehose.ids import seconds_of
+
+    events = sandbox.events(sort="desc", limit=3, end=UNTIL.isoformat())
+    archive = tmp_path / "archive"
+    for event in events:
+        view = EventView(event)
+        path = archive / f"{view.lead_id}/{view.id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(event))
+        os.utime(path, (view.ended - 7200, view.ended - 7200))
+    start = datetime.fromtimestamp(seconds_of(events[-1]["id"]), tz=UTC).isoformat()
+    metrics = tmp_path / "watch.prom"
+    env = environ(LEADCONDUIT_API_KEY=API_KEY, LEADCONDUIT_URL=sandbox.url, FIREHOSE_STATE=str(tmp_path / "s.sqlite"))
+    run = invoke(["watch", "--once", "--start", start, "--archive", archive.as_uri(), "--metrics-file", str(metrics)],
+                 env)  # fmt: skip
+    assert run.code in (0, 1), run.stderr  # other events of the same second are late: their objects are not there
+    families = {family.name: family for family in text_string_to_metric_families(metrics.read_text())}
+    archived = [s for s in families["firehose_watch_events"].samples if s.labels["outcome"] == "archived"]
+    assert sum(s.value for s in archived) >= 3, archived
+    counts = [s.value for s in families["firehose_watch_delivery_lag_seconds"].samples if s.name.endswith("_count")]
+    assert sum(counts) == 0, counts
