@@ -90,7 +90,10 @@ def log_line(message: str, *, level: str = "info", fields: Mapping[str, Any] | N
     }
     for name, value in (fields or {}).items():
         document.setdefault(_encodable(str(name)), _redacted(value))
-    return json_compact(document).decode()
+    line = json_compact(document).decode()
+    # JSON lets these stand unescaped in a string, but a reader that splits lines as Python's str.splitlines does
+    # (or a JavaScript one) would cut the line there: escaped, the line stays one.
+    return line.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 _JSON_INTEGERS = range(-(2**63), 2**64)

@@ -34,10 +34,12 @@ def test_a_json_log_line_for_a_path_that_is_not_utf_8_is_the_real_error(tmp_path
 
     output.set_log_format("json")
     try:
-        said = json.loads(output.log_line('a \udcff\n"b"\x00', fields={"where": "x\udcfey", "n": 2**70}))
+        line = output.log_line('a \udcff\n"b"\x00\u2028\x85', fields={"where": "x\udcfey", "n": 2**70})
     finally:
         output.set_log_format("text")
-    assert said["message"] == 'a \\udcff\n"b"\x00' and said["where"] == "x\\udcfey" and said["n"] == str(2**70)
+    said = json.loads(line)
+    assert said["message"] == 'a \\udcff\n"b"\x00\u2028\x85' and said["where"] == "x\\udcfey", said
+    assert said["n"] == str(2**70) and len(line.splitlines()) == 1, "one line, however a reader splits lines"
 
 
 class _EchoingHook:
