@@ -43,7 +43,7 @@ from firehose.errors import ApiError, ApiStatusError, ArchiveError, ConfigError,
 from firehose.event import Destination, EventView
 from firehose.ids import lowest_id_at, seconds_of
 from firehose.reconciliation.lags import delivery_lag
-from firehose.reconciliation.repair import settle_intents, write_missing
+from firehose.reconciliation.repair import settle_intent, settle_intents, write_missing
 from firehose.secret import redact_text
 from firehose.watching.alerts import outage_alert, pair_alert
 from firehose.watching.ledger import EXPIRED, Pair, WatchLedger
@@ -275,7 +275,10 @@ class Watcher:
 
     def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
-        it is a repair's (a watch killed after writing it, before settling it; or a reconcile's)."""
+        it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
+        reconcile's)."""
+        if pair.late:
+            self._settle_intent(pair)
         if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
@@ -287,6 +290,14 @@ class Watcher:
         self.settled(pair, outcome, lag)
         if pair.late:
             into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
+
+    def _settle_intent(self, pair: Pair) -> None:
+        """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
+        settled now that its key is found, by its bytes, so that the watch's own write is ``repaired``."""
+        state = self.ledger.state
+        for intent in state.repair_intents():
+            if (intent.event_id, intent.destination) == (pair.event_id, pair.destination):
+                settle_intent(state, intent, self._store, why="whose write had no answer")
 
     def _next_check(self, pair: Pair, now: float) -> float:
         """A late pair is looked for again less and less often, but at its repair time when that comes first."""

@@ -265,3 +265,58 @@ def test_an_object_stamped_hours_before_its_event_ended_has_no_lag_in_the_watch_
     assert sum(s.value for s in archived) >= 3, archived
     counts = [s.value for s in families["firehose_watch_delivery_lag_seconds"].samples if s.name.endswith("_count")]
     assert sum(counts) == 0, counts
+
+
+def test_a_repair_whose_answer_was_lost_is_repaired_when_found_never_recovered(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one long watch, the store takes a repair's write and its answer is lost (a timeout): ``repair_failed``,
+    the intent kept. When the object is found at a later look, it is the watch's own write: ``repaired``, not
+    ``recovered`` (the firehose did not deliver it, and its "lag" would be the repair's)."""
+    import threading
+    from datetime import timedelta
+
+    import firehose
+    from firehose.archive.local import LocalStore
+    from firehose.errors import ArchiveError
+    from firehose.ids import seconds_of
+    from firehose.watching.watcher import Watcher
+
+    write, poll = LocalStore.write, Watcher.poll
+    lost: list[str] = []
+
+    def answer_lost(self: LocalStore, key: str, data: bytes, **options: Any) -> bool:
+        taken = write(self, key, data, **options)
+        if not lost and self.url == archive.as_uri():  # the watch's repair (the sandbox writes files too)
+            lost.append(key)
+            raise ArchiveError(f"{key}: no answer within 60 s")
+        return taken
+
+    polls = [0]
+    stop = threading.Event()
+
+    def counted(self: Watcher) -> Any:
+        polls[0] += 1
+        if polls[0] == 3:  # late; repaired, the answer lost; found
+            stop.set()
+        return poll(self)
+
+    monkeypatch.setattr(LocalStore, "write", answer_lost)
+    monkeypatch.setattr(Watcher, "poll", counted)
+    newest = sandbox.sandbox.live.make(1)[0]  # a fresh lead: the seeded ones are past being looked for
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    monkeypatch.setenv("LEADCONDUIT_API_KEY", API_KEY)
+    monkeypatch.setenv("LEADCONDUIT_URL", sandbox.url)
+    monkeypatch.setenv("FIREHOSE_STATE", str(tmp_path / "s.sqlite"))
+    options = firehose.WatchOptions(
+        start=datetime.fromtimestamp(seconds_of(newest["id"]), tz=UTC), deadline=timedelta(seconds=1),
+        repair_after=timedelta(seconds=1), archive=archive.as_uri(),  # type: ignore[arg-type]  # a Python caller may give the URL
+        interval=timedelta(seconds=0.05),
+    )  # fmt: skip
+    began = datetime.now(UTC).timestamp() + 10  # its deadline (1 s) passed
+    alerts: list[dict[str, Any]] = []
+    firehose.watch(options, firehose.Settings.load(), on_alert=alerts.append, stop=stop,
+                   clock=lambda: began + 7200.0 * polls[0])  # each poll past any recheck's wait  # fmt: skip
+    mine = [a["alert"] for a in alerts if a.get("event_id") == newest["id"]]
+    assert lost and mine == ["late", "repair_failed", "repaired"], mine
