@@ -320,3 +320,30 @@ def test_a_repair_whose_answer_was_lost_is_repaired_when_found_never_recovered(
                    clock=lambda: began + 7200.0 * polls[0])  # each poll past any recheck's wait  # fmt: skip
     mine = [a["alert"] for a in alerts if a.get("event_id") == newest["id"]]
     assert lost and mine == ["late", "repair_failed", "repaired"], mine
+
+
+def test_the_webhook_url_can_come_from_the_environment_not_the_command_line(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """A webhook's URL is a credential, and ``ps`` shows every user a command line: ``$FIREHOSE_ALERT_URL`` (URLs
+    separated by spaces) names the webhooks as ``--alert-url`` does."""
+    from firehose.ids import seconds_of
+    from tests.functional.clirun import run_process
+    from tests.functional.test_watch_alerts import Webhook, alerts_of, env_for
+
+    seeded = sandbox.events(sort="desc", limit=3, end=UNTIL.isoformat())[-1]  # a few events, all late
+    (tmp_path / "empty").mkdir()
+    start = datetime.fromtimestamp(seconds_of(seeded["id"]), tz=UTC).isoformat()
+    args = ["watch", "--once", "--start", start, "--deadline", "1s", "--archive", (tmp_path / "empty").as_uri()]
+
+    first, second = Webhook(), Webhook()
+    try:
+        env = {**env_for(sandbox, tmp_path), "FIREHOSE_ALERT_URL": f"{first.url} {second.url}"}
+        run = run_process(args, env, tmp_path)
+    finally:
+        first.close()
+        second.close()
+    alerts = alerts_of(run)
+    assert alerts and first.taken == alerts and second.taken == alerts, run.stderr
+    refused = invoke(["watch", "--once"], environ(LEADCONDUIT_API_KEY="k", FIREHOSE_ALERT_URL="ftp://x/"))
+    assert refused.code == 2 and "--alert-url 1" in refused.stderr, refused.stderr
