@@ -30,6 +30,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,8 +389,6 @@ class AlertDelivery:
     def close(self, grace_seconds: float) -> None:
         """Deliver what waits for up to ``grace_seconds`` in all, then stop: what is left stays in the outbox
         for the next run."""
-        import time
-
         for courier in self.couriers:
             courier.finish()
         deadline = time.monotonic() + grace_seconds
