@@ -747,7 +747,10 @@ class Sender:
         before_attempt: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        shown: Callable[[str], str] | None = None,
     ) -> None:
+        """``shown``: what the retry lines may show of a URL and of the target's answer (default: credentials
+        taken out; a webhook, whose path is its credential, shows its origin only)."""
         if not (math.isfinite(timeout_seconds) and 0 < timeout_seconds <= 3600):
             raise UsageError(f"--timeout must be above 0 and at most 3600 seconds, got {timeout_seconds}")
         if concurrency < 1:
@@ -760,6 +763,7 @@ class Sender:
         self._before_attempt = before_attempt or (lambda: None)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._shown = shown or redact_url
         self._timeout = timeout_seconds
         self._pool = KeepAlivePool(timeout_seconds, _http_client_connection)
         self._deadlines = self._pool.deadlines
@@ -806,8 +810,8 @@ class Sender:
                 following = self._redirect_to(where, delivery, location)
                 if following is None:
                     return delivery
-                log.info("%s %s: HTTP %s, following to %s", method, redact_url(where), delivery.status,
-                         redact_url(following))  # fmt: skip
+                log.info("%s %s: HTTP %s, following to %s", method, self._shown(where), delivery.status,
+                         self._shown(following))  # fmt: skip
                 where = following
             return replace(delivery, reason=f"{delivery.reason} (more than {self.MAX_REDIRECTS} redirects)")
 
@@ -821,7 +825,8 @@ class Sender:
         def announce(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome.result() if state.outcome else None
             seconds = state.next_action.sleep if state.next_action else 0.0
-            log.info("%s %s: %s; retry in %.1f s", method, redact_url(url), outcome and outcome.reason, seconds)
+            reason = self._shown(outcome.reason) if outcome and outcome.reason else None
+            log.info("%s %s: %s; retry in %.1f s", method, self._shown(url), reason, seconds)
 
         retrying = policy.retrying(
             retry=tenacity.retry_if_result(again),

@@ -6,8 +6,9 @@ inside it, ``/``-separated, exactly as the firehose wrote them; a store URL's pa
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -171,6 +172,18 @@ class RequestCount:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+    @contextlib.contextmanager
+    def added_to(self, into: MutableMapping[str, int]) -> Iterator[None]:
+        """The requests made during the block, by kind, added to ``into`` (a destination's counts in a report),
+        the block's failure or not: a request that failed was made."""
+        before = self.snapshot()
+        try:
+            yield
+        finally:
+            after = self.snapshot()
+            for kind, number in after.items():
+                into[kind] = into.get(kind, 0) + number - before[kind]
 
 
 class Store(Protocol):

@@ -174,7 +174,13 @@ def _internal_error(exc: BaseException) -> int:
     if log.isEnabledFor(logging.INFO):
         import traceback
 
-        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        from firehose.cli.output import log_format, log_line
+
+        # Through the credential filter too (a vendor's exception quotes the URL it was given, SAS token and all);
+        # under --log-format json, one line whose field holds it.
+        trace = redact_text("".join(traceback.format_exception(exc)).rstrip())
+        shown = log_line("traceback", level="error", fields={"traceback": trace}) if log_format() == "json" else trace
+        click.echo(shown, err=True)
     return int(ExitCode.INTERNAL)
 
 

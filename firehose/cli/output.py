@@ -86,21 +86,38 @@ def log_line(message: str, *, level: str = "info", fields: Mapping[str, Any] | N
     document: dict[str, Any] = {
         "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": level,
-        "message": redact_text(message.removeprefix("firehose: ")),
+        "message": _redacted(message.removeprefix("firehose: ")),
     }
     for name, value in (fields or {}).items():
-        document.setdefault(str(name), _redacted(value))
-    return json_compact(document).decode()
+        document.setdefault(_encodable(str(name)), _redacted(value))
+    line = json_compact(document).decode()
+    # JSON lets these stand unescaped in a string, but a reader that splits lines as Python's str.splitlines does
+    # (or a JavaScript one) would cut the line there: escaped, the line stays one.
+    return line.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+_JSON_INTEGERS = range(-(2**63), 2**64)
+"""The integers a JSON line carries as numbers (orjson's range); any other is written as its digits, a string."""
+
+
+def _encodable(text: str) -> str:
+    """``text`` as JSON can carry it: a file name that is not UTF-8 (its bytes as lone surrogates, ``\\udcff``)
+    is written as the text mode writes it, never an encoding error in place of the line."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_text(value)
+        return _encodable(redact_text(value))
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if value in _JSON_INTEGERS else str(value)
     if isinstance(value, Mapping):
-        return {str(k): _redacted(v) for k, v in value.items()}
+        return {_encodable(str(k)): _redacted(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redacted(v) for v in value]
-    return value
+    return _redacted(str(value))  # a path, a datetime, a caller's own object: as text, never a failed line
 
 
 def tell(message: str, *, nl: bool = True) -> None:

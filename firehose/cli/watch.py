@@ -52,7 +52,9 @@ from firehose.duration import parse_duration
     "--alert-url",
     "alert_urls",
     multiple=True,
-    help="Also POST each alert here as JSON (a webhook; repeatable). Retried; never holds up the watch.",
+    envvar="FIREHOSE_ALERT_URL",  # a webhook's URL is a credential: in the environment, not in every `ps`
+    help="Also POST each alert here as JSON (a webhook; repeatable). Retried; never holds up the watch. "
+    "[default: $FIREHOSE_ALERT_URL, URLs separated by spaces]",
 )
 @click.option(
     "--alert-command",

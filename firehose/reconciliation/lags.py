@@ -14,7 +14,9 @@ or all lags in one bucket, every percentile is the exact maximum.
 A lag is *unknown*, counted apart and in no percentile, when the event's end or the object's last-modified is
 not known (an inventory without a last-modified column). Only objects the listing (or inventory) found count:
 an object a repair writes is missing when listed, and its last-modified would be the repair's, not the firehose's.
-A lag below zero (last-modified has whole seconds on most stores, the end has milliseconds) counts as 0.
+A lag below zero by less than a second (last-modified has whole seconds on most stores, the end has
+milliseconds) counts as 0; one further below (clocks that disagree, an end that is no time) is unknown, as is one
+past ``MAX_LAG_MS`` (no store is that old): neither is "arrived at once" nor a number a report could write.
 """
 
 from __future__ import annotations
@@ -27,10 +29,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+TRUNCATION_MS = 1000
+"""How far below zero a lag may be and count as 0: a last-modified in whole seconds, an end in milliseconds."""
+MAX_LAG_MS = 2**63 - 1
+"""The longest lag kept (the largest integer a JSON report carries); any longer is unknown."""
 
 
 _DECADES = [10**n for n in range(3, 19)]
 """1 s, 10 s, ...: where a bucket's width grows tenfold (bisected: a reconcile observes every object it finds)."""
+
+
+def delivery_lag(last_modified: float, ended: float) -> float | None:
+    """An object's delivery lag in seconds (its last-modified minus its event's end, both Unix seconds), the one
+    rule reconcile and the watch share: 0 when less than a second below zero (a last-modified in whole seconds),
+    None (unknown) further below (clocks that disagree) or past ``MAX_LAG_MS``, or when either is no number."""
+    lag = last_modified - ended
+    return max(0.0, lag) if _explained(lag) else None
+
+
+def _explained(seconds: float) -> bool:
+    """Whether a lag is one a clock can explain (not NaN, not far below zero, not past ``MAX_LAG_MS``)."""
+    return -TRUNCATION_MS < seconds * 1000 <= MAX_LAG_MS
 
 
 def bucket_of(milliseconds: int) -> int:
@@ -61,7 +80,7 @@ class LagHistogram:
 
     def observe(self, seconds: float | None) -> None:
         """One object's lag, in seconds (None: unknown)."""
-        if seconds is None:
+        if seconds is None or not _explained(seconds):
             self.unknown += 1
             return
         milliseconds = max(0, round(seconds * 1000))

@@ -74,13 +74,25 @@ def settle_intents(state: StateDB, store_for: Callable[[Destination], Store]) ->
     or other bytes: the write never landed) are let go. A store that cannot be read now keeps its intents for the
     next run."""
     for intent in state.repair_intents():
-        try:
-            destination = Destination.from_url(intent.destination, intent.credential_id)
-            stored = store_for(destination).read(intent.key)
-        except ArchiveNotFound:
-            state.settle_repair(intent, wrote=False)
-            continue
-        except (ArchiveError, ConfigError, DataError) as exc:
-            log.warning("a repair of %s left unconfirmed by an interrupted run: %s", intent.key, exc)
-            continue
-        state.settle_repair(intent, wrote=hashlib.sha256(stored).hexdigest() == intent.sha256)
+        settle_intent(state, intent, store_for)
+
+
+def settle_intent(
+    state: StateDB,
+    intent: RepairIntent,
+    store_for: Callable[[Destination], Store],
+    *,
+    why: str = "left unconfirmed by an interrupted run",
+) -> None:
+    """One intent settled by reading its key (``settle_intents``); also a watch's own, whose write's answer was
+    lost (a timeout after the store took it), when the key is found at a later look."""
+    try:
+        destination = Destination.from_url(intent.destination, intent.credential_id)
+        stored = store_for(destination).read(intent.key)
+    except ArchiveNotFound:
+        state.settle_repair(intent, wrote=False)
+        return
+    except (ArchiveError, ConfigError, DataError) as exc:
+        log.warning("a repair of %s %s: %s", intent.key, why, exc)
+        return
+    state.settle_repair(intent, wrote=hashlib.sha256(stored).hexdigest() == intent.sha256)

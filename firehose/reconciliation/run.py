@@ -50,7 +50,7 @@ from firehose.reconciliation.classify import (
     sampled,
 )
 from firehose.reconciliation.inventories import GONE, Inventories
-from firehose.reconciliation.lags import LagHistogram, merged_lags
+from firehose.reconciliation.lags import LagHistogram, delivery_lag, merged_lags
 from firehose.reconciliation.repair import settle_intents, write_missing
 from firehose.state import StateDB, WindowRecord
 
@@ -410,11 +410,8 @@ class Reconciler:
         if not self.options.repair or self.options.dry_run or not any(f.verdict == Verdict.MISSING for f in found):
             return found
         store = self._store(destination)  # opened by the check: a store that failed to open has no missing
-        before = store.requests.snapshot()
-        repaired = self._repair(store, found, events, destination.credential_id)
-        after = store.requests.snapshot()
-        requests.update({kind: after[kind] - before[kind] for kind in after})
-        return repaired
+        with store.requests.added_to(requests):
+            return self._repair(store, found, events, destination.credential_id)
 
     def _backfill(self, destination: Destination, windows: list[tuple[datetime, datetime]]) -> list[Finding]:
         """Archive-only findings of a destination first named by a later window's events, for the windows this
@@ -729,7 +726,7 @@ def _lags(found: list[Finding], items: list[Expected], listed: dict[str, ObjectI
             continue
         info, end = listed.get(finding.key), ended.get(finding.event_id)
         modified = info.last_modified.timestamp() if info is not None else 0.0
-        histogram.observe(modified - end if modified > 0 and end is not None else None)
+        histogram.observe(delivery_lag(modified, end) if modified > 0 and end is not None else None)
     return histogram
 
 

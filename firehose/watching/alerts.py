@@ -63,7 +63,7 @@ def alert_line(alert: dict[str, Any]) -> str:
     parts = [f"{alert.get('alert')}:", str(alert.get("destination") or alert.get("api") or "")]
     if "event_id" in alert:
         parts.append(f"event {alert['event_id']}")
-    if "lag_seconds" in alert:
+    if alert.get("lag_seconds") is not None:
         parts.append(f"lag {alert['lag_seconds']} s")
     if "reason" in alert:
         parts.append(f"({alert['reason']})")

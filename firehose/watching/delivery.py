@@ -28,17 +28,19 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from firehose.codec import encode
 from firehose.errors import UsageError
 from firehose.http import USER_AGENT, RetryPolicy, Sender
-from firehose.secret import redact_text
+from firehose.secret import REDACTED, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ RETRY_LATER_SECONDS = 30.0
 """A place whose attempts are spent is tried again this often, its alerts kept, until it takes them."""
 IDLE_SECONDS = 5.0
 """A courier looks at the outbox at least this often (each poll also wakes it)."""
+PRIVATE_PART = 8
+"""A part of a webhook's path this long or longer is taken for (part of) its credential, and never shown."""
+STDERR_TAIL = 4096
+"""The end of a failed command's stderr read for its last line (the rest may be any length)."""
+_PRINTABLE_ASCII = "".join(chr(code) for code in range(33, 127))
+"""What a request line carries as it is (``%`` included: what is percent-encoded already stays so)."""
 TEMPFAIL = 75
 """``EX_TEMPFAIL`` (sysexits.h): a command that exits with it is asked again later, as a 503 is."""
 
@@ -89,41 +97,72 @@ class WebhookSink:
     never in the request line. A 2xx answer is taken."""
 
     def __init__(self, url: str, number: int, timeout_seconds: float) -> None:
+        if any(char.isspace() or not char.isprintable() for char in url):  # the parser drops some, HTTP takes none
+            raise UsageError(
+                f"--alert-url {number}: holds a space or a control character; percent-encode it (a space is %20)"
+            )
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"--alert-url {number}: not a URL ({redact_text(str(exc))})") from exc
+        except ValueError:  # its words quote the authority: with a password holding "/", part of the password
+            raise UsageError(
+                f"--alert-url {number}: not a URL: its host or port cannot be read (a password holding / ? # or @ "
+                "must be percent-encoded: %2F %3F %23 %40)"
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
             raise UsageError(f"--alert-url {number}: an http:// or https:// URL with a host is needed, got {shown}")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = host + (f":{port}" if port is not None else "")
-        self._target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        # A path or query in another script than ASCII goes percent-encoded (UTF-8), as a browser sends it.
+        path, query = quote(parts.path or "/", safe=_PRINTABLE_ASCII), quote(parts.query, safe=_PRINTABLE_ASCII)
+        self._target = urlunsplit((parts.scheme, netloc, path, query, ""))
         self._headers: list[tuple[str, str]] = [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
         if parts.username is not None or parts.password is not None:
             pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
             self._headers.append(("Authorization", "Basic " + base64.b64encode(pair.encode()).decode()))
         self.key = _digest("webhook", url)
         self.label = f"webhook-{number}"
-        self.name = f"--alert-url {number} ({parts.scheme}://{netloc})"
+        self._origin = f"{parts.scheme}://{netloc}"
+        self.name = f"--alert-url {number} ({self._origin})"
+        # A webhook's path and query are its credential (Slack's /services/T/B/SECRET): a server that quotes
+        # them back, or a retry line naming the URL, must show neither.
+        spellings = {path, unquote(path), parts.path}
+        self._private = sorted(
+            {self._target, query, unquote(query), parts.query, *spellings}
+            | {part for spelling in spellings for part in spelling.split("/") if len(part) >= PRIVATE_PART},
+            key=len, reverse=True,
+        )  # fmt: skip
         self._timeout = timeout_seconds
         self._sender: Sender | None = None
+
+    def _shown(self, text: str) -> str:
+        """``text`` with the webhook's URL as its origin, its path and query (whole or by part) as ``***``."""
+        text = text.replace(self._target, self._origin)
+        for private in self._private:
+            if len(private) > 1:  # a bare "/" is no secret, and is in every message
+                text = text.replace(private, REDACTED)
+        return redact_text(text)
 
     def send(self, body: bytes, sleep: Callable[[float], None]) -> Outcome:
         if self._sender is None:  # made in the courier's thread: its connection lives there
             self._sender = Sender(
-                concurrency=1, timeout_seconds=self._timeout, retry=ALERT_RETRY, retry_unknown=True, sleep=sleep
+                concurrency=1,
+                timeout_seconds=self._timeout,
+                retry=ALERT_RETRY,
+                retry_unknown=True,
+                sleep=sleep,
+                shown=self._shown,
             )
         delivery = self._sender.deliver("POST", self._target, self._headers, body)
         if delivery.accepted:
             return Outcome(True)
         status = delivery.status
         if status is not None:
-            said = redact_text(delivery.body[:400].decode("utf-8", "replace").strip().replace("\n", " "))[:200]
+            said = self._shown(delivery.body[:400].decode("utf-8", "replace").strip().replace("\n", " "))[:200]
             reason = f"HTTP {status}" + (f": {said}" if said else "")
         else:
-            reason = (delivery.reason or delivery.state).replace("--timeout", "--alert-timeout")
+            reason = self._shown(delivery.reason or delivery.state).replace("--timeout", "--alert-timeout")
         again = delivery.state == "unreachable" or (
             delivery.state == "unknown" and (status is None or ALERT_RETRY.retries(status))
         )
@@ -170,28 +209,33 @@ class CommandSink:
     def _once(self, body: bytes) -> Outcome:
         if self._closed:
             raise Stopped
-        try:
-            process = subprocess.Popen(
-                self._argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: a timeout kills what it started too
-            )
-        except OSError as exc:
-            return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
-        self._running = process
-        try:
-            _, err = process.communicate(body, timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            process.communicate()
-            return Outcome(False, reason=f"no exit within --alert-timeout {self._timeout:g} s (killed)")
-        finally:
-            self._running = None
-        code = process.returncode
-        if code == 0:
-            return Outcome(True)
+        # Its stderr goes to a file, not a pipe: a command is done when it exits, not when everything it started
+        # in the background (and which holds its stderr) has closed it too.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen(
+                    self._argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,  # its own process group: a timeout kills what it started too
+                )
+            except OSError as exc:
+                return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
+            self._running = process
+            try:
+                process.communicate(body, timeout=self._timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                process.communicate()
+                return Outcome(False, reason=f"no exit within --alert-timeout {self._timeout:g} s (killed)")
+            finally:
+                self._running = None
+            code = process.returncode
+            if code == 0:
+                return Outcome(True)
+            errors.seek(max(0, errors.seek(0, os.SEEK_END) - STDERR_TAIL))
+            err = errors.read(STDERR_TAIL)
         lines = err.decode("utf-8", "replace").strip().splitlines()
         said = f": {redact_text(lines[-1].strip())[:200]}" if lines else ""
         if code < 0:
@@ -345,8 +389,6 @@ class AlertDelivery:
     def close(self, grace_seconds: float) -> None:
         """Deliver what waits for up to ``grace_seconds`` in all, then stop: what is left stays in the outbox
         for the next run."""
-        import time
-
         for courier in self.couriers:
             courier.finish()
         deadline = time.monotonic() + grace_seconds

@@ -7,9 +7,11 @@ servers), so a cursor that only moved forward would miss some: the overlap is re
 
 Looking: per destination, one listing of the lead-id range of the awaited events' leads (a lead id starts with
 its second, so the leads of a time range are one key range), cut where the leads are more than ``MERGE_GAP``
-apart so that one old straggler does not drag in everything since; a HEAD only for an event whose lead is over
-``LEAD_LOOKBACK`` older than it (feedback days later). Found before the deadline: ``archived``, with its lag (the
-object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
+apart so that one old straggler does not drag in everything since; for an event whose lead is over
+``LEAD_LOOKBACK`` older than it (feedback days later), a listing of its lead's folder: every spelling of its key,
+as reconcile looks (a HEAD of the one spelling the watch would write missed ``<LEAD>/<EVENT>.json``, took it
+for late, and ``--repair-after`` wrote it again beside itself). Found before the deadline: ``archived``, with its
+lag (the object's last-modified minus the event's end). Not found at the deadline: ``late``, looked for again less and
 less often (``RECHECK_MAX`` apart at most); found later: ``recovered``. A late event is given up (``forgotten``)
 ``FORGET_AFTER`` past its deadline: the nightly reconcile finds and repairs it.
 
@@ -36,11 +38,12 @@ from typing import Any
 from firehose.api import EventQuery, LeadConduit
 from firehose.archive import ObjectInfo, Store
 from firehose.archive.layout import parse_key
-from firehose.archive.listing import list_window
+from firehose.archive.listing import lead_objects, list_window
 from firehose.errors import ApiError, ApiStatusError, ArchiveError, ConfigError, DataError
 from firehose.event import Destination, EventView
 from firehose.ids import lowest_id_at, seconds_of
-from firehose.reconciliation.repair import settle_intents, write_missing
+from firehose.reconciliation.lags import delivery_lag
+from firehose.reconciliation.repair import settle_intent, settle_intents, write_missing
 from firehose.secret import redact_text
 from firehose.watching.alerts import outage_alert, pair_alert
 from firehose.watching.ledger import EXPIRED, Pair, WatchLedger
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 FIELDS = ("id", "type", "vars.lead.id", "firehose", "end_timestamp")
 """What the watch asks ``/events`` for: where each event goes, and when it ended."""
 LEAD_LOOKBACK = 3600
-"""An event whose lead is older than this (seconds) is looked for with a HEAD, not in the listing."""
+"""An event whose lead is older than this (seconds) is looked for in its lead's folder, not in the listing."""
 MERGE_GAP = 300
 """Awaited leads this close (seconds) are listed as one range."""
 RECHECK_MAX = 3600.0
@@ -272,18 +275,29 @@ class Watcher:
 
     def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
-        it is a repair's (a watch killed after writing it, before settling it; or a reconcile's)."""
+        it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
+        reconcile's)."""
+        if pair.late:
+            self._settle_intent(pair)
         if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
             return
-        lag = max(0.0, info.last_modified.timestamp() - pair.ended)
+        lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
-            into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=round(lag, 3)))
+            into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
+
+    def _settle_intent(self, pair: Pair) -> None:
+        """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
+        settled now that its key is found, by its bytes, so that the watch's own write is ``repaired``."""
+        state = self.ledger.state
+        for intent in state.repair_intents():
+            if (intent.event_id, intent.destination) == (pair.event_id, pair.destination):
+                settle_intent(state, intent, self._store, why="whose write had no answer")
 
     def _next_check(self, pair: Pair, now: float) -> float:
         """A late pair is looked for again less and less often, but at its repair time when that comes first."""
@@ -309,8 +323,7 @@ class Watcher:
     ) -> None:
         """Write each of ``pairs`` (late, still missing, past ``repair_after``) as ``reconcile --repair`` does."""
         store = self._store(destination)
-        before = store.requests.snapshot()
-        try:
+        with store.requests.added_to(requests):
             for pair in pairs:
                 if self.stop.is_set():  # a checkpoint: the rest stay due, repaired by the next watch
                     return
@@ -350,9 +363,6 @@ class Watcher:
                         into.alerts[-1].update(differs)
                 else:  # there at the write, gone at the read: looked for again
                     into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
-        finally:
-            after = store.requests.snapshot()
-            requests.update({kind: after[kind] - before[kind] for kind in after})
 
     def _full_event(self, event_id: str) -> dict[str, Any] | None:
         """The event as the API returns it (what the firehose writes); None when the API no longer holds it (any
@@ -374,14 +384,13 @@ class Watcher:
             into.alerts.append(pair_alert("repair_failed", now, pair, reason=why))
 
     def _look(self, destination: Destination, pairs: list[Pair], requests: Counter[str]) -> dict[str, ObjectInfo]:
-        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, a HEAD each for
-        events of older leads."""
+        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, one of its folder
+        for each older lead."""
         store = self._store(destination)
-        before = store.requests.snapshot()
         listed = [p for p in pairs if seconds_of(p.event_id) - seconds_of(p.lead_id) <= LEAD_LOOKBACK]
         wanted = {p.event_id for p in listed}
         found: dict[str, ObjectInfo] = {}
-        try:
+        with store.requests.added_to(requests):
             for low, high in _ranges(sorted({seconds_of(p.lead_id) for p in listed})):
                 for info in list_window(
                     store, destination.prefix, start_seconds=low, end_seconds=high, workers=self.options.workers
@@ -389,14 +398,14 @@ class Watcher:
                     ids = parse_key(info.key)
                     if ids is not None and ids[1] in wanted:
                         found.setdefault(ids[1], info)
+            older: dict[str, set[str]] = defaultdict(set)
             for pair in pairs:
                 if pair.event_id not in wanted:
-                    headed = store.head(pair.key)
-                    if headed is not None:
-                        found[pair.event_id] = headed
-        finally:
-            after = store.requests.snapshot()
-            requests.update({kind: after[kind] - before[kind] for kind in after})
+                    older[pair.lead_id].add(pair.event_id)
+            for lead_id, events in older.items():  # every spelling of its key, as reconcile looks (not a HEAD)
+                for event_id, infos in lead_objects(store, destination.prefix, lead_id, wanted=events).items():
+                    if event_id in events:
+                        found.setdefault(event_id, infos[0])
         return found
 
     def _store(self, destination: Destination) -> Store:

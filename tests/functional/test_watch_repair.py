@@ -322,6 +322,12 @@ def killed_after_the_write(self, intent, *, wrote):
         os.kill(os.getpid(), signal.SIGKILL)
     return settle_repair(self, intent, wrote=wrote)
 
+intend_repair = StateDB.intend_repair
+
+def killed_before_the_write(self, intent):
+    intend_repair(self, intent)  # the intent committed, the write never sent
+    os.kill(os.getpid(), signal.SIGKILL)
+
 def killed_before_the_ledger(self, **outcomes):
     if any(outcome == "repaired" for _, outcome in outcomes["done"]):  # recorded as a repair, pair not settled
         os.kill(os.getpid(), signal.SIGKILL)
@@ -329,6 +335,8 @@ def killed_before_the_ledger(self, **outcomes):
 
 if where == "write":
     StateDB.settle_repair = killed_after_the_write
+elif where == "intent":
+    StateDB.intend_repair = killed_before_the_write
 else:
     WatchLedger.settle = killed_before_the_ledger
 from firehose.cli import cli
@@ -336,7 +344,7 @@ cli(sys.argv[1:], prog_name="firehose")
 """
 
 
-@pytest.mark.parametrize("where", ["write", "ledger"])
+@pytest.mark.parametrize("where", ["intent", "write", "ledger"])
 def test_kill_9_between_the_write_and_the_ledger_never_writes_twice(
     live: RunningSandbox, tmp_path: Path, where: str
 ) -> None:
@@ -359,7 +367,7 @@ def test_kill_9_between_the_write_and_the_ledger_never_writes_twice(
     with StateDB(tmp_path / "state.sqlite") as state:  # killed where it was meant to be
         intents = state.repair_intents()
         recorded = any(state.was_repaired(e["id"], stopped) for e in missing)
-    assert (len(intents), recorded) == ((1, False) if where == "write" else (0, True)), (intents, recorded)
+    assert (len(intents), recorded) == ((0, True) if where == "ledger" else (1, False)), (intents, recorded)
 
     restarted = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
     assert restarted.code == 0, restarted.stderr

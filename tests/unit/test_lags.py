@@ -62,3 +62,17 @@ def test_the_text_summary_says_each_destinations_percentiles() -> None:
         "  delivery lag az://c: unknown (1 unknown)",
         "  delivery lag s3://b/p: p50 2.04 s, p95 2.04 s, p99 2.04 s, max 2.04 s over 1 object",
     ]
+
+
+def test_a_lag_no_clock_can_explain_is_unknown_never_zero_nor_a_failed_report() -> None:
+    """Clock skew (last-modified hours before the event's end) is not "arrived at once": a lag below zero by more
+    than the whole seconds of a last-modified is unknown. A lag beyond any JSON integer of milliseconds (an end
+    of ``-1e20``) is unknown too, and the report still writes."""
+    from firehose.codec import decode, encode
+
+    lags = LagHistogram()
+    for seconds in (-0.4, 3.0, -7200.0, 1e17, float("nan"), float("inf")):
+        lags.observe(seconds)
+    report = lags.report()
+    assert (report["objects"], report["unknown"], report["p50"], report["max"]) == (2, 4, 0.001, 3.0), report
+    assert merged_lags([{"s3://b": decode(encode(report))}])["s3://b"] == lags, "the report writes and reads back"
