@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firehose.config import Settings
 from firehose.connections import api_client, destination_opener
@@ -18,7 +18,9 @@ from firehose.errors import ExitCode
 from firehose.watching.ledger import Pair, WatchLedger
 from firehose.watching.options import WatchOptions
 
-Settled = Callable[[Pair, str, float | None], None]
+if TYPE_CHECKING:  # the watcher itself is imported when a watch starts
+    from firehose.watching.watcher import Settled
+
 
 SCHEMA = "firehose.watch/1"
 
