@@ -19,7 +19,7 @@ from typing import Any
 
 from firehose.codec import decode, encode
 from firehose.errors import ConfigError
-from firehose.state import StateDB
+from firehose.state import StateDB, explain
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,16 @@ class WatchLedger:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise ConfigError(f"state database {self._state.path}: {exc}") from exc
+            raise ConfigError(f"state database {self._state.path}: {explain(self._state.path, exc)}") from exc
 
     def cursor(self) -> str | None:
-        row = self._db.execute("SELECT event_id FROM watch_cursor WHERE source = ?", (self.source,)).fetchone()
+        with self._state.reading() as db:
+            row = db.execute("SELECT event_id FROM watch_cursor WHERE source = ?", (self.source,)).fetchone()
         return str(row[0]) if row else None
 
     def seen_ids(self) -> set[str]:
-        return {str(row[0]) for row in self._db.execute("SELECT event_id FROM watch_seen")}
+        with self._state.reading() as db:
+            return {str(row[0]) for row in db.execute("SELECT event_id FROM watch_seen")}
 
     def record_events(self, event_ids: Iterable[str], pairs: list[Pair], cursor: str | None) -> None:
         """New events seen: their ids (for de-duplication), the pairs to wait for, a ``seen`` count per
@@ -99,14 +101,17 @@ class WatchLedger:
             db.execute("DELETE FROM watch_seen WHERE event_id < ?", (event_id,))
 
     def due(self, now: float) -> list[Pair]:
-        rows = self._db.execute(
-            f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE next_check <= ? ORDER BY destination, event_id", (now,)
-        ).fetchall()
+        with self._state.reading() as db:
+            rows = db.execute(
+                f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE next_check <= ? ORDER BY destination, event_id",
+                (now,),
+            ).fetchall()
         return [Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9]) for r in rows]
 
     def waiting_since(self) -> dict[str, float]:
         """Per destination, the end of the oldest event still waited for."""
-        rows = self._db.execute("SELECT destination, MIN(ended) FROM watch_pending GROUP BY destination")
+        with self._state.reading() as db:
+            rows = db.execute("SELECT destination, MIN(ended) FROM watch_pending GROUP BY destination").fetchall()
         return {str(destination): float(ended) for destination, ended in rows}
 
     def settle(
@@ -154,11 +159,12 @@ class WatchLedger:
     def undelivered(self, sink: str = "stdout", limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
         """Alerts ``sink`` has not taken yet, oldest first, each with its ``id``: the outbox row's number, never
         reused in this database, the same at every delivery of the alert (a receiver de-duplicates on it)."""
-        rows = self._db.execute(
-            "SELECT id, body FROM watch_alerts WHERE id > COALESCE("
-            "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0) ORDER BY id LIMIT ?",
-            (sink, limit),
-        ).fetchall()
+        with self._state.reading() as db:
+            rows = db.execute(
+                "SELECT id, body FROM watch_alerts WHERE id > COALESCE("
+                "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0) ORDER BY id LIMIT ?",
+                (sink, limit),
+            ).fetchall()
         return [(int(number), {"id": int(number), **decode(body, where="watch_alerts")}) for number, body in rows]
 
     def delivered(self, number: int, sink: str = "stdout") -> None:
@@ -174,11 +180,12 @@ class WatchLedger:
 
     def waiting(self, sink: str) -> int:
         """Alerts ``sink`` has not taken yet."""
-        (number,) = self._db.execute(
-            "SELECT COUNT(*) FROM watch_alerts WHERE id > COALESCE("
-            "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0)",
-            (sink,),
-        ).fetchone()
+        with self._state.reading() as db:
+            (number,) = db.execute(
+                "SELECT COUNT(*) FROM watch_alerts WHERE id > COALESCE("
+                "(SELECT delivered FROM watch_alert_sinks WHERE sink = ?), 0)",
+                (sink,),
+            ).fetchone()
         return int(number)
 
     @property
@@ -190,13 +197,16 @@ class WatchLedger:
         """Totals per destination and outcome (``seen``, ``archived``, ``late``, ``recovered``, ``repaired``,
         ``forgotten``)."""
         found: dict[str, dict[str, int]] = defaultdict(dict)
-        for destination, outcome, number in self._db.execute("SELECT destination, outcome, count FROM watch_counts"):
+        with self._state.reading() as db:
+            rows = db.execute("SELECT destination, outcome, count FROM watch_counts").fetchall()
+        for destination, outcome, number in rows:
             found[str(destination)][str(outcome)] = int(number)
         return dict(found)
 
     def late_now(self) -> int:
         """Pairs late and still missing."""
-        return int(self._db.execute("SELECT COUNT(*) FROM watch_pending WHERE late = 1").fetchone()[0])
+        with self._state.reading() as db:
+            return int(db.execute("SELECT COUNT(*) FROM watch_pending WHERE late = 1").fetchone()[0])
 
 
 def _row(pair: Pair) -> tuple[Any, ...]:

@@ -273,29 +273,35 @@ class Watcher:
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
 
-    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
+    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> bool:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
         it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
-        reconcile's)."""
+        reconcile's). False when that cannot be told yet (another process's repair in flight)."""
         if pair.late:
             self._settle_intent(pair)
+            if self.ledger.state.repair_in_flight(pair.event_id, pair.destination):
+                # Another process (a reconcile --repair) is writing it and has not recorded it yet: decided at
+                # the next look, once it has (``repaired``) or is gone (its intent settled here).
+                into.rechecked.append(replace(pair, next_check=now + self.options.interval.total_seconds()))
+                return False
         if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
-            return
+            return True
         lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
             into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
+        return True
 
     def _settle_intent(self, pair: Pair) -> None:
         """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
         settled now that its key is found, by its bytes, so that the watch's own write is ``repaired``."""
         state = self.ledger.state
-        for intent in state.repair_intents():
+        for intent in state.unsettled_intents():
             if (intent.event_id, intent.destination) == (pair.event_id, pair.destination):
                 settle_intent(state, intent, self._store, why="whose write had no answer")
 
@@ -358,8 +364,7 @@ class Watcher:
                 # The firehose delivered it between the look and the write: left alone, its arrival counted.
                 info = store.head(pair.key)
                 if info is not None:
-                    self._found(pair, info, now, into)
-                    if differs:
+                    if self._found(pair, info, now, into) and differs:
                         into.alerts[-1].update(differs)
                 else:  # there at the write, gone at the read: looked for again
                     into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
