@@ -54,8 +54,8 @@ SCHEMA_VERSION = 5
 ``replays.request_sha256`` (the request's hash, indexed: one lead, one post, whichever event carries it); 4 added
 ``windows.lags`` (each destination's delivery-lag histogram, so a resumed run reports the lags of the windows it
 reuses) and ``watch_pending.repair`` (how ``watch --repair-after`` last failed to repair a pair); 5 added
-``repair_intents.owner`` to its key (two processes repairing one pair each keep their own intent) and the index
-``watch_pending_destination``."""
+``repair_intents.owner`` to its key (two processes repairing one pair each keep their own intent) and the
+``watch_pending`` indexes that let a poll read only the pairs it acts on (``watching.ledger``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -147,7 +147,6 @@ CREATE TABLE IF NOT EXISTS watch_pending (
     repair TEXT,
     PRIMARY KEY (event_id, destination)
 );
-CREATE INDEX IF NOT EXISTS watch_pending_due ON watch_pending (next_check);
 CREATE TABLE IF NOT EXISTS watch_counts (
     destination TEXT NOT NULL,
     outcome TEXT NOT NULL,
@@ -159,6 +158,12 @@ CREATE TABLE IF NOT EXISTS watch_alert_sinks (sink TEXT PRIMARY KEY, delivered I
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);
+DROP INDEX IF EXISTS watch_pending_due;
+CREATE INDEX IF NOT EXISTS watch_pending_seconds
+    ON watch_pending (destination, late, substr(lead_id, 1, 8), substr(event_id, 1, 8));
+CREATE INDEX IF NOT EXISTS watch_pending_deadline ON watch_pending (destination, late, deadline);
+CREATE INDEX IF NOT EXISTS watch_pending_recheck ON watch_pending (destination, late, next_check);
+CREATE INDEX IF NOT EXISTS watch_pending_ended ON watch_pending (destination, ended);
 INSERT OR IGNORE INTO repairs
     SELECT event_id, destination, key, window_start, run_id, window_start FROM findings WHERE verdict = 'repaired';
 """
