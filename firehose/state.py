@@ -575,6 +575,18 @@ class StateDB:
             ).fetchone()
         return found is not None
 
+    def repaired_among(self, destination: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` a repair wrote in ``destination`` (a batch of ``was_repaired``)."""
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        with self.reading() as db:
+            for first in range(0, len(wanted), 500):
+                chunk = wanted[first : first + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT event_id FROM repairs WHERE destination = ? AND event_id IN ({marks})"
+                found.update(str(row[0]) for row in db.execute(query, (destination, *chunk)))
+        return found
+
     def add_findings(self, run_id: int, extra: WindowRecord, findings: Sequence[Finding]) -> None:
         """More findings for a saved window (a destination first met in a later window), its counts raised by
         ``extra.counts`` and its requests by ``extra.requests`` (which names the destination checked, even with

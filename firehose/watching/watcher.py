@@ -132,6 +132,8 @@ class Watcher:
         self.started = clock()
         self._health: dict[str, Health] = {}
         self._api = Health(self.started)
+        self._intended: set[tuple[str, str]] = set()
+        """The (event, destination) pairs with a repair intent at this poll's start (a small table)."""
         self._intents_settled = False
         """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
         when found, whatever this watch repairs."""
@@ -221,6 +223,7 @@ class Watcher:
 
     # -- looking -------------------------------------------------------------------------------------------
     def _check(self, now: float, poll: Poll) -> None:
+        self._intended = {(i.event_id, i.destination) for i in self.ledger.state.repair_intents()}
         waiting = self.ledger.waiting_since()
         decided = Outcomes()
         events: dict[str, dict[str, Any] | None] = {}
@@ -239,11 +242,12 @@ class Watcher:
             mine = Outcomes()
             arrived = False
             to_repair: list[Pair] = []
+            repaired = self.ledger.state.repaired_among(url, found)  # a reconcile's repair: not the firehose's
             for pair in pairs:
                 info = found.get(pair.event_id)
                 if info is not None:
                     arrived = True
-                    self._found(pair, info, now, mine)
+                    self._found(pair, info, now, mine, repaired=pair.event_id in repaired)
                 elif pair.late and now - pair.deadline > FORGET_AFTER:
                     mine.done.append((pair, "forgotten"))
                     self.settled(pair, "forgotten", None)
@@ -270,18 +274,23 @@ class Watcher:
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
 
-    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> bool:
+    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes, *, repaired: bool | None = None) -> bool:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
         it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
-        reconcile's). False when that cannot be told yet (another process's repair in flight)."""
-        if pair.late:
+        reconcile's, before or after the deadline). False when that cannot be told yet (another process's repair
+        in flight). ``repaired``: whether the record of repairs holds it, when the caller asked for a batch."""
+        state = self.ledger.state
+        if pair.late or (pair.event_id, pair.destination) in self._intended:
             self._settle_intent(pair)
-            if self.ledger.state.repair_in_flight(pair.event_id, pair.destination):
+            if state.repair_in_flight(pair.event_id, pair.destination):
                 # Another process (a reconcile --repair) is writing it and has not recorded it yet: decided at
                 # the next look, once it has (``repaired``) or is gone (its intent settled here).
                 into.rechecked.append(replace(pair, next_check=now + self.options.interval.total_seconds()))
                 return False
-        if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
+            repaired = None
+        if repaired is None:
+            repaired = state.was_repaired(pair.event_id, pair.destination)
+        if repaired:
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))

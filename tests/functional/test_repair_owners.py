@@ -15,18 +15,25 @@ import hashlib
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from firehose.archive import open_store
+from firehose.archive import Store, open_store
 from firehose.codec import encode
+from firehose.event import Destination
+from firehose.ids import seconds_of
 from firehose.reconciliation.repair import settle_intents
 from firehose.state import RepairIntent, StateDB
+from firehose.watching.ledger import Pair, WatchLedger
+from firehose.watching.options import WatchOptions
+from firehose.watching.watcher import Watcher
 
 EVENT_ID = "6b1f0a000000000000000001"
 LEAD_ID = "6b1f0a000000000000000000"
@@ -37,7 +44,7 @@ REPAIRER = """
 import os, signal, sys, time
 from datetime import datetime, UTC
 from pathlib import Path
-from firehose.archive import open_store
+from firehose.archive import Store, open_store
 from firehose.reconciliation.repair import settle_intents, write_missing
 from firehose.state import StateDB
 
@@ -149,6 +156,16 @@ def test_two_processes_repairing_one_pair_keep_their_own_intents(tmp_path: Path)
 PAIRS = [(f"6b1f0a00000000000000000{n}", f"events/{LEAD_ID}/6b1f0a00000000000000000{n}.json") for n in range(1, 4)]
 
 
+def _killed(state: StateDB) -> None:
+    """A process's end without a word: its connection and its owner lock dropped as the kernel drops them (its
+    intents left as they are)."""
+    owner = state._owner
+    if owner is not None:
+        owner._handle.close()
+        state._owner = None
+    state.close()
+
+
 class Actor:
     """A process repairing: its own connection and owner; at most one repair in flight, as the real ones."""
 
@@ -159,16 +176,35 @@ class Actor:
         self.wrote: bool | None = None
 
     def kill(self) -> Actor:
-        """Gone without a word, its connection and owner lock dropped as the kernel drops them; its restart."""
-        owner = self.state._owner
-        if owner is not None:
-            owner._handle.close()
-            self.state._owner = None
-        self.state.close()
+        """Gone without a word; its restart."""
+        _killed(self.state)
         return Actor(self.path)
 
+    def step(self, what: str, pair: tuple[str, str], store: Store, writes: dict[str, int]) -> Actor:
+        """One step of a ``reconcile --repair`` of ``pair`` (event id, key): this actor, or its restart."""
+        if what == "intend" and self.intent is None:
+            event_id, key = pair
+            body = encode({**EVENT, "id": event_id})
+            self.intent = RepairIntent(
+                event_id, store.url, None, key, datetime(2027, 1, 1, tzinfo=UTC), 1,
+                hashlib.sha256(body).hexdigest(), self.state.repair_owner,
+            )  # fmt: skip
+            self.state.intend_repair(self.intent)
+        elif what == "write" and self.intent is not None and self.wrote is None:
+            self.wrote = store.write(self.intent.key, encode({**EVENT, "id": self.intent.event_id}), if_absent=True)
+            if not isinstance(store, CountingStore):  # which counts them itself
+                writes[self.intent.key] = writes.get(self.intent.key, 0) + self.wrote
+        elif what == "settle" and self.intent is not None and self.wrote is not None:
+            self.state.settle_repair(self.intent, wrote=self.wrote)
+            self.intent, self.wrote = None, None
+        elif what == "kill":
+            return self.kill()
+        elif what == "start" and self.intent is None:  # a run's start (a process repairs one thing at a time)
+            settle_intents(self.state, lambda destination: store)
+        return self
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     steps=st.lists(
         st.tuples(
@@ -187,25 +223,7 @@ def test_any_interleaving_of_repairs_on_one_database_records_each_written_object
     actors = [Actor(path) for _ in range(3)]  # a watch and two reconciles, say
     writes: dict[str, int] = {}
     for what, who, which in steps:
-        actor = actors[who]
-        if what == "intend" and actor.intent is None:
-            event_id, key = PAIRS[which]
-            body = encode({**EVENT, "id": event_id})
-            actor.intent = RepairIntent(
-                event_id, store.url, None, key, datetime(2027, 1, 1, tzinfo=UTC), who,
-                hashlib.sha256(body).hexdigest(), actor.state.repair_owner,
-            )  # fmt: skip
-            actor.state.intend_repair(actor.intent)
-        elif what == "write" and actor.intent is not None and actor.wrote is None:
-            actor.wrote = store.write(actor.intent.key, encode({**EVENT, "id": actor.intent.event_id}), if_absent=True)
-            writes[actor.intent.key] = writes.get(actor.intent.key, 0) + actor.wrote
-        elif what == "settle" and actor.intent is not None and actor.wrote is not None:
-            actor.state.settle_repair(actor.intent, wrote=actor.wrote)
-            actor.intent, actor.wrote = None, None
-        elif what == "kill":
-            actors[who] = actor.kill()
-        elif what == "start" and actor.intent is None:  # a run's start (a process repairs one thing at a time)
-            settle_intents(actor.state, lambda destination: store)
+        actors[who] = actors[who].step(what, PAIRS[which], store, writes)
     for actor in actors:
         actor.kill().state.close()
     with StateDB(path) as state:
@@ -242,3 +260,111 @@ def test_a_schema_4_intent_is_kept_as_a_gone_owners_and_settled(tmp_path: Path) 
         assert (intent.owner, intent.run_id, intent.key) == ("", 3, KEY)
         settle_intents(state, lambda destination: store)
         assert state.was_repaired(EVENT_ID, "file:///store") and state.repair_intents() == []
+
+
+class RepairingApi:
+    """``GET /events``: nothing new; ``GET /events/{id}``: the event, as the repairs write it."""
+
+    def iter_events(self, query: object, max_events: int = 0) -> Iterator[dict[str, object]]:
+        return iter(())
+
+    def get_event(self, event_id: str) -> dict[str, object]:
+        return {**EVENT, "id": event_id}
+
+
+class CountingStore:
+    """The store, counting the writes that put an object there, per key."""
+
+    def __init__(self, store: Store, writes: dict[str, int]) -> None:
+        self._store, self.writes = store, writes
+
+    def write(self, key: str, data: bytes, **options: Any) -> bool:
+        wrote = self._store.write(key, data, **options)
+        self.writes[key] = self.writes.get(key, 0) + wrote
+        return wrote
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class Watch:
+    """A ``watch --deadline 1s --repair-after 1s`` on the database, whose clock moves an hour and more a poll
+    (every late pair is due again at each)."""
+
+    def __init__(self, path: Path, store: Any, clock: list[float]) -> None:
+        self.path, self.store, self.clock = path, store, clock
+        self.state = StateDB(path)
+        options = WatchOptions(deadline=timedelta(seconds=1), repair_after=timedelta(seconds=1))
+        self.watcher = Watcher(
+            RepairingApi(), lambda _: store, WatchLedger(self.state, "api"), options,  # type: ignore[arg-type]
+            deliver=lambda alert: None, stop=threading.Event(), api_name="api", clock=lambda: clock[0],
+        )  # fmt: skip
+
+    def poll(self) -> None:
+        self.clock[0] += 4000
+        self.watcher.poll()
+
+    def kill(self) -> Watch:
+        _killed(self.state)
+        return Watch(self.path, self.store, self.clock)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(steps=[("intend", 0, 0), ("write", 0, 0), ("poll", 0, 0), ("settle", 0, 0), ("poll", 0, 0)])  # in flight
+@example(steps=[("intend", 0, 1), ("write", 0, 1), ("kill", 0, 1), ("poll", 0, 0)])  # its owner gone
+@example(steps=[("poll", 0, 0), ("intend", 0, 2), ("write", 0, 2), ("poll", 0, 0), ("poll", 0, 0)])  # late
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["poll", "poll", "kill-watch", "intend", "write", "settle", "kill", "start"]),
+            st.integers(0, 1),
+            st.integers(0, 2),
+        ),
+        max_size=25,
+    )
+)
+def test_watch_polls_and_reconcile_repairs_on_one_database_repair_each_missing_event_once(
+    tmp_path_factory: object, steps: list[tuple[str, int, int]]
+) -> None:
+    """Three events missing from a destination; a watch with ``--repair-after`` polls, is killed and restarted,
+    while two ``reconcile --repair`` processes intend, write, settle, are killed and start, in any order. In the
+    end each object is written once, recorded once, and the watch counts each pair ``repaired``, never
+    ``recovered`` or ``archived`` (an object a repair wrote, taken for the firehose's: both were seen, a
+    reconcile's write found while its intent was in flight, or before the pair was late)."""
+    folder = tmp_path_factory.mktemp("watch")  # type: ignore[attr-defined]
+    path = folder / "state.sqlite"
+    (folder / "store").mkdir()
+    writes: dict[str, int] = {}
+    store = CountingStore(open_store((folder / "store").as_uri()), writes)
+    destination = Destination.from_url(store.url)
+    assert destination.url() == store.url
+    ended = float(seconds_of(LEAD_ID))
+    missing = [
+        Pair(event_id, store.url, None, destination.key(LEAD_ID, event_id), LEAD_ID, ended, ended + 1)
+        for event_id in (f"6b1f0a00000000000000001{n}" for n in range(3))
+    ]
+    with StateDB(path) as state:
+        WatchLedger(state, "api").record_events([p.event_id for p in missing], missing, None)
+    clock = [ended + 10]
+    watch = Watch(path, store, clock)
+    actors = [Actor(path) for _ in range(2)]
+    for what, who, which in steps:
+        if what == "poll":
+            watch.poll()
+        elif what == "kill-watch":
+            watch = watch.kill()
+        else:
+            actors[who] = actors[who].step(what, (missing[which].event_id, missing[which].key), store, writes)
+    for actor in actors:
+        actor.kill().state.close()
+    watch = watch.kill()
+    for _ in range(3):
+        watch.poll()
+    counts = watch.watcher.ledger.counts()[store.url]
+    recorded = sorted(key for (key,) in watch.state.connection.execute("SELECT key FROM repairs"))
+    intents = watch.state.repair_intents()
+    watch.kill().state.close()
+    assert writes == {pair.key: 1 for pair in missing}, "each object written once"
+    assert recorded == sorted(pair.key for pair in missing) and intents == [], "each repair recorded once"
+    late = counts.pop("late", 0)  # a reconcile may repair a pair before the watch finds it late
+    assert counts == {"seen": 3, "repaired": 3} and late <= 3, counts
