@@ -397,11 +397,12 @@ class StateDB:
     def run(self, fingerprint: str, arguments: Mapping[str, Any]) -> int:
         """The id of the run with these arguments, made if new (the same arguments resume the same run)."""
         # Insert-if-absent, then read: two runs starting together once both found none and both inserted.
-        self._db.execute(
-            "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
-            (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
-        )
-        found = self._db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        with self.reading() as db:  # a write too: its failure (a full disk) said the same way
+            db.execute(
+                "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
+                (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
+            )
+            found = db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return int(found[0])
 
     def finished_windows(self, run_id: int) -> list[WindowRecord]:
@@ -469,8 +470,9 @@ class StateDB:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """The connection for a read whose failure (a disk gone bad, or full under SQLite's shared memory) is one
-        line naming the database, as a write's is (``watching.ledger`` reads through it too)."""
+        """The connection for a read (or a one-statement write) whose failure (a disk gone bad, or full under
+        SQLite's shared memory) is one line naming the database, as a transaction's is (``watching.ledger`` reads
+        through it too)."""
         try:
             yield self._db
         except sqlite3.Error as exc:
@@ -682,7 +684,8 @@ class StateDB:
                              _time(last), counts, repairs)  # fmt: skip
 
     def finish(self, run_id: int) -> None:
-        self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
+        with self.reading() as db:  # a write too, said the same way
+            db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
 
 
 SENDING = "sending"
