@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from firehose.event import EventView
 from firehose.state import StateDB
 from firehose.watching.ledger import WatchLedger
 from tests.conftest import API_KEY, RunningSandbox, small_filesystem, stack_env, stack_sandbox
-from tests.functional.clirun import Run, process_env, run_process
+from tests.functional.clirun import Run, process_env, run_process, spawn
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -83,13 +84,19 @@ def test_a_watch_on_a_full_disk_or_a_read_only_file_says_so_and_resumes_exactly(
     args = ["watch", "--deadline", "1h", "--interval", "0.2s", "--start", start]
     first = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
     assert first.code == 0, first.stderr
-    made = live.sandbox.live.make(60, age_seconds=5)  # about 270 events, 500 (event, destination) pairs
-    assert live.sandbox.stream.wait(30)
-    expected = Counter(d.url() for e in made for d in EventView(e).destinations())
+    watch = spawn(args, env, tmp_path)  # not --once: a watch running when the disk fills
+    lock = tiny / "state.sqlite.watch-lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and "pid" in lock.read_text()):
+        assert time.monotonic() < deadline and watch.poll() is None, watch.stderr
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few polls with nothing new
 
     with full(tiny):
-        running = run_process(args, env, tmp_path)  # not --once: a watch running when the disk fills
-        one_line_error(running, database, "its disk is full")
+        made = live.sandbox.live.make(60, age_seconds=5)  # about 270 events, 500 (event, destination) pairs
+        assert live.sandbox.stream.wait(30)
+        out, err = watch.communicate(timeout=60)
+        one_line_error(Run(watch.returncode, out, err), database, "its disk is full")
         reconcile = run_process(["reconcile", "--start", f"{datetime.now(UTC):%Y-%m-%d}"], env, tmp_path)
         one_line_error(reconcile, database, "its disk is full")  # the same state database code
 
@@ -99,6 +106,7 @@ def test_a_watch_on_a_full_disk_or_a_read_only_file_says_so_and_resumes_exactly(
     subprocess.run(["umount", str(database)], check=True)
     one_line_error(read_only, database, "read-only")
 
+    expected = Counter(d.url() for e in made for d in EventView(e).destinations())
     again = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
     assert again.code == 0, again.stderr
     counts = seen(database)
