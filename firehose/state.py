@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import socket
 import sqlite3
@@ -518,6 +519,11 @@ class StateDB:
             ).fetchall()
         return [RepairIntent(e, d, c, k, _time(w) or datetime.min, int(r), h, o) for e, d, c, k, w, r, h, o in rows]
 
+    def forget_gone_owners(self) -> None:
+        """Lock files of repairing processes gone with nothing left to settle (a run's start sweeps them)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            RepairOwner.sweep(self.path, self._db)
+
     def unsettled_intents(self) -> list[RepairIntent]:
         """The intents this database may settle: its own, and those of owners gone (killed, or ended with an
         answer lost). Another live process's are in flight: its write may land after any look at its key."""
@@ -972,6 +978,14 @@ class RepairOwner:
         if token and db.execute("SELECT 1 FROM repair_intents WHERE owner = ? LIMIT 1", (token,)).fetchone() is None:
             with contextlib.suppress(OSError):
                 cls._path(database, token).unlink()
+
+    @classmethod
+    def sweep(cls, database: Path, db: sqlite3.Connection) -> None:
+        """The lock files of owners gone with no intent left (a process killed between two repairs)."""
+        for path in database.parent.glob(f"{glob.escape(database.name)}.repair-*.lock"):
+            token = path.name[len(database.name) + len(".repair-") : -len(".lock")]
+            if not cls.alive(database, token):
+                cls.forget(database, token, db)
 
     def release(self, db: sqlite3.Connection) -> None:
         """At the end of the process's use: the lock dropped, and its file removed unless intents remain (an

@@ -75,6 +75,7 @@ def settle_intents(state: StateDB, store_for: Callable[[Destination], Store]) ->
     settle: its write may land after this look."""
     for intent in state.unsettled_intents():
         settle_intent(state, intent, store_for)
+    state.forget_gone_owners()
 
 
 def settle_intent(

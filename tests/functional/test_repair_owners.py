@@ -232,6 +232,7 @@ def test_any_interleaving_of_repairs_on_one_database_records_each_written_object
         assert state.repair_intents() == []
     assert all(count <= 1 for count in writes.values()), "nothing written twice"
     assert recorded == sorted(key for key, count in writes.items() if count), "each repair recorded, once"
+    assert not list(folder.glob("state.sqlite.repair-*.lock")), "no lock file of a gone owner left behind"
 
 
 def test_a_schema_4_intent_is_kept_as_a_gone_owners_and_settled(tmp_path: Path) -> None:
