@@ -103,8 +103,10 @@ def test_a_watch_on_a_full_disk_or_a_read_only_file_says_so_and_resumes_exactly(
     subprocess.run(["mount", "--bind", str(database), str(database)], check=True)
     subprocess.run(["mount", "-o", "remount,bind,ro", str(database)], check=True)
     read_only = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
+    reconcile = run_process(["reconcile", "--start", f"{datetime.now(UTC):%Y-%m-%d}"], env, tmp_path)
     subprocess.run(["umount", str(database)], check=True)
     one_line_error(read_only, database, "read-only")
+    one_line_error(reconcile, database, "read-only")
 
     expected = Counter(d.url() for e in made for d in EventView(e).destinations())
     again = run_process([*args[:1], "--once", *args[1:]], env, tmp_path)
