@@ -16,6 +16,9 @@ Tables:
 - ``repair_intents``: a repair about to be written (a write-ahead record, with the SHA-256 of its bytes), moved
   into ``repairs`` once the store answers. A run killed after the store took the write but before the answer
   came back leaves the intent; the next run reads the key and, if it holds those bytes, records the repair.
+  Each intent names its ``owner`` (one per ``StateDB`` that repairs), and only its owner, or anyone once the
+  owner is gone, settles it: a watch and a reconcile on one database once cleared each other's intents, and a
+  ``kill -9`` in that moment lost the record of a repair (``RepairOwner``).
 - ``watch_cursor``, ``watch_seen``, ``watch_pending``, ``watch_counts``, ``watch_alerts``, ``watch_alert_sinks``:
   ``firehose watch``'s cursor, the event ids of its overlap (to count each once), the (event, destination) pairs
   it still waits for, its totals, the alerts decided but not yet delivered everywhere, and how far each place
@@ -25,12 +28,15 @@ Tables:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import glob
 import os
 import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,13 +48,15 @@ from firehose.codec import decode, encode
 from firehose.errors import ConfigError
 from firehose.findings import Finding, Verdict
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2 added ``findings.detail`` (the differing values kept with ``--include-pii``); 3 added ``replays.identity``
 (hashes of the body sent, to find the lead an in-doubt request made), ``replays.claimed_by`` (the run) and
 ``replays.claimed_at`` (when the lead was last claimed: its request went out after that) and
 ``replays.request_sha256`` (the request's hash, indexed: one lead, one post, whichever event carries it); 4 added
 ``windows.lags`` (each destination's delivery-lag histogram, so a resumed run reports the lags of the windows it
-reuses) and ``watch_pending.repair`` (how ``watch --repair-after`` last failed to repair a pair)."""
+reuses) and ``watch_pending.repair`` (how ``watch --repair-after`` last failed to repair a pair); 5 added
+``repair_intents.owner`` to its key (two processes repairing one pair each keep their own intent) and the
+``watch_pending`` indexes that let a poll read only the pairs it acts on (``watching.ledger``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,7 +130,8 @@ CREATE TABLE IF NOT EXISTS repair_intents (
     run_id INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     intended_at TEXT NOT NULL,
-    PRIMARY KEY (event_id, destination)
+    owner TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (event_id, destination, owner)
 );
 CREATE TABLE IF NOT EXISTS watch_cursor (source TEXT PRIMARY KEY, event_id TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS watch_seen (event_id TEXT PRIMARY KEY);
@@ -139,7 +148,6 @@ CREATE TABLE IF NOT EXISTS watch_pending (
     repair TEXT,
     PRIMARY KEY (event_id, destination)
 );
-CREATE INDEX IF NOT EXISTS watch_pending_due ON watch_pending (next_check);
 CREATE TABLE IF NOT EXISTS watch_counts (
     destination TEXT NOT NULL,
     outcome TEXT NOT NULL,
@@ -151,6 +159,12 @@ CREATE TABLE IF NOT EXISTS watch_alert_sinks (sink TEXT PRIMARY KEY, delivered I
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS replays_request ON replays (request_sha256);
+DROP INDEX IF EXISTS watch_pending_due;
+CREATE INDEX IF NOT EXISTS watch_pending_seconds
+    ON watch_pending (destination, late, substr(lead_id, 1, 8), substr(event_id, 1, 8));
+CREATE INDEX IF NOT EXISTS watch_pending_deadline ON watch_pending (destination, late, deadline);
+CREATE INDEX IF NOT EXISTS watch_pending_recheck ON watch_pending (destination, late, next_check);
+CREATE INDEX IF NOT EXISTS watch_pending_ended ON watch_pending (destination, ended);
 INSERT OR IGNORE INTO repairs
     SELECT event_id, destination, key, window_start, run_id, window_start FROM findings WHERE verdict = 'repaired';
 """
@@ -162,9 +176,23 @@ _MIGRATIONS = {
     1: (("findings", "detail"),),
     2: (("replays", "identity"), ("replays", "claimed_by"), ("replays", "claimed_at"), ("replays", "request_sha256")),
     3: (("windows", "lags"), ("watch_pending", "repair")),
+    4: (),  # repair_intents made again with its owner in its key (``_INTENTS_BY_OWNER``)
 }
 """The columns (all ``TEXT``) that take a database from schema N to N+1. A table the old schema did not have
 at all was just made whole by ``_SCHEMA``, so a column already there is left alone."""
+
+_INTENTS_BY_OWNER = (
+    """
+ALTER TABLE repair_intents RENAME TO repair_intents_4;
+"""
+    + _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS repair_intents") :].split(";")[0]
+    + """;
+INSERT INTO repair_intents SELECT *, '' FROM repair_intents_4;
+DROP TABLE repair_intents_4
+"""
+)
+"""Schema 4 to 5: a primary key cannot be altered, so the table is made again; the intents it held keep the
+owner ``''`` (a run of an older firehose: settled by the next run, as before)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +235,8 @@ class RepairIntent:
     window_start: datetime
     run_id: int
     sha256: str
+    owner: str = ""
+    """Who intends it (``RepairOwner.token``); ``''`` for an intent of an older firehose."""
 
 
 def utc_now() -> datetime:
@@ -225,6 +255,46 @@ def _time(text: str | None) -> datetime | None:
 BUSY_SECONDS = 30.0
 """How long a connection waits for another process's write before giving up."""
 
+ROOM_BYTES = 1 << 20
+"""Less free space than this beside the state database, when SQLite fails to write, is a full disk."""
+
+
+def explain(path: Path, exc: sqlite3.Error) -> str:
+    """SQLite's complaint, with what it means for the user when it is a full disk or a read-only file (SQLite
+    says "disk I/O error" when the disk fills while it grows its shared-memory file). One line."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = " ".join(str(exc).split())
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        return f"{text}: the file, or its folder, is read-only; make both writable and run again"
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk" in text:
+        free = _free_bytes(path)
+        if free is not None and free < ROOM_BYTES:
+            return f"{text} ({free:,} bytes free): {DISK_FULL}"
+    return text
+
+
+DISK_FULL = "its disk is full; free some space and run again (it resumes where it stopped)"
+
+
+def os_why(exc: OSError) -> str:
+    """An ``OSError`` on a file beside the state database, said as ``explain`` says SQLite's."""
+    if exc.errno == errno.ENOSPC:
+        return f"{exc.strerror}: {DISK_FULL}"
+    if exc.errno == errno.EROFS:
+        return f"{exc.strerror}: make it writable and run again"
+    return str(exc.strerror or exc)
+
+
+def _free_bytes(path: Path) -> int | None:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return None
+    return found.f_bavail * found.f_frsize
+
 
 def _statements(script: str) -> list[str]:
     """A script's statements, to run one by one inside a transaction (``executescript`` commits first)."""
@@ -239,6 +309,7 @@ class StateDB:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.path = path
         self.clock = clock
+        self._owner: RepairOwner | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -250,7 +321,7 @@ class StateDB:
             # wait for it rather than fail with "database is locked".
             self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)  # explicit transactions
         except sqlite3.Error as exc:
-            raise ConfigError(f"state database {path} cannot be opened: {exc}") from exc
+            raise ConfigError(f"state database {path} cannot be opened: {explain(path, exc)}") from exc
         try:
             self._wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -268,7 +339,8 @@ class StateDB:
             self._db.close()
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError(f"state database {path} cannot be used: {exc}") from exc
+            why = explain(path, exc) if isinstance(exc, sqlite3.Error) else exc
+            raise ConfigError(f"state database {path} cannot be used: {why}") from exc
 
     def _wal(self) -> None:
         """WAL mode (readers never wait for the writer). Switching a fresh file to it needs the file alone for a
@@ -295,6 +367,10 @@ class StateDB:
                     have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                     if column not in have:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(repair_intents)")}
+            if "owner" not in have:
+                for statement in _statements(_INTENTS_BY_OWNER):
+                    self._db.execute(statement)
             self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
         elif int(found[0]) != SCHEMA_VERSION:
             raise ConfigError(f"state database {path} has schema {found[0]}, this firehose reads {SCHEMA_VERSION}")
@@ -302,6 +378,9 @@ class StateDB:
             self._db.execute(statement)
 
     def close(self) -> None:
+        if self._owner is not None:
+            self._owner.release(self._db)
+            self._owner = None
         self._db.close()
 
     @property
@@ -319,11 +398,12 @@ class StateDB:
     def run(self, fingerprint: str, arguments: Mapping[str, Any]) -> int:
         """The id of the run with these arguments, made if new (the same arguments resume the same run)."""
         # Insert-if-absent, then read: two runs starting together once both found none and both inserted.
-        self._db.execute(
-            "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
-            (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
-        )
-        found = self._db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        with self.reading() as db:  # a write too: its failure (a full disk) said the same way
+            db.execute(
+                "INSERT OR IGNORE INTO runs (fingerprint, arguments, started_at) VALUES (?, ?, ?)",
+                (fingerprint, encode(dict(arguments)).decode(), _iso(self.clock())),
+            )
+            found = db.execute("SELECT id FROM runs WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return int(found[0])
 
     def finished_windows(self, run_id: int) -> list[WindowRecord]:
@@ -387,15 +467,33 @@ class StateDB:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
-            raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
+            raise ConfigError(f"state database {self.path}: cannot save a window: {explain(self.path, exc)}") from exc
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a read (or a one-statement write) whose failure (a disk gone bad, or full under
+        SQLite's shared memory) is one line naming the database, as a transaction's is (``watching.ledger`` reads
+        through it too)."""
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            raise ConfigError(f"state database {self.path}: {explain(self.path, exc)}") from exc
+
+    @property
+    def repair_owner(self) -> str:
+        """This database's owner token for the repairs it intends, made (and its lock taken) at the first ask."""
+        if self._owner is None:
+            self._owner = RepairOwner.claim(self.path)
+        return self._owner.token
 
     def intend_repair(self, intent: RepairIntent) -> None:
         """Say, before a repair's write goes out, what it will write (committed at once): whatever happens to
-        the run after, the next one can tell whether the store took it."""
+        the run after, the next one can tell whether the store took it. ``intent.owner`` is this database's
+        ``repair_owner``: another process intending the same pair keeps an intent of its own."""
         try:
             with self._db:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO repair_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO repair_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         intent.event_id,
                         intent.destination,
@@ -405,25 +503,62 @@ class StateDB:
                         intent.run_id,
                         intent.sha256,
                         _iso(self.clock()),
+                        intent.owner,
                     ),
                 )
         except sqlite3.Error as exc:
-            raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+            raise ConfigError(f"state database {self.path}: cannot record a repair: {explain(self.path, exc)}") from exc
 
     def repair_intents(self) -> list[RepairIntent]:
-        """The repairs a run said it would write and never heard the end of (it was killed in between)."""
-        rows = self._db.execute(
-            "SELECT event_id, destination, credential_id, key, window_start, run_id, sha256 FROM repair_intents"
-        ).fetchall()
-        return [RepairIntent(e, d, c, k, _time(w) or datetime.min, int(r), h) for e, d, c, k, w, r, h in rows]
+        """Every repair a run said it would write and has not settled: in flight in a live process, or left by
+        one that was killed in between."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT event_id, destination, credential_id, key, window_start, run_id, sha256, owner "
+                "FROM repair_intents"
+            ).fetchall()
+        return [RepairIntent(e, d, c, k, _time(w) or datetime.min, int(r), h, o) for e, d, c, k, w, r, h, o in rows]
+
+    def forget_gone_owners(self) -> None:
+        """Lock files of repairing processes gone with nothing left to settle (a run's start sweeps them)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            RepairOwner.sweep(self.path, self._db)
+
+    def unsettled_intents(self) -> list[RepairIntent]:
+        """The intents this database may settle: its own, and those of owners gone (killed, or ended with an
+        answer lost). Another live process's are in flight: its write may land after any look at its key."""
+        mine = self._owner.token if self._owner is not None else None
+        alive: dict[str, bool] = {}
+        found = []
+        for intent in self.repair_intents():
+            if intent.owner != mine and intent.owner not in alive:
+                alive[intent.owner] = RepairOwner.alive(self.path, intent.owner)
+            if intent.owner == mine or not alive[intent.owner]:
+                found.append(intent)
+        return found
+
+    def repair_in_flight(self, event_id: str, destination: str) -> bool:
+        """Whether another live process has said it is writing this pair and not yet heard back."""
+        mine = self._owner.token if self._owner is not None else None
+        with self.reading() as db:
+            owners = db.execute(
+                "SELECT owner FROM repair_intents WHERE event_id = ? AND destination = ?", (event_id, destination)
+            ).fetchall()
+        return any(owner != mine and RepairOwner.alive(self.path, owner) for (owner,) in owners)
 
     def settle_repair(self, intent: RepairIntent, *, wrote: bool) -> None:
-        """The end of an intended repair, in one transaction: if the store took the write, the object goes into
-        the record of repairs (at once: a run killed before its window is saved must not leave an object that
-        no record holds; the window's save records it again, ignored); either way the intent is done."""
+        """The end of an intended repair, in one transaction: the intent taken away and, if the store took the
+        write, the object put in the record of repairs (at once: a run killed before its window is saved must
+        not leave an object that no record holds; the window's save records it again, ignored). Only the one
+        settler that takes the intent away records it: two settling a dead owner's intent at once, or one
+        settling an intent its owner settled meanwhile, record nothing twice and nothing the owner did not."""
         try:
             with self._db:
-                if wrote:
+                taken = self._db.execute(
+                    "DELETE FROM repair_intents WHERE event_id = ? AND destination = ? AND owner = ?",
+                    (intent.event_id, intent.destination, intent.owner),
+                ).rowcount
+                if wrote and taken:
                     self._db.execute(
                         "INSERT OR IGNORE INTO repairs VALUES (?, ?, ?, ?, ?, ?)",
                         (
@@ -435,19 +570,30 @@ class StateDB:
                             _iso(self.clock()),
                         ),
                     )
-                self._db.execute(
-                    "DELETE FROM repair_intents WHERE event_id = ? AND destination = ?",
-                    (intent.event_id, intent.destination),
-                )
         except sqlite3.Error as exc:
-            raise ConfigError(f"state database {self.path}: cannot record a repair: {exc}") from exc
+            raise ConfigError(f"state database {self.path}: cannot record a repair: {explain(self.path, exc)}") from exc
+        if intent.owner != (self._owner.token if self._owner is not None else None):
+            RepairOwner.forget(self.path, intent.owner, self._db)
 
     def was_repaired(self, event_id: str, destination: str) -> bool:
         """Whether a repair (a reconcile's or a watch's) wrote this event's object in this destination."""
-        found = self._db.execute(
-            "SELECT 1 FROM repairs WHERE event_id = ? AND destination = ?", (event_id, destination)
-        ).fetchone()
+        with self.reading() as db:
+            found = db.execute(
+                "SELECT 1 FROM repairs WHERE event_id = ? AND destination = ?", (event_id, destination)
+            ).fetchone()
         return found is not None
+
+    def repaired_among(self, destination: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` a repair wrote in ``destination`` (a batch of ``was_repaired``)."""
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        with self.reading() as db:
+            for first in range(0, len(wanted), 500):
+                chunk = wanted[first : first + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT event_id FROM repairs WHERE destination = ? AND event_id IN ({marks})"
+                found.update(str(row[0]) for row in db.execute(query, (destination, *chunk)))
+        return found
 
     def add_findings(self, run_id: int, extra: WindowRecord, findings: Sequence[Finding]) -> None:
         """More findings for a saved window (a destination first met in a later window), its counts raised by
@@ -476,7 +622,7 @@ class StateDB:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
-            raise ConfigError(f"state database {self.path}: cannot save a window: {exc}") from exc
+            raise ConfigError(f"state database {self.path}: cannot save a window: {explain(self.path, exc)}") from exc
 
     def findings(self, run_id: int, windows: Iterable[datetime] | None = None) -> Iterator[Finding]:
         """The stored non-match findings of a run (of the given windows only, if any), soonest expiry first
@@ -544,7 +690,8 @@ class StateDB:
                              _time(last), counts, repairs)  # fmt: skip
 
     def finish(self, run_id: int) -> None:
-        self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
+        with self.reading() as db:  # a write too, said the same way
+            db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_iso(self.clock()), run_id))
 
 
 SENDING = "sending"
@@ -720,7 +867,9 @@ class ReplayLedger:
                 return None
             current, twin, _ = self.lookup(entry)  # refused: say why (rare, so read only now)
         except sqlite3.Error as exc:
-            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
+            raise ConfigError(
+                f"state database {self._path}: cannot write the replay ledger: {explain(self._path, exc)}"
+            ) from exc
         why = refusal(current, force=force, retry_unknown=retry_unknown) if current is not None else None
         if why is None and twin is not None:
             why = same_lead(twin)
@@ -737,7 +886,9 @@ class ReplayLedger:
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise ConfigError(f"state database {self._path}: cannot write the replay ledger: {exc}") from exc
+            raise ConfigError(
+                f"state database {self._path}: cannot write the replay ledger: {explain(self._path, exc)}"
+            ) from exc
 
     def _rows(self, entries: Sequence[LedgerEntry]) -> list[tuple[Any, ...]]:
         now = _iso(datetime.now(UTC))
@@ -778,6 +929,72 @@ class ReplayLedger:
             )
 
 
+class RepairOwner:
+    """Who intends repairs on a state database: a token, and an exclusive ``flock`` on
+    ``<database>.repair-<token>.lock`` held while the process lives. The kernel drops the lock when the process
+    ends, ``kill -9`` included: another process that can take the lock (shared, without waiting) knows the owner
+    is gone and may settle its intents; one that cannot leaves them to their owner, whose write may still land.
+    (A flock, not a pid: pids are reused, and flocks also tell two databases in one process apart.)"""
+
+    def __init__(self, database: Path, token: str, handle: Any) -> None:
+        self.database, self.token, self._handle = database, token, handle
+
+    @staticmethod
+    def _path(database: Path, token: str) -> Path:
+        return database.with_name(f"{database.name}.repair-{token}.lock")
+
+    @classmethod
+    def claim(cls, database: Path) -> RepairOwner:
+        token = uuid.uuid4().hex
+        try:
+            handle = cls._path(database, token).open("a+")
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+        except OSError as exc:
+            raise ConfigError(f"state database {database}: cannot make its repair lock file ({exc.strerror})") from exc
+        return cls(database, token, handle)
+
+    @classmethod
+    def alive(cls, database: Path, token: str) -> bool:
+        if not token:  # an intent of a firehose before owners: its run has long ended
+            return False
+        try:
+            handle = cls._path(database, token).open("r")
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell: left alone (settled by its owner, or by a later run that can look)
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            return False
+
+    @classmethod
+    def forget(cls, database: Path, token: str, db: sqlite3.Connection) -> None:
+        """A gone owner's lock file, once none of its intents is left."""
+        if token and db.execute("SELECT 1 FROM repair_intents WHERE owner = ? LIMIT 1", (token,)).fetchone() is None:
+            with contextlib.suppress(OSError):
+                cls._path(database, token).unlink()
+
+    @classmethod
+    def sweep(cls, database: Path, db: sqlite3.Connection) -> None:
+        """The lock files of owners gone with no intent left (a process killed between two repairs)."""
+        for path in database.parent.glob(f"{glob.escape(database.name)}.repair-*.lock"):
+            token = path.name[len(database.name) + len(".repair-") : -len(".lock")]
+            if not cls.alive(database, token):
+                cls.forget(database, token, db)
+
+    def release(self, db: sqlite3.Connection) -> None:
+        """At the end of the process's use: the lock dropped, and its file removed unless intents remain (an
+        answer lost: a later run settles them, as a killed run's)."""
+        with contextlib.suppress(sqlite3.Error):
+            RepairOwner.forget(self.database, self.token, db)
+        self._handle.close()
+
+
 class RunLock:
     """One run of a kind at a time on a state database (``replay``; ``reconcile``, which audits share): an
     exclusive ``flock`` on ``<database>.<what>-lock``, taken without waiting. The kernel drops it when the
@@ -796,7 +1013,7 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("a+")
         except OSError as exc:
-            raise ConfigError(f"state database {self.database}: cannot make its lock file ({exc.strerror})") from exc
+            raise ConfigError(f"state database {self.database}: cannot make its lock file: {os_why(exc)}") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -807,11 +1024,16 @@ class RunLock:
                 f"state database {self.database}: another {self.what} is using it ({holder}); "
                 f"wait for it to finish, or give this one its own --state"
             ) from None
-        handle.seek(0)
-        handle.truncate()
         since = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
-        handle.write(f"pid {os.getpid()} ({self.command}) on {socket.gethostname()}, since {since}")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} ({self.command}) on {socket.gethostname()}, since {since}")
+            handle.flush()
+        except OSError as exc:  # a full disk: the run could not keep its state either
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise ConfigError(f"state database {self.database}: cannot write its lock file: {os_why(exc)}") from None
         self._handle = handle
         return self
 

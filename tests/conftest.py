@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,20 @@ def stack_config(path: Path) -> Path:
         'secret_access_key = "test"\n[credentials.default.azure]\nconnection_string_env = "TEST_AZURE"\n'
     )
     return path
+
+
+@contextlib.contextmanager
+def small_filesystem(root: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of ``size`` (tmpfs) mounted at ``root``, to fill: the test is skipped where mounting is
+    not allowed."""
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], check=False)
 
 
 def stack_env(running: RunningSandbox, folder: Path) -> dict[str, str]:

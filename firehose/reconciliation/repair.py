@@ -52,9 +52,8 @@ def write_missing(
     or fails (the intent is kept: the write may have landed all the same, an answer lost on the way back); a
     ``DataError`` when what the key holds does not parse (an object cut short, never taken for the event)."""
     body = encode(dict(event))
-    intent = RepairIntent(
-        event_id, destination, credential_id, key, window_start, run_id, hashlib.sha256(body).hexdigest()
-    )
+    digest = hashlib.sha256(body).hexdigest()
+    intent = RepairIntent(event_id, destination, credential_id, key, window_start, run_id, digest, state.repair_owner)
     state.intend_repair(intent)  # before the write: a kill after the store takes it leaves a trace
     wrote = store.write(key, body, if_absent=True)
     state.settle_repair(intent, wrote=wrote)
@@ -72,9 +71,11 @@ def settle_intents(state: StateDB, store_for: Callable[[Destination], Store]) ->
     """Repairs an earlier run said it would write and was killed before it heard back: those whose key holds the
     very bytes it meant to write go into the record of repairs (the store took the write); the others (absent,
     or other bytes: the write never landed) are let go. A store that cannot be read now keeps its intents for the
-    next run."""
-    for intent in state.repair_intents():
+    next run. Intents of another process still running (a watch and a reconcile on one database) are its own to
+    settle: its write may land after this look."""
+    for intent in state.unsettled_intents():
         settle_intent(state, intent, store_for)
+    state.forget_gone_owners()
 
 
 def settle_intent(

@@ -132,6 +132,8 @@ class Watcher:
         self.started = clock()
         self._health: dict[str, Health] = {}
         self._api = Health(self.started)
+        self._intended: set[tuple[str, str]] = set()
+        """The (event, destination) pairs with a repair intent at this poll's start (a small table)."""
         self._intents_settled = False
         """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
         when found, whatever this watch repairs."""
@@ -221,18 +223,16 @@ class Watcher:
 
     # -- looking -------------------------------------------------------------------------------------------
     def _check(self, now: float, poll: Poll) -> None:
-        by_destination: dict[tuple[str, str | None], list[Pair]] = defaultdict(list)
-        for pair in self.ledger.due(now):
-            by_destination[(pair.destination, pair.credential_id)].append(pair)
+        self._intended = {(i.event_id, i.destination) for i in self.ledger.state.repair_intents()}
         waiting = self.ledger.waiting_since()
         decided = Outcomes()
         events: dict[str, dict[str, Any] | None] = {}
         """Full events fetched for repairs this poll (None: the API no longer holds it), by id."""
-        for (url, credential_id), pairs in by_destination.items():
+        for url, credential_id in self.ledger.looking(now):
             health = self._health.setdefault(url, Health(self.started))
             destination = Destination.from_url(url, credential_id)
             try:
-                found = self._look(destination, pairs, poll.requests[url])
+                found, pairs = self._look(destination, now, poll.requests[url])
             except (ArchiveError, ConfigError) as exc:
                 poll.failed.add(url)
                 decided.alerts.extend(
@@ -242,11 +242,12 @@ class Watcher:
             mine = Outcomes()
             arrived = False
             to_repair: list[Pair] = []
+            repaired = self.ledger.state.repaired_among(url, found)  # a reconcile's repair: not the firehose's
             for pair in pairs:
                 info = found.get(pair.event_id)
                 if info is not None:
                     arrived = True
-                    self._found(pair, info, now, mine)
+                    self._found(pair, info, now, mine, repaired=pair.event_id in repaired)
                 elif pair.late and now - pair.deadline > FORGET_AFTER:
                     mine.done.append((pair, "forgotten"))
                     self.settled(pair, "forgotten", None)
@@ -273,29 +274,40 @@ class Watcher:
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
 
-    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
+    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes, *, repaired: bool | None = None) -> bool:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
         it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
-        reconcile's)."""
-        if pair.late:
+        reconcile's, before or after the deadline). False when that cannot be told yet (another process's repair
+        in flight). ``repaired``: whether the record of repairs holds it, when the caller asked for a batch."""
+        state = self.ledger.state
+        if pair.late or (pair.event_id, pair.destination) in self._intended:
             self._settle_intent(pair)
-        if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
+            if state.repair_in_flight(pair.event_id, pair.destination):
+                # Another process (a reconcile --repair) is writing it and has not recorded it yet: decided at
+                # the next look, once it has (``repaired``) or is gone (its intent settled here).
+                into.rechecked.append(replace(pair, next_check=now + self.options.interval.total_seconds()))
+                return False
+            repaired = None
+        if repaired is None:
+            repaired = state.was_repaired(pair.event_id, pair.destination)
+        if repaired:
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
-            return
+            return True
         lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
             into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
+        return True
 
     def _settle_intent(self, pair: Pair) -> None:
         """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
         settled now that its key is found, by its bytes, so that the watch's own write is ``repaired``."""
         state = self.ledger.state
-        for intent in state.repair_intents():
+        for intent in state.unsettled_intents():
             if (intent.event_id, intent.destination) == (pair.event_id, pair.destination):
                 settle_intent(state, intent, self._store, why="whose write had no answer")
 
@@ -358,8 +370,7 @@ class Watcher:
                 # The firehose delivered it between the look and the write: left alone, its arrival counted.
                 info = store.head(pair.key)
                 if info is not None:
-                    self._found(pair, info, now, into)
-                    if differs:
+                    if self._found(pair, info, now, into) and differs:
                         into.alerts[-1].update(differs)
                 else:  # there at the write, gone at the read: looked for again
                     into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
@@ -383,29 +394,56 @@ class Watcher:
             log.warning("%s: repair of %s failed: %s", pair.destination, pair.event_id, why)
             into.alerts.append(pair_alert("repair_failed", now, pair, reason=why))
 
-    def _look(self, destination: Destination, pairs: list[Pair], requests: Counter[str]) -> dict[str, ObjectInfo]:
-        """The objects found of ``pairs`` (by event id): one listing per range of recent leads, one of its folder
-        for each older lead."""
+    def _look(
+        self, destination: Destination, now: float, requests: Counter[str]
+    ) -> tuple[dict[str, ObjectInfo], list[Pair]]:
+        """The objects found (by event id) of the pairs of ``destination`` looked for at ``now``, and the pairs to
+        decide: those found, those whose deadline has come, the late ones due for a recheck (the others wait
+        unread: a poll's work follows the objects listed and the deadlines passed, not the backlog). One listing
+        per range of recent leads, one of its folder for each older lead."""
         store = self._store(destination)
-        listed = [p for p in pairs if seconds_of(p.event_id) - seconds_of(p.lead_id) <= LEAD_LOOKBACK]
-        wanted = {p.event_id for p in listed}
+        url = destination.url()
+        rechecks = self.ledger.rechecks(url, now)
+        pairs = {pair.event_id: pair for pair in rechecks}
+        recent = {seconds_of(pair.lead_id) for pair in rechecks if not _older_lead(pair.lead_id, pair.event_id)}
+        older: list[tuple[str, str]] = []
+        for lead, event in self.ledger.waiting_seconds(url):
+            if _older_lead(lead, event):
+                older.append((lead, event))
+            else:
+                recent.add(seconds_of(lead))
         found: dict[str, ObjectInfo] = {}
         with store.requests.added_to(requests):
-            for low, high in _ranges(sorted({seconds_of(p.lead_id) for p in listed})):
+            for low, high in _ranges(sorted(recent)):
                 for info in list_window(
                     store, destination.prefix, start_seconds=low, end_seconds=high, workers=self.options.workers
                 ):
                     ids = parse_key(info.key)
-                    if ids is not None and ids[1] in wanted:
+                    if ids is not None:
                         found.setdefault(ids[1], info)
-            older: dict[str, set[str]] = defaultdict(set)
-            for pair in pairs:
-                if pair.event_id not in wanted:
-                    older[pair.lead_id].add(pair.event_id)
-            for lead_id, events in older.items():  # every spelling of its key, as reconcile looks (not a HEAD)
-                for event_id, infos in lead_objects(store, destination.prefix, lead_id, wanted=events).items():
-                    if event_id in events:
-                        found.setdefault(event_id, infos[0])
+            pairs.update((pair.event_id, pair) for pair in self.ledger.pairs_found(url, found, now))
+            found = {event_id: info for event_id, info in found.items() if event_id in pairs}
+            folders = [pair for pair in [*self.ledger.waiting_of_seconds(url, older), *rechecks]
+                       if _older_lead(pair.lead_id, pair.event_id)]  # fmt: skip
+            pairs.update((pair.event_id, pair) for pair in folders)
+            for event_id, info in self._look_in_folders(store, destination, folders).items():
+                found.setdefault(event_id, info)
+        for pair in self.ledger.turning_late(url, now):
+            pairs.setdefault(pair.event_id, pair)
+        return found, sorted(pairs.values(), key=lambda pair: pair.event_id)
+
+    @staticmethod
+    def _look_in_folders(store: Store, destination: Destination, pairs: list[Pair]) -> dict[str, ObjectInfo]:
+        """The objects of ``pairs`` (events of older leads) found in their leads' folders: every spelling of
+        their keys, as reconcile looks (not a HEAD)."""
+        by_lead: dict[str, set[str]] = defaultdict(set)
+        for pair in pairs:
+            by_lead[pair.lead_id].add(pair.event_id)
+        found: dict[str, ObjectInfo] = {}
+        for lead_id, events in by_lead.items():
+            for event_id, infos in lead_objects(store, destination.prefix, lead_id, wanted=events).items():
+                if event_id in events:
+                    found.setdefault(event_id, infos[0])
         return found
 
     def _store(self, destination: Destination) -> Store:
@@ -465,6 +503,11 @@ def _day_of(event_id: str) -> datetime:
     """The UTC midnight that begins the event's day: the window a nightly reconcile (one window a day) keeps its
     findings under, so that a watch's repair makes that reconcile look at the day again."""
     return datetime.fromtimestamp(seconds_of(event_id) // 86_400 * 86_400, tz=UTC)
+
+
+def _older_lead(lead_id: str, event_id: str) -> bool:
+    """An event whose lead is over ``LEAD_LOOKBACK`` older than it: looked for in its lead's folder."""
+    return seconds_of(event_id) - seconds_of(lead_id) > LEAD_LOOKBACK
 
 
 def _ranges(seconds: list[int]) -> Iterator[tuple[int, int]]:

@@ -3,7 +3,6 @@ archived, and the event lost once the API forgets it). A real small filesystem (
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +10,13 @@ import pytest
 
 from firehose.archive import open_store
 from firehose.errors import ArchiveError
+from tests.conftest import small_filesystem
 
 
 @pytest.fixture()
 def tiny(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "tiny"
-    root.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
-    yield root
-    subprocess.run(["umount", str(root)], check=False)
+    with small_filesystem(tmp_path / "tiny", "64k") as root:
+        yield root
 
 
 def test_writes_on_a_full_disk_leave_whole_objects_or_none(tiny: Path) -> None:
