@@ -102,7 +102,15 @@ class WatchLedger:
         rows = self._db.execute(
             f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE next_check <= ? ORDER BY destination, event_id", (now,)
         ).fetchall()
-        return [Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9]) for r in rows]
+        return [_pair(row) for row in rows]
+
+    def pending(self, destination: str, limit: int) -> list[Pair]:
+        """The newest ``limit`` pairs still waited for at ``destination``, due or not."""
+        rows = self._db.execute(
+            f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE destination = ? ORDER BY event_id DESC LIMIT ?",
+            (destination, limit),
+        ).fetchall()
+        return [_pair(row) for row in rows]
 
     def waiting_since(self) -> dict[str, float]:
         """Per destination, the end of the oldest event still waited for."""
@@ -197,6 +205,10 @@ class WatchLedger:
     def late_now(self) -> int:
         """Pairs late and still missing."""
         return int(self._db.execute("SELECT COUNT(*) FROM watch_pending WHERE late = 1").fetchone()[0])
+
+
+def _pair(r: Any) -> Pair:
+    return Pair(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
 
 
 def _row(pair: Pair) -> tuple[Any, ...]:

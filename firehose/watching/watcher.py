@@ -72,7 +72,11 @@ class Health:
     """What the watch knows of one destination (or the API) between polls; kept in memory."""
 
     last_arrival: float
+    """The newest object found there: its last-modified, never before its event's end nor after the moment the
+    watch saw it (a store's clock that runs ahead or behind cannot move it past either); the watch's start
+    until one is found."""
     failing_since: float | None = None
+    """The first of the requests failing since the last one answered."""
     down: bool = False
 
 
@@ -132,6 +136,8 @@ class Watcher:
         self.started = clock()
         self._health: dict[str, Health] = {}
         self._api = Health(self.started)
+        self._down_at: dict[str, float] = {}
+        """Per destination not down yet, the moment it will be if nothing arrives (or nothing answers) till then."""
         self._intents_settled = False
         """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
         when found, whatever this watch repairs."""
@@ -150,10 +156,37 @@ class Watcher:
             poll.api_failed = True
             self._outage(self._api, self.clock(), str(exc), "api", {"api": self.api_name})
         else:
-            self._recovered(self._api, self.clock(), True, None, "api", {"api": self.api_name})
+            now = self.clock()
+            self._recovered(self._api, now, now, None, "api", {"api": self.api_name})
         self._check(self.clock(), poll)
         self._deliver()
         return poll
+
+    def wake_at(self) -> float | None:
+        """The earliest moment a destination (or the API) becomes down if nothing changes until then: the watch
+        looks again at that moment (``look_again``) instead of at its next poll, so that ``*_down`` comes
+        ``down_after`` after the last arrival (or the first failed request), not up to two intervals later."""
+        found = list(self._down_at.values())
+        if self._api.failing_since is not None and not self._api.down:
+            found.append(self._api.failing_since + self.options.down_after.total_seconds())
+        return min(found, default=None)
+
+    def look_again(self) -> Poll:
+        """At ``wake_at``: what a poll would do for the destinations whose down is due, and nothing for the
+        others (their pairs' one listing, or their pending pairs' where none is due yet); a whole poll when it is
+        the API's."""
+        now = self.clock()
+        api = self._api
+        if api.failing_since is not None and not api.down and api.failing_since + self._down_after <= now:
+            return self.poll()
+        poll = Poll()
+        self._check(now, poll, only={url for url, at in self._down_at.items() if at <= now})
+        self._deliver()
+        return poll
+
+    @property
+    def _down_after(self) -> float:
+        return self.options.down_after.total_seconds()
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -220,10 +253,22 @@ class Watcher:
         ]
 
     # -- looking -------------------------------------------------------------------------------------------
-    def _check(self, now: float, poll: Poll) -> None:
+    def _to_look_for(self, now: float, only: set[str] | None) -> dict[tuple[str, str | None], list[Pair]]:
+        """The pairs due, by destination (and credential): of the destinations ``only`` names, if given."""
         by_destination: dict[tuple[str, str | None], list[Pair]] = defaultdict(list)
         for pair in self.ledger.due(now):
-            by_destination[(pair.destination, pair.credential_id)].append(pair)
+            if only is None or pair.destination in only:
+                by_destination[(pair.destination, pair.credential_id)].append(pair)
+        # A destination whose down is due with no pair due (its waiting ones late, looked for again later): its
+        # newest pending ones are looked for now, or nothing would tell whether anything has arrived.
+        for url in (only or set()) - {url for url, _ in by_destination}:
+            for pair in self.ledger.pending(url, BATCH):
+                by_destination[(pair.destination, pair.credential_id)].append(pair)
+        return by_destination
+
+    def _check(self, now: float, poll: Poll, only: set[str] | None = None) -> None:
+        """Look for the pairs due (of the destinations ``only`` names, if given) and settle what was decided."""
+        by_destination = self._to_look_for(now, only)
         waiting = self.ledger.waiting_since()
         decided = Outcomes()
         events: dict[str, dict[str, Any] | None] = {}
@@ -240,13 +285,14 @@ class Watcher:
                 )
                 continue
             mine = Outcomes()
-            arrived = False
+            arrived: float | None = None
             to_repair: list[Pair] = []
             for pair in pairs:
                 info = found.get(pair.event_id)
                 if info is not None:
-                    arrived = True
-                    self._found(pair, info, now, mine)
+                    arrival = self._found(pair, info, now, mine)
+                    if arrival is not None:
+                        arrived = arrival if arrived is None else max(arrived, arrival)
                 elif pair.late and now - pair.deadline > FORGET_AFTER:
                     mine.done.append((pair, "forgotten"))
                     self.settled(pair, "forgotten", None)
@@ -272,24 +318,41 @@ class Watcher:
         self.ledger.settle(
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
+        self._down_at = self._down_times(waiting)
 
-    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> None:
+    def _down_times(self, waiting: dict[str, float]) -> dict[str, float]:
+        """Per destination not down that events wait for, when it is down if nothing changes: ``down_after``
+        after its first failed request, else after its last arrival or its oldest waiting event's end, whichever
+        is later (a destination no event goes to is never down). ``waiting`` was read before this check settled
+        anything: a time it gives is never later than the true one (a look too early finds the arrival)."""
+        found: dict[str, float] = {}
+        for url, oldest in waiting.items():
+            health = self._health.setdefault(url, Health(self.started))
+            if health.down:
+                continue
+            since = health.failing_since if health.failing_since is not None else max(health.last_arrival, oldest)
+            found[url] = since + self._down_after
+        return found
+
+    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes) -> float | None:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
         it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
-        reconcile's)."""
+        reconcile's). Returns when the firehose wrote it (None for a repair's): its last-modified, but not before
+        its event ended nor after now."""
         if pair.late:
             self._settle_intent(pair)
         if pair.late and self.ledger.state.was_repaired(pair.event_id, pair.destination):
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
-            return
+            return None
         lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
             into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
+        return min(max(info.last_modified.timestamp(), pair.ended), now)
 
     def _settle_intent(self, pair: Pair) -> None:
         """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
@@ -427,15 +490,16 @@ class Watcher:
         return self._send([outage_alert(f"{what}_down", now, since=health.failing_since, reason=reason, **where)], send)
 
     def _recovered(
-        self, health: Health, now: float, arrived: bool, waiting: float | None, what: str, where: dict[str, str],
-        *, send: bool = True,
+        self, health: Health, now: float, arrived: float | None, waiting: float | None, what: str,
+        where: dict[str, str], *, send: bool = True,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """A request answered. A destination is down too when nothing has arrived for ``down_after`` while an
-        event has waited that long (writes stopped: no request fails, nothing comes)."""
+        """A request answered (``arrived``: when the newest object it found was written). A destination is down
+        too when nothing has arrived for ``down_after`` while an event has waited that long (writes stopped: no
+        request fails, nothing comes)."""
         health.failing_since = None
-        if arrived:
-            health.last_arrival = now
-        down_after = self.options.down_after.total_seconds()
+        if arrived is not None:
+            health.last_arrival = max(health.last_arrival, arrived)
+        down_after = self._down_after
         silent = waiting is not None and now - waiting >= down_after and now - health.last_arrival >= down_after
         if health.down and not silent:
             health.down = False
