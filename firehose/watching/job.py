@@ -126,23 +126,24 @@ def watch(
         stack.callback(delivery.close, 2 * options.alert_timeout.total_seconds())  # a hung try, then retries
 
         def count(poll: Poll) -> None:
-            nonlocal events, failed
+            nonlocal polls, events, failed
             delivery.wake()
             _note(poll)
             events += poll.events
             outcomes.update(poll.settled)
-            failed = poll.failed
             for url, kinds in poll.requests.items():
                 requests[url].update(kinds)
+            if poll.read:  # a look at one destination is no poll: the others' failures stand
+                polls += 1
+                failed = poll.failed
+            if metrics is not None:
+                cursor = ledger.cursor()
+                metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
 
         while True:
             began = clock()
             poll = watcher.poll()
             count(poll)
-            polls += 1
-            if metrics is not None:
-                cursor = ledger.cursor()
-                metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
             if options.once or stop.is_set():
                 break
             if not poll.more:

@@ -105,6 +105,8 @@ class Poll:
     """Destinations whose requests failed."""
     more: bool = False
     """The poll stopped at ``MAX_EVENTS_PER_POLL``: more are waiting."""
+    read: bool = True
+    """``GET /events`` was read (False: a look at destinations whose down was due, ``Watcher.look_again``)."""
 
 
 Settled = Callable[[Pair, str, float | None], None]
@@ -179,7 +181,7 @@ class Watcher:
         api = self._api
         if api.failing_since is not None and not api.down and api.failing_since + self._down_after <= now:
             return self.poll()
-        poll = Poll()
+        poll = Poll(read=False)
         self._check(now, poll, only={url for url, at in self._down_at.items() if at <= now})
         self._deliver()
         return poll
