@@ -144,22 +144,22 @@ def at(alert: dict[str, Any], name: str = "at") -> float:
 def test_destination_down_comes_down_after_after_the_last_arrival_not_at_a_later_poll(
     live: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Polls 2 s apart, --down-after 5 s: decided at a poll, the alert came 6 to 8 s after the last arrival (the
-    poll that saw it, then the first poll 5 s on). The watch now counts from the object's own last-modified and
-    wakes at that moment plus 5 s. The other destinations, written until the sandbox stops making leads and
-    then waiting for nothing, are never down."""
+    """Polls 5 s apart, --down-after 2 s: decided at a poll, the alert came 5 s after the first poll that saw the
+    last arrival (up to 10 s after it). The watch now counts from the object's own last-modified and wakes at
+    that moment plus 2 s. The other destinations, written until the sandbox stops making leads and then waiting
+    for nothing, are never down."""
     use_stack_env(live, tmp_path, monkeypatch)
-    stopped, down_after = f"s3://{live.bucket}/events/auto", 5.0
+    stopped, down_after = f"s3://{live.bucket}/events/auto", 2.0
     live.sandbox.stream.set_outages({f"{scheme}://{live.bucket}": Outage(delay_seconds=1) for scheme in ("s3", "az")})
     alerts, stop, thread = watching(
         firehose.WatchOptions(
-            interval=timedelta(seconds=2), deadline=timedelta(seconds=30), down_after=timedelta(seconds=down_after),
+            interval=timedelta(seconds=5), deadline=timedelta(seconds=30), down_after=timedelta(seconds=down_after),
             start=datetime.now(UTC) - timedelta(seconds=1),
         )
     )  # fmt: skip
     live.sandbox.live.set_rate(20)
     try:
-        time.sleep(3)
+        time.sleep(2)
         stopped_at = time.time()
         live.sandbox.stream.set_outages({stopped: Outage(stopped=True, delay_seconds=1)})
         time.sleep(0.5)
@@ -182,15 +182,15 @@ def test_destination_down_comes_down_after_after_the_last_arrival_not_at_a_later
 def test_a_destination_failing_every_request_is_down_down_after_after_its_first_failure(
     live: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bucket that does not exist: every listing fails from the first poll with events on; down 3 s after that
-    first failure, though the next polls are 2 and 4 s after it."""
+    """A bucket that does not exist: every listing fails from the first poll with events on; down 2 s after that
+    first failure, though the next poll is 5 s after it."""
     use_stack_env(live, tmp_path, monkeypatch)
     missing = f"s3://{live.bucket}-missing/events"
-    down_after = 3.0
+    down_after = 2.0
     live.sandbox.live.set_rate(10)
     alerts, stop, thread = watching(
         firehose.WatchOptions(
-            interval=timedelta(seconds=2), deadline=timedelta(minutes=1), down_after=timedelta(seconds=down_after),
+            interval=timedelta(seconds=5), deadline=timedelta(minutes=1), down_after=timedelta(seconds=down_after),
             start=datetime.now(UTC) - timedelta(seconds=1), archive=missing,  # type: ignore[arg-type]  # a Python caller may give the URL
         )
     )  # fmt: skip
