@@ -170,7 +170,7 @@ class Watcher:
         ``down_after`` after the last arrival (or the first failed request), not up to two intervals later."""
         found = list(self._down_at.values())
         if self._api.failing_since is not None and not self._api.down:
-            found.append(self._api.failing_since + self.options.down_after.total_seconds())
+            found.append(self._api.failing_since + self._down_after)
         return min(found, default=None)
 
     def look_again(self) -> Poll:

@@ -126,6 +126,11 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
     assert API_KEY not in json.dumps(alerts)
 
 
+SLACK = 2.0
+"""How late a ``destination_down`` may come past its moment: the look's own listing, on two cores shared with the
+rest of the suite (1.4 s was seen). Polls are 5 s apart: an alert decided at a poll is later than this."""
+
+
 def watching(options: firehose.WatchOptions) -> tuple[list[dict[str, Any]], threading.Event, threading.Thread]:
     """A watch running in a thread: the alerts it gives, the event that stops it, the thread."""
     alerts: list[dict[str, Any]] = []
@@ -175,8 +180,8 @@ def test_destination_down_comes_down_after_after_the_last_arrival_not_at_a_later
     (down,) = downs
     # `since` is the last arrival, last-modified (whole seconds) of the last object the firehose wrote before the stop.
     assert stopped_at - 2.5 <= at(down, "since") <= stopped_at + 0.5, (stopped_at, down)
-    assert down_after <= at(down) - at(down, "since") <= down_after + 0.9, down
-    assert at(down) - stopped_at <= down_after + 0.9, (stopped_at, down)
+    assert down_after <= at(down) - at(down, "since") <= down_after + SLACK, down
+    assert at(down) - stopped_at <= down_after + SLACK, (stopped_at, down)
 
 
 def test_a_destination_failing_every_request_is_down_down_after_after_its_first_failure(
@@ -202,7 +207,7 @@ def test_a_destination_failing_every_request_is_down_down_after_after_its_first_
         thread.join(30)
     (down,) = [a for a in alerts if a["alert"].endswith("_down")]
     assert down["destination"] == missing, down
-    assert down_after <= at(down) - at(down, "since") <= down_after + 0.9, down
+    assert down_after <= at(down) - at(down, "since") <= down_after + SLACK, down
 
 
 def test_kill_9_and_restart_neither_miss_nor_count_twice(live: RunningSandbox, tmp_path: Path) -> None:
