@@ -54,6 +54,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+SLACK = 2.0
+"""How late a ``destination_down`` may come past its moment: the look's own listing, on two cores shared with the
+rest of the suite (1.4 s was seen). With polls 5 s apart, an alert decided at a poll comes later than this."""
+
+
 def wait_for(condition: Any, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -116,7 +121,7 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
     assert down["destination"] == stopped and "nothing has arrived" in down["reason"]
     # Nothing arrives from the stop on: down_after after the last arrival (the watch wakes for it, no poll needed).
     after_stop = datetime.fromisoformat(down["at"]).timestamp() - stopped_at
-    assert down_after - 2 <= after_stop <= down_after + 1.5, after_stop
+    assert down_after - 2 <= after_stop <= down_after + SLACK, after_stop
     recovered = [a for a in alerts if a["alert"] == "recovered"]
     assert all(a["lag_seconds"] >= 3 for a in recovered), "recovered past their deadline (last-modified has seconds)"
     (result,) = results
@@ -124,11 +129,6 @@ def test_a_stopped_destination_is_late_within_the_deadline_and_recovers(
     totals = result.totals[stopped]
     assert totals["late"] == totals["recovered"] == len(late)
     assert API_KEY not in json.dumps(alerts)
-
-
-SLACK = 2.0
-"""How late a ``destination_down`` may come past its moment: the look's own listing, on two cores shared with the
-rest of the suite (1.4 s was seen). Polls are 5 s apart: an alert decided at a poll is later than this."""
 
 
 def watching(options: firehose.WatchOptions) -> tuple[list[dict[str, Any]], threading.Event, threading.Thread]:
