@@ -22,6 +22,11 @@ no longer holding the event, or the store refusing the write, is a ``repair_fail
 reason; the pair stays late (a refused write is tried again at its rechecks, an expired event never). A repair
 goes into the state database's record of repairs before the pair is settled, so a watch killed in between
 finds the object at its restart and settles it ``repaired``, without writing again.
+
+Down: a destination is ``destination_down`` ``down_after`` after its first failed request (every one since
+failing), or after its last arrival (the newest object found: its last-modified) while an event has waited that
+long. Not decided at a poll only: ``wake_at`` is the moment the first destination falls down if nothing changes,
+and ``look_again`` then looks at those destinations alone, so the alert is not up to two intervals late.
 """
 
 from __future__ import annotations
