@@ -16,14 +16,16 @@ from its stdout and its own metrics scraped from --metrics-port.
 
 Each part has a sandbox (and a bucket) of its own.
 
-`--outage` plays issue 15's outage instead: --rate events/s over the sandbox's 5 destinations (3 S3, 2 Azure),
-every write delayed by --delay (30 s), one destination stopped after --warmup: when the first `late` alert for
-its first lost event arrived against its deadline + interval, when `destination_down` arrived against
---down-after, that no other destination was reported late or down (no false alarm), then the resume: recovered.
+`--outage` plays issue 15's outage instead: --rate events/s over --destinations of the sandbox's (3: Auto's S3,
+Home's S3 and Azure), every write delayed by --delay (30 s), one destination stopped after --warmup: when the
+first `late` alert for its first lost event arrived against its deadline + interval, when `destination_down`
+arrived against --down-after (after the stop, and after the last arrival it names as `since`), that no other
+destination was reported late or down (no false alarm), then the resume: recovered.
 
 usage: scripts/bench watch [--rates 10,100,1000] [--polls P] [--interval 10s] [--burst N] [--minutes M] [--soak-rate R]
                            [--only rates|keepup|burst|memory ...]
-       scripts/bench watch --outage [--rate 50] [--delay 30] [--deadline 10min] [--interval 30s] [--down-after 5min]
+       scripts/bench watch --outage [--rate 50] [--destinations 3] [--delay 30] [--deadline 10min] [--interval 30s]
+                           [--down-after 5min]
 """
 
 from __future__ import annotations
@@ -85,11 +87,11 @@ class Scrape:
 class Sandbox:
     """A `firehose sandbox` process and its controls."""
 
-    def __init__(self, env: dict[str, str], work: Path, bucket: str) -> None:
+    def __init__(self, env: dict[str, str], work: Path, bucket: str, destinations: int = 5) -> None:
         self.process, self.url = start_sandbox(
             env, work, "--leads", "3", "--days", "1", "--bucket", bucket,
             "--s3-endpoint", env["FIREHOSE_TEST_S3_ENDPOINT"], "--create-buckets",
-            wait_for_firehose=True,
+            "--destinations", str(destinations), wait_for_firehose=True,
         )  # fmt: skip
         self.http = httpx.Client(base_url=self.url, auth=("API", KEY), timeout=60)
         self.bucket = bucket
@@ -435,9 +437,12 @@ def outage(sandbox: Sandbox, env: dict[str, str], work: Path, args: argparse.Nam
         print(f"  NO `late` alert for {stopped}")
     down = [(read, a) for read, a in alerts if a["alert"] == "destination_down" and a["destination"] == stopped]
     if down:
+        read, alert = down[0]
+        since = datetime.fromisoformat(alert["since"]).timestamp()
         print(
-            f"  destination_down read {down[0][0] - stopped_at:.1f} s after the stop "
-            f"(target: --down-after {down_after:.0f} s; the watch decides at a poll: + up to {interval:.0f} s)"
+            f"  destination_down read {read - stopped_at:.1f} s after the stop, {read - since:.1f} s after the last "
+            f"arrival it names ({stamp(since)}, {stopped_at - since:.1f} s before the stop) "
+            f"(target: --down-after, {down_after:.0f} s)"
         )
     else:
         print("  NO destination_down")
@@ -465,6 +470,9 @@ def main() -> None:
     )
     parser.add_argument("--outage", action="store_true", help="issue 15's outage scenario instead")
     parser.add_argument("--rate", type=float, default=50.0, help="--outage: events/s")
+    parser.add_argument(
+        "--destinations", type=int, default=3, choices=range(1, 6), help="--outage: the sandbox's first N destinations"
+    )
     parser.add_argument("--delay", type=float, default=30.0, help="--outage: every write this long after its event")
     parser.add_argument("--deadline", default="10min", help="--outage: watch --deadline")
     parser.add_argument("--down-after", default="5min", help="--outage: watch --down-after")
@@ -476,12 +484,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
 
         @contextlib.contextmanager
-        def fresh(name: str) -> Iterator[tuple[Sandbox, dict[str, str], Path]]:
+        def fresh(name: str, destinations: int = 5) -> Iterator[tuple[Sandbox, dict[str, str], Path]]:
             """A sandbox of its own, in a bucket of its own, for one part of the run."""
             work = Path(tmp) / name
             work.mkdir()
             args.bucket = f"bench-watch-{name}-{int(time.time())}"
-            sandbox = Sandbox(env, work, args.bucket)
+            sandbox = Sandbox(env, work, args.bucket, destinations)
             config = stack_config(env, work / "firehose.toml")
             run_env = {
                 **env,
@@ -497,7 +505,7 @@ def main() -> None:
                 print("  (load average over the last 1, 5, 15 min: {:.1f}, {:.1f}, {:.1f})".format(*os.getloadavg()))
 
         if args.outage:
-            with fresh("outage") as (sandbox, run_env, work):
+            with fresh("outage", args.destinations) as (sandbox, run_env, work):
                 outage(sandbox, run_env, work, args)
             return
         rates = [float(rate) for rate in args.rates.split(",")]

@@ -105,6 +105,14 @@ log = logging.getLogger("firehose")
     show_default=True,
     help="Make new leads all the time, about this many events a second (for firehose watch).",
 )
+@click.option(
+    "--destinations",
+    type=click.IntRange(1, 5),
+    default=5,
+    show_default=True,
+    help="Write only the first N of the flows' 5 destinations (3: Auto's S3, Home's S3 and Azure); flows with "
+    "none of them are left out.",
+)
 @click.option("--port-file", type=WritableFile(), help="Write the listening port here once ready.")
 def sandbox(
     host: str,
@@ -125,6 +133,7 @@ def sandbox(
     rate_5xx: float,
     latency_ms: float,
     events_per_second: float,
+    destinations: int,
     port_file: str | None,
 ) -> None:
     """Run a LeadConduit-compatible service on loopback, seeded with generated leads.
@@ -139,6 +148,7 @@ def sandbox(
       export LEADCONDUIT_API_KEY=sandbox-key AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
       firehose sandbox --leads 500 --s3-endpoint http://127.0.0.1:8333 --create-buckets --drop-rate 0.02
       firehose sandbox --leads 0 --events-per-second 50 --s3-endpoint http://127.0.0.1:8333 --create-buckets
+      firehose sandbox --leads 0 --events-per-second 50 --destinations 3 --s3-endpoint http://127.0.0.1:8333
     """
     from firehose.archive import AzureCredential, S3Credential
     from firehose.sandbox import Faults, FirehoseStream, Sandbox, Targets, default_until, make_server
@@ -161,6 +171,7 @@ def sandbox(
         seed=seed,
         bucket=bucket,
         faults=Faults(rate_429=rate_429, rate_5xx=rate_5xx, latency_ms=latency_ms),
+        destinations=destinations,
     )
     end = parse_time(until, "--until") if until else default_until()
     try:

@@ -7,9 +7,10 @@ live submit endpoint, so seeded and submitted leads go through the same flow log
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -159,12 +160,18 @@ def _short_id(rng: random.Random) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(6))
 
 
+DESTINATIONS = 5
+"""The destinations of the sandbox's flows: in order, Auto's S3 (legacy shape), Home's S3 and Azure, Health's
+Azure, Life's S3."""
+
+
 def make_flows(
     seed: int,
     *,
     bucket: str = "lc-archive",
     aws_credential_id: str | None = None,
     azure_credential_id: str | None = None,
+    destinations: int = DESTINATIONS,
 ) -> tuple[Flow, ...]:
     """The sandbox's flows, one per firehose shape:
 
@@ -173,7 +180,12 @@ def make_flows(
     3. ``services`` with azure only (aws present but disabled), empty prefix;
     4. ``services`` with aws only (azure disabled);
     5. firehose disabled.
+
+    With fewer ``destinations`` (1 to 5), only the first that many of ``DESTINATIONS`` are written: a flow with
+    none of them is left out, one with some has the others disabled (the flow with its firehose off stays).
     """
+    if not 1 <= destinations <= DESTINATIONS:
+        raise ValueError(f"destinations must be from 1 to {DESTINATIONS}, got {destinations}")
     rng = random.Random(f"flows:{seed}")
     ids = IdMaker(rng)
     created = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
@@ -261,7 +273,27 @@ def make_flows(
             "reason": "Email and phone are required",
         }
         flows.append(Flow(ids.at(created), name, sources, steps, firehose, criteria, account))
-    return tuple(flows)
+    return _first_destinations(flows, destinations)
+
+
+def _first_destinations(flows: list[Flow], wanted: int) -> tuple[Flow, ...]:
+    """``flows`` cut to their first ``wanted`` enabled destinations (ids made as for all five: the same seed
+    names the same flows)."""
+    kept: list[Flow] = []
+    for flow in flows:
+        firehose = copy.deepcopy(flow.firehose)
+        services = firehose.get("services")
+        enabled = [firehose] if not services else [services[n] for n in ("aws", "azure") if services[n]["enabled"]]
+        if not firehose["enabled"] or not enabled:
+            kept.append(flow)  # no destination: counts for none
+            continue
+        if wanted <= 0:
+            continue
+        for service in enabled[wanted:]:
+            service["enabled"] = False
+        wanted -= len(enabled)
+        kept.append(replace(flow, firehose=firehose))
+    return tuple(kept)
 
 
 def fake_lead(rng: random.Random) -> dict[str, Any]:

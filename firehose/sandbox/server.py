@@ -44,6 +44,7 @@ from firehose.inbound import decode_body
 from firehose.rules import RuleError, evaluate_all
 from firehose.sandbox import inbound
 from firehose.sandbox.generator import (
+    DESTINATIONS,
     RETENTION,
     Flow,
     IdMaker,
@@ -184,6 +185,7 @@ class Sandbox:
         bucket: str = "lc-archive",
         faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
+        destinations: int = DESTINATIONS,
     ) -> None:
         self.api_key = api_key
         self.stream = stream
@@ -191,7 +193,7 @@ class Sandbox:
         self.faults = faults or Faults()
         self.clock = clock
         self.store = EventStore()
-        self.flows: tuple[Flow, ...] = make_flows(seed, bucket=bucket)
+        self.flows: tuple[Flow, ...] = make_flows(seed, bucket=bucket, destinations=destinations)
         self._live_rng = random.Random(f"live:{seed}")
         self._fault_rng = random.Random(f"faults:{seed}")
         self._live_ids = IdMaker(self._live_rng)

@@ -19,7 +19,7 @@ from firehose.watching.ledger import Pair, WatchLedger
 from firehose.watching.options import WatchOptions
 
 if TYPE_CHECKING:  # the watcher itself is imported when a watch starts
-    from firehose.watching.watcher import Settled
+    from firehose.watching.watcher import Poll, Settled, Watcher
 
 
 SCHEMA = "firehose.watch/1"
@@ -124,24 +124,30 @@ def watch(
         stack.callback(watcher.close)
         delivery.start()
         stack.callback(delivery.close, 2 * options.alert_timeout.total_seconds())  # a hung try, then retries
-        while True:
-            began = clock()
-            poll = watcher.poll()
+
+        def count(poll: Poll) -> None:
+            nonlocal polls, events, failed
             delivery.wake()
             _note(poll)
-            polls += 1
             events += poll.events
             outcomes.update(poll.settled)
-            failed = poll.failed
             for url, kinds in poll.requests.items():
                 requests[url].update(kinds)
+            if poll.read:  # a look at one destination is no poll: the others' failures stand
+                polls += 1
+                failed = poll.failed
             if metrics is not None:
                 cursor = ledger.cursor()
                 metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
+
+        while True:
+            began = clock()
+            poll = watcher.poll()
+            count(poll)
             if options.once or stop.is_set():
                 break
             if not poll.more:
-                stop.wait(max(0.0, options.interval.total_seconds() - (clock() - began)))
+                _wait(watcher, began + options.interval.total_seconds(), stop, clock, count)
             if stop.is_set():
                 break
         return WatchResult(
@@ -154,6 +160,25 @@ def watch(
             {url: dict(kinds) for url, kinds in requests.items()},
             tuple(sorted(failed)),
         )
+
+
+def _wait(
+    watcher: Watcher, next_poll: float, stop: threading.Event, clock: Callable[[], float], count: Callable[[Poll], None]
+) -> None:
+    """Until ``next_poll``, waking at each moment a destination (or the API) falls down if nothing has changed
+    (``Watcher.wake_at``) to look at it then: its ``*_down`` goes out on time, not at the next poll. A moment that
+    does not move on after its look (nothing left to look at) is left to the next poll."""
+    last: float | None = None
+    while not stop.is_set():
+        wake = watcher.wake_at()
+        if wake is None or wake >= next_poll or (last is not None and wake <= last):
+            break
+        while (left := wake - clock()) > 0:  # its moment, by the watch's clock (a wait may end a little early)
+            if stop.wait(left):
+                return
+        last = wake
+        count(watcher.look_again())
+    stop.wait(max(0.0, next_poll - clock()))
 
 
 def _alerting(

@@ -178,6 +178,16 @@ class WatchLedger:
         """The late pairs of ``destination`` whose recheck has come."""
         return self._pairs("destination = ? AND late = 1 AND next_check <= ?", destination, now)
 
+    def newest_waiting(self, destination: str, limit: int) -> list[Pair]:
+        """The newest ``limit`` pairs still awaited at ``destination``, due or not: what a look at a destination
+        whose down is due reads when none of its pairs is (they are all late, their rechecks later)."""
+        with self._state.reading() as db:
+            rows = db.execute(
+                f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE destination = ? ORDER BY event_id DESC LIMIT ?",
+                (destination, limit),
+            ).fetchall()
+        return [_pair(r) for r in rows]
+
     def _pairs(self, where: str, *values: Any) -> list[Pair]:
         with self._state.reading() as db:
             rows = db.execute(f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE {where}", values).fetchall()

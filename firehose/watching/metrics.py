@@ -79,8 +79,10 @@ class WatchMetrics:
         self.alerts_waiting.labels(sink).set(number)
 
     def polled(self, poll: Any, cursor_age: float | None, path: Path | None = None) -> None:
-        """After a poll (``watcher.Poll``); written to ``path`` too, if given."""
-        self.api_polls.inc()
+        """After a poll (``watcher.Poll``), or a look at destinations alone (no API read); written to ``path`` too,
+        if given."""
+        if poll.read:
+            self.api_polls.inc()
         if poll.api_failed:
             self.api_errors.inc()
         for destination, number in poll.seen.items():

@@ -22,6 +22,11 @@ no longer holding the event, or the store refusing the write, is a ``repair_fail
 reason; the pair stays late (a refused write is tried again at its rechecks, an expired event never). A repair
 goes into the state database's record of repairs before the pair is settled, so a watch killed in between
 finds the object at its restart and settles it ``repaired``, without writing again.
+
+Down: a destination is ``destination_down`` ``down_after`` after its first failed request (every one since
+failing), or after its last arrival (the newest object found: its last-modified) while an event has waited that
+long. Not decided at a poll only: ``wake_at`` is the moment the first destination falls down if nothing changes,
+and ``look_again`` then looks at those destinations alone, so the alert is not up to two intervals late.
 """
 
 from __future__ import annotations
@@ -67,12 +72,20 @@ WATCH_RUN = 0
 """The run id a watch's repairs carry in the record of repairs (reconcile runs count from 1)."""
 
 
+DELIVERED = ("archived", "recovered")
+"""Outcomes of an object the firehose wrote (not a repair's): its arrival tells the destination is up."""
+
+
 @dataclass
 class Health:
     """What the watch knows of one destination (or the API) between polls; kept in memory."""
 
     last_arrival: float
+    """The newest object found there: its last-modified, never before its event's end nor after the moment the
+    watch saw it (a store's clock that runs ahead or behind cannot move it past either); the watch's start
+    until one is found."""
     failing_since: float | None = None
+    """The first of the requests failing since the last one answered."""
     down: bool = False
 
 
@@ -101,6 +114,8 @@ class Poll:
     """Destinations whose requests failed."""
     more: bool = False
     """The poll stopped at ``MAX_EVENTS_PER_POLL``: more are waiting."""
+    read: bool = True
+    """``GET /events`` was read (False: a look at destinations whose down was due, ``Watcher.look_again``)."""
 
 
 Settled = Callable[[Pair, str, float | None], None]
@@ -134,6 +149,8 @@ class Watcher:
         self._api = Health(self.started)
         self._intended: set[tuple[str, str]] = set()
         """The (event, destination) pairs with a repair intent at this poll's start (a small table)."""
+        self._down_at: dict[str, float] = {}
+        """Per destination not down yet, the moment it will be if nothing arrives (or nothing answers) till then."""
         self._intents_settled = False
         """Settled at the first poll, with or without ``--repair-after``: a repair a killed watch wrote is ``repaired``
         when found, whatever this watch repairs."""
@@ -152,10 +169,37 @@ class Watcher:
             poll.api_failed = True
             self._outage(self._api, self.clock(), str(exc), "api", {"api": self.api_name})
         else:
-            self._recovered(self._api, self.clock(), True, None, "api", {"api": self.api_name})
+            now = self.clock()
+            self._recovered(self._api, now, now, None, "api", {"api": self.api_name})
         self._check(self.clock(), poll)
         self._deliver()
         return poll
+
+    def wake_at(self) -> float | None:
+        """The earliest moment a destination (or the API) becomes down if nothing changes until then: the watch
+        looks again at that moment (``look_again``) instead of at its next poll, so that ``*_down`` comes
+        ``down_after`` after the last arrival (or the first failed request), not up to two intervals later."""
+        found = list(self._down_at.values())
+        if self._api.failing_since is not None and not self._api.down:
+            found.append(self._api.failing_since + self._down_after)
+        return min(found, default=None)
+
+    def look_again(self) -> Poll:
+        """At ``wake_at``: what a poll would do for the destinations whose down is due, and nothing for the
+        others (their pairs' one listing, or their pending pairs' where none is due yet); a whole poll when it is
+        the API's."""
+        now = self.clock()
+        api = self._api
+        if api.failing_since is not None and not api.down and api.failing_since + self._down_after <= now:
+            return self.poll()
+        poll = Poll(read=False)
+        self._check(now, poll, only={url for url, at in self._down_at.items() if at <= now})
+        self._deliver()
+        return poll
+
+    @property
+    def _down_after(self) -> float:
+        return self.options.down_after.total_seconds()
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -222,17 +266,32 @@ class Watcher:
         ]
 
     # -- looking -------------------------------------------------------------------------------------------
-    def _check(self, now: float, poll: Poll) -> None:
+    def _to_look_at(self, now: float, only: set[str] | None) -> list[tuple[str, str | None, list[Pair]]]:
+        """The destinations (URL, credential) to look at now, each with the extra pairs to look for: of the
+        destinations ``only`` names, if given. One whose down is due with no pair to look for (all late, their
+        rechecks later) has its newest awaited pairs looked for, or nothing would tell whether anything arrived."""
+        targets: list[tuple[str, str | None, list[Pair]]] = [
+            (url, credential_id, []) for url, credential_id in self.ledger.looking(now) if only is None or url in only
+        ]
+        for url in sorted((only or set()) - {url for url, _, _ in targets}):
+            newest = self.ledger.newest_waiting(url, BATCH)
+            if newest:
+                targets.append((url, newest[0].credential_id, newest))
+        return targets
+
+    def _check(self, now: float, poll: Poll, only: set[str] | None = None) -> None:
+        """Look for the pairs due (at the destinations ``only`` names, if given) and settle what was decided."""
         self._intended = {(i.event_id, i.destination) for i in self.ledger.state.repair_intents()}
-        waiting = self.ledger.waiting_since()
         decided = Outcomes()
+        answered: list[tuple[str, Health, float | None]] = []
+        """Destinations whose requests answered, with when the newest object found was written."""
         events: dict[str, dict[str, Any] | None] = {}
         """Full events fetched for repairs this poll (None: the API no longer holds it), by id."""
-        for url, credential_id in self.ledger.looking(now):
+        for url, credential_id, newest in self._to_look_at(now, only):
             health = self._health.setdefault(url, Health(self.started))
             destination = Destination.from_url(url, credential_id)
             try:
-                found, pairs = self._look(destination, now, poll.requests[url])
+                found, pairs = self._look(destination, now, poll.requests[url], newest)
             except (ArchiveError, ConfigError) as exc:
                 poll.failed.add(url)
                 decided.alerts.extend(
@@ -240,14 +299,16 @@ class Watcher:
                 )
                 continue
             mine = Outcomes()
-            arrived = False
+            arrived: float | None = None
             to_repair: list[Pair] = []
             repaired = self.ledger.state.repaired_among(url, found)  # a reconcile's repair: not the firehose's
             for pair in pairs:
                 info = found.get(pair.event_id)
                 if info is not None:
-                    arrived = True
-                    self._found(pair, info, now, mine, repaired=pair.event_id in repaired)
+                    if self._found(pair, info, now, mine, repaired=pair.event_id in repaired) in DELIVERED:
+                        # When the firehose wrote it: its last-modified, not before its event ended nor after now.
+                        arrival = min(max(info.last_modified.timestamp(), pair.ended), now)
+                        arrived = arrival if arrived is None else max(arrived, arrival)
                 elif pair.late and now - pair.deadline > FORGET_AFTER:
                     mine.done.append((pair, "forgotten"))
                     self.settled(pair, "forgotten", None)
@@ -267,18 +328,39 @@ class Watcher:
             decided.made_late.extend(mine.made_late)
             decided.rechecked.extend(mine.rechecked)
             decided.alerts.extend(mine.alerts)
-            decided.alerts.extend(
-                self._recovered(health, now, arrived, waiting.get(url), "destination", {"destination": url}, send=False)
-            )
+            answered.append((url, health, arrived))
         self.ledger.settle(
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
+        # What still waits once this look settled its finds: read before, a destination whose every awaited
+        # object was just found, written more than down_after ago, was down (polls further apart than it).
+        waiting = self.ledger.waiting_since()
+        for url, health, arrived in answered:
+            self._recovered(health, now, arrived, waiting.get(url), "destination", {"destination": url})
+        self._down_at = self._down_times(waiting)
 
-    def _found(self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes, *, repaired: bool | None = None) -> bool:
+    def _down_times(self, waiting: dict[str, float]) -> dict[str, float]:
+        """Per destination not down that events wait for, when it is down if nothing changes: ``down_after``
+        after its first failed request, else after its last arrival or its oldest waiting event's end, whichever
+        is later (a destination no event goes to is never down). ``waiting``: the oldest end of the events still
+        awaited, per destination."""
+        found: dict[str, float] = {}
+        for url, oldest in waiting.items():
+            health = self._health.setdefault(url, Health(self.started))
+            if health.down:
+                continue
+            since = health.failing_since if health.failing_since is not None else max(health.last_arrival, oldest)
+            found[url] = since + self._down_after
+        return found
+
+    def _found(
+        self, pair: Pair, info: ObjectInfo, now: float, into: Outcomes, *, repaired: bool | None = None
+    ) -> str | None:
         """A pair's object is there: ``archived`` in time, ``recovered`` after its deadline, or ``repaired`` when
         it is a repair's (a watch killed after writing it, before settling it; one whose answer was lost; or a
-        reconcile's, before or after the deadline). False when that cannot be told yet (another process's repair
-        in flight). ``repaired``: whether the record of repairs holds it, when the caller asked for a batch."""
+        reconcile's, before or after the deadline). Returns the outcome; None when it cannot be told yet (another
+        process's repair in flight). ``repaired``: whether the record of repairs holds it, when the caller asked
+        for a batch."""
         state = self.ledger.state
         if pair.late or (pair.event_id, pair.destination) in self._intended:
             self._settle_intent(pair)
@@ -286,7 +368,7 @@ class Watcher:
                 # Another process (a reconcile --repair) is writing it and has not recorded it yet: decided at
                 # the next look, once it has (``repaired``) or is gone (its intent settled here).
                 into.rechecked.append(replace(pair, next_check=now + self.options.interval.total_seconds()))
-                return False
+                return None
             repaired = None
         if repaired is None:
             repaired = state.was_repaired(pair.event_id, pair.destination)
@@ -294,14 +376,14 @@ class Watcher:
             into.done.append((pair, "repaired"))
             self.settled(pair, "repaired", None)  # its last-modified is the repair's: no delivery lag
             into.alerts.append(pair_alert("repaired", now, pair))
-            return True
+            return "repaired"
         lag = delivery_lag(info.last_modified.timestamp(), pair.ended)  # None: clocks that disagree
         outcome = "recovered" if pair.late else "archived"
         into.done.append((pair, outcome))
         self.settled(pair, outcome, lag)
         if pair.late:
             into.alerts.append(pair_alert("recovered", now, pair, lag_seconds=None if lag is None else round(lag, 3)))
-        return True
+        return outcome
 
     def _settle_intent(self, pair: Pair) -> None:
         """A repair of this pair still unsettled (its write failed with no answer: the store may have taken it):
@@ -370,7 +452,7 @@ class Watcher:
                 # The firehose delivered it between the look and the write: left alone, its arrival counted.
                 info = store.head(pair.key)
                 if info is not None:
-                    if self._found(pair, info, now, into) and differs:
+                    if self._found(pair, info, now, into) is not None and differs:
                         into.alerts[-1].update(differs)
                 else:  # there at the write, gone at the read: looked for again
                     into.rechecked.append(replace(pair, next_check=self._next_check(pair, now)))
@@ -395,15 +477,16 @@ class Watcher:
             into.alerts.append(pair_alert("repair_failed", now, pair, reason=why))
 
     def _look(
-        self, destination: Destination, now: float, requests: Counter[str]
+        self, destination: Destination, now: float, requests: Counter[str], newest: list[Pair]
     ) -> tuple[dict[str, ObjectInfo], list[Pair]]:
         """The objects found (by event id) of the pairs of ``destination`` looked for at ``now``, and the pairs to
         decide: those found, those whose deadline has come, the late ones due for a recheck (the others wait
-        unread: a poll's work follows the objects listed and the deadlines passed, not the backlog). One listing
-        per range of recent leads, one of its folder for each older lead."""
+        unread: a poll's work follows the objects listed and the deadlines passed, not the backlog), and
+        ``newest``, looked for as rechecks are. One listing per range of recent leads, one of its folder for each
+        older lead."""
         store = self._store(destination)
         url = destination.url()
-        rechecks = self.ledger.rechecks(url, now)
+        rechecks = list({pair.event_id: pair for pair in [*newest, *self.ledger.rechecks(url, now)]}.values())
         pairs = {pair.event_id: pair for pair in rechecks}
         recent = {seconds_of(pair.lead_id) for pair in rechecks if not _older_lead(pair.lead_id, pair.event_id)}
         older: list[tuple[str, str]] = []
@@ -465,15 +548,16 @@ class Watcher:
         return self._send([outage_alert(f"{what}_down", now, since=health.failing_since, reason=reason, **where)], send)
 
     def _recovered(
-        self, health: Health, now: float, arrived: bool, waiting: float | None, what: str, where: dict[str, str],
-        *, send: bool = True,
+        self, health: Health, now: float, arrived: float | None, waiting: float | None, what: str,
+        where: dict[str, str], *, send: bool = True,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """A request answered. A destination is down too when nothing has arrived for ``down_after`` while an
-        event has waited that long (writes stopped: no request fails, nothing comes)."""
+        """A request answered (``arrived``: when the newest object it found was written). A destination is down
+        too when nothing has arrived for ``down_after`` while an event has waited that long (writes stopped: no
+        request fails, nothing comes)."""
         health.failing_since = None
-        if arrived:
-            health.last_arrival = now
-        down_after = self.options.down_after.total_seconds()
+        if arrived is not None:
+            health.last_arrival = max(health.last_arrival, arrived)
+        down_after = self._down_after
         silent = waiting is not None and now - waiting >= down_after and now - health.last_arrival >= down_after
         if health.down and not silent:
             health.down = False

@@ -60,7 +60,7 @@ EVENT_BODY: dict[str, Any] = {
 # placeholders ({store}, {pack}, ...) are filled from the test's world.
 BASE: dict[tuple[str, ...], list[str]] = {
     ("events",): ["events", "--start", DAY, "--end", DAY],
-    ("sandbox",): ["sandbox", "--port", "0", "--leads", "0"],
+    ("sandbox",): ["sandbox", "--port", "0", "--leads", "0", "--destinations", "3"],
     ("archive", "ls"): ["archive", "ls", "{store}"],
     ("archive", "cat"): ["archive", "cat", "{store}", KEY],
     ("locate",): ["locate", EVENT, "--archive", "{store}"],
