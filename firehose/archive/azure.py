@@ -68,6 +68,9 @@ _MONTHS = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _text(raw: bytes) -> str:
     text = raw.decode("utf-8")
     return html.unescape(text) if "&" in text else text
@@ -90,27 +93,28 @@ def _http_date(raw: bytes) -> datetime:
         return parsedate_to_datetime(text)
 
 
-def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """The blobs of one List Blobs answer and its next marker (None on the last page)."""
+def parse_listing(body: bytes, end_at: str | None = None) -> tuple[list[ObjectInfo], str | None]:
+    """The blobs of one List Blobs answer and its next marker (None on the last page). With ``end_at``, the blobs
+    up to the first one past it (which ends the listing), and no marker: a range that ends inside a page of 5,000
+    names (a slice's, an upper-case id range) does not pay for reading the rest of it."""
     items = []
     for match in _BLOB.finditer(body):
         chunk = match.group(1)
-        name, modified, etag, length = (
-            _NAME.search(chunk),
-            _LAST_MODIFIED.search(chunk),
-            _ETAG.search(chunk),
-            _LENGTH.search(chunk),
-        )
+        name = _NAME.search(chunk)
         if name is None:
             continue
+        key = _text(name.group(1))
+        modified, etag, length = _LAST_MODIFIED.search(chunk), _ETAG.search(chunk), _LENGTH.search(chunk)
         items.append(
             ObjectInfo(
-                key=_text(name.group(1)),
+                key=key,
                 size=int(length.group(1)) if length else 0,
                 etag=_text(etag.group(1)).strip('"') if etag else "",
-                last_modified=_http_date(modified.group(1)) if modified else datetime(1970, 1, 1, tzinfo=UTC),
+                last_modified=_http_date(modified.group(1)) if modified else _EPOCH,
             )
         )
+        if end_at is not None and key > end_at:
+            return items, None  # the range ends in this page
     marker = _NEXT_MARKER.search(body)
     return items, (_text(marker.group(1)) or None) if marker else None
 
@@ -325,7 +329,7 @@ class AzureStore:
             if response.status_code != 200:
                 response.close()
                 raise _listing_error(response, self.container)
-            return parse_listing(response.read())
+            return parse_listing(response.read(), end_at)
 
         return PageWalk(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 

@@ -5,6 +5,7 @@ botocore errors are translated here, once, into ``ArchiveError`` subclasses that
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import html
@@ -136,8 +137,10 @@ def _etag(raw: bytes) -> str:
     return raw.replace(b"&#34;", b"").replace(b"&quot;", b"").strip(b'"').decode()
 
 
-def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """The objects of one ListObjectsV2 answer and its continuation token (None on the last page).
+def parse_listing(body: bytes, end_at: str | None = None) -> tuple[list[ObjectInfo], str | None]:
+    """The objects of one ListObjectsV2 answer and its continuation token (None on the last page). With
+    ``end_at``, the objects up to the first one past it, and no token: the rest of a page that runs past a
+    range's end (a slice's) is not made into objects nobody will look at.
 
     Each field is found across the whole body in one pass (``findall`` runs in C); element order inside
     ``<Contents>`` differs between servers, so the fields are paired by position, and only when every object
@@ -149,14 +152,16 @@ def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
     keys, sizes = _KEY.findall(body), _SIZE.findall(body)
     etags, modified = _ETAG.findall(body), _LAST_MODIFIED.findall(body)
     if len(keys) == len(sizes) == len(etags) == len(modified) == body.count(b"<Contents>"):
+        names = [decode(key) for key in keys]
+        wanted = len(names) if end_at is None else bisect.bisect_right(names, end_at) + 1  # and the first past it
         items = [
-            ObjectInfo(
-                key=decode(key), size=int(size), etag=_etag(etag), last_modified=datetime.fromisoformat(when.decode())
-            )
-            for key, size, etag, when in zip(keys, sizes, etags, modified, strict=True)
+            ObjectInfo(key=name, size=int(size), etag=_etag(etag), last_modified=datetime.fromisoformat(when.decode()))
+            for name, size, etag, when in zip(names[:wanted], sizes, etags, modified, strict=False)
         ]
     else:
         items = [_contents(match.group(1), decode) for match in _CONTENTS.finditer(body)]
+    if end_at is not None and items and items[-1].key > end_at:
+        return items, None  # the range ends in this page
     token = _NEXT_TOKEN.search(body) if _TRUNCATED.search(body) else None
     return items, _text(token.group(1)) if token else None
 
@@ -414,7 +419,7 @@ class S3Store:
                 response = self._client.list_objects_v2(**kwargs)
             except _ERRORS as exc:
                 raise translate(exc, bucket=self.bucket) from exc
-            return parse_listing(response[_RAW_LISTING])  # type: ignore[literal-required]
+            return parse_listing(response[_RAW_LISTING], end_at)  # type: ignore[literal-required]
 
         return PageWalk(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 

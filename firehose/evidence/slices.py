@@ -5,27 +5,32 @@ and keeps its part of the pack as one create-only checkpoint in the run state (`
 
 A slice's part is what the pack holds for its events: its coverage rows (per day and destination), its findings,
 each destination's manifest lines (in key order) and each destination's retention settings as the slice read
-them. The merge sums the coverage rows, sorts the findings as one run's state database lists them, and puts
-each destination's lines in key order: the pack is the one a single process makes of the same period, byte for
-byte but for when it was made (``created_at``; so ``report.html``, ``SHA256SUMS`` and its signature) and the
-slice count in ``summary.json`` (``shards``). Retention settings are the lowest-numbered slice's reading of them.
+them. The manifest lines (about 435 bytes an object: 43 GB at 10^8) are not in the checkpoint: the slice writes
+them as it hashes, in parts of about ``PART_BYTES`` under the run state's ``parts/`` (``RunState.keep_part``), and
+its checkpoint names the parts. The merge sums the coverage rows, sorts the findings as one run's state database
+lists them, and merges each destination's lines from every slice's parts in key order (``heapq.merge``, one part
+of each slice read at a time), writing them as it goes: its memory is a part per slice, whatever the period
+holds. The pack is the one a single process makes of the same period, byte for byte but for when it was made
+(``created_at``; so ``report.html``, ``SHA256SUMS`` and its signature) and the slice count in ``summary.json``
+(``shards``). Retention settings are the lowest-numbered slice's reading of them.
 """
 
 from __future__ import annotations
 
-import itertools
+import heapq
+import io
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from firehose.codec import encode_line
+from firehose.codec import decode, encode_line
 from firehose.config import Settings
 from firehose.connections import destination_opener
-from firehose.errors import ExitCode
+from firehose.errors import DataError, ExitCode
 from firehose.evidence.job import AuditOptions, AuditResult, audited, coverage_of, key_beside
 from firehose.evidence.pack import PackResult, check_outputs, coverage_rows, hash_all
 from firehose.evidence.seal import (
@@ -39,7 +44,7 @@ from firehose.evidence.seal import (
     write_tables,
 )
 from firehose.progress import NO_PROGRESS, Progress
-from firehose.reconciliation.checkpoints import SliceDone, finding_order, slice_identity
+from firehose.reconciliation.checkpoints import RunState, SliceDone, finding_order, slice_identity
 from firehose.reconciliation.fanout import run_all_slices, slice_settings
 from firehose.reconciliation.job import open_run_state
 
@@ -92,7 +97,7 @@ def audit_slice(
         earlier = state.done(options.shard, identity)
         if earlier is not None:
             return AuditSlice(earlier, reused=True)
-        document = _examine(options, settings, credential_id, progress, api_gate, repairs_from)
+        document = _examine(options, settings, credential_id, progress, api_gate, repairs_from, state)
         return AuditSlice(document, recorded=state.record(options.shard, identity, document))
 
 
@@ -103,8 +108,10 @@ def _examine(
     progress: Progress,
     api_gate: AbstractContextManager[Any] | None,
     repairs_from: Path | None,
+    state: RunState,
 ) -> dict[str, Any]:
-    """A slice's coverage run and hashing, as ``audit`` does them for a whole period, kept in memory."""
+    """A slice's coverage run and hashing, as ``audit`` does them for a whole period: its manifest lines kept in
+    ``state``'s parts as they come, the rest in memory (a slice's coverage rows and findings)."""
     outcome, findings, repaired = coverage_of(options, settings, credential_id=credential_id, progress=progress,
                                               api_gate=api_gate)  # fmt: skip
     if repairs_from is not None and repairs_from != settings.state_file and repairs_from.exists():
@@ -113,9 +120,9 @@ def _examine(
         with StateDB(repairs_from) as other:
             repaired.update(other.repaired(options.start, options.end))
     destinations = audited(options, outcome)
-    lines: list[list[dict[str, Any]]] = [[] for _ in destinations]
+    lines = [ManifestParts(state, d.url()) for d in destinations]
     opener = destination_opener(settings, credential_id)
-    hashed = hash_all(destinations, [kept.append for kept in lines], open_store=opener, start=options.start,
+    hashed = hash_all(destinations, [kept.add for kept in lines], open_store=opener, start=options.start,
                       end=options.end, workers=options.workers, progress=progress, outcome=outcome,
                       older_leads=outcome.older_leads)  # fmt: skip
     retention = [
@@ -134,7 +141,7 @@ def _examine(
         "parts": {
             "coverage": coverage,
             "findings": findings,
-            "manifest": dict(zip(urls, lines, strict=True)),
+            "manifest_parts": {url: kept.finish() for url, kept in zip(urls, lines, strict=True)},
             "retention": retention,
         },
     }
@@ -157,11 +164,16 @@ def merge_audit(
     check_outputs(out, key)
     with open_run_state(run_state, settings, credential_id, kind="audit") as state:
         reports, run = state.reports(shards)
-    return AuditResult(_merged_pack(out, reports, run, key, page))
+        return AuditResult(_merged_pack(out, reports, run, key, page, state))
 
 
 def _merged_pack(
-    out: Path, reports: Sequence[Mapping[str, Any]], run: Mapping[str, Any], key: Path, page: PageRenderer | None
+    out: Path,
+    reports: Sequence[Mapping[str, Any]],
+    run: Mapping[str, Any],
+    key: Path,
+    page: PageRenderer | None,
+    state: RunState,
 ) -> PackResult:
     parts = [report["parts"] for report in reports]
     urls = sorted({url for report in reports for url in report["destinations"]})
@@ -175,8 +187,9 @@ def _merged_pack(
         with (building / "manifest.ndjson").open("wb") as sink:
             for url in urls:  # each destination's lines in key order, as one process lists them
                 tally = Tally()
-                for line in sorted(itertools.chain(*(p["manifest"].get(url, ()) for p in parts)), key=_key_of):
-                    sink.write(encode_line(line))
+                kept = (slice_lines(state, p["manifest_parts"].get(url, ()), url) for p in parts)
+                for _, raw, line in merged_lines(kept):
+                    sink.write(raw)
                     tally.add(line)
                 tallies.append(tally)
         start, end = (datetime.fromisoformat(run[name]) for name in ("start", "end"))
@@ -188,8 +201,67 @@ def _merged_pack(
     return PackResult(out, summary, key if made else None)
 
 
-def _key_of(line: Mapping[str, Any]) -> str:
-    return str(line["key"])
+PART_BYTES = 1 << 20
+"""About how much of a slice's manifest one part holds: the merge holds one part of each slice at a time (64 MiB
+for 64 slices, 512 MiB for 512), and a pack of 10^8 objects (43 GB of lines) is about 41,000 parts, a PUT when
+made and a GET when merged (about $0.2 each way at S3's list prices)."""
+
+Line = tuple[str, bytes, dict[str, Any]]
+"""A manifest line as the merge handles it: its key, its bytes as the slice wrote them, and its fields."""
+
+
+class ManifestParts:
+    """One destination's manifest lines of one slice, kept in the run state as they come (in key order, from
+    the destination's hashing thread), in parts of about ``part_bytes``: a slice holds one part of a
+    destination's lines at a time, not its whole manifest."""
+
+    def __init__(self, state: RunState, url: str, part_bytes: int | None = None) -> None:
+        self._state, self._url, self._part_bytes = state, url, part_bytes or PART_BYTES
+        self._buffer = bytearray()
+        self._lines = 0
+        self._last = ""
+        self._parts: list[dict[str, Any]] = []
+
+    def add(self, line: Mapping[str, Any]) -> None:
+        key = str(line["key"])
+        if key < self._last:  # the merge relies on it: a slice's lines come in key order (manifest_lines)
+            raise DataError(f"{self._url}: manifest line {key!r} came after {self._last!r}, out of key order")
+        self._last = key
+        self._buffer += encode_line(line)
+        self._lines += 1
+        if len(self._buffer) >= self._part_bytes:
+            self._keep()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The parts kept, in key order, for the checkpoint: each its SHA-256, bytes and lines."""
+        self._keep()
+        return self._parts
+
+    def _keep(self) -> None:
+        if self._buffer:
+            self._parts.append({**self._state.keep_part(bytes(self._buffer)), "lines": self._lines})
+            self._buffer.clear()
+            self._lines = 0
+
+
+def slice_lines(state: RunState, kept: Iterable[Mapping[str, Any]], url: str) -> Iterator[Line]:
+    """One slice's manifest lines for ``url`` from the parts ``kept`` names, a part read at a time, each line
+    checked to come in key order."""
+    last = ""
+    for entry in kept:
+        for raw in io.BytesIO(state.part(entry)):
+            line = decode(raw, where=f"{state.where}: a manifest part of {url}")
+            key = str(line["key"])
+            if key < last:
+                raise DataError(f"{state.where}: a slice's manifest of {url} is out of key order at {key!r}")
+            last = key
+            yield key, raw, line
+
+
+def merged_lines(slices: Iterable[Iterator[Line]]) -> Iterator[Line]:
+    """Every slice's lines of one destination (each in key order) as one sequence in key order: a k-way merge
+    holding a line (and a part) of each slice; lines of equal keys in slice order, as a stable sort leaves them."""
+    return heapq.merge(*slices, key=lambda line: line[0])
 
 
 def _summed_rows(rows: Any) -> list[dict[str, Any]]:

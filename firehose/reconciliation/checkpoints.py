@@ -10,6 +10,7 @@ its checkpoint loses only itself; its own state database resumes its windows as 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,9 @@ REPORT_SCHEMA = "firehose.reconcile/1"
 CHECKPOINT = re.compile(r"(?P<kind>[a-z]+-)?slice-(?P<index>\d{5})-of-(?P<count>\d{5})\.json")
 """A checkpoint's name: ``slice-00007-of-00064.json`` for reconcile (as it always was), ``audit-slice-…`` for an
 audit, so that a run's slice count can be read from the folder."""
+PARTS = "parts"
+"""The run folder's subfolder of parts: what a slice keeps beside its checkpoint, too large to hold in it (an
+audit slice's manifest lines), each named by its SHA-256."""
 
 
 def run_identity(options: ReconcileOptions) -> dict[str, Any]:
@@ -72,8 +76,13 @@ class RunState:
     def where(self) -> str:
         return f"{self.store.url}/{self.prefix}".rstrip("/")
 
+    @property
+    def _names_start(self) -> str:
+        """How every checkpoint name of this kind starts."""
+        return ("" if self.kind == "reconcile" else f"{self.kind}-") + "slice-"
+
     def _name(self, index: int, count: int) -> str:
-        return ("" if self.kind == "reconcile" else f"{self.kind}-") + f"slice-{index:05d}-of-{count:05d}.json"
+        return f"{self._names_start}{index:05d}-of-{count:05d}.json"
 
     def _key(self, index: int, count: int) -> str:
         return f"{self.prefix}/{self._name(index, count)}".lstrip("/")
@@ -110,13 +119,37 @@ class RunState:
         body = encode_pretty(document) if self.kind == "reconcile" else encode(document)
         return self.store.write(self._key(*shard), body, if_absent=True)
 
+    def keep_part(self, body: bytes) -> dict[str, Any]:
+        """Keep ``body`` under the run's ``parts/``, create-only and named by its SHA-256 (a slice run twice, or
+        by two machines at once, writes the same part once), before the checkpoint that names it: the entry the
+        checkpoint holds for it."""
+        digest = hashlib.sha256(body).hexdigest()
+        self.store.write(self._part_key(digest), body, if_absent=True, content_type="application/x-ndjson")
+        return {"sha256": digest, "bytes": len(body)}
+
+    def part(self, entry: Mapping[str, Any]) -> bytes:
+        """A part a checkpoint names (``keep_part``'s entry), checked against its SHA-256: a part that is gone
+        or not what was written is a ``DataError`` naming it, never part of a pack."""
+        key = self._part_key(str(entry["sha256"]))
+        try:
+            body = self.store.read(key)
+        except ArchiveNotFound:
+            raise DataError(f"{self.store.url}/{key}: a part a checkpoint names is gone") from None
+        if hashlib.sha256(body).hexdigest() != entry["sha256"]:
+            raise DataError(f"{self.store.url}/{key}: not the part its checkpoint names (its SHA-256 differs)")
+        return body
+
+    def _part_key(self, digest: str) -> str:
+        return f"{self.prefix}/{PARTS}/{digest}.ndjson".lstrip("/")
+
     def count(self) -> int:
         """How many slices the run in this folder has, from its checkpoints' names (``merge`` without
         ``--shards``); a ``UsageError`` when there is none, or they disagree."""
         folder = f"{self.prefix}/" if self.prefix else ""
         counts = set()
         try:
-            listed = list(self.store.list(folder))
+            # Only names this kind's checkpoints may have: not the parts (thousands at 10^8 events, on their own).
+            listed = list(self.store.list(folder + self._names_start))
         except ArchiveNotFound:  # a folder on disk nobody made yet
             listed = []
         for info in listed:

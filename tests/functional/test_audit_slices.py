@@ -86,6 +86,7 @@ def test_slices_merged_in_any_order_make_the_one_process_pack(
     _, env, whole = world
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr("firehose.evidence.slices.PART_BYTES", 4096)  # a slice's lines in several parts, merged
     settings = firehose.Settings.load()
     start, end = (datetime.fromisoformat(value).replace(tzinfo=UTC) for value in (PERIOD[1], PERIOD[3]))
     options = firehose.AuditOptions(start=start, end=end + timedelta(days=1, seconds=-1), required_days=7 * 365)
@@ -95,6 +96,8 @@ def test_slices_merged_in_any_order_make_the_one_process_pack(
     for index in order:
         done = firehose.audit_slice(options.sharded(index, shards), settings, run_state)
         assert done.recorded and "parts" not in done.report()
+    parts = list((tmp_path / "run" / "parts").iterdir())
+    assert len(parts) > 10, "the lines are in parts of 4 KiB, not in the checkpoints"
     merged = merge(env, run_state, tmp_path / "merged")
     assert merged.exit_code == ExitCode.DIFFERENCES, merged.stderr
     assert f"{shards} slice" in merged.stderr and merged.stdout == ""
@@ -183,8 +186,13 @@ def test_two_drivers_of_one_run_at_once_leave_each_slice_done_once(
     both = machines
     ends = [process.communicate(timeout=240) for process in both]
     assert [process.returncode for process in both] == [ExitCode.DIFFERENCES] * 2, ends
-    checkpoints = sorted(path.name for path in folder.iterdir())
+    checkpoints = sorted(path.name for path in folder.iterdir() if path.is_file())
     assert checkpoints == [f"audit-slice-{index:05d}-of-00005.json" for index in range(5)], "one checkpoint a slice"
+    named = {entry["sha256"] for path in folder.glob("audit-slice-*.json")
+             for kept in json.loads(path.read_bytes())["report"]["parts"]["manifest_parts"].values()
+             for entry in kept}  # fmt: skip
+    parts = {path.stem for path in (folder / "parts").iterdir()}
+    assert named and parts == named, "each part kept once, named by its content, and every one a checkpoint's"
     for name in ("a", "b"):
         assert_same_pack(tmp_path / name, whole, 5)
 

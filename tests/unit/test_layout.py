@@ -114,6 +114,38 @@ def test_s3_and_azure_listing_parsers_read_escaped_names_and_tokens() -> None:
     assert items[0].last_modified.isoformat() == "2026-11-27T11:31:50+00:00"
 
 
+def test_a_listing_page_that_runs_past_its_range_is_read_up_to_the_first_key_past_it() -> None:
+    from firehose.archive.azure import parse_listing as parse_azure
+    from firehose.archive.s3 import parse_listing as parse_s3
+
+    names = [f"f/{n:04d}.json" for n in range(6)]
+    s3_page = (
+        b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+        + b"".join(
+            f"<Contents><Key>{name}</Key><LastModified>2026-11-01T00:00:03.000Z</LastModified><ETag>e</ETag>"
+            f"<Size>1</Size></Contents>".encode()
+            for name in names
+        )
+        + b"<NextContinuationToken>more</NextContinuationToken></ListBucketResult>"
+    )
+    azure_page = (
+        b"<EnumerationResults><Blobs>"
+        + b"".join(
+            f"<Blob><Name>{name}</Name><Properties><Last-Modified>Fri, 27 Nov 2026 11:31:50 GMT</Last-Modified>"
+            f"<Etag>e</Etag><Content-Length>1</Content-Length></Properties></Blob>".encode()
+            for name in names
+        )
+        + b"</Blobs><NextMarker>more</NextMarker></EnumerationResults>"
+    )
+    for parse in (parse_s3, parse_azure):
+        items, token = parse(s3_page if parse is parse_s3 else azure_page, "f/0002.json")
+        assert [i.key for i in items] == names[:4] and token is None, parse  # 0003 tells the range is over
+        items, token = parse(s3_page if parse is parse_s3 else azure_page, "f/0009.json")
+        assert [i.key for i in items] == names and token == "more", parse
+        items, token = parse(s3_page if parse is parse_s3 else azure_page)
+        assert len(items) == 6 and token == "more", parse
+
+
 def test_azure_default_credential_without_azure_identity_says_what_to_install() -> None:
     from firehose.archive import AzureCredential, open_store
     from firehose.errors import ConfigError
