@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import os
 import resource
 import shutil
@@ -33,6 +34,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import cast
 
 from bench_archive import seed
 from bench_support import ensure_tools, rclone_env, servers_cpu, stack_env, stack_stores
@@ -68,8 +70,7 @@ class _Delayed(asyncio.Protocol):
         self._closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
         if not self.delay:
@@ -142,8 +143,27 @@ class LatencyProxy:
         loop.run_until_complete(start())
 
 
+def proxy_note() -> str:
+    """What adds the latency, and why not the kernel: a netem delay on loopback would cost no CPU of ours."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as config:
+            found = next((line.strip() for line in config if line.startswith("CONFIG_NET_SCH_NETEM=")), None)
+        kernel = "this kernel lacks it (CONFIG_NET_SCH_NETEM is not set)" if found is None else f"{found}, not wired in"
+    except OSError:
+        kernel = "this kernel's config is not readable"
+    return (
+        "Python (asyncio protocols) in this process, uvloop measured no cheaper; not the kernel's netem (tc qdisc "
+        f"on loopback, which would cost no CPU of ours): {kernel}"
+    )
+
+
 SERVER_CPU: dict[str, list[float]] = {}
 """Per command name: the stack servers' CPU seconds of each run (filled by ``run``)."""
+COMMAND_CPU: dict[str, list[float]] = {}
+"""Per command name: its own CPU seconds (and its children's) of each run."""
+PROXY_CPU: dict[str, list[float]] = {}
+"""Per command name: this process's own CPU seconds of each run, which is the latency proxy's (the main thread
+only waits for the command)."""
 
 
 def server_cpu() -> float:
@@ -156,15 +176,17 @@ def run(command: list[str], env: dict[str, str], *, count: str, name: str = "") 
     handled: ``lines`` of stdout, or ``files`` written under the last argument (a directory). The servers' CPU
     in the same time goes to ``SERVER_CPU[name]``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    servers = server_cpu()
+    servers, own = server_cpu(), time.process_time()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     SERVER_CPU.setdefault(name, []).append(server_cpu() - servers)
+    PROXY_CPU.setdefault(name, []).append(time.process_time() - own)
     if done.returncode != 0:
         raise SystemExit(f"bench: {command[0]} failed ({done.returncode}): {done.stderr.decode()[-600:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    COMMAND_CPU.setdefault(name, []).append(cpu)
     if count == "lines":
         handled = done.stdout.count(b"\n")
     else:
@@ -277,6 +299,8 @@ def main() -> None:
         )
         fire, *others = slow.values()
         print(f"  firehose vs the fastest Go tool: {min(others) / fire:.2f}x")
+        proxied = statistics.median(PROXY_CPU[f"firehose archive cat --workers {args.workers}"][-args.rounds :])
+        print(f"  the proxy: {proxy_note()}; its CPU on firehose's run {proxied / args.events * 1000:.3f} ms/object")
         # The reads alone: the same command's start-up and listing, timed as `archive ls` of the same window.
         ls = [str(BIN / "firehose"), "archive", "ls", f"s3://{BUCKET}/{PREFIX}", *WINDOW, *workers]
         listing = compare(
@@ -291,6 +315,21 @@ def main() -> None:
             f"  firehose reads: {args.events / reads:,.0f} objects/s = {args.events / reads / ideal:.0%} of the "
             f"{ideal:,.0f}/s that {args.workers} requests in flight at {args.latency_ms:g} ms allow (target at least "
             f"80%); whole process, start-up and listing included: {args.events / fire:,.0f} objects/s"
+        )
+        # What the cores allow: every process's CPU per object read (the listing run's taken out, as for the
+        # rate above), over the cores they share.
+        name, ls_name = f"firehose archive cat --workers {args.workers}", "firehose archive ls"
+        parts = {
+            part: max(0.0, statistics.median(spent[name][-args.rounds :]) - statistics.median(spent[ls_name]))
+            for part, spent in (("firehose", COMMAND_CPU), ("servers", SERVER_CPU), ("proxy", PROXY_CPU))
+        }
+        per_object = sum(parts.values()) / args.events
+        cores = os.cpu_count() or 1
+        print(
+            "  CPU per object read behind the proxy, start-up and listing taken out: "
+            + ", ".join(f"{part} {seconds / args.events * 1000:.3f} ms" for part, seconds in parts.items())
+            + f"; {cores} cores serve at most {cores / per_object:,.0f} objects/s = {cores / per_object / ideal:.0%}"
+            " of the ideal"
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -29,7 +29,15 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from firehose.archive.base import AzureCredential, ObjectInfo, Once, PageWalk, RequestCount, RetentionSettings
+from firehose.archive.base import (
+    AzureCredential,
+    ObjectInfo,
+    Once,
+    PageWalk,
+    RequestCount,
+    RetentionSettings,
+    request_prefix,
+)
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
 from firehose.secret import redact_url
@@ -307,12 +315,13 @@ class AzureStore:
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
         url = self._client.url
+        sent = request_prefix(prefix, start_after, end_at)
 
         def fetch(marker: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
             self.requests.add("list")
             params = {"restype": "container", "comp": "list", "maxresults": str(size)}
-            if prefix:
-                params["prefix"] = prefix
+            if sent:
+                params["prefix"] = sent
             if marker:
                 params["marker"] = marker
             elif start_after:

@@ -35,6 +35,7 @@ from firehose.archive.base import (
     RequestCount,
     RetentionSettings,
     S3Credential,
+    request_prefix,
 )
 from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, ConfigError
 from firehose.http import Answer, ObjectGetter
@@ -408,9 +409,11 @@ class S3Store:
     def list(
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
+        sent = request_prefix(prefix, start_after, end_at)
+
         def fetch(token: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
             self.requests.add("list")
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": size}
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": sent, "MaxKeys": size}
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:

@@ -563,10 +563,16 @@ class Reconciler:
                 until_seconds=int(end.timestamp()), keep_from_seconds=earliest, window_seconds=int(start.timestamp())
             )
         )
-        # Feedback days after its lead: list the lead's folder (every spelling of its events at once).
+        # Feedback days after its lead: list the lead's folder (every spelling of its events at once). A lead made
+        # since the run's listing began was listed by it, and the cursor holds its later events: its folder is
+        # listed again only for an event not found there (it may have been written since). On Azurite each such
+        # request scans the whole container (~1,000 a run at 100,000 events).
+        listed_from = int((self.options.start - self.options.lead_lookback).timestamp())
+        held = {ids for key in listed if (ids := parse_key(key)) is not None}
         older: dict[str, list[str]] = defaultdict(list)
         for item in items:
-            if seconds_of(item.lead_id) < earliest:
+            made = seconds_of(item.lead_id)
+            if made < earliest and (made < listed_from or (item.lead_id.lower(), item.event_id.lower()) not in held):
                 older[item.lead_id].append(item.event_id)
 
         def lead(lead_id: str) -> dict[str, list[ObjectInfo]]:

@@ -665,3 +665,39 @@ def test_two_machines_finishing_one_slice_at_once_leave_one_checkpoint(
     assert len(written) <= 1, "a checkpoint is never written over another"
     later = reconcile(env, "--shards", "2", "--shard", "1", "--run-state", run_state, "--format", "ndjson")
     assert "done before" in later.stderr
+
+
+def test_feedback_on_a_lead_the_run_listed_costs_no_listing_of_its_folder(
+    box: RunningSandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A lead made more than the lead lookback before its event's window is listed by its folder, but one made
+    since the run's listing began is already in that listing: only a folder whose event is not there (dropped,
+    or written since) is listed again. On Azurite each folder listing scans the whole container."""
+    from firehose.archive.listing import list_window
+    from firehose.ids import seconds_of
+
+    start = int(datetime.fromisoformat(WINDOW[1]).timestamp())
+    gaps = {key for _, key in dropped(box)}
+    folders: Counter[tuple[str, bool]] = Counter()  # (destination, its object dropped): older leads
+    for event in box.sandbox_events():
+        view = EventView(event)
+        made, lead = seconds_of(view.id), str(view.lead_id)
+        if not start - 3600 <= seconds_of(lead) < made - made % 86_400 - 3600:
+            continue
+        for destination in view.destinations():
+            folders[destination.url(), destination.key(lead, view.id) in gaps] += 1
+    assert any(n for (_, gap), n in folders.items() if not gap), "the sandbox writes feedback days after a lead"
+
+    result = reconcile(env, "--report", str(tmp_path / "r.json"))
+    assert result.exit_code == ExitCode.DIFFERENCES, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    for url, kinds in report["requests"].items():
+        if url == "api":
+            continue
+        where = Destination.from_url(url)
+        store = open_store(StoreUrl(where.scheme, where.bucket, ""), s3=S3_CREDENTIAL, azure=AZURE_CREDENTIAL)
+        end = int(datetime.fromisoformat(WINDOW[3]).timestamp())
+        sum(1 for _ in list_window(store, where.prefix, start_seconds=start - 3600, end_seconds=end))
+        listing = store.requests.snapshot()["list"]
+        # The run's one listing, and at most two per older lead whose event it lacks (both spellings).
+        assert kinds["list"] <= listing + 2 * folders[url, True], (url, kinds, listing, folders)

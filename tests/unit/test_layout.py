@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from firehose.archive.base import request_prefix
 from firehose.archive.layout import KEY_END, is_verification, lead_bounds, parse_key
 from firehose.archive.listing import Slice, _adjacent, _slices, prefix_length
 from firehose.ids import lowest_id_at
@@ -163,3 +166,35 @@ def test_a_destination_read_back_from_its_url_is_itself(prefix: str) -> None:
     for service in ("aws", "azure"):
         destination = Destination(service, "bucket", prefix.rstrip("/"), "cred")
         assert Destination.from_url(destination.url(), "cred") == destination
+
+
+KEY_CHARACTERS = "6aAdD/~e\U0010ffff"
+
+
+@given(
+    st.text(alphabet=KEY_CHARACTERS, max_size=4),
+    st.lists(st.text(alphabet=KEY_CHARACTERS, max_size=6), min_size=3, max_size=30, unique=True),
+    st.integers(0, 4),
+)
+def test_a_listing_request_prefix_keeps_every_key_of_its_range(stem: str, tails: list[str], cut: int) -> None:
+    """The prefix a listing request sends (longer where its bounds share more) holds every key of the range
+    under the given prefix: none lost, whichever bounds (upper case, KEY_END, one a prefix of the other)."""
+    keys = sorted(stem + tail for tail in tails)
+    prefix = stem[:cut]
+    start_after, end_at = keys[0], keys[-1]
+    sent = request_prefix(prefix, start_after, end_at)
+    assert sent.startswith(prefix)
+    in_range = [key for key in keys if key.startswith(prefix) and start_after < key <= end_at]
+    assert all(key.startswith(sent) for key in in_range)
+
+
+def test_a_day_window_and_its_upper_case_range_send_their_shared_hex_digits() -> None:
+    """A day's window sends the hex digits its bounds share: its upper-case range no longer asks for the
+    lower-case keys that sort right after it, and an unbounded range sends the prefix as it is."""
+    from firehose.archive.layout import lead_bounds_upper
+
+    start, end = 0x6AD7F27F, 0x6AD951FF
+    assert request_prefix("events/", *lead_bounds("events", start, end)) == "events/6ad"
+    assert request_prefix("events/", *lead_bounds_upper("events", start, end)) == "events/6AD"
+    assert request_prefix("events/", "events/6ad", None) == "events/"
+    assert request_prefix("events/", "a", "b") == "events/"
