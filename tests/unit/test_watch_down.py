@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -69,7 +69,10 @@ class Unreachable:
 
 
 class Sandbox:
+    made: ClassVar[list[Sandbox]] = []
+
     def __init__(self, tmp_path: Path, options: WatchOptions) -> None:
+        Sandbox.made.append(self)
         (tmp_path / "store").mkdir()
         self.destination = Destination.from_url((tmp_path / "store").as_uri())
         self.url = self.destination.url()
@@ -129,6 +132,15 @@ class Sandbox:
             for a in self.alerts
             if a["alert"].startswith("destination_") and datetime.fromisoformat(a["at"]).timestamp() >= T0 + since
         ]
+
+
+@pytest.fixture(autouse=True)
+def _closed() -> Iterator[None]:
+    yield
+    while Sandbox.made:
+        box = Sandbox.made.pop()
+        box.watcher.close()
+        box.state.close()
 
 
 def options(*, interval: float, deadline: float, down_after: float, repair_after: float | None = None) -> WatchOptions:
