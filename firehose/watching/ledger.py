@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -193,15 +193,18 @@ class WatchLedger:
             rows = db.execute(f"SELECT {_PAIR_COLUMNS} FROM watch_pending WHERE {where}", values).fetchall()
         return [_pair(r) for r in rows]
 
-    def waiting_since(self) -> dict[str, float]:
-        """Per destination, the end of the oldest event still waited for."""
+    def waiting_since(self, after: Callable[[str], float]) -> dict[str, float]:
+        """Per destination, the end of the oldest event still waited for that ended after ``after(destination)``
+        (none: left out)."""
         found: dict[str, float] = {}
         with self._state.reading() as db:
             for destination in self.destinations():  # MIN per destination: one index step each
                 (ended,) = db.execute(
-                    "SELECT MIN(ended) FROM watch_pending WHERE destination = ?", (destination,)
+                    "SELECT MIN(ended) FROM watch_pending WHERE destination = ? AND ended > ?",
+                    (destination, after(destination)),
                 ).fetchone()
-                found[destination] = float(ended)
+                if ended is not None:
+                    found[destination] = float(ended)
         return found
 
     def settle(

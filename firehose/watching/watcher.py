@@ -25,8 +25,10 @@ finds the object at its restart and settles it ``repaired``, without writing aga
 
 Down: a destination is ``destination_down`` ``down_after`` after its first failed request (every one since
 failing), or after its last arrival (the newest object found: its last-modified) while an event has waited that
-long. Not decided at a poll only: ``wake_at`` is the moment the first destination falls down if nothing changes,
-and ``look_again`` then looks at those destinations alone, so the alert is not up to two intervals late.
+long, whichever comes first. An event counts there while it was not yet due at the last arrival (one late before
+something later arrived is lost, not an outage), repaired ones too (a repair is not an arrival). Not decided
+at a poll only: ``wake_at`` is the moment the first destination falls down if nothing changes, and ``look_again``
+then looks at those destinations alone, so the alert is not up to two intervals late.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class Health:
     until one is found."""
     failing_since: float | None = None
     """The first of the requests failing since the last one answered."""
+    repaired: float | None = None
+    """The end of the oldest event the watch found repaired (its own write, or a reconcile's) not yet due at the
+    last arrival: it never arrived, so it tells of an outage as an event still awaited does (left out, repairs
+    sooner than ``down_after`` hid a destination that took no writes at all)."""
     down: bool = False
 
 
@@ -169,8 +175,7 @@ class Watcher:
             poll.api_failed = True
             self._outage(self._api, self.clock(), str(exc), "api", {"api": self.api_name})
         else:
-            now = self.clock()
-            self._recovered(self._api, now, now, None, "api", {"api": self.api_name})
+            self._recovered(self._api, self.clock(), None, "api", {"api": self.api_name})
         self._check(self.clock(), poll)
         self._deliver()
         return poll
@@ -283,20 +288,21 @@ class Watcher:
         """Look for the pairs due (at the destinations ``only`` names, if given) and settle what was decided."""
         self._intended = {(i.event_id, i.destination) for i in self.ledger.state.repair_intents()}
         decided = Outcomes()
-        answered: list[tuple[str, Health, float | None]] = []
-        """Destinations whose requests answered, with when the newest object found was written."""
+        answered: list[tuple[str, Health, float | None, float | None]] = []
+        """Destinations whose requests answered, with when the newest object found was written and the end of
+        the oldest event repaired."""
+        failures: list[tuple[str, Health, str]] = []
+        """Destinations whose requests failed, with why."""
         events: dict[str, dict[str, Any] | None] = {}
         """Full events fetched for repairs this poll (None: the API no longer holds it), by id."""
         for url, credential_id, newest in self._to_look_at(now, only):
-            health = self._health.setdefault(url, Health(self.started))
+            health = self._health_of(url)
             destination = Destination.from_url(url, credential_id)
             try:
                 found, pairs = self._look(destination, now, poll.requests[url], newest)
             except (ArchiveError, ConfigError) as exc:
                 poll.failed.add(url)
-                decided.alerts.extend(
-                    self._outage(health, now, str(exc), "destination", {"destination": url}, send=False)
-                )
+                failures.append((url, health, str(exc)))
                 continue
             mine = Outcomes()
             arrived: float | None = None
@@ -328,29 +334,69 @@ class Watcher:
             decided.made_late.extend(mine.made_late)
             decided.rechecked.extend(mine.rechecked)
             decided.alerts.extend(mine.alerts)
-            answered.append((url, health, arrived))
+            ends = [pair.ended for pair, outcome in mine.done if outcome == "repaired"]
+            answered.append((url, health, arrived, min(ends, default=None)))
         self.ledger.settle(
             done=decided.done, made_late=decided.made_late, rechecked=decided.rechecked, alerts=decided.alerts
         )
+        self._judge(now, answered, failures)
+
+    def _judge(
+        self,
+        now: float,
+        answered: list[tuple[str, Health, float | None, float | None]],
+        failures: list[tuple[str, Health, str]],
+    ) -> None:
+        """Each destination looked at, up or down, and when each not down falls down if nothing changes."""
         # What still waits once this look settled its finds: read before, a destination whose every awaited
         # object was just found, written more than down_after ago, was down (polls further apart than it).
-        waiting = self.ledger.waiting_since()
-        for url, health, arrived in answered:
-            self._recovered(health, now, arrived, waiting.get(url), "destination", {"destination": url})
+        deadline = self.options.deadline.total_seconds()
+        for _, health, arrived, repaired in answered:  # first: what waits is counted from the last arrival
+            if arrived is not None:
+                health.last_arrival = max(health.last_arrival, arrived)
+            if health.repaired is not None and health.repaired <= health.last_arrival - deadline:
+                health.repaired = None  # something later arrived
+            if repaired is not None and repaired > health.last_arrival - deadline:
+                health.repaired = repaired if health.repaired is None else min(health.repaired, repaired)
+        waiting = self._waiting()
+        for url, health, reason in failures:
+            self._outage(health, now, reason, "destination", {"destination": url}, waiting=waiting.get(url))
+        for url, health, _, _ in answered:
+            self._recovered(health, now, waiting.get(url), "destination", {"destination": url})
+        looked = {url for url, *_ in answered} | {url for url, *_ in failures}
+        for url in sorted(set(waiting) - looked - set(self.ledger.destinations())):
+            # Only a repair tells of it: nothing to look for, so nothing could be seen arriving since.
+            self._recovered(self._health_of(url), now, waiting[url], "destination", {"destination": url})
         self._down_at = self._down_times(waiting)
+
+    def _waiting(self) -> dict[str, float]:
+        """Per destination, the end of the oldest event awaited there, or repaired (``Health.repaired``), that
+        tells of an outage: one not yet due when the last object arrived. One already late then is lost, not a
+        sign the destination is down (later ones arrived): counted, a quiet destination with one lost event was
+        down at every gap between its events, for the days that event is looked for."""
+        deadline = self.options.deadline.total_seconds()
+        found = self.ledger.waiting_since(lambda url: self._health_of(url).last_arrival - deadline)
+        for url, health in self._health.items():
+            if health.repaired is not None and health.repaired > health.last_arrival - deadline:
+                found[url] = min(found.get(url, health.repaired), health.repaired)
+        return found
+
+    def _health_of(self, url: str) -> Health:
+        return self._health.setdefault(url, Health(self.started))
 
     def _down_times(self, waiting: dict[str, float]) -> dict[str, float]:
         """Per destination not down that events wait for, when it is down if nothing changes: ``down_after``
-        after its first failed request, else after its last arrival or its oldest waiting event's end, whichever
-        is later (a destination no event goes to is never down). ``waiting``: the oldest end of the events still
-        awaited, per destination."""
+        after its first failed request, or after its last arrival or its oldest waiting event's end, whichever
+        is later, if that comes first (a destination no event goes to is never down). ``waiting``: the oldest end
+        of the events still awaited, per destination (``_waiting``)."""
         found: dict[str, float] = {}
         for url, oldest in waiting.items():
-            health = self._health.setdefault(url, Health(self.started))
+            health = self._health_of(url)
             if health.down:
                 continue
-            since = health.failing_since if health.failing_since is not None else max(health.last_arrival, oldest)
-            found[url] = since + self._down_after
+            silent = max(health.last_arrival, oldest) + self._down_after
+            failing = silent if health.failing_since is None else health.failing_since + self._down_after
+            found[url] = min(silent, failing)
         return found
 
     def _found(
@@ -537,45 +583,42 @@ class Watcher:
 
     # -- health --------------------------------------------------------------------------------------------
     def _outage(
-        self, health: Health, now: float, reason: str, what: str, where: dict[str, str], *, send: bool = True
-    ) -> list[dict[str, Any]]:
-        """A failed request: down once every request has failed for ``down_after``."""
+        self, health: Health, now: float, reason: str, what: str, where: dict[str, str], *, waiting: float | None = None
+    ) -> None:
+        """A failed request: down once every request has failed for ``down_after``, or once nothing has arrived
+        for that long while an event (ended at ``waiting``) has waited that long: a store that became unreachable
+        took no writes either, so it is down when one that only stopped taking writes is, not ``down_after`` after
+        the watch's first look that failed (at best the moment it was due down: twice as late)."""
         health.failing_since = health.failing_since if health.failing_since is not None else now
         log.warning("%s: %s", next(iter(where.values())), reason)
-        if health.down or now - health.failing_since < self.options.down_after.total_seconds():
-            return []
+        silent = self._silent(health, now, waiting)
+        if health.down or (now - health.failing_since < self._down_after and not silent):
+            return
         health.down = True
-        return self._send([outage_alert(f"{what}_down", now, since=health.failing_since, reason=reason, **where)], send)
+        since = min(health.failing_since, health.last_arrival) if silent else health.failing_since
+        self._send([outage_alert(f"{what}_down", now, since=since, reason=reason, **where)])
 
-    def _recovered(
-        self, health: Health, now: float, arrived: float | None, waiting: float | None, what: str,
-        where: dict[str, str], *, send: bool = True,
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        """A request answered (``arrived``: when the newest object it found was written). A destination is down
-        too when nothing has arrived for ``down_after`` while an event has waited that long (writes stopped: no
+    def _recovered(self, health: Health, now: float, waiting: float | None, what: str, where: dict[str, str]) -> None:
+        """A request answered (its finds already in ``last_arrival``). A destination is down too when nothing has
+        arrived for ``down_after`` while an event (ended at ``waiting``) has waited that long (writes stopped: no
         request fails, nothing comes)."""
         health.failing_since = None
-        if arrived is not None:
-            health.last_arrival = max(health.last_arrival, arrived)
-        down_after = self._down_after
-        silent = waiting is not None and now - waiting >= down_after and now - health.last_arrival >= down_after
+        silent = self._silent(health, now, waiting)
         if health.down and not silent:
             health.down = False
-            return self._send([outage_alert(f"{what}_up", now, since=now, **where)], send)
-        if silent and not health.down:
+            self._send([outage_alert(f"{what}_up", now, since=now, **where)])
+        elif silent and not health.down:
             health.down = True
             reason = f"nothing has arrived for {now - health.last_arrival:.0f} s while events wait"
-            return self._send(
-                [outage_alert(f"{what}_down", now, since=health.last_arrival, reason=reason, **where)], send
-            )
-        return []
+            self._send([outage_alert(f"{what}_down", now, since=health.last_arrival, reason=reason, **where)])
 
-    def _send(self, alerts: list[dict[str, Any]], send: bool) -> list[dict[str, Any]]:
-        """Alerts to deliver now (through the outbox) or to return for the poll's own transaction."""
-        if send and alerts:
-            self.ledger.settle(done=[], made_late=[], rechecked=[], alerts=alerts)
-            return []
-        return alerts
+    def _silent(self, health: Health, now: float, waiting: float | None) -> bool:
+        down_after = self._down_after
+        return waiting is not None and now - waiting >= down_after and now - health.last_arrival >= down_after
+
+    def _send(self, alerts: list[dict[str, Any]]) -> None:
+        """Alerts to deliver now (through the outbox)."""
+        self.ledger.settle(done=[], made_late=[], rechecked=[], alerts=alerts)
 
     def _deliver(self) -> None:
         for number, alert in self.ledger.undelivered():
