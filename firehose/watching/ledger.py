@@ -170,6 +170,18 @@ class WatchLedger:
         where = "destination = ? AND late = 0 AND substr(lead_id, 1, 8) = ? AND substr(event_id, 1, 8) = ?"
         return [pair for lead, event in sorted(set(seconds)) for pair in self._pairs(where, destination, lead, event)]
 
+    def turning_late_at(self, now: float) -> list[str]:
+        """The destinations with a pair not yet late whose deadline has come: one index step each."""
+        with self._state.reading() as db:
+            return [
+                destination
+                for destination in self.destinations()
+                if db.execute(
+                    "SELECT 1 FROM watch_pending WHERE destination = ? AND late = 0 AND deadline <= ? LIMIT 1",
+                    (destination, now),
+                ).fetchone()
+            ]
+
     def turning_late(self, destination: str, now: float) -> list[Pair]:
         """The pairs of ``destination`` not yet late whose deadline has come."""
         return self._pairs("destination = ? AND late = 0 AND deadline <= ?", destination, now)

@@ -167,6 +167,11 @@ class Watcher:
             settle_intents(self.ledger.state, self._store)
             self._intents_settled = True
         poll = Poll()
+        # Pairs whose deadline passed since the last look are decided first, not after this poll's read of the
+        # API (seconds at 1,000 events/s): `late` comes within deadline + interval, whatever the read takes.
+        due = set(self.ledger.turning_late_at(self.clock()))
+        if due:
+            self._check(self.clock(), poll, only=due)
         try:
             self._read(self.clock(), poll)
         except (ApiError, DataError) as exc:  # AuthError is a ConfigError: a wrong key is not an outage
@@ -176,7 +181,8 @@ class Watcher:
             self._outage(self._api, self.clock(), str(exc), "api", {"api": self.api_name})
         else:
             self._recovered(self._api, self.clock(), None, "api", {"api": self.api_name})
-        self._check(self.clock(), poll)
+        # Those just looked at have their new pairs looked for at the next look (a single poll, --once: now).
+        self._check(self.clock(), poll, but=set() if self.options.once else due)
         self._deliver()
         return poll
 
@@ -271,12 +277,15 @@ class Watcher:
         ]
 
     # -- looking -------------------------------------------------------------------------------------------
-    def _to_look_at(self, now: float, only: set[str] | None) -> list[tuple[str, str | None, list[Pair]]]:
+    def _to_look_at(self, now: float, only: set[str] | None, but: set[str]) -> list[tuple[str, str | None, list[Pair]]]:
         """The destinations (URL, credential) to look at now, each with the extra pairs to look for: of the
-        destinations ``only`` names, if given. One whose down is due with no pair to look for (all late, their
-        rechecks later) has its newest awaited pairs looked for, or nothing would tell whether anything arrived."""
+        destinations ``only`` names, if given, but not those ``but`` names. One whose down is due with no pair to
+        look for (all late, their rechecks later) has its newest awaited pairs looked for, or nothing would tell
+        whether anything arrived."""
         targets: list[tuple[str, str | None, list[Pair]]] = [
-            (url, credential_id, []) for url, credential_id in self.ledger.looking(now) if only is None or url in only
+            (url, credential_id, [])
+            for url, credential_id in self.ledger.looking(now)
+            if (only is None or url in only) and url not in but
         ]
         for url in sorted((only or set()) - {url for url, _, _ in targets}):
             newest = self.ledger.newest_waiting(url, BATCH)
@@ -284,8 +293,9 @@ class Watcher:
                 targets.append((url, newest[0].credential_id, newest))
         return targets
 
-    def _check(self, now: float, poll: Poll, only: set[str] | None = None) -> None:
-        """Look for the pairs due (at the destinations ``only`` names, if given) and settle what was decided."""
+    def _check(self, now: float, poll: Poll, only: set[str] | None = None, but: set[str] | None = None) -> None:
+        """Look for the pairs due (at the destinations ``only`` names, if given, but not at those ``but`` names)
+        and settle what was decided."""
         self._intended = {(i.event_id, i.destination) for i in self.ledger.state.repair_intents()}
         decided = Outcomes()
         answered: list[tuple[str, Health, float | None, float | None]] = []
@@ -295,7 +305,7 @@ class Watcher:
         """Destinations whose requests failed, with why."""
         events: dict[str, dict[str, Any] | None] = {}
         """Full events fetched for repairs this poll (None: the API no longer holds it), by id."""
-        for url, credential_id, newest in self._to_look_at(now, only):
+        for url, credential_id, newest in self._to_look_at(now, only, but or set()):
             health = self._health_of(url)
             destination = Destination.from_url(url, credential_id)
             try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -125,7 +125,6 @@ class Sandbox:
         return looks
 
     def kinds(self, since: float = 0.0) -> list[tuple[str, float]]:
-        from datetime import datetime
 
         return [
             (a["alert"], round(datetime.fromisoformat(a["at"]).timestamp() - T0, 3))
@@ -219,3 +218,29 @@ def test_repairs_sooner_than_down_after_do_not_hide_a_destination_that_takes_no_
     box.run_until(600, {ended: (lambda ended=ended: box.event(ended)) for ended in range(0, 600, every)})
     assert box.ledger.counts()[box.url]["repaired"] == len(range(0, 600, every))
     assert box.kinds() == [("destination_down", 120.0)], box.kinds()
+
+
+class SlowApi(NoNewEvents):
+    """An API whose reads of new events take ``seconds`` by the watch's clock, one after the other (a busy minute
+    with tens of thousands of events after a quiet one)."""
+
+    def __init__(self, clock: Clock, seconds: list[float]) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def iter_events(self, query: Any, max_events: int = 0) -> Iterator[dict[str, Any]]:
+        self.clock.now += self.seconds.pop(0) if self.seconds else 0.0
+        return iter(())
+
+
+def test_late_comes_within_deadline_plus_interval_however_long_the_poll_reads_the_api(tmp_path: Path) -> None:
+    """Polls 30 s apart; the first reads the API at once, the second takes 8 s. A pair whose deadline falls just
+    after the first poll's look is decided at the second poll's start, within an interval of its deadline.
+    Decided after the read, it came 37.5 s after its deadline."""
+    box = Sandbox(tmp_path, options(interval=30, deadline=60, down_after=3600))
+    box.watcher.api = SlowApi(box.clock, [0, 8])  # type: ignore[assignment]
+    box.clock.now = T0 + 1
+    lost = box.event(-58.5)  # its deadline T0 + 1.5, just after the first poll's look (T0 + 1)
+    box.run_until(40)
+    (late,) = [a for a in box.alerts if a["alert"] == "late"]
+    said = datetime.fromisoformat(late["at"]).timestamp() - lost.deadline
+    assert 0 <= said <= 30, said
