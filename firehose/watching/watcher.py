@@ -172,6 +172,7 @@ class Watcher:
         due = set(self.ledger.turning_late_at(self.clock()))
         if due:
             self._check(self.clock(), poll, only=due)
+            self._deliver()
         try:
             self._read(self.clock(), poll)
         except (ApiError, DataError) as exc:  # AuthError is a ConfigError: a wrong key is not an outage

@@ -240,7 +240,10 @@ def test_late_comes_within_deadline_plus_interval_however_long_the_poll_reads_th
     box.watcher.api = SlowApi(box.clock, [0, 8])  # type: ignore[assignment]
     box.clock.now = T0 + 1
     lost = box.event(-58.5)  # its deadline T0 + 1.5, just after the first poll's look (T0 + 1)
+    delivered: list[float] = []
+    box.watcher.deliver = lambda alert: (box.alerts.append(alert), delivered.append(box.clock.now))  # type: ignore[assignment,func-returns-value]
     box.run_until(40)
     (late,) = [a for a in box.alerts if a["alert"] == "late"]
     said = datetime.fromisoformat(late["at"]).timestamp() - lost.deadline
     assert 0 <= said <= 30, said
+    assert delivered[box.alerts.index(late)] - lost.deadline <= 30, "delivered once decided, not after the read"
