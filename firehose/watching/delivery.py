@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from firehose.codec import encode
+from firehose.config import API_KEY_ENV
 from firehose.errors import UsageError
 from firehose.http import USER_AGENT, RetryPolicy, Sender
 from firehose.secret import REDACTED, redact_text
@@ -179,7 +180,7 @@ class CommandSink:
     or no start at all is asked again later; any other status is refused for good. Its stdout is thrown away
     (stdout is the watch's own NDJSON); the last line of its stderr goes into a failure's message."""
 
-    def __init__(self, command: str, number: int, timeout_seconds: float) -> None:
+    def __init__(self, command: str, number: int, timeout_seconds: float, withheld: Sequence[str] = ()) -> None:
         try:
             argv = shlex.split(command)
         except ValueError as exc:
@@ -190,6 +191,7 @@ class CommandSink:
             raise UsageError(f"--alert-command {number}: program {Path(argv[0]).name!r} not found or not executable")
         self._argv = argv
         self._timeout = timeout_seconds
+        self._withheld = {*WITHHELD, *withheld}
         self.key = _digest("command", command)
         self.label = f"command-{number}"
         self.name = f"--alert-command {number} ({Path(argv[0]).name})"
@@ -219,6 +221,7 @@ class CommandSink:
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
                     start_new_session=True,  # its own process group: a timeout kills what it started too
+                    env={name: value for name, value in os.environ.items() if name not in self._withheld},
                 )
             except OSError as exc:
                 return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
@@ -254,14 +257,23 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def make_sinks(urls: Sequence[str], commands: Sequence[str], timeout_seconds: float) -> list[AlertSink]:
+WITHHELD = (API_KEY_ENV, "FIREHOSE_ALERT_URL")
+"""Variables an alert command does not get: LeadConduit's API key (an alert needs none of it to be passed on) and
+the webhooks' URLs (credentials). The rest of the watch's environment is its own (a cloud CLI's credentials, a
+PATH), as a command run by hand would have."""
+
+
+def make_sinks(
+    urls: Sequence[str], commands: Sequence[str], timeout_seconds: float, withheld: Sequence[str] = ()
+) -> list[AlertSink]:
     """The places ``--alert-url`` and ``--alert-command`` name, checked now (a URL that is none, a program not
-    found: a usage error before the watch starts). The same place named twice is one place."""
+    found: a usage error before the watch starts). The same place named twice is one place. ``withheld``: more
+    variables no command gets (``WITHHELD``), as the variable a config file names for the API key."""
     sinks: list[AlertSink] = []
     for number, url in enumerate(dict.fromkeys(urls), 1):
         sinks.append(WebhookSink(url, number, timeout_seconds))
     for number, command in enumerate(dict.fromkeys(commands), 1):
-        sinks.append(CommandSink(command, number, timeout_seconds))
+        sinks.append(CommandSink(command, number, timeout_seconds, withheld))
     return sinks
 
 

@@ -207,7 +207,9 @@ def _alerting(
         with StateDB(settings.state_file) as own:
             yield WatchLedger(own, settings.api.url)
 
-    sinks = make_sinks(options.alert_urls, options.alert_commands, options.alert_timeout.total_seconds())
+    sinks = make_sinks(
+        options.alert_urls, options.alert_commands, options.alert_timeout.total_seconds(), [settings.api.key_env]
+    )
     return raised, AlertDelivery(sinks, own_ledger, metrics)
 
 

@@ -65,9 +65,10 @@ class WatchOptions:
         from firehose.watching.delivery import make_sinks
 
         make_sinks(self.alert_urls, self.alert_commands, self.alert_timeout.total_seconds())  # refused now, not later
-        for name in ("down_after", "overlap"):
-            if getattr(self, name) < timedelta(0):
-                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
+        if self.overlap < timedelta(0):
+            raise UsageError("--overlap cannot be negative")
+        if self.down_after <= timedelta(0):  # 0: every destination with an event in flight would be down at once
+            raise UsageError("--down-after must be longer than nothing")
 
 
 def _said(duration: timedelta) -> str:

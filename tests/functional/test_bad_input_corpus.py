@@ -217,6 +217,8 @@ def _option_cases(path: tuple[str, ...], command: click.Command) -> list[Case]:
             values = ["inf", "99999999999d", "5", "5m", "-5d", "nan"]
             if flag == "--repair-after":
                 values.append("1min")  # shorter than the default --deadline
+            if flag == "--down-after":
+                values.append("0s")  # every destination with an event in flight would be down at once
         elif flag == "--url":
             values = ["http://", "http://[::1", "ftp://x", "http://h:99999"]
         elif flag in ("--archive", "--from", "--ledger", "--run-state", "--inventory"):

@@ -199,14 +199,22 @@ def test_alerts_not_delivered_before_a_kill_9_are_delivered_after_the_restart(
 
 
 def test_an_alert_command_gets_each_alert_as_json_on_stdin(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    received = tmp_path / "received.ndjson"
+    received, environment = tmp_path / "received.ndjson", tmp_path / "environment.json"
     script = tmp_path / "take.py"
-    script.write_text(f"import sys\nopen({str(received)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    script.write_text(
+        f"import json, os, sys\nopen({str(received)!r}, 'a').write(sys.stdin.read() + '\\n')\n"
+        f"open({str(environment)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+    )
     command = f"{sys.executable} {script}"
-    run = run_process(watch_args(tmp_path, "--once", "--alert-command", command), env_for(sandbox, tmp_path),
-                      tmp_path)  # fmt: skip
+    env = {**env_for(sandbox, tmp_path), "FIREHOSE_ALERT_URL": "http://user:hook-secret@127.0.0.1:9/x"}
+    run = run_process(watch_args(tmp_path, "--once", "--alert-command", command), env, tmp_path)
     alerts = alerts_of(run)
     assert alerts and [json.loads(line) for line in received.read_text().splitlines()] == alerts, run.stderr
+    # The watch's environment, but not LeadConduit's API key nor the webhooks' URLs (credentials it needs not).
+    given = json.loads(environment.read_text())
+    assert given["FIREHOSE_STATE"] == env["FIREHOSE_STATE"] and given["PATH"] == env["PATH"]
+    assert "LEADCONDUIT_API_KEY" not in given and "FIREHOSE_ALERT_URL" not in given
+    assert API_KEY not in environment.read_text() and "hook-secret" not in environment.read_text()
     # A command that fails for good: one line per alert, which is then passed over.
     state = {"FIREHOSE_STATE": str(tmp_path / "failing.sqlite")}
     failing = f"{sys.executable} -c \"import sys; sys.stdin.read(); print('no route', file=sys.stderr); sys.exit(3)\""
