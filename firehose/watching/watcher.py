@@ -74,6 +74,10 @@ WATCH_RUN = 0
 """The run id a watch's repairs carry in the record of repairs (reconcile runs count from 1)."""
 
 
+NEWEST_LOOKED_FOR = 100
+"""Pairs looked for at a destination whose down is due with none of its own due (all late): enough to see an
+arrival; each of an older lead costs a listing of its folder."""
+
 DELIVERED = ("archived", "recovered")
 """Outcomes of an object the firehose wrote (not a repair's): its arrival tells the destination is up."""
 
@@ -289,7 +293,7 @@ class Watcher:
             if (only is None or url in only) and url not in but
         ]
         for url in sorted((only or set()) - {url for url, _, _ in targets}):
-            newest = self.ledger.newest_waiting(url, BATCH)
+            newest = self.ledger.newest_waiting(url, NEWEST_LOOKED_FOR)
             if newest:
                 targets.append((url, newest[0].credential_id, newest))
         return targets
