@@ -282,6 +282,11 @@ class _DeadlineTransport(httpx.HTTPTransport):
         )
 
 
+class RetryInterrupted(Exception):
+    """A wait between attempts ended because the caller was told to stop (``HttpClient.interrupt_on``): not an
+    error of the server's, so outside the error tree; the caller stops as it would between requests."""
+
+
 class HttpClient:
     """Requests to one base URL, with Basic auth and retries.
 
@@ -391,6 +396,17 @@ class HttpClient:
         if self.retry.retries(status):
             raise _RetryableStatus(error, parse_retry_after(response.headers.get("Retry-After")))
         raise error
+
+    def interrupt_on(self, stop: threading.Event) -> None:
+        """Waits between attempts end as soon as ``stop`` is set, raising ``RetryInterrupted``: a service told to
+        stop (SIGTERM) does not first spend its retries, up to minutes with ``Retry-After``, past its stop
+        timeout."""
+
+        def sleep(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise RetryInterrupted
+
+        self._sleep = sleep
 
     def _retrying(self, attempt: Callable[[], bytes]) -> bytes:
         policy = self.retry

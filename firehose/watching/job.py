@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from firehose.config import Settings
 from firehose.connections import api_client, destination_opener
 from firehose.errors import ExitCode
+from firehose.http import RetryInterrupted
 from firehose.watching.ledger import Pair, WatchLedger
 from firehose.watching.options import WatchOptions
 
@@ -138,18 +139,12 @@ def watch(
                 failed = poll.failed
             if metrics is not None:
                 cursor = ledger.cursor()
-                metrics.polled(poll, clock() - seconds_of(cursor) if cursor else None, options.metrics_file)
+                # An id made in the second now ends, or on a clock a little ahead, is no negative age.
+                age = max(0.0, clock() - seconds_of(cursor)) if cursor else None
+                metrics.polled(poll, age, options.metrics_file)
 
-        while True:
-            began = clock()
-            poll = watcher.poll()
-            count(poll)
-            if options.once or stop.is_set():
-                break
-            if not poll.more:
-                _wait(watcher, began + options.interval.total_seconds(), stop, clock, count)
-            if stop.is_set():
-                break
+        http.interrupt_on(stop)
+        _follow(watcher, options, stop, clock, count)
         return WatchResult(
             options,
             polls,
@@ -160,6 +155,29 @@ def watch(
             {url: dict(kinds) for url, kinds in requests.items()},
             tuple(sorted(failed)),
         )
+
+
+def _follow(
+    watcher: Watcher,
+    options: WatchOptions,
+    stop: threading.Event,
+    clock: Callable[[], float],
+    count: Callable[[Poll], None],
+) -> None:
+    """Poll, then wait (waking for a destination's down) until the next, until ``stop`` is set or once."""
+    while True:
+        began = clock()
+        try:
+            poll = watcher.poll()
+            count(poll)
+            if options.once or stop.is_set():
+                return
+            if not poll.more:
+                _wait(watcher, began + options.interval.total_seconds(), stop, clock, count)
+        except RetryInterrupted:  # stopped between two attempts of an API request: what was read is saved
+            return
+        if stop.is_set():
+            return
 
 
 def _wait(

@@ -357,3 +357,26 @@ def test_metrics_parse_and_the_lag_histogram_holds_the_delay_the_sandbox_applied
     file_families = {family.name: family for family in text_string_to_metric_families(metrics.read_text())}
     assert set(file_families) == set(families), "--metrics-file holds what the endpoint serves"
     assert "firehose_watch_cursor_age_seconds" in families and "firehose_watch_store_requests" in families
+
+
+def test_sigterm_while_the_api_asks_to_retry_later_stops_at_once(live: RunningSandbox, tmp_path: Path) -> None:
+    """Every API request answered 429 with `Retry-After: 100`: the watch waits to try again. SIGTERM then stops it
+    within a second or two, exit 0, not after its retries (minutes: past systemd's or Kubernetes' stop timeout,
+    which then kills it)."""
+    from firehose.sandbox.server import Faults
+
+    live.sandbox.faults = Faults(rate_429=1.0, retry_after_seconds=100)
+    env = process_env(**stack_env(live, tmp_path))
+    watch = spawn(["watch", "--interval", "30s"], env, tmp_path)
+    deadline = time.monotonic() + 20
+    while live.sandbox.requests == 0:  # its first request answered: it is waiting to try again
+        assert time.monotonic() < deadline and watch.poll() is None, "no request to the API"
+        time.sleep(0.1)
+    time.sleep(1)
+    asked = time.monotonic()
+    watch.send_signal(signal.SIGTERM)
+    out, err = watch.communicate(timeout=30)
+    took = time.monotonic() - asked
+    assert watch.returncode == 0, err
+    assert took < 5, (took, err)
+    assert "retry 1 of" in err and API_KEY not in out + err
