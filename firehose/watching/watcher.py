@@ -508,7 +508,7 @@ class Watcher:
                     into.done.append((pair, "repaired"))
                     self.settled(pair, "repaired", None)
                     into.alerts.append(pair_alert("repaired", now, pair, **differs))
-                    log.info("repaired %s", pair.key)
+                    log.debug("repaired %s at %s", pair.key, pair.destination)  # its alert is the line of note
                     continue
                 # The firehose delivered it between the look and the write: left alone, its arrival counted.
                 info = store.head(pair.key)
