@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,15 @@ from firehose.secret import Secret, redact_text, redact_url
 DEFAULT_CONFIG_FILE = "firehose.toml"
 DEFAULT_LEADCONDUIT_URL = "https://app.leadconduit.com"
 API_KEY_ENV = "LEADCONDUIT_API_KEY"
+
+
+def environment_without(names: Iterable[str]) -> dict[str, str]:
+    """This process's environment less ``names``: what a program firehose starts gets (an alert command is not
+    handed LeadConduit's API key)."""
+    withheld = set(names)
+    return {name: value for name, value in os.environ.items() if name not in withheld}
+
+
 API_USERNAME = "API"
 """LeadConduit ignores the Basic-auth username; its documents use ``API``."""
 

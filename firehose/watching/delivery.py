@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from firehose.codec import encode
-from firehose.config import API_KEY_ENV
+from firehose.config import API_KEY_ENV, environment_without
 from firehose.errors import UsageError
 from firehose.http import USER_AGENT, RetryPolicy, Sender
 from firehose.secret import REDACTED, redact_text
@@ -221,7 +221,7 @@ class CommandSink:
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
                     start_new_session=True,  # its own process group: a timeout kills what it started too
-                    env={name: value for name, value in os.environ.items() if name not in self._withheld},
+                    env=environment_without(self._withheld),
                 )
             except OSError as exc:
                 return Outcome(False, reason=f"cannot start: {exc.strerror or type(exc).__name__}")
