@@ -97,8 +97,12 @@ class Outages:
             if outage.stopped:
                 self._held.append(write)
                 return True
-            if outage.delay_seconds > 0:
-                self._schedule(write[3] + outage.delay_seconds, write)
+            # Never before the event's end (LeadConduit's firehose writes an event once it has ended): a live
+            # event ends its `ms` after it began, and an object written at once had a last-modified before its
+            # event's end, a delivery lag the watch and reconcile cannot tell ("unknown").
+            due = write[3] + outage.delay_seconds
+            if outage.delay_seconds > 0 or due > self._clock():
+                self._schedule(due, write)
                 return True
         return False
 

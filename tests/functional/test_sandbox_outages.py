@@ -103,6 +103,19 @@ def test_a_delayed_destination_gets_each_event_that_long_after_its_end(live: Run
         assert 2 <= lag <= 5, lag  # last-modified has whole seconds
 
 
+def test_a_live_event_is_written_once_it_has_ended_never_before(live: RunningSandbox) -> None:
+    """LeadConduit's firehose writes an event after it ends. A live event ends its `ms` after it began; written at
+    once, its object's last-modified came before its end (a delivery lag reconcile and the watch call unknown)."""
+    events = make_leads(live, 20)
+    assert max(e["end_timestamp"] - e["start_timestamp"] for e in events) >= 1500, "some take seconds"
+    assert live.sandbox.stream.wait(30)
+    for destination, key, event in placed(events):
+        info = head(destination, key)
+        assert info is not None, key
+        # last-modified has whole seconds: never in a second before the one the event ended in
+        assert info.last_modified.timestamp() >= event["end_timestamp"] // 1000, (key, info, event["end_timestamp"])
+
+
 def test_a_delayed_write_that_comes_due_after_its_destination_stopped_is_held(live: RunningSandbox) -> None:
     """A delay is time in LeadConduit's queue: a bucket that breaks meanwhile refuses the write when it comes due."""
     delayed = f"s3://{live.bucket}/events/auto"
