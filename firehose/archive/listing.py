@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from itertools import islice
+from itertools import chain, islice
 from typing import TypeVar
 
 from firehose.archive.base import IN_FLIGHT, ObjectInfo, Store, listed_all
@@ -34,10 +34,10 @@ from firehose.archive.layout import (
     folder,
     is_verification,
     lead_bounds,
-    lead_bounds_upper,
     lead_segment,
     parse_key,
     upper_case_lead,
+    upper_case_ranges,
 )
 from firehose.errors import ArchiveError
 from firehose.ids import seconds_of
@@ -180,8 +180,10 @@ def list_window(
         ahead=ahead,
         clock=clock,
     )
-    upper_after, upper_end = lead_bounds_upper(prefix, start_seconds, end_seconds)
-    upper = store.list(folder(prefix), start_after=upper_after, end_at=upper_end)
+    upper = chain.from_iterable(
+        store.list(folder(prefix), start_after=after, end_at=end)
+        for after, end in upper_case_ranges(prefix, start_seconds, end_seconds)
+    )
     return _by_lead_time(lower, upper, start_seconds, end_seconds)
 
 

@@ -280,6 +280,25 @@ def test_a_window_lists_the_lead_whose_id_is_its_first_seconds_smallest(store: S
         assert listed == keys[:2]
 
 
+def test_upper_case_leads_either_side_of_a_hex_letter_are_listed_in_time_order(store: Store) -> None:
+    """A window whose upper-case range is cut per letter (``6A...`` and ``6B...``: its ends share only ``6``)
+    still lists every upper-case lead in it, merged in time order with the lower-case ones."""
+    from firehose.archive.listing import list_window
+    from firehose.ids import make_id
+
+    edge = 0x6B000000
+    times = [edge - 3000, edge - 2, edge, edge + 1, edge + 4000]
+    keys = []
+    for n, second in enumerate(times):
+        lead = make_id(second, n, n)
+        keys.append(f"e/{lead.upper() if n % 2 == 0 else lead}/{make_id(second + 1, n, n)}.json")
+    outside = [f"e/{make_id(edge + shift, 7, 7).upper()}/x.json" for shift in (-0x200000, 0x200000)]
+    for key in keys + outside:
+        store.write(key, b"{}")
+    listed = [i.key for i in list_window(store, "e", start_seconds=edge - 0x100000, end_seconds=edge + 0x100000)]
+    assert listed == keys
+
+
 def _window_keys(base: int, count: int, step: int) -> list[str]:
     from firehose.ids import make_id
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -198,3 +200,46 @@ def test_a_day_window_and_its_upper_case_range_send_their_shared_hex_digits() ->
     assert request_prefix("events/", *lead_bounds_upper("events", start, end)) == "events/6AD"
     assert request_prefix("events/", "events/6ad", None) == "events/"
     assert request_prefix("events/", "a", "b") == "events/"
+
+
+def _in(key: str, start_after: str | None, end_at: str | None) -> bool:
+    return (start_after is None or key > start_after) and (end_at is None or key <= end_at)
+
+
+def test_a_window_whose_upper_case_range_shares_only_digits_asks_per_letter() -> None:
+    """The reads bench's window (2026-10-01 to 2026-11-30: ``6ABDA28...`` to ``6B2B...``) shares only ``6``;
+    with ``Prefix=events/6`` Azurite went through every lower-case key under it for an empty answer."""
+    from firehose.archive.layout import upper_case_ranges
+
+    start, end = 0x6ABDA280, 0x6B2BA9FF
+    ranges = upper_case_ranges("events", start, end)
+    assert [request_prefix("events/", *bounds) for bounds in ranges] == ["events/6A", "events/6B"]
+    # a range that already shares a letter stays one request
+    assert len(upper_case_ranges("events", 0x6AD7F27F, 0x6AD951FF)) == 1
+    assert upper_case_ranges("events", None, end)[0][0] is None
+
+
+@given(
+    start=st.integers(0x59000000, 0x71000000),
+    length=st.integers(0, 0x03000000),
+    times=st.lists(st.integers(0x58000000, 0x75000000), max_size=40),
+)
+def test_upper_case_ranges_hold_exactly_the_upper_case_range(start: int, length: int, times: list[int]) -> None:
+    """Cut or not, the ranges hold every upper-case key the one range held and nothing else, in key order, one
+    range after the other; each request's prefix holds a letter unless the cut is between two digits."""
+    from firehose.archive.layout import lead_bounds_upper, upper_case_ranges
+    from firehose.ids import make_id
+
+    end = start + length
+    keys = [f"e/{make_id(t, n, n).upper()}/{make_id(t, n, n + 1).upper()}.json" for n, t in enumerate(times)]
+    keys += [f"e/{make_id(start, 1, 1).upper()}/x.json", f"e/{make_id(end, 2, 2).upper()}/y.json"]
+    whole = lead_bounds_upper("e", start, end)
+    ranges = upper_case_ranges("e", start, end)
+    expected = sorted(key for key in keys if _in(key, *whole))
+    found = [key for bounds in ranges for key in sorted(keys) if _in(key, *bounds)]
+    assert found == expected
+    for (_, end_at), (start_after, _) in pairwise(ranges):
+        assert end_at is not None and start_after is not None and end_at <= start_after
+    for bounds in ranges:
+        sent = request_prefix("e/", *bounds)
+        assert all(key.startswith(sent) for key in keys if _in(key, *bounds))
