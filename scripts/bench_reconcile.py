@@ -8,10 +8,11 @@ processes, interleaved, medians of --rounds:
   same fields (`firehose events --include ...`) plus listing the same keys with `rclone lsf -R` per destination;
 - the same against a naive reconcile that HEADs every event's key (scripts/naive_reconcile.py);
 - `--verify content` in events per second, against `aws s3 cp --recursive` of the same S3 objects;
-- peak RSS of reconcile at about a tenth of the events and at all of them, for each depth;
+- peak RSS of reconcile at about a tenth of the events and at all of them, for each depth, with each of
+  --workers requests in flight (default 32, firehose's own);
 - how long `firehose audit` takes for the 30 days, and how large its pack is.
 
-usage: scripts/bench reconcile [--events N] [--rounds R] [--presence-only | --reads]
+usage: scripts/bench reconcile [--events N] [--rounds R] [--presence-only | --reads] [--workers 8,32,128]
 """
 
 from __future__ import annotations
@@ -97,7 +98,13 @@ def main() -> None:
         action="store_true",
         help="Time only what reads objects: --verify content against aws s3 cp, the audit pack and audit verify.",
     )
+    parser.add_argument(
+        "--workers",
+        default="32",
+        help="Requests in flight (reconcile --workers) to measure peak RSS with, comma-separated (default 32).",
+    )
     args = parser.parse_args()
+    in_flight = [int(number) for number in args.workers.split(",")]
     ensure_tools()
     env = stack_env()
     bucket = f"bench-rec-{int(time.time())}"
@@ -216,13 +223,15 @@ def main() -> None:
             print(cpu_floor("content", med["content"], total))
             tenth = ["--start", (UNTIL - timedelta(days=3)).isoformat(), "--end", end]
             for depth in ("content",) if args.reads else ("presence", "content"):
-                small = reconcile("--verify", depth, state=f"m1{depth}", span=tenth)
-                big = reconcile("--verify", depth, state=f"m2{depth}")
-                low, high = peak_rss_mib(small, run_env), peak_rss_mib(big, run_env)
-                print(
-                    f"  peak RSS, {depth}: {low:.0f} MiB for ~{total // 10:,} events (3 days), {high:.0f} MiB for "
-                    f"{total:,} ({(high / low - 1) * 100:+.0f}%)"
-                )
+                for workers in in_flight:
+                    flight = ("--workers", str(workers))
+                    small = reconcile("--verify", depth, *flight, state=f"m1{depth}{workers}", span=tenth)
+                    big = reconcile("--verify", depth, *flight, state=f"m2{depth}{workers}")
+                    low, high = peak_rss_mib(small, run_env), peak_rss_mib(big, run_env)
+                    print(
+                        f"  peak RSS, {depth}, {workers} in flight: {low:.0f} MiB for ~{total // 10:,} events "
+                        f"(3 days), {high:.0f} MiB for {total:,} ({(high / low - 1) * 100:+.0f}%)"
+                    )
             # The same archive, audited: an evidence pack for the 30 days (coverage, every object hashed).
             pack = work / "evidence"
             started = time.perf_counter()
