@@ -1,6 +1,10 @@
 """The Azure Blob backend: the only module that uses azure-storage-blob and azure-core.
 
 azure errors are translated here, once, into ``ArchiveError`` subclasses that name the container and blob.
+
+The SDK is imported and its clients made on first use, not with the module: a store whose credential is an
+account key or a SAS token lists and reads through the lean path (below) and may never need it, and importing it
+costs about 0.2 s of a command's start-up (``python -X importtime``), time in which a store waits for nothing.
 """
 
 from __future__ import annotations
@@ -14,20 +18,8 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
-
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-)
-from azure.core.rest import HttpRequest, HttpResponse
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from firehose.archive.base import (
     AzureCredential,
@@ -42,9 +34,23 @@ from firehose.errors import ArchiveAccessDenied, ArchiveError, ArchiveNotFound, 
 from firehose.http import Answer, ObjectGetter
 from firehose.secret import redact_url
 
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient, ContainerClient
+
+LEAN_API_VERSION = "2021-12-02"
+"""The Blob service version the lean path asks for: old enough for every Azure and Azurite still served, new
+enough for what it reads (version ids, immutability policy headers)."""
+
 
 def translate(exc: Exception, *, container: str, key: str | None = None) -> ArchiveError:
     """One azure error as a firehose error naming the container (and blob)."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
     where = f"az://{container}/{key}" if key else f"az://{container}"
     if isinstance(exc, ResourceNotFoundError):
         code = getattr(exc, "error_code", None) or ""
@@ -101,7 +107,11 @@ def _http_date(raw: bytes) -> datetime:
         return parsedate_to_datetime(text)
 
 
-def parse_listing(body: bytes, end_at: str | None = None) -> tuple[list[ObjectInfo], str | None]:
+ListingPage = tuple[list[ObjectInfo], str | None]
+"""One List Blobs answer: its blobs and the next marker."""
+
+
+def parse_listing(body: bytes, end_at: str | None = None) -> ListingPage:
     """The blobs of one List Blobs answer and its next marker (None on the last page). With ``end_at``, the blobs
     up to the first one past it (which ends the listing), and no marker: a range that ends inside a page of 5,000
     names (a slice's, an upper-case id range) does not pay for reading the rest of it."""
@@ -127,19 +137,21 @@ def parse_listing(body: bytes, end_at: str | None = None) -> tuple[list[ObjectIn
     return items, (_text(marker.group(1)) or None) if marker else None
 
 
-def _listing_error(response: HttpResponse, container: str) -> ArchiveError:
-    """A raw List Blobs answer that failed, as the same errors ``translate`` gives for SDK calls."""
+def _listing_error(status: int, code: str, container: str) -> ArchiveError:
+    """A raw List Blobs answer that failed (its HTTP status and ``x-ms-error-code``), as the same errors
+    ``translate`` gives for SDK calls."""
     where = f"az://{container}"
-    code = response.headers.get("x-ms-error-code", "")
-    if response.status_code == 404:
+    if status == 404:
         return ArchiveNotFound(f"{where}: container {container} does not exist")
-    if response.status_code == 403:
-        return ArchiveAccessDenied(f"{where}: access denied (HTTP 403); check the credentials for this container")
-    return ArchiveError(f"{where}: HTTP {response.status_code} {code}".rstrip())
+    if status in (401, 403):
+        return ArchiveAccessDenied(f"{where}: access denied (HTTP {status}); check the credentials for this container")
+    return ArchiveError(f"{where}: HTTP {status} {code}".rstrip())
 
 
 def make_service(credential: AzureCredential) -> BlobServiceClient:
     """A BlobServiceClient from a connection string, an account URL (+SAS), or the default credential."""
+    from azure.storage.blob import BlobServiceClient
+
     # The SDK's default retry waits 15 s, then 18 s, then 24 s, and retries a refused connection three times: over
     # a minute before an unreachable endpoint is reported. Shorter waits keep retries for throttling and
     # hiccups; one retry of a failed connection is enough to ride out a blip.
@@ -192,6 +204,7 @@ class SharedKey:
     https://learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key (the 2009-09-19+ form)."""
 
     def __init__(self, account: str, key: str, version: str) -> None:
+        self.account = account
         self._account = account
         self._key = base64.b64decode(key)
         self._version = version
@@ -199,7 +212,9 @@ class SharedKey:
     def headers(self, path: str, query: dict[str, str], *, now: float | None = None) -> list[tuple[str, str]]:
         """Headers that authorise ``GET path?query``; ``path`` URI-encoded as sent, ``query`` not encoded."""
         date = formatdate(now, usegmt=True)
-        resource = f"/{self._account}{path}" + "".join(f"\n{name.lower()}:{query[name]}" for name in sorted(query))
+        resource = f"/{self._account}{path}" + "".join(
+            f"\n{name.lower()}:{query[name]}" for name in sorted(query, key=str.lower)
+        )
         to_sign = f"GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{self._version}\n{resource}"
         signature = base64.b64encode(hmac.new(self._key, to_sign.encode(), hashlib.sha256).digest()).decode()
         return [
@@ -210,10 +225,11 @@ class SharedKey:
 
 
 class LeanReads:
-    """Authorised GETs of one container's blobs through ``ObjectGetter``."""
+    """Authorised GETs of one container's blobs, and its List Blobs requests, through ``ObjectGetter``."""
 
     def __init__(self, container_url: str, version: str, shared_key: SharedKey | None) -> None:
         parts = urlsplit(container_url)
+        self.url, self.shared_key = container_url, shared_key
         self._getter = ObjectGetter(f"{parts.scheme}://{parts.netloc}")
         self._host, self._base, self._sas = parts.netloc, parts.path.rstrip("/") + "/", parts.query
         self._version = version
@@ -232,6 +248,18 @@ class LeanReads:
             return [("Host", self._host), *signed]
 
         return self._getter.get(target, headers, where=f"az://{container}/{key}")
+
+    def list_page(self, container: str, query: dict[str, str]) -> Answer:
+        """One List Blobs request; ``query`` its parameters, not encoded."""
+        path = self._base.rstrip("/")
+        target = path + "?" + "&".join([*([self._sas] if self._sas else []), urlencode(query)])
+        shared_key = self._shared_key
+
+        def headers() -> list[tuple[str, str]]:
+            signed = shared_key.headers(path, query) if shared_key else [("x-ms-version", self._version)]
+            return [("Host", self._host), *signed]
+
+        return self._getter.get(target, headers, where=f"az://{container}")
 
     def close(self) -> None:
         self._getter.close()
@@ -252,19 +280,55 @@ def answer_error(answer: Answer, *, container: str, key: str) -> ArchiveError:
     return ArchiveError(f"{where}: HTTP {answer.status} {code}".rstrip())
 
 
-def _lean_reads(client: ContainerClient, credential: AzureCredential) -> LeanReads | None:
-    """The lean path for a container, when its credential is an account key or a SAS token; else None."""
-    version = str(client.api_version)
-    if credential.sas_token or "?" in client.url:
-        return LeanReads(client.url, version, None)
+def blob_endpoint(fields: dict[str, str]) -> str | None:
+    """The blob service URL a connection string names (its fields, names upper-cased), as the SDK reads it
+    (``parse_connection_str``): ``BlobEndpoint``, else the account's host under ``EndpointSuffix``."""
+    if "BLOBENDPOINT" in fields:
+        return fields["BLOBENDPOINT"]
+    account = fields.get("ACCOUNTNAME")
+    if not account:
+        return None
+    if "DEFAULTENDPOINTSPROTOCOL" in fields and "ENDPOINTSUFFIX" in fields:
+        return f"{fields['DEFAULTENDPOINTSPROTOCOL']}://{account}.blob.{fields['ENDPOINTSUFFIX']}"
+    return f"https://{account}.blob.{fields.get('ENDPOINTSUFFIX', 'core.windows.net')}"
+
+
+def container_url(endpoint: str, container: str, sas: str = "") -> str:
+    """A container's URL under a blob service URL, with a SAS token's query (as the SDK's ``ContainerClient.url``)."""
+    parts = urlsplit(endpoint)
+    query = sas.lstrip("?") or parts.query
+    base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/{quote(container)}"
+    return f"{base}?{query}" if query else base
+
+
+def lean_reads_for(container: str, credential: AzureCredential) -> LeanReads | None:
+    """The lean path for a container, when its credential is an account key or a SAS token (a connection
+    string's, or beside an account URL); None where only the SDK knows how (a token credential, the emulator's
+    ``UseDevelopmentStorage=true``, a key that is not base64 or a string the SDK would refuse: its own errors)."""
     if credential.connection_string:
-        key = connection_fields(credential.connection_string.reveal()).get("AccountKey")
-        if key:
+        text = credential.connection_string.reveal().rstrip(";")
+        if any("=" not in part for part in text.split(";")):
+            return None  # malformed: the SDK's refusal, at once
+        fields = {name.upper(): value for name, value in connection_fields(text).items()}
+        if fields.get("USEDEVELOPMENTSTORAGE", "").lower() == "true" or "BLOBSECONDARYENDPOINT" in fields:
+            return None
+        endpoint = blob_endpoint(fields)
+        account, key, sas = fields.get("ACCOUNTNAME"), fields.get("ACCOUNTKEY"), fields.get("SHAREDACCESSSIGNATURE")
+        if endpoint is None or not urlsplit(endpoint).netloc:
+            return None
+        if account and key:
             try:
-                return LeanReads(client.url, version, SharedKey(str(client.account_name), key, version))
+                shared_key = SharedKey(account, key, LEAN_API_VERSION)
             except (binascii.Error, ValueError):
-                return None  # a key that is not base64: the SDK's own path says what is wrong
-    return None
+                return None
+            return LeanReads(container_url(endpoint, container), LEAN_API_VERSION, shared_key)
+        if sas:
+            return LeanReads(container_url(endpoint, container, sas), LEAN_API_VERSION, None)
+        return None
+    url = credential.account_url
+    if url and urlsplit(url).netloc and credential.sas_token:
+        return LeanReads(container_url(url, container, credential.sas_token.reveal()), LEAN_API_VERSION, None)
+    return None  # an account URL alone: the Azure default credential, which only the SDK can get
 
 
 def _info_of(key: str, answer: Answer) -> ObjectInfo:
@@ -300,13 +364,30 @@ class AzureStore:
         """Blobs per List Blobs request: 5,000 is the most Azure returns."""
         self.url = f"az://{container}"
         self.requests = RequestCount()
+        self._lean = None if sdk_reads or service is not None else lean_reads_for(container, credential)
+        self._sdk: Once[tuple[BlobServiceClient, ContainerClient]] = Once(lambda: self._make_sdk(credential, service))
+        if self._lean is None:
+            self._sdk.get()  # every request goes through the SDK: a credential it refuses is refused now
+
+    def _make_sdk(
+        self, credential: AzureCredential, service: BlobServiceClient | None
+    ) -> tuple[BlobServiceClient, ContainerClient]:
+        from azure.core.exceptions import AzureError
+
         try:
-            self._service = service or make_service(credential)
+            made = service or make_service(credential)
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the connection string; ours names only the container.
-            raise ConfigError(f"az://{container}: the Azure connection string or account URL is malformed") from exc
-        self._client: ContainerClient = self._service.get_container_client(container)
-        self._lean: Once[LeanReads | None] = Once(lambda: None if sdk_reads else _lean_reads(self._client, credential))
+            raise ConfigError(f"{self.url}: the Azure connection string or account URL is malformed") from exc
+        return made, made.get_container_client(self.container)
+
+    @property
+    def _service(self) -> BlobServiceClient:
+        return self._sdk.get()[0]
+
+    @property
+    def _client(self) -> ContainerClient:
+        return self._sdk.get()[1]
 
     def __repr__(self) -> str:
         return f"AzureStore({self.url!r})"
@@ -314,8 +395,8 @@ class AzureStore:
     def list(
         self, prefix: str = "", *, start_after: str | None = None, end_at: str | None = None, limit: int | None = None
     ) -> Iterator[ObjectInfo]:
-        url = self._client.url
         sent = request_prefix(prefix, start_after, end_at)
+        lean = self._lean
 
         def fetch(marker: str | None, size: int) -> tuple[list[ObjectInfo], str | None]:
             self.requests.add("list")
@@ -326,25 +407,38 @@ class AzureStore:
                 params["marker"] = marker
             elif start_after:
                 params["startFrom"] = start_after  # inclusive; PageWalk drops an exact match
-            try:
-                # A raw request (see _LEAN_LISTING_NOTE), streamed so the pipeline does not parse the XML itself.
-                response = self._client._client._send_request(
-                    # The container URL already holds a SAS token's query when one is used.
-                    HttpRequest("GET", f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"),
-                    stream=True,
-                )
-            except AzureError as exc:
-                raise translate(exc, container=self.container) from exc
-            if response.status_code != 200:
-                response.close()
-                raise _listing_error(response, self.container)
-            return parse_listing(response.read(), end_at)
+            if lean is not None:
+                answer = lean.list_page(self.container, params)
+                if answer.status != 200:
+                    raise _listing_error(answer.status, answer.headers.get("x-ms-error-code", ""), self.container)
+                return parse_listing(answer.body, end_at)
+            return self._sdk_listing(params, end_at)
 
         return PageWalk(fetch, page_size=self.page_size, start_after=start_after, end_at=end_at, limit=limit)
 
+    def _sdk_listing(self, params: dict[str, str], end_at: str | None) -> ListingPage:
+        """One List Blobs request through the container client's pipeline (a token credential's path)."""
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        url = self._client.url
+        try:
+            # A raw request (see _LEAN_LISTING_NOTE), streamed so the pipeline does not parse the XML itself.
+            response = self._client._client._send_request(
+                # The container URL already holds a SAS token's query when one is used.
+                HttpRequest("GET", f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"),
+                stream=True,
+            )
+        except AzureError as exc:
+            raise translate(exc, container=self.container) from exc
+        if response.status_code != 200:
+            response.close()
+            raise _listing_error(response.status_code, response.headers.get("x-ms-error-code", ""), self.container)
+        return parse_listing(response.read(), end_at)
+
     def _lean_get(self, key: str, version_id: str | None = None) -> Answer | None:
         """A 200 answer from the lean path; None where only the SDK goes; raises for a missing or refused blob."""
-        lean = self._lean.get()
+        lean = self._lean
         if lean is None:
             return None
         answer = lean.get(self.container, key, version_id)
@@ -353,6 +447,8 @@ class AzureStore:
         raise answer_error(answer, container=self.container, key=key)
 
     def read(self, key: str) -> bytes:
+        from azure.core.exceptions import AzureError
+
         self.requests.add("get")
         answer = self._lean_get(key)
         if answer is not None:
@@ -364,6 +460,8 @@ class AzureStore:
             raise translate(exc, container=self.container, key=key) from exc
 
     def fetch(self, key: str, *, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
+        from azure.core.exceptions import AzureError
+
         self.requests.add("get")
         answer = self._lean_get(key, version_id)
         if answer is not None:
@@ -386,6 +484,8 @@ class AzureStore:
         )
 
     def retention(self) -> RetentionSettings:
+        from azure.core.exceptions import AzureError, HttpResponseError
+
         notes: list[tuple[str, str]] = [
             ("versioning", "not reported by this endpoint: blob versioning is a storage-account setting"),
             ("lifecycle", "not reported by this endpoint: lifecycle management is a storage-account policy"),
@@ -421,6 +521,8 @@ class AzureStore:
         )
 
     def head(self, key: str) -> ObjectInfo | None:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
         self.requests.add("head")
         try:
             props = self._client.get_blob_client(key).get_blob_properties()
@@ -434,6 +536,10 @@ class AzureStore:
         return ObjectInfo(key=key, size=props.size, etag=str(props.etag).strip('"'), last_modified=props.last_modified)
 
     def write(self, key: str, data: bytes, *, if_absent: bool = True, content_type: str = "application/json") -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
+        from azure.storage.blob import ContentSettings
+
         self.requests.add("put")
         settings = ContentSettings(content_type=content_type)
         try:
@@ -455,6 +561,8 @@ class AzureStore:
         return True
 
     def create(self) -> None:
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
         try:
             self._client.create_container()
         except ResourceExistsError:
@@ -463,7 +571,9 @@ class AzureStore:
             raise translate(exc, container=self.container) from exc
 
     def close(self) -> None:
-        if (lean := self._lean.made) is not None:
-            lean.close()
-        self._client.close()
-        self._service.close()
+        if self._lean is not None:
+            self._lean.close()
+        if (sdk := self._sdk.made) is not None:
+            service, client = sdk
+            client.close()
+            service.close()
