@@ -103,10 +103,23 @@ def spawn(args: list[str], env: Mapping[str, str], cwd: Path, **kwargs: Any) -> 
     )
 
 
+def finish(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """Its stdout and stderr once it ends; killed, reaped and a failure saying what it wrote if it
+    runs past ``timeout``: left running, its open pipes and the process itself failed the next test on the same
+    pytest worker (a ResourceWarning is an error there)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"{process.args!r} still running after {timeout} s, killed: {err}") from None
+    return out or "", err or ""
+
+
 def run_process(args: list[str], env: Mapping[str, str], cwd: Path, timeout: float = 60, **kwargs: Any) -> Run:
     process = spawn(args, env, cwd, **kwargs)
-    out, err = process.communicate(timeout=timeout)
-    return Run(process.returncode, out or "", err)
+    out, err = finish(process, timeout)
+    return Run(process.returncode, out, err)
 
 
 def children(pid: int) -> list[int]:

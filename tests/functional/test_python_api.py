@@ -112,6 +112,7 @@ def test_a_library_replay_sends_each_lead_once_and_asks_before_many(env: dict[st
     selection = firehose.Selection(start=start, end=end, outcomes=("error",))
     target = firehose.Target(url=box.url)
     asked: list[int] = []
+    before = len(box.sandbox.submissions)  # the module's box: another of its tests may have replayed to it
 
     def decline(count: int) -> bool:
         asked.append(count)
@@ -125,15 +126,15 @@ def test_a_library_replay_sends_each_lead_once_and_asks_before_many(env: dict[st
             settings,
             confirm=decline,
         )
-    assert not box.sandbox.submissions, "nothing is sent before the confirmation"
+    assert len(box.sandbox.submissions) == before, "nothing is sent before the confirmation"
     rows: list[Any] = []
     options = firehose.ReplayOptions(target=target, selection=selection, confirm_over=None)
     first = firehose.replay(options, settings, on_result=rows.append)
     assert first.exit_code == firehose.ExitCode.OK and first.counts["sent"] == first.planned == asked[0] > 0
-    assert len(box.sandbox.submissions) == first.planned and {r.status for r in rows} == {"sent"}
+    assert len(box.sandbox.submissions) - before == first.planned and {r.status for r in rows} == {"sent"}
     again = firehose.replay(options, settings)
     assert again.planned == 0 and again.counts["skipped"] == first.planned, again.report()
-    assert len(box.sandbox.submissions) == first.planned, "the ledger sent nothing twice"
+    assert len(box.sandbox.submissions) - before == first.planned, "the ledger sent nothing twice"
 
 
 def test_the_command_and_the_library_locate_the_same(box: RunningSandbox, env: dict[str, str]) -> None:

@@ -30,7 +30,7 @@ from tests.conftest import (
     stack_env,
     stack_sandbox,
 )
-from tests.functional.clirun import children, process_env, run_process, spawn
+from tests.functional.clirun import children, finish, process_env, run_process, spawn
 
 pytestmark = pytest.mark.usefixtures("stack")
 WINDOW = ["--start", (UNTIL.replace(day=UNTIL.day - 6)).strftime("%Y-%m-%d"), "--end", UNTIL.isoformat()]
@@ -566,7 +566,7 @@ def test_every_slice_on_local_workers_one_killed_merges_into_the_whole_windows_r
             killed = workers[0]
             os.kill(killed, signal.SIGKILL)  # a worker dies mid-run: its slice is submitted again
         time.sleep(0.05)
-    _, err = process.communicate(timeout=240)
+    _, err = finish(process, 240)
     assert killed is not None, "no worker to kill"
     assert process.returncode == (ExitCode.DIFFERENCES if expected["counts"].get("missing") else ExitCode.OK), err
     document = json.loads(report_file.read_text())

@@ -4,8 +4,8 @@ hangs holds up no poll; one that fails and then recovers gets the alert after re
 delivery and a restart deliver it still, with the same ``id``; a command gets each alert as JSON on stdin; json log
 lines parse; a secret in the webhook's URL shows nowhere.
 
-The alerts come quickly and for sure: the watch looks in an empty ``--archive`` for events of the shared sandbox
-that ended long ago, so every one is ``late`` at the first poll."""
+The alerts come quickly and for sure: the watch looks in an empty ``--archive`` for events of the test's own
+sandbox that ended long ago, so every one is ``late`` at the first poll."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from firehose.ids import seconds_of
-from tests.conftest import API_KEY, UNTIL, RunningSandbox
+from firehose.sandbox import Targets
+from tests.conftest import API_KEY, UNTIL, RunningSandbox, start_sandbox, stop_sandbox
 from tests.functional.clirun import Run, environ, invoke, process_env, run_process, spawn
 from tests.functional.test_watch import wait_for
 
@@ -76,6 +77,15 @@ class Webhook:
         self.released.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture()
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """Each test's own: a watch from ``START`` to now sees every lead made since, and the shared sandbox takes
+    leads other tests submit, late a second after (a second run found them where a test expects nothing new)."""
+    running, server = start_sandbox(Targets(directory=tmp_path_factory.mktemp("alerts")))
+    yield running
+    stop_sandbox(server, running)
 
 
 @pytest.fixture()
