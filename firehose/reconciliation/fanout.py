@@ -14,9 +14,9 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -154,12 +154,16 @@ def _on_processes(
             break
         try:
             with _pool(workers, api_concurrency) as pool:
-                futures = [pool.submit(_one_slice, job, index, shards, settings, run_state, credential_id)
-                           for index in left]  # fmt: skip
-                for future in as_completed(futures):
-                    # a slice's own failure (a refused key, a full disk) ends the run, named
-                    if future.result():
-                        done()
+                pending = {pool.submit(_one_slice, job, index, shards, settings, run_state, credential_id)
+                           for index in left}  # fmt: skip
+                while pending:
+                    finished, pending = wait(pending, timeout=WORKER_CHECK_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        # a slice's own failure (a refused key, a full disk) ends the run, named
+                        if future.result():
+                            done()
+                    if pending and _a_worker_died(pool):
+                        raise BrokenProcessPool("a worker process died")
         except BrokenProcessPool:
             pass  # a worker died (the pool ends the others): what has no checkpoint is submitted again
         left = _left(job, settings, run_state, shards, credential_id)
@@ -204,7 +208,7 @@ def _on_dask(
 
 
 @contextmanager
-def _pool(workers: int, api_concurrency: int | None) -> Iterator[Executor]:
+def _pool(workers: int, api_concurrency: int | None) -> Iterator[ProcessPoolExecutor]:
     """Worker processes, spawned (not forked: the parent holds threads, and a fork copies their locks held),
     sharing a semaphore of ``api_concurrency`` leases, new with each pool: a worker killed while it held one
     breaks the pool, which ends the others, so no lease is ever lost."""
@@ -213,8 +217,39 @@ def _pool(workers: int, api_concurrency: int | None) -> Iterator[Executor]:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_given_gate, initargs=(gate,))
     try:
         yield pool
+    except BrokenProcessPool:
+        _kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+WORKER_CHECK_SECONDS = 1.0
+"""How often a run on local workers looks whether one of them died, besides the pool's own watch."""
+
+
+def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker of the pool has ended while slices wait. The pool notices a dead worker through the
+    processes it watched when it last woke: one it spawned after that (it starts them as slices are submitted)
+    can die unnoticed, and the run then waits for the slowest slice, or for ever. Seen: a worker killed as it
+    started, its pool still waiting 30 s later."""
+    processes = getattr(pool, "_processes", None) or {}
+    return any(process.exitcode is not None for process in list(processes.values()))
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill every worker of a broken pool, so that its shutdown can join them at once.
+
+    When a worker dies, the pool sends the others SIGTERM and a stop, counted from the workers it knew then, and
+    waits for each to end: one spawned in that moment (the pool starts them as slices are submitted) gets
+    neither and waits for work for ever (seen under load: ``reconcile --executor local:2`` waiting past 240 s,
+    its other worker idle in ``Queue.get``), and one busy with a long slice is waited for. SIGKILL to every
+    process the pool knows ends both. The pool keeps them in ``_processes`` (CPython 3.9 to 3.13), the one way
+    to reach them."""
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with suppress(OSError, ValueError, AttributeError):
+            process.kill()
 
 
 _GATE: Any = None
