@@ -1017,8 +1017,7 @@ class RunLock:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(handle)
             handle.close()
             raise ConfigError(
                 f"state database {self.database}: another {self.what} is using it ({holder}); "
@@ -1041,6 +1040,23 @@ class RunLock:
         if self._handle is not None:
             self._handle.close()  # closing drops the lock
             self._handle = None
+
+
+HOLDER_WAIT_SECONDS = 1.0
+"""How long a refused run waits for the lock's holder to say who it is."""
+
+
+def _holder(handle: Any) -> str:
+    """Who holds a run lock, as it wrote it. The holder writes right after it takes the lock, so an empty file is
+    read again for up to ``HOLDER_WAIT_SECONDS``: three reconciles started at once, one refused in that gap said
+    "another process" where it could name the pid."""
+    deadline = time.monotonic() + HOLDER_WAIT_SECONDS
+    while True:
+        handle.seek(0)
+        text: str = handle.read().strip()
+        if text or time.monotonic() >= deadline:
+            return text or "another process"
+        time.sleep(0.02)
 
 
 def no_database_yet(path: Path) -> bool:
