@@ -356,3 +356,14 @@ def test_listing_and_reading_an_azure_container_does_not_load_the_sdk(stack: Non
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_the_lean_path_asks_for_a_service_version_that_takes_start_from_and_the_sdk_knows() -> None:
+    """``startFrom`` (where a window's listing begins) came with service version 2026-02-06: an older version
+    would have a real Azure account list the whole prefix from its start. The SDK must know the version too."""
+    from azure.storage.blob._serialize import _SUPPORTED_API_VERSIONS
+
+    from firehose.archive.azure import LEAN_API_VERSION
+
+    assert LEAN_API_VERSION >= "2026-02-06"
+    assert LEAN_API_VERSION in _SUPPORTED_API_VERSIONS
