@@ -68,9 +68,9 @@ def translate(exc: Exception, *, container: str, key: str | None = None) -> Arch
 
 
 # _LEAN_LISTING_NOTE: the SDK spends about 155 µs of CPU per blob deserialising List Blobs answers, more than
-# the server takes to send them. So listing sends the request through the container client's own pipeline
-# (its authentication, retries and transport: ``_send_request``, the generated client's documented way to send a
-# raw request) and reads the few fields firehose needs from the XML itself.
+# the server takes to send them. So listing sends a raw request (the lean path's, or with a token credential the
+# container client's own pipeline through ``_send_request``, the generated client's documented way to send one)
+# and reads the few fields firehose needs from the XML itself.
 _BLOB = re.compile(rb"<Blob>(.*?)</Blob>", re.S)
 _NAME = re.compile(rb"<Name>(.*?)</Name>", re.S)
 _LAST_MODIFIED = re.compile(rb"<Last-Modified>(.*?)</Last-Modified>")
@@ -138,17 +138,6 @@ def parse_listing(body: bytes, end_at: str | None = None) -> ListingPage:
     return items, (_text(marker.group(1)) or None) if marker else None
 
 
-def _listing_error(status: int, code: str, container: str) -> ArchiveError:
-    """A raw List Blobs answer that failed (its HTTP status and ``x-ms-error-code``), as the same errors
-    ``translate`` gives for SDK calls."""
-    where = f"az://{container}"
-    if status == 404:
-        return ArchiveNotFound(f"{where}: container {container} does not exist")
-    if status in (401, 403):
-        return ArchiveAccessDenied(f"{where}: access denied (HTTP {status}); check the credentials for this container")
-    return ArchiveError(f"{where}: HTTP {status} {code}".rstrip())
-
-
 def make_service(credential: AzureCredential) -> BlobServiceClient:
     """A BlobServiceClient from a connection string, an account URL (+SAS), or the default credential."""
     from azure.storage.blob import BlobServiceClient
@@ -206,14 +195,13 @@ class SharedKey:
 
     def __init__(self, account: str, key: str, version: str) -> None:
         self.account = account
-        self._account = account
         self._key = base64.b64decode(key)
         self._version = version
 
     def headers(self, path: str, query: dict[str, str], *, now: float | None = None) -> list[tuple[str, str]]:
         """Headers that authorise ``GET path?query``; ``path`` URI-encoded as sent, ``query`` not encoded."""
         date = formatdate(now, usegmt=True)
-        resource = f"/{self._account}{path}" + "".join(
+        resource = f"/{self.account}{path}" + "".join(
             f"\n{name.lower()}:{query[name]}" for name in sorted(query, key=str.lower)
         )
         to_sign = f"GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{self._version}\n{resource}"
@@ -221,7 +209,7 @@ class SharedKey:
         return [
             ("x-ms-date", date),
             ("x-ms-version", self._version),
-            ("Authorization", f"SharedKey {self._account}:{signature}"),
+            ("Authorization", f"SharedKey {self.account}:{signature}"),
         ]
 
 
@@ -237,10 +225,18 @@ class LeanReads:
         self._shared_key = shared_key
 
     def get(self, container: str, key: str, version_id: str | None = None) -> Answer:
-        path = self._base + quote(key, safe="/~")
         query = {"versionid": version_id} if version_id else {}
+        return self._send(self._base + quote(key, safe="/~"), query, f"az://{container}/{key}")
+
+    def list_page(self, container: str, query: dict[str, str]) -> Answer:
+        """One List Blobs request; ``query`` its parameters, not encoded."""
+        return self._send(self._base.rstrip("/"), query, f"az://{container}")
+
+    def _send(self, path: str, query: dict[str, str], where: str) -> Answer:
+        """GET ``path`` (URI-encoded) with ``query`` (not encoded) and the SAS token's, authorised."""
         pairs = [self._sas] if self._sas else []
-        pairs += [f"{name}={quote(value, safe='')}" for name, value in query.items()]
+        if query:
+            pairs.append(urlencode(query, quote_via=quote))
         target = path + ("?" + "&".join(pairs) if pairs else "")
         shared_key = self._shared_key
 
@@ -248,37 +244,23 @@ class LeanReads:
             signed = shared_key.headers(path, query) if shared_key else [("x-ms-version", self._version)]
             return [("Host", self._host), *signed]
 
-        return self._getter.get(target, headers, where=f"az://{container}/{key}")
-
-    def list_page(self, container: str, query: dict[str, str]) -> Answer:
-        """One List Blobs request; ``query`` its parameters, not encoded."""
-        path = self._base.rstrip("/")
-        target = path + "?" + "&".join([*([self._sas] if self._sas else []), urlencode(query)])
-        shared_key = self._shared_key
-
-        def headers() -> list[tuple[str, str]]:
-            signed = shared_key.headers(path, query) if shared_key else [("x-ms-version", self._version)]
-            return [("Host", self._host), *signed]
-
-        return self._getter.get(target, headers, where=f"az://{container}")
+        return self._getter.get(target, headers, where=where)
 
     def close(self) -> None:
         self._getter.close()
 
 
-def answer_error(answer: Answer, *, container: str, key: str) -> ArchiveError:
-    """The error of a GET that did not answer 200, as ``translate`` words it."""
-    where = f"az://{container}/{key}"
-    code = answer.headers.get("x-ms-error-code", "")
-    if answer.status == 404:
-        if "Container" in code:
+def answer_error(status: int, code: str, *, container: str, key: str | None = None) -> ArchiveError:
+    """The error of a raw request that did not answer 200 (its status and ``x-ms-error-code``), a blob's GET or,
+    without ``key``, the container's List Blobs, as ``translate`` words the SDK's."""
+    where = f"az://{container}/{key}" if key else f"az://{container}"
+    if status == 404:
+        if key is None or "Container" in code:
             return ArchiveNotFound(f"{where}: container {container} does not exist")
         return ArchiveNotFound(f"{where}: no such blob")
-    if answer.status in (401, 403):
-        return ArchiveAccessDenied(
-            f"{where}: access denied (HTTP {answer.status}); check the credentials for this container"
-        )
-    return ArchiveError(f"{where}: HTTP {answer.status} {code}".rstrip())
+    if status in (401, 403):
+        return ArchiveAccessDenied(f"{where}: access denied (HTTP {status}); check the credentials for this container")
+    return ArchiveError(f"{where}: HTTP {status} {code}".rstrip())
 
 
 def blob_endpoint(fields: dict[str, str]) -> str | None:
@@ -411,7 +393,8 @@ class AzureStore:
             if lean is not None:
                 answer = lean.list_page(self.container, params)
                 if answer.status != 200:
-                    raise _listing_error(answer.status, answer.headers.get("x-ms-error-code", ""), self.container)
+                    code = answer.headers.get("x-ms-error-code", "")
+                    raise answer_error(answer.status, code, container=self.container)
                 return parse_listing(answer.body, end_at)
             return self._sdk_listing(params, end_at)
 
@@ -434,7 +417,9 @@ class AzureStore:
             raise translate(exc, container=self.container) from exc
         if response.status_code != 200:
             response.close()
-            raise _listing_error(response.status_code, response.headers.get("x-ms-error-code", ""), self.container)
+            raise answer_error(
+                response.status_code, response.headers.get("x-ms-error-code", ""), container=self.container
+            )
         return parse_listing(response.read(), end_at)
 
     def _lean_get(self, key: str, version_id: str | None = None) -> Answer | None:
@@ -445,7 +430,7 @@ class AzureStore:
         answer = lean.get(self.container, key, version_id)
         if answer.status == 200:
             return answer
-        raise answer_error(answer, container=self.container, key=key)
+        raise answer_error(answer.status, answer.headers.get("x-ms-error-code", ""), container=self.container, key=key)
 
     def read(self, key: str) -> bytes:
         from azure.core.exceptions import AzureError

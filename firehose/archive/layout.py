@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from firehose.archive.base import ObjectInfo
+from firehose.archive.base import ObjectInfo, request_prefix
 from firehose.ids import highest_id_at, lowest_id_at, time_of
 
 KEY_PATTERN = re.compile(r"(?:^|/)([0-9a-fA-F]{24})/([0-9a-fA-F]{24})(?:\.json)?(?:\.gz)?$")
@@ -128,10 +128,8 @@ def upper_case_ranges(
     if start_after is None or end_at is None:
         return [(start_after, end_at)]
     base = folder(prefix)
-    at = len(base)
-    while at < min(len(start_after), len(end_at)) and start_after[at] == end_at[at]:
-        at += 1
-    shared = start_after[:at]
+    shared = request_prefix(base, start_after, end_at)  # what one request for the range would send
+    at = len(shared)
     if any(letter in shared[len(base) :] for letter in "ABCDEF") or at >= min(len(start_after), len(end_at)):
         return [(start_after, end_at)]  # one request already asks for upper-case keys only
     low, high = start_after[at], end_at[at]

@@ -233,8 +233,7 @@ def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
     processes it watched when it last woke: one it spawned after that (it starts them as slices are submitted)
     can die unnoticed, and the run then waits for the slowest slice, or for ever. Seen: a worker killed as it
     started, its pool still waiting 30 s later."""
-    processes = getattr(pool, "_processes", None) or {}
-    return any(process.exitcode is not None for process in list(processes.values()))
+    return any(process.exitcode is not None for process in _workers(pool))
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
@@ -244,12 +243,15 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
     waits for each to end: one spawned in that moment (the pool starts them as slices are submitted) gets
     neither and waits for work for ever (seen under load: ``reconcile --executor local:2`` waiting past 240 s,
     its other worker idle in ``Queue.get``), and one busy with a long slice is waited for. SIGKILL to every
-    process the pool knows ends both. The pool keeps them in ``_processes`` (CPython 3.9 to 3.13), the one way
-    to reach them."""
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    process the pool knows ends both."""
+    for process in _workers(pool):
         with suppress(OSError, ValueError, AttributeError):
             process.kill()
+
+
+def _workers(pool: ProcessPoolExecutor) -> list[Any]:
+    """The pool's worker processes, started so far (``_processes``: CPython 3.9 to 3.13 keep them there)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 _GATE: Any = None
